@@ -1,0 +1,36 @@
+# Every third-party dependency is found here, once, and exposed as an
+# imported target (PkgConfig::NAME) so the folders' CMakeLists stay short.
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+pkg_check_modules(MHD     REQUIRED IMPORTED_TARGET libmicrohttpd)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+pkg_check_modules(PROTOBUFC REQUIRED IMPORTED_TARGET libprotobuf-c)
+pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
+pkg_check_modules(SPNG    REQUIRED IMPORTED_TARGET spng)
+pkg_check_modules(CURL    REQUIRED IMPORTED_TARGET libcurl)
+pkg_check_modules(ZSTD    REQUIRED IMPORTED_TARGET libzstd)
+pkg_check_modules(LZ4     REQUIRED IMPORTED_TARGET liblz4)
+pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
+pkg_check_modules(NLGENL  REQUIRED IMPORTED_TARGET libnl-genl-3.0)
+pkg_check_modules(CMOCKA  IMPORTED_TARGET cmocka)
+# OpenBLAS: the CPU backend's GEMM (kernels/README.md says why).
+pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+find_library(MATH_LIB m REQUIRED)
+
+find_program(PROTOC_C protoc-c REQUIRED)
+set(SPLITD_ONNX_PROTO /usr/include/onnx/onnx.proto CACHE FILEPATH "onnx.proto from libonnx-dev")
+
+# CUDA + cuDNN: AUTO turns it on when both are found.
+set(SPLITD_HAVE_CUDA OFF)
+if(NOT SPLITD_CUDA STREQUAL "OFF")
+  find_package(CUDAToolkit QUIET)
+  find_path(CUDNN_INCLUDE_DIR cudnn.h HINTS /usr/local/cuda/include /usr/include)
+  find_library(CUDNN_LIBRARY cudnn HINTS /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu)
+  if(CUDAToolkit_FOUND AND CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+    set(SPLITD_HAVE_CUDA ON)
+  elseif(SPLITD_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "SPLITD_CUDA=ON but CUDA toolkit or cuDNN not found")
+  endif()
+endif()
+message(STATUS "splitd: CUDA backend ${SPLITD_HAVE_CUDA}")

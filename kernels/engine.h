@@ -1,0 +1,97 @@
+/* The inference engine: load an ONNX model, run any contiguous range of its
+ * nodes on a backend, list the tensors that cross every cut, profile nodes.
+ *
+ * Nodes are numbered 0..N-1 in the engine's own topological order (after
+ * constant folding and fusion). Cut k (0 <= k <= N) is the position before
+ * node k: cut 0 crosses the model inputs, cut N the model outputs. A cut is a
+ * set of live tensors (residual blocks cross more than one).
+ *
+ * A loaded engine is immutable and may be shared by threads; each inference
+ * uses its own struct engine_ctx. All functions return 0 or a negative errno;
+ * load errors also fill err (a human sentence naming op, node, opset, ...). */
+#ifndef SPLITD_ENGINE_H
+#define SPLITD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+struct engine;
+struct engine_ctx;
+
+struct engine_input_shape {
+	const char *name;	/* model input name; NULL = the first input */
+	int ndim;
+	int64_t shape[TENSOR_MAX_DIMS];
+};
+
+struct engine_opts {
+	int threads;		/* CPU threads; 0 = online cores */
+	const char *backend;	/* "cpu" (default) or "cuda" */
+	int64_t batch;		/* value for a dynamic batch dim; 0 = 1 */
+	/* fixed shapes for inputs with dynamic dims (other than batch) */
+	const struct engine_input_shape *input_shapes;
+	int n_input_shapes;
+	size_t max_model_bytes;	/* refuse larger files; 0 = 2 GiB */
+};
+
+struct engine_value_info {
+	const char *name;	/* ONNX value name; borrowed from the engine */
+	enum tensor_dtype dtype;
+	int ndim;
+	int64_t shape[TENSOR_MAX_DIMS];
+	size_t bytes;
+};
+
+struct engine_node_info {
+	const char *name;	/* ONNX node name (or a generated one) */
+	const char *op;		/* ONNX op type; "Conv+Relu" etc. after fusion */
+	int64_t macs;		/* multiply-adds of one run */
+	size_t out_bytes;	/* bytes of the node's outputs */
+	int band_ok;		/* row-local: may run band-wise (overlap issue) */
+};
+
+int engine_load(const char *path, const struct engine_opts *opts,
+		struct engine **out, char *err, size_t errlen);
+int engine_load_buffer(const void *data, size_t len,
+		       const struct engine_opts *opts, struct engine **out,
+		       char *err, size_t errlen);
+void engine_free(struct engine *e);
+
+/* sha256 of the model file bytes: the model's identity for the peer link. */
+const uint8_t *engine_sha256(const struct engine *e);
+const char *engine_backend_name(const struct engine *e);
+
+int engine_num_nodes(const struct engine *e);
+int engine_node_info(const struct engine *e, int i, struct engine_node_info *out);
+int engine_num_inputs(const struct engine *e);
+int engine_num_outputs(const struct engine *e);
+int engine_input_info(const struct engine *e, int i, struct engine_value_info *out);
+int engine_output_info(const struct engine *e, int i, struct engine_value_info *out);
+
+/* The tensors live at cut k: needed by a node >= k (or a model output) and
+ * produced before k (or a model input). */
+int engine_cut_count(const struct engine *e, int k);	/* tensors crossing k, or <0 */
+int engine_cut_tensor(const struct engine *e, int k, int j, struct engine_value_info *out);
+size_t engine_cut_bytes(const struct engine *e, int k);
+
+/* Per-inference state (activation buffers). */
+int engine_ctx_new(const struct engine *e, struct engine_ctx **out);
+void engine_ctx_free(struct engine_ctx *c);
+/* Copy a tensor in by value name (a model input, or a tensor of a cut). Shape
+ * and dtype must match the engine's; a mismatch is -EINVAL with err set. */
+int engine_ctx_set(struct engine_ctx *c, const char *name, const struct tensor_view *v,
+		   char *err, size_t errlen);
+/* Borrow a computed tensor; valid until the next run on c or engine_ctx_free. */
+int engine_ctx_get(struct engine_ctx *c, const char *name, struct tensor_view *out);
+/* Run nodes [first, last). Every tensor of cut `first` must have been set or
+ * computed. Afterwards every tensor of cut `last` can be got. */
+int engine_run_range(struct engine_ctx *c, int first, int last);
+int engine_run(struct engine_ctx *c);	/* [0, N) */
+
+/* Per-node profile: median ms over `runs` runs (after one warm-up) of each
+ * node on a zero-filled input; node_ms has engine_num_nodes() entries. */
+int engine_profile(const struct engine *e, int runs, double *node_ms);
+
+#endif
