@@ -1,0 +1,126 @@
+/* The planner: predict latency and robot energy of every way to run one
+ * inference — all-local, the received image (k = 0), every cut k with every
+ * encoding, and banded (overlapped) cuts with B bands — and choose by policy,
+ * with a re-plan threshold and hysteresis so the choice does not flap.
+ *
+ * Model (per candidate, all times ms):
+ *   plain:  T = decode + L(k) + X + R(k) + net,  X = wire_bytes * 8 / bandwidth
+ *   banded: the local part, the upload and the peer's row-local part up to its
+ *           first barrier run as a 3-stage pipeline over B bands:
+ *           T = decode + c + x + r + (B-1) * max(c, x, r) + R_rest + net
+ *           with c = L/B + band overhead, x = X/B, r = R_band/B.
+ *   energy: E = P_wait * T + (P_compute - P_wait) * local + (P_tx - P_wait) * X
+ *           (= P_compute*local + P_tx*X + P_wait*(remote + net) when plain).
+ * The overlap saving is bounded by (C + X + R_band - max(C, X, R_band)) *
+ * (1 - 1/B), which is min(C, X) * (1 - 1/B) when the peer does not stream.
+ *
+ * plan.c takes arrays, not an engine: the caller copies what the engine says
+ * (node count, cut bytes, band_ok, profile) into struct plan_model. */
+#ifndef SPLITD_PLAN_H
+#define SPLITD_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum plan_policy { PLAN_POLICY_LATENCY, PLAN_POLICY_ENERGY, PLAN_POLICY_ENERGY_SLO };
+
+/* Encodings of the cut tensors: dtype x codec, plus the received image. */
+enum plan_dtype { PLAN_DTYPE_F32, PLAN_DTYPE_F16, PLAN_DTYPE_I8, PLAN_DTYPE_COUNT };
+enum plan_codec { PLAN_CODEC_NONE, PLAN_CODEC_ZSTD, PLAN_CODEC_LZ4, PLAN_CODEC_COUNT };
+#define PLAN_ENC_COUNT (PLAN_DTYPE_COUNT * PLAN_CODEC_COUNT)
+#define PLAN_ENC_INPUT PLAN_ENC_COUNT	/* k = 0: the JPEG/PNG as received */
+#define PLAN_ENC_LOCAL (PLAN_ENC_COUNT + 1)	/* all-local: nothing sent */
+#define PLAN_ENC(dtype, codec) ((int)(dtype) * PLAN_CODEC_COUNT + (int)(codec))
+#define PLAN_MAX_BANDS 64
+
+enum plan_power_phase { PLAN_PHASE_COMPUTE, PLAN_PHASE_TX, PLAN_PHASE_WAIT, PLAN_PHASE_COUNT };
+
+struct plan_model {		/* borrowed arrays; copied by plan_new */
+	int n_nodes;
+	const size_t *cut_bytes;	/* n_nodes + 1: float32 bytes live at cut k */
+	const int *band_ok;		/* n_nodes: row-local node (NULL: none) */
+	const double *local_node_ms;	/* n_nodes: robot profile */
+	const double *peer_node_ms;	/* n_nodes: peer profile */
+};
+
+struct plan_config {
+	enum plan_policy policy;
+	double slo_ms;			/* PLAN_POLICY_ENERGY_SLO bound */
+	unsigned enc_mask;		/* bit PLAN_ENC(d,c) allowed; 0 = f32/f16/i8 uncompressed */
+	int max_bands;			/* banded candidates B = 2,4,.. <= this; <= 1 = off */
+	int peer_streams;		/* peer computes bands as they arrive */
+	double band_overhead_ms;	/* robot cost per extra band (framing, smaller kernels) */
+	double codec_ns_per_byte[PLAN_CODEC_COUNT]; /* robot compression cost per raw byte */
+	double power_default_mw[PLAN_PHASE_COUNT];
+	double threshold;		/* re-plan when an input moved by more than this fraction */
+	double hysteresis;		/* switch only if the new best is better by more than this */
+	double ewma_alpha;		/* profile/power/ratio smoothing of observations */
+	int power_min_samples;		/* before a learnt phase power replaces the default */
+};
+void plan_config_defaults(struct plan_config *c);
+
+struct plan_inputs {		/* the link and request facts of this moment */
+	double bandwidth_bps;		/* uplink goodput, bits/s */
+	double rtt_ms;
+	size_t input_bytes;		/* received JPEG/PNG size; 0 = no such option */
+	size_t output_bytes;		/* reply size (0: the model outputs at float32) */
+	double decode_ms;		/* robot: image decode + preprocessing (k > 0 only) */
+	double peer_decode_ms;		/* peer: same, for k = 0 image */
+};
+
+struct plan_candidate {
+	int cut;		/* 0..n_nodes; n_nodes = all-local */
+	int enc;		/* PLAN_ENC(), PLAN_ENC_INPUT or PLAN_ENC_LOCAL */
+	int bands;		/* 1 = layer split */
+	size_t raw_bytes, wire_bytes;
+	double local_ms, transfer_ms, remote_ms, net_ms, total_ms;
+	double energy_uj;
+	double overlap_saving_ms, overlap_bound_ms;	/* banded: vs B = 1 */
+	int ratio_assumed;	/* compressed size is not learnt yet */
+	int meets_slo;
+};
+
+struct plan;
+
+int plan_new(const struct plan_model *m, const struct plan_config *c, struct plan **out);
+void plan_free(struct plan *p);
+int plan_set_config(struct plan *p, const struct plan_config *c);
+int plan_n_nodes(const struct plan *p);
+
+/* Learning from live requests (EWMA with config.ewma_alpha). */
+int plan_observe_local(struct plan *p, int first, int last, double measured_ms);
+int plan_observe_remote(struct plan *p, int first, int last, double measured_ms);
+int plan_set_peer_profile(struct plan *p, const double *node_ms, int n);
+int plan_observe_power(struct plan *p, enum plan_power_phase ph, double power_mw);
+int plan_observe_ratio(struct plan *p, int cut, int enc, size_t raw_bytes, size_t wire_bytes);
+/* Phase power in use; *learnt 0 = the configured default. */
+double plan_power_mw(const struct plan *p, enum plan_power_phase ph, int *learnt);
+
+/* Predict one candidate (bands >= 1). -EINVAL if not legal (banded across a
+ * barrier, encoding masked, k = 0 image without input_bytes, ...). */
+int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, int enc,
+		 int bands, struct plan_candidate *out);
+/* Every legal candidate; *out is malloc'ed, caller frees. best = index chosen
+ * by the policy (stateless, no hysteresis). */
+int plan_enumerate(const struct plan *p, const struct plan_inputs *in,
+		   struct plan_candidate **out, int *n, int *best);
+/* A banded cut is legal only if nodes [0, k) are all band_ok. */
+int plan_band_legal(const struct plan *p, int cut);
+
+/* The stateful decision: re-evaluates when the inputs or profiles moved
+ * beyond config.threshold since the last decision (or force), and switches
+ * only when the new best beats the current by more than config.hysteresis
+ * (or the current breaks the SLO). Returns 1 when the plan changed (reason,
+ * one line, filled), 0 when kept, negative errno on error. */
+int plan_update(struct plan *p, const struct plan_inputs *in, int force,
+		char *reason, size_t reasonlen);
+/* The current choice; -ENOENT before the first plan_update. */
+int plan_current(const struct plan *p, struct plan_candidate *out);
+
+const char *plan_policy_name(enum plan_policy pol);
+int plan_policy_parse(const char *s, enum plan_policy *out);
+/* "f32", "f16+zstd", "input", "local"; plan_enc_parse is its inverse. */
+const char *plan_enc_name(int enc);
+int plan_enc_parse(const char *s, int *enc);
+
+#endif

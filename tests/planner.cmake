@@ -1,0 +1,44 @@
+# Planner, link estimator and Wi-Fi telemetry (daemon/plan.c, linkest.c,
+# wifi.c): unit tests built from the module sources directly.
+add_executable(nl80211_record ${CMAKE_SOURCE_DIR}/tools/nl80211_record.c)
+
+if(TARGET PkgConfig::CMOCKA)
+  add_executable(test_plan ${CMAKE_SOURCE_DIR}/tests/test_plan.c
+    ${CMAKE_SOURCE_DIR}/daemon/plan.c ${CMAKE_SOURCE_DIR}/daemon/linkest.c)
+  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_link_libraries(test_plan PRIVATE PkgConfig::CMOCKA ${MATH_LIB})
+  add_test(NAME plan COMMAND test_plan)
+  set_tests_properties(plan PROPERTIES LABELS unit)
+
+  add_executable(test_wifi ${CMAKE_SOURCE_DIR}/tests/test_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
+  target_include_directories(test_wifi PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_compile_definitions(test_wifi PRIVATE WIFI_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/data/wifi")
+  target_link_libraries(test_wifi PRIVATE PkgConfig::CMOCKA PkgConfig::NLGENL)
+  add_test(NAME wifi COMMAND test_wifi)
+  set_tests_properties(wifi PROPERTIES LABELS unit)
+endif()
+
+# The recorded replies are what tools/nl80211_record writes today.
+add_test(NAME wifi_data_fresh COMMAND ${CMAKE_COMMAND}
+  -DTOOL=$<TARGET_FILE:nl80211_record> -DDATA=${CMAKE_SOURCE_DIR}/tests/data/wifi
+  -DOUT=${CMAKE_CURRENT_BINARY_DIR}/wifi_data
+  -P ${CMAKE_SOURCE_DIR}/tests/data/wifi/compare.cmake)
+set_tests_properties(wifi_data_fresh PROPERTIES LABELS unit)
+
+file(GLOB SPLITD_WIFI_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.bin
+  ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.txt)
+if(SPLITD_FUZZ)
+  add_executable(fuzz_wifi ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
+  target_include_directories(fuzz_wifi PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_compile_options(fuzz_wifi PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_wifi PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_wifi PRIVATE PkgConfig::NLGENL)
+else()
+  # the fuzz body as a regression test: seeds, their prefixes and bit flips
+  add_executable(fuzz_wifi_replay ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
+  target_include_directories(fuzz_wifi_replay PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_compile_definitions(fuzz_wifi_replay PRIVATE SPLITD_FUZZ_REPLAY)
+  target_link_libraries(fuzz_wifi_replay PRIVATE PkgConfig::NLGENL)
+  add_test(NAME fuzz_wifi_replay COMMAND fuzz_wifi_replay ${SPLITD_WIFI_SEEDS})
+  set_tests_properties(fuzz_wifi_replay PROPERTIES LABELS unit)
+endif()

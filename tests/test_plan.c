@@ -1,0 +1,605 @@
+/* Planner cost model, policies, hysteresis, banded bounds; link estimator.
+ * Expected figures are computed by hand in the comments from the model in
+ * daemon/plan.h, not taken from earlier runs. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linkest.h"
+#include "plan.h"
+
+/* Model A: 4 nodes; node 2 is a barrier (not band_ok).
+ * local ms 10 20 30 40, peer 1 2 3 4; cut bytes 600k 400k 200k 100k 4000. */
+static const double a_local[4] = { 10, 20, 30, 40 };
+static const double a_peer[4] = { 1, 2, 3, 4 };
+static const size_t a_cut[5] = { 600000, 400000, 200000, 100000, 4000 };
+static const int a_band[4] = { 1, 1, 0, 1 };
+
+static struct plan_config a_config(void)
+{
+	struct plan_config c;
+
+	plan_config_defaults(&c);
+	c.band_overhead_ms = 0;
+	c.power_default_mw[PLAN_PHASE_COMPUTE] = 6000;
+	c.power_default_mw[PLAN_PHASE_TX] = 4000;
+	c.power_default_mw[PLAN_PHASE_WAIT] = 3000;
+	return c;
+}
+
+/* 80 Mbit/s = 10,000 bytes per ms; rtt 2; reply 4000 B = 0.4 ms. */
+static struct plan_inputs a_inputs(void)
+{
+	struct plan_inputs in = {
+		.bandwidth_bps = 80e6, .rtt_ms = 2, .input_bytes = 30000,
+		.output_bytes = 0, .decode_ms = 5, .peer_decode_ms = 1,
+	};
+	return in;
+}
+
+static struct plan *a_plan(const struct plan_config *c)
+{
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer };
+	struct plan *p = NULL;
+
+	assert_int_equal(plan_new(&m, c, &p), 0);
+	return p;
+}
+
+static const struct plan_candidate *find(const struct plan_candidate *v, int n, int cut,
+					 int enc, int bands)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i].cut == cut && v[i].enc == enc && v[i].bands == bands)
+			return &v[i];
+	return NULL;
+}
+
+#define F32 PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE)
+#define F16 PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE)
+#define I8 PLAN_ENC(PLAN_DTYPE_I8, PLAN_CODEC_NONE)
+#define F16Z PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_ZSTD)
+
+static void test_plain_costs(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan *p = a_plan(&c);
+	struct plan_candidate o;
+
+	/* cut 2 f32: local 5 + 10 + 20 = 35; X = 200000 / 10000 = 20;
+	 * remote 3 + 4 = 7; net 2 + 0.4; total 64.4;
+	 * E = 6000*35 + 4000*20 + 3000*9.4 = 318200 uJ */
+	assert_int_equal(plan_predict(p, &in, 2, F32, 1, &o), 0);
+	assert_int_equal(o.wire_bytes, 200000);
+	assert_float_equal(o.local_ms, 35, 1e-9);
+	assert_float_equal(o.transfer_ms, 20, 1e-9);
+	assert_float_equal(o.remote_ms, 7, 1e-9);
+	assert_float_equal(o.net_ms, 2.4, 1e-9);
+	assert_float_equal(o.total_ms, 64.4, 1e-9);
+	assert_float_equal(o.energy_uj, 318200, 1e-6);
+	/* f16 halves the bytes: X = 10, total 54.4, E = 278200 */
+	assert_int_equal(plan_predict(p, &in, 2, F16, 1, &o), 0);
+	assert_int_equal(o.wire_bytes, 100000);
+	assert_float_equal(o.total_ms, 54.4, 1e-9);
+	assert_float_equal(o.energy_uj, 278200, 1e-6);
+	/* i8: a quarter */
+	assert_int_equal(plan_predict(p, &in, 1, I8, 1, &o), 0);
+	assert_int_equal(o.wire_bytes, 100000);
+	/* the JPEG as received: no robot work; X = 3, remote 1 + 10 = 11;
+	 * total 16.4; E = 4000*3 + 3000*13.4 = 52200 */
+	assert_int_equal(plan_predict(p, &in, 0, PLAN_ENC_INPUT, 1, &o), 0);
+	assert_float_equal(o.local_ms, 0, 1e-12);
+	assert_float_equal(o.total_ms, 16.4, 1e-9);
+	assert_float_equal(o.energy_uj, 52200, 1e-6);
+	/* all-local: 5 + 100 = 105; E = 630000 */
+	assert_int_equal(plan_predict(p, &in, 4, PLAN_ENC_LOCAL, 1, &o), 0);
+	assert_float_equal(o.total_ms, 105, 1e-9);
+	assert_float_equal(o.energy_uj, 630000, 1e-6);
+	/* illegal ones */
+	assert_int_equal(plan_predict(p, &in, 3, F32, 2, &o), -EINVAL);	/* barrier before */
+	assert_int_equal(plan_predict(p, &in, 2, F16Z, 1, &o), -EINVAL); /* masked */
+	assert_int_equal(plan_predict(p, &in, 1, PLAN_ENC_INPUT, 1, &o), -EINVAL);
+	in.input_bytes = 0;
+	assert_int_equal(plan_predict(p, &in, 0, PLAN_ENC_INPUT, 1, &o), -EINVAL);
+	plan_free(p);
+}
+
+static void test_compression_ratio(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan *p;
+	struct plan_candidate o;
+
+	c.enc_mask = (1u << F32) | (1u << F16Z);
+	c.codec_ns_per_byte[PLAN_CODEC_ZSTD] = 10;	/* 10 ns per byte */
+	p = a_plan(&c);
+	/* unlearnt: assumed 1, marked; codec cost 100000 B * 10 ns = 1 ms */
+	assert_int_equal(plan_predict(p, &in, 2, F16Z, 1, &o), 0);
+	assert_int_equal(o.ratio_assumed, 1);
+	assert_int_equal(o.wire_bytes, 100000);
+	assert_float_equal(o.local_ms, 36, 1e-9);
+	/* learnt 0.4 then 0.6: EWMA 0.2 -> 0.44 */
+	assert_int_equal(plan_observe_ratio(p, 2, F16Z, 100000, 40000), 0);
+	assert_int_equal(plan_observe_ratio(p, 2, F16Z, 100000, 60000), 0);
+	assert_int_equal(plan_predict(p, &in, 2, F16Z, 1, &o), 0);
+	assert_int_equal(o.ratio_assumed, 0);
+	assert_int_equal(o.wire_bytes, 44000);
+	assert_float_equal(o.transfer_ms, 4.4, 1e-9);
+	/* other cuts stay unlearnt */
+	assert_int_equal(plan_predict(p, &in, 1, F16Z, 1, &o), 0);
+	assert_int_equal(o.ratio_assumed, 1);
+	plan_free(p);
+}
+
+static void test_banded_costs(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan *p = a_plan(&c);
+	struct plan_candidate o;
+
+	assert_false(plan_band_legal(p, 0));
+	assert_true(plan_band_legal(p, 1));
+	assert_true(plan_band_legal(p, 2));
+	assert_false(plan_band_legal(p, 3));
+	assert_false(plan_band_legal(p, 4));
+	/* cut 2, B 4: C 30, X 20, peer barrier at node 2 so R_band 0:
+	 * T = 5 + 7.5 + 5 + 0 + 3 * 7.5 + 7 + 2.4 = 49.4; saving 15 =
+	 * min(30, 20) * 3/4; E = 3000*49.4 + 3000*35 + 1000*20 = 273200 */
+	assert_int_equal(plan_predict(p, &in, 2, F32, 4, &o), 0);
+	assert_float_equal(o.total_ms, 49.4, 1e-9);
+	assert_float_equal(o.overlap_saving_ms, 15, 1e-9);
+	assert_float_equal(o.overlap_bound_ms, 15, 1e-9);
+	assert_float_equal(o.energy_uj, 273200, 1e-6);
+	/* cut 1, B 2: C 10, X 40, the peer streams node 1 (2 ms) before its
+	 * barrier: c 5, x 20, r 1: T = 5 + 26 + 20 + 7 + 2.4 = 60.4, plain
+	 * 66.4: saving 6 = (10 + 40 + 2 - 40) / 2 */
+	assert_int_equal(plan_predict(p, &in, 1, F32, 2, &o), 0);
+	assert_float_equal(o.total_ms, 60.4, 1e-9);
+	assert_float_equal(o.overlap_saving_ms, 6, 1e-9);
+	/* a peer that does not stream: saving min(10, 40) / 2 = 5 */
+	c.peer_streams = 0;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_predict(p, &in, 1, F32, 2, &o), 0);
+	assert_float_equal(o.total_ms, 61.4, 1e-9);
+	assert_float_equal(o.overlap_saving_ms, 5, 1e-9);
+	/* a per-band overhead of 0.5 ms costs c grows to 5.5: T 61.9 */
+	c.band_overhead_ms = 0.5;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_predict(p, &in, 1, F32, 2, &o), 0);
+	assert_float_equal(o.total_ms, 61.9, 1e-9);
+	plan_free(p);
+}
+
+static uint64_t rng = 88172645463325252ull;
+
+static double urand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* Random models and links: the banded prediction never claims more than
+ * the overlap can give, and never beats the slowest stage. */
+static void test_banded_bounds(void **state)
+{
+	for (int trial = 0; trial < 300; trial++) {
+		int n = 2 + (int)(urand() * 30), ncand, best;
+		double local[32], peer[32];
+		size_t cut[33];
+		int band[32];
+		struct plan_config c = a_config();
+		struct plan_inputs in = a_inputs();
+		struct plan_model m = { n, cut, band, local, peer };
+		struct plan_candidate *v;
+		struct plan *p;
+		int streams = trial & 1;
+
+		for (int i = 0; i < n; i++) {
+			local[i] = urand() * 20;
+			peer[i] = urand() * 2;
+			band[i] = urand() < 0.85;
+		}
+		for (int i = 0; i <= n; i++)
+			cut[i] = (size_t)(urand() * 2e6) + 1;
+		c.peer_streams = streams;
+		c.max_bands = 16;
+		c.band_overhead_ms = (trial % 3) ? 0 : urand();
+		in.bandwidth_bps = 5e6 + urand() * 500e6;
+		in.rtt_ms = urand() * 10;
+		assert_int_equal(plan_new(&m, &c, &p), 0);
+		assert_int_equal(plan_enumerate(p, &in, &v, &ncand, &best), 0);
+		for (int i = 0; i < ncand; i++) {
+			const struct plan_candidate *b = &v[i], *pl;
+			double C, X, R = b->remote_ms;
+
+			if (b->bands == 1)
+				continue;
+			pl = find(v, ncand, b->cut, b->enc, 1);
+			assert_non_null(pl);
+			C = pl->local_ms - in.decode_ms;
+			X = pl->transfer_ms;
+			assert_true(pl->total_ms - b->total_ms <= b->overlap_bound_ms + 1e-9);
+			if (!streams)	/* the bound, exactly */
+				assert_true(pl->total_ms - b->total_ms <=
+					    fmin(C, X) * (1 - 1.0 / b->bands) + 1e-9);
+			else	/* plus at most all of the peer's work hidden */
+				assert_true(pl->total_ms - b->total_ms <=
+					    (fmin(C, X) + R) * (1 - 1.0 / b->bands) + 1e-9);
+			/* never faster than its slowest stage */
+			assert_true(b->total_ms + 1e-9 >= in.decode_ms + fmax(C, X) + in.rtt_ms);
+			if (c.band_overhead_ms == 0) {
+				assert_true(b->total_ms <= pl->total_ms + 1e-9);
+				assert_true(b->energy_uj <= pl->energy_uj + 1e-6);
+			}
+		}
+		free(v);
+		plan_free(p);
+	}
+}
+
+static void test_policies(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan_candidate *v, o;
+	struct plan *p;
+	int n, best;
+	char why[256];
+
+	/* f32 only and no image: hand-computed latencies
+	 *   cut0 77.4; cut1 66.4 (B2 60.4, B4 57.4, B8 55.9);
+	 *   cut2 64.4 (B2 54.4, B4 49.4, B8 46.9); cut3 81.4; local 105 */
+	c.enc_mask = 1u << F32;
+	in.input_bytes = 0;
+	c.power_default_mw[PLAN_PHASE_COMPUTE] = 10000;
+	c.power_default_mw[PLAN_PHASE_TX] = 2000;
+	c.power_default_mw[PLAN_PHASE_WAIT] = 1000;
+	p = a_plan(&c);
+	assert_int_equal(plan_enumerate(p, &in, &v, &n, &best), 0);
+	assert_int_equal(n, 1 + 4 + 4 + 1 + 1);
+	assert_float_equal(find(v, n, 1, F32, 8)->total_ms, 55.9, 1e-9);
+	assert_float_equal(find(v, n, 2, F32, 8)->total_ms, 46.9, 1e-9);
+	assert_float_equal(find(v, n, 3, F32, 1)->total_ms, 81.4, 1e-9);
+	assert_int_equal(v[best].cut, 2);
+	assert_int_equal(v[best].bands, 8);
+	free(v);
+
+	/* energy with P = 10/2/1 W: cut0 f32 E = 1000*77.4 + 9000*5 + 1000*60
+	 * = 182400 uJ, the least (cut1 B8 230900, cut2 B8 381900) */
+	c.policy = PLAN_POLICY_ENERGY;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_enumerate(p, &in, &v, &n, &best), 0);
+	assert_int_equal(v[best].cut, 0);
+	assert_float_equal(v[best].energy_uj, 182400, 1e-6);
+	assert_float_equal(find(v, n, 1, F32, 8)->energy_uj, 230900, 1e-6);
+	free(v);
+
+	/* energy under 60 ms: cut1 B8 (55.9 ms, 230900) beats cut1 B4 (232400) */
+	c.policy = PLAN_POLICY_ENERGY_SLO;
+	c.slo_ms = 60;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_enumerate(p, &in, &v, &n, &best), 0);
+	assert_int_equal(v[best].cut, 1);
+	assert_int_equal(v[best].bands, 8);
+	assert_true(v[best].meets_slo);
+	assert_false(find(v, n, 1, F32, 2)->meets_slo);
+	free(v);
+
+	/* 40 ms is unreachable: the fastest, cut2 B8 */
+	c.slo_ms = 40;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_enumerate(p, &in, &v, &n, &best), 0);
+	assert_int_equal(v[best].cut, 2);
+	assert_int_equal(v[best].bands, 8);
+	free(v);
+
+	/* plan_update follows the same choice and says why */
+	assert_int_equal(plan_current(p, &o), -ENOENT);
+	assert_int_equal(plan_update(p, &in, 0, why, sizeof(why)), 1);
+	assert_int_equal(plan_current(p, &o), 0);
+	assert_int_equal(o.cut, 2);
+	assert_non_null(strstr(why, "cut 2 f32 x8 bands"));
+	/* SLO relaxed to 60: the plan breaks no SLO now but a cheaper one
+	 * exists (230900 vs 381900 uJ): forced re-plan switches */
+	c.slo_ms = 60;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_update(p, &in, 0, why, sizeof(why)), 1);
+	assert_int_equal(plan_current(p, &o), 0);
+	assert_int_equal(o.cut, 1);
+	assert_non_null(strstr(why, "-> cut 1 f32 x8 bands"));
+	/* the SLO tightens below the current plan's 55.9 ms: it must move */
+	c.slo_ms = 50;
+	assert_int_equal(plan_set_config(p, &c), 0);
+	assert_int_equal(plan_update(p, &in, 0, why, sizeof(why)), 1);
+	assert_int_equal(plan_current(p, &o), 0);
+	assert_true(o.total_ms <= 50);
+	plan_free(p);
+}
+
+/* Two candidates close together: all-offload (JPEG) vs a mid cut, on a
+ * link whose goodput samples jitter by +-25%. */
+struct flap_run {
+	int changes;
+	int final_cut;
+};
+
+static struct flap_run run_link(double threshold, double hysteresis, double bw_bps,
+				double bw2_bps, int step_at, int n_req, int *switch_req)
+{
+	/* local 2 ms/node before cut 4 (30 KB), 20 after; peer 0.2; input 60 KB */
+	double local[8], peer[8];
+	size_t cut[9] = { 600000, 500000, 400000, 200000, 30000, 200000, 100000, 50000, 4000 };
+	int band[8] = { 0 };
+	struct plan_model m = { 8, cut, band, local, peer };
+	struct plan_config c;
+	struct linkest_config lc;
+	struct linkest *le;
+	struct plan *p;
+	struct plan_inputs in = { .rtt_ms = 2, .input_bytes = 60000, .decode_ms = 1 };
+	struct flap_run r = { 0, -1 };
+	uint64_t now = 0;
+
+	for (int i = 0; i < 8; i++) {
+		local[i] = i < 4 ? 2 : 20;
+		peer[i] = 0.2;
+	}
+	plan_config_defaults(&c);
+	c.enc_mask = 1u << F32;
+	c.threshold = threshold;
+	c.hysteresis = hysteresis;
+	linkest_config_defaults(&lc);
+	lc.initial_bandwidth_bps = bw_bps;
+	lc.initial_rtt_ms = 2;
+	assert_int_equal(plan_new(&m, &c, &p), 0);
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	if (switch_req)
+		*switch_req = -1;
+	for (int i = 0; i < n_req; i++) {
+		double bw = i >= step_at ? bw2_bps : bw_bps;
+		double noisy = bw * (0.75 + 0.5 * urand());
+		size_t bytes = 60000;
+		uint64_t t = (uint64_t)((double)bytes * 8 / noisy * 1e9);
+		struct linkest_sample s = {
+			.now_ns = now, .bytes_up = bytes, .upload_ns = t / 2,
+			.ttfb_ns = t + 2000000 + 1000000, .server_ns = 1000000,
+		};
+		struct linkest_estimate e;
+		char why[256];
+		int rc;
+
+		now += 50000000;
+		assert_int_equal(linkest_observe(le, &s), 0);
+		linkest_get(le, &e);
+		in.bandwidth_bps = e.bandwidth_bps;
+		in.rtt_ms = e.rtt_ms;
+		rc = plan_update(p, &in, 0, why, sizeof(why));
+		assert_true(rc >= 0);
+		if (rc == 1 && i > 0) {
+			r.changes++;
+			if (switch_req && *switch_req < 0 && i >= step_at)
+				*switch_req = i - step_at;
+		}
+	}
+	{
+		struct plan_candidate o;
+
+		assert_int_equal(plan_current(p, &o), 0);
+		r.final_cut = o.cut;
+	}
+	linkest_free(le);
+	plan_free(p);
+	return r;
+}
+
+static void test_hysteresis(void **state)
+{
+	/* JPEG: 480000/bw s to send + 1.6 ms peer; cut 4: 9 ms local +
+	 * 240000/bw + 0.8 ms peer. They tie where 240000/bw = 8.2 ms:
+	 * bw = 29.27 Mbit/s. Sit there. */
+	struct flap_run calm = run_link(0.10, 0.05, 29.27e6, 29.27e6, 1 << 30, 300, NULL);
+	struct flap_run raw = run_link(0.0, 0.0, 29.27e6, 29.27e6, 1 << 30, 300, NULL);
+	int after = -1;
+	struct flap_run step;
+
+	print_message("plan changes over 300 noisy requests: %d with hysteresis, %d without\n",
+		      calm.changes, raw.changes);
+	assert_true(calm.changes <= 1);
+	assert_true(raw.changes > 3);	/* the same noise without hysteresis flaps */
+	/* a real step 200 -> 10 Mbit/s: JPEG (k=0) to cut 4, within a few
+	 * requests (EWMA 0.25), and it stays */
+	step = run_link(0.10, 0.05, 200e6, 10e6, 50, 150, &after);
+	print_message("step 200 -> 10 Mbit/s: switched after %d requests, %d changes\n",
+		      after, step.changes);
+	assert_int_equal(step.final_cut, 4);
+	assert_true(after >= 0 && after <= 8);
+	assert_true(step.changes <= 2);
+}
+
+static void test_profile_and_power_learning(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan *p = a_plan(&c);
+	struct plan_candidate o;
+	int learnt;
+	char why[256];
+
+	/* segment [0, 2) measured at 60 ms instead of 30: EWMA 0.2 scales the
+	 * nodes by 1 + 0.2 * (2 - 1) = 1.2: 12 + 24 = 36 */
+	assert_int_equal(plan_observe_local(p, 0, 2, 60), 0);
+	assert_int_equal(plan_predict(p, &in, 2, F32, 1, &o), 0);
+	assert_float_equal(o.local_ms, 5 + 36, 1e-9);
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(plan_observe_local(p, 0, 2, 60), 0);
+	assert_int_equal(plan_predict(p, &in, 2, F32, 1, &o), 0);
+	assert_float_equal(o.local_ms, 65, 1e-3);
+	/* peer [2, 4) at 14 ms instead of 7, converged */
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(plan_observe_remote(p, 2, 4, 14), 0);
+	assert_int_equal(plan_predict(p, &in, 2, F32, 1, &o), 0);
+	assert_float_equal(o.remote_ms, 14, 1e-3);
+	assert_int_equal(plan_observe_local(p, 2, 2, 1), -EINVAL);
+
+	/* power: default until power_min_samples (5) samples */
+	assert_float_equal(plan_power_mw(p, PLAN_PHASE_TX, &learnt), 4000, 0);
+	assert_false(learnt);
+	for (int i = 0; i < 4; i++)
+		plan_observe_power(p, PLAN_PHASE_TX, 2500);
+	assert_float_equal(plan_power_mw(p, PLAN_PHASE_TX, &learnt), 4000, 0);
+	assert_false(learnt);
+	plan_observe_power(p, PLAN_PHASE_TX, 2500);
+	assert_float_equal(plan_power_mw(p, PLAN_PHASE_TX, &learnt), 2500, 1e-9);
+	assert_true(learnt);
+
+	/* a moved profile re-plans by itself; a steady one does not */
+	assert_int_equal(plan_update(p, &in, 0, why, sizeof(why)), 1);
+	assert_int_equal(plan_update(p, &in, 0, why, sizeof(why)), 0);
+	plan_free(p);
+}
+
+static void test_bad_inputs(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer };
+	double neg[4] = { 1, -1, 1, 1 };
+	struct plan *p = NULL;
+	struct plan_inputs in = a_inputs();
+	int e;
+
+	m.n_nodes = 0;
+	assert_int_equal(plan_new(&m, &c, &p), -EINVAL);
+	m.n_nodes = 4;
+	m.local_node_ms = neg;
+	assert_int_equal(plan_new(&m, &c, &p), -EINVAL);
+	m.local_node_ms = a_local;
+	c.policy = PLAN_POLICY_ENERGY_SLO;
+	c.slo_ms = 0;
+	assert_int_equal(plan_new(&m, &c, &p), -EINVAL);
+	c = a_config();
+	assert_int_equal(plan_new(&m, &c, &p), 0);
+	in.bandwidth_bps = 0;
+	assert_int_equal(plan_update(p, &in, 0, NULL, 0), -EINVAL);
+	plan_free(p);
+	plan_free(NULL);
+
+	assert_int_equal(plan_enc_parse("f16+zstd", &e), 0);
+	assert_int_equal(e, F16Z);
+	assert_string_equal(plan_enc_name(e), "f16+zstd");
+	assert_int_equal(plan_enc_parse("f64", &e), -EINVAL);
+	for (int i = 0; i < PLAN_ENC_COUNT; i++) {
+		assert_int_equal(plan_enc_parse(plan_enc_name(i), &e), 0);
+		assert_int_equal(e, i);
+	}
+}
+
+/* ---- link estimator ---- */
+
+static void test_linkest_converges(void **state)
+{
+	struct linkest_config lc;
+	struct linkest *le;
+	struct linkest_estimate e;
+	uint64_t now = 1000000000ull;
+
+	linkest_config_defaults(&lc);
+	lc.initial_bandwidth_bps = 1e6;	/* a poor guess */
+	lc.initial_rtt_ms = 20;
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	linkest_get(le, &e);
+	assert_false(e.measured);
+	/* true link: 137 Mbit/s, rtt 3 ms; a new connection first */
+	for (int i = 0; i < 40; i++) {
+		size_t bytes = 100000 + (size_t)(urand() * 500000);
+		double t = (double)bytes * 8 / (137e6 * (0.9 + 0.2 * urand())) * 1e9;
+		struct linkest_sample s = {
+			.now_ns = now, .bytes_up = bytes,
+			.connect_ns = i == 0 ? 3000000 : 0,
+			.upload_ns = (uint64_t)(t * 0.3),	/* socket buffers hide the rest */
+			.server_ns = 4000000,
+			.ttfb_ns = (uint64_t)t + 3000000 + 4000000,
+		};
+		now += 100000000;
+		assert_int_equal(linkest_observe(le, &s), 0);
+		if (i % 5 == 0) {	/* a small request: rtt */
+			struct linkest_sample q = {
+				.now_ns = now, .bytes_up = 200, .server_ns = 100000,
+				.upload_ns = 10000, .ttfb_ns = 3100000 + 12,
+			};
+			assert_int_equal(linkest_observe(le, &q), 0);
+		}
+	}
+	linkest_get(le, &e);
+	assert_true(e.measured);
+	assert_true(fabs(e.rtt_ms - 3) < 0.3);
+	assert_true(fabs(e.bandwidth_bps / 137e6 - 1) < 0.08);
+	/* step to 20 Mbit/s: within 15 requests */
+	for (int i = 0; i < 15; i++) {
+		size_t bytes = 300000;
+		double t = (double)bytes * 8 / 20e6 * 1e9;
+		struct linkest_sample s = {
+			.now_ns = now, .bytes_up = bytes, .upload_ns = (uint64_t)(t * 0.9),
+			.server_ns = 4000000, .ttfb_ns = (uint64_t)t + 7000000,
+		};
+		now += 100000000;
+		assert_int_equal(linkest_observe(le, &s), 0);
+	}
+	linkest_get(le, &e);
+	assert_true(fabs(e.bandwidth_bps / 20e6 - 1) < 0.05);
+	/* garbage samples are refused and change nothing */
+	{
+		struct linkest_sample bad = { .now_ns = now, .bytes_up = 100000, .upload_ns = 5,
+					      .ttfb_ns = 4 };
+		assert_int_equal(linkest_observe(le, &bad), -EINVAL);
+	}
+	linkest_free(le);
+}
+
+static void test_linkest_probe(void **state)
+{
+	struct linkest_config lc;
+	struct linkest *le;
+	uint64_t s = 1000000000ull;
+	struct linkest_sample x = { .now_ns = 10 * s, .bytes_up = 100, .ttfb_ns = 2000000 };
+
+	linkest_config_defaults(&lc);
+	lc.idle_probe_ns = 5 * s;
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	assert_int_equal(linkest_observe(le, &x), 0);
+	assert_false(linkest_probe_due(le, 12 * s));
+	assert_true(linkest_probe_due(le, 15 * s));
+	assert_false(linkest_probe_due(le, 16 * s));	/* asked already */
+	assert_true(linkest_probe_due(le, 20 * s + 1));	/* still idle */
+	x.now_ns = 21 * s;
+	assert_int_equal(linkest_observe(le, &x), 0);
+	assert_false(linkest_probe_due(le, 25 * s));
+	linkest_free(le);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plain_costs),
+		cmocka_unit_test(test_compression_ratio),
+		cmocka_unit_test(test_banded_costs),
+		cmocka_unit_test(test_banded_bounds),
+		cmocka_unit_test(test_policies),
+		cmocka_unit_test(test_hysteresis),
+		cmocka_unit_test(test_profile_and_power_learning),
+		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_linkest_converges),
+		cmocka_unit_test(test_linkest_probe),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
