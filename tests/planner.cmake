@@ -3,10 +3,12 @@
 add_executable(nl80211_record ${CMAKE_SOURCE_DIR}/tools/nl80211_record.c)
 
 if(TARGET PkgConfig::CMOCKA)
+  # cmd_plan.c runs on a stub engine defined in test_plan.c
   add_executable(test_plan ${CMAKE_SOURCE_DIR}/tests/test_plan.c
-    ${CMAKE_SOURCE_DIR}/daemon/plan.c ${CMAKE_SOURCE_DIR}/daemon/linkest.c)
-  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
-  target_link_libraries(test_plan PRIVATE PkgConfig::CMOCKA ${MATH_LIB})
+    ${CMAKE_SOURCE_DIR}/daemon/plan.c ${CMAKE_SOURCE_DIR}/daemon/linkest.c
+    ${CMAKE_SOURCE_DIR}/daemon/cmd_plan.c)
+  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels)
+  target_link_libraries(test_plan PRIVATE PkgConfig::CMOCKA PkgConfig::JANSSON ${MATH_LIB})
   add_test(NAME plan COMMAND test_plan)
   set_tests_properties(plan PROPERTIES LABELS unit)
 

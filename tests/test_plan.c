@@ -12,6 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "commands.h"
+#include "engine.h"
 #include "linkest.h"
 #include "plan.h"
 
@@ -587,6 +594,146 @@ static void test_linkest_probe(void **state)
 	linkest_free(le);
 }
 
+/* ---- splitd plan on a stub engine (model A) ---- */
+
+struct engine {
+	int dummy;
+};
+static struct engine stub_engine;
+static const uint8_t stub_sha[32] = { 0xab, 0xcd };
+
+int engine_load(const char *path, const struct engine_opts *opts, struct engine **out,
+		char *err, size_t errlen)
+{
+	if (strcmp(path, "stub.onnx")) {
+		snprintf(err, errlen, "no such model");
+		return -ENOENT;
+	}
+	*out = &stub_engine;
+	return 0;
+}
+void engine_free(struct engine *e) { }
+const uint8_t *engine_sha256(const struct engine *e) { return stub_sha; }
+int engine_num_nodes(const struct engine *e) { return 4; }
+int engine_node_info(const struct engine *e, int i, struct engine_node_info *o)
+{
+	static const char *const names[4] = { "conv1", "conv2", "pool", "fc" };
+
+	if (i < 0 || i >= 4)
+		return -EINVAL;
+	memset(o, 0, sizeof(*o));
+	o->name = names[i];
+	o->op = i == 2 ? "GlobalAveragePool" : "Conv+Relu";
+	o->band_ok = a_band[i];
+	return 0;
+}
+int engine_cut_count(const struct engine *e, int k) { return 1; }
+int engine_cut_tensor(const struct engine *e, int k, int j, struct engine_value_info *o)
+{
+	static const char *const names[5] = { "input", "t1", "t2", "t3", "output" };
+
+	memset(o, 0, sizeof(*o));
+	o->name = names[k];
+	o->bytes = a_cut[k];
+	return 0;
+}
+size_t engine_cut_bytes(const struct engine *e, int k) { return a_cut[k]; }
+int engine_profile(const struct engine *e, int runs, double *node_ms)
+{
+	memcpy(node_ms, a_local, sizeof(a_local));
+	return 0;
+}
+
+static int run_cli(json_t **out, const char *first, ...)
+{
+	char *argv[32] = { "plan" };
+	char path[] = "/tmp/splitd-plan-cli-XXXXXX";
+	int argc = 1, rc, fd, saved;
+	va_list ap;
+	const char *a;
+
+	va_start(ap, first);
+	for (a = first; a && argc < 31; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stdout);
+	saved = dup(1);
+	dup2(fd, 1);
+	rc = cmd_plan(argc, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	close(fd);
+	*out = rc == 0 ? json_load_file(path, 0, NULL) : NULL;
+	unlink(path);
+	return rc;
+}
+
+static void test_cli(void **state)
+{
+	char prof[] = "/tmp/splitd-peer-XXXXXX";
+	int fd = mkstemp(prof);
+	FILE *f = fdopen(fd, "w");
+	json_t *j, *ch, *cuts;
+
+	fprintf(f, "{\"model_sha256\": \"abcd%060d\", \"node_ms\": [1, 2, 3, 4]}\n", 0);
+	fclose(f);
+	/* the hand-computed policy case of test_policies, through the CLI */
+	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--bandwidth", "80Mbit", "--rtt-ms", "2",
+				 "--peer-profile", prof, "--encodings", "f32", "--input-bytes", "0",
+				 "--decode-ms", "5", "--power-mw", "10000,2000,1000", "--json", NULL), 0);
+	assert_non_null(j);
+	ch = json_object_get(j, "choice");
+	assert_int_equal(json_integer_value(json_object_get(ch, "cut")), 2);
+	assert_int_equal(json_integer_value(json_object_get(ch, "bands")), 8);
+	/* 46.9 + the default 0.05 ms per band overhead x 8 bands */
+	assert_float_equal(json_real_value(json_object_get(ch, "total_ms")), 47.3, 1e-6);
+	cuts = json_object_get(j, "cuts");
+	assert_int_equal(json_array_size(cuts), 5);
+	/* cut 3: plain only (barrier before), 81.4 ms */
+	assert_float_equal(json_real_value(json_object_get(json_array_get(cuts, 3), "total_ms")),
+			   81.4, 1e-6);
+	assert_null(json_object_get(json_array_get(cuts, 3), "banded"));
+	json_decref(j);
+
+	/* energy: cut 0 f32, 0.1824 J; the assumed-speedup peer gives the same */
+	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--bandwidth", "10MB/s", "--policy", "energy",
+				 "--encodings", "f32", "--input-bytes", "0", "--peer-speedup", "10",
+				 "--decode-ms", "5", "--power-mw", "10000,2000,1000", "--json", NULL), 0);
+	ch = json_object_get(j, "choice");
+	assert_int_equal(json_integer_value(json_object_get(ch, "cut")), 0);
+	assert_float_equal(json_real_value(json_object_get(ch, "robot_j")), 0.1824, 1e-9);
+	assert_non_null(strstr(json_string_value(json_object_get(j, "peer_profile")), "assumed"));
+	json_decref(j);
+
+	/* 20M = 20 Mbit/s: cut 2 f32 sends 200000 B in 80 ms */
+	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--bandwidth", "20M", "--encodings", "f32",
+				 "--json", NULL), 0);
+	assert_float_equal(json_real_value(json_object_get(json_array_get(json_object_get(j, "cuts"), 2),
+							   "transfer_ms")), 80, 1e-6);
+	json_decref(j);
+
+	/* the text table, into the test log */
+	{
+		char *argv[] = { "plan", "-m", "stub.onnx", "--bandwidth", "80M", "--decode-ms", "5",
+				 "--input-bytes", "30000", NULL };
+
+		assert_int_equal(cmd_plan(9, argv), 0);
+	}
+	/* refusals */
+	f = fopen(prof, "w");
+	fprintf(f, "{\"model_sha256\": \"%064d\", \"node_ms\": [1, 2, 3, 4]}\n", 0);
+	fclose(f);
+	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--peer-profile", prof, NULL), 1);
+	assert_int_equal(run_cli(&j, "-m", "other.onnx", NULL), 1);
+	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--bandwidth", "fast", NULL), 2);
+	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--policy", "energy-slo", NULL), 2);
+	assert_int_equal(run_cli(&j, "--json", NULL), 2);
+	unlink(prof);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -600,6 +747,7 @@ int main(void)
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_linkest_converges),
 		cmocka_unit_test(test_linkest_probe),
+		cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
