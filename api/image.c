@@ -1,0 +1,260 @@
+/* JPEG (TurboJPEG) and PNG (libspng) decoding with size limits checked
+ * before any pixel is decoded, and per-model preprocessing into float32. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spng.h>
+#include <turbojpeg.h>
+
+#include "api-impl.h"
+
+#define DEFAULT_MAX_PIXELS (40ll * 1000 * 1000)
+#define MAX_SIDE 32768
+
+static pthread_key_t tj_key;
+static pthread_once_t tj_once = PTHREAD_ONCE_INIT;
+
+static void tj_destroy(void *h)
+{
+	tjDestroy(h);
+}
+
+static void tj_key_init(void)
+{
+	pthread_key_create(&tj_key, tj_destroy);
+}
+
+/* one decompressor per thread, freed when the thread ends */
+static tjhandle tj_handle(void)
+{
+	pthread_once(&tj_once, tj_key_init);
+	tjhandle h = pthread_getspecific(tj_key);
+	if (!h) {
+		h = tjInitDecompress();
+		if (h)
+			pthread_setspecific(tj_key, h);
+	}
+	return h;
+}
+
+static int decode_jpeg(const void *buf, size_t len, int64_t max_pixels, uint8_t **rgb,
+		       int *w, int *h, char *err, size_t errlen)
+{
+	tjhandle tj = tj_handle();
+	int sub, cs;
+
+	if (!tj)
+		return -ENOMEM;
+	if (len > 0xffffffffu || tjDecompressHeader3(tj, buf, (unsigned long)len, w, h, &sub, &cs)) {
+		snprintf(err, errlen, "JPEG header does not decode: %s", tjGetErrorStr2(tj));
+		return -EINVAL;
+	}
+	if (*w <= 0 || *h <= 0 || *w > MAX_SIDE || *h > MAX_SIDE ||
+	    (int64_t)*w * *h > max_pixels) {
+		snprintf(err, errlen, "JPEG of %dx%d exceeds the limit of %lld pixels", *w, *h,
+			 (long long)max_pixels);
+		return -EINVAL;
+	}
+	uint8_t *p = malloc((size_t)*w * (size_t)*h * 3);
+	if (!p)
+		return -ENOMEM;
+	if (tjDecompress2(tj, buf, (unsigned long)len, p, *w, 0, *h, TJPF_RGB, 0)) {
+		/* warnings (e.g. premature end) still give an image; errors do not */
+		if (tjGetErrorCode(tj) != TJERR_WARNING) {
+			snprintf(err, errlen, "JPEG does not decode: %s", tjGetErrorStr2(tj));
+			free(p);
+			return -EINVAL;
+		}
+	}
+	*rgb = p;
+	return 0;
+}
+
+static int decode_png(const void *buf, size_t len, int64_t max_pixels, uint8_t **rgb,
+		      int *w, int *h, char *err, size_t errlen)
+{
+	spng_ctx *ctx = spng_ctx_new(0);
+	struct spng_ihdr ihdr;
+	uint8_t *p = NULL;
+	size_t n;
+	int rc = -EINVAL, e;
+
+	if (!ctx)
+		return -ENOMEM;
+	spng_set_image_limits(ctx, MAX_SIDE, MAX_SIDE);
+	spng_set_chunk_limits(ctx, 1u << 20, 64u << 20);
+	if ((e = spng_set_png_buffer(ctx, buf, len)) || (e = spng_get_ihdr(ctx, &ihdr))) {
+		snprintf(err, errlen, "PNG header does not decode: %s", spng_strerror(e));
+		goto out;
+	}
+	if ((int64_t)ihdr.width * ihdr.height > max_pixels) {
+		snprintf(err, errlen, "PNG of %ux%u exceeds the limit of %lld pixels", ihdr.width,
+			 ihdr.height, (long long)max_pixels);
+		goto out;
+	}
+	if ((e = spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n))) {
+		snprintf(err, errlen, "PNG does not decode: %s", spng_strerror(e));
+		goto out;
+	}
+	p = malloc(n);
+	if (!p) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((e = spng_decode_image(ctx, p, n, SPNG_FMT_RGB8, 0))) {
+		snprintf(err, errlen, "PNG does not decode: %s", spng_strerror(e));
+		goto out;
+	}
+	*w = (int)ihdr.width;
+	*h = (int)ihdr.height;
+	*rgb = p;
+	p = NULL;
+	rc = 0;
+out:
+	free(p);
+	spng_ctx_free(ctx);
+	return rc;
+}
+
+int api_image_decode_rgb(const void *buf, size_t len, int64_t max_pixels, uint8_t **rgb,
+			 int *width, int *height, char *err, size_t errlen)
+{
+	const unsigned char *b = buf;
+
+	*rgb = NULL;
+	if (max_pixels <= 0)
+		max_pixels = DEFAULT_MAX_PIXELS;
+	if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+		return decode_jpeg(buf, len, max_pixels, rgb, width, height, err, errlen);
+	if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
+		return decode_png(buf, len, max_pixels, rgb, width, height, err, errlen);
+	snprintf(err, errlen, "the body is neither a JPEG nor a PNG image");
+	return -EINVAL;
+}
+
+/* source index and weight per destination index, half-pixel centres */
+static void axis(int in, int out, int *i0, int *i1, float *lam)
+{
+	float scale = (float)in / (float)out;
+
+	for (int d = 0; d < out; d++) {
+		float s = scale * ((float)d + 0.5f) - 0.5f;
+		if (s < 0)
+			s = 0;
+		int x = (int)s;
+		if (x > in - 1)
+			x = in - 1;
+		i0[d] = x;
+		i1[d] = x + (x < in - 1);
+		lam[d] = s - (float)x;
+	}
+}
+
+int api_image_preprocess(const uint8_t *rgb, int w, int h, const struct api_preprocess *p,
+			 struct tensor_view *out, struct api_image_info *info)
+{
+	int W = p->width, H = p->height;
+	int nw = W, nh = H, px = 0, py = 0;
+	float a[3], b[3], sc = p->scale ? p->scale : 1.0f;
+
+	memset(out, 0, sizeof(*out));
+	if (w <= 0 || h <= 0 || W <= 0 || H <= 0 || W > MAX_SIDE || H > MAX_SIDE)
+		return -EINVAL;
+	if (p->resize == API_RESIZE_LETTERBOX) {
+		double r = fmin((double)W / w, (double)H / h);
+		nw = (int)lround(w * r);
+		nh = (int)lround(h * r);
+		nw = nw < 1 ? 1 : nw > W ? W : nw;
+		nh = nh < 1 ? 1 : nh > H ? H : nh;
+		px = (W - nw) / 2;
+		py = (H - nh) / 2;
+	}
+	if (info) {
+		info->src_width = w;
+		info->src_height = h;
+		info->scale = (float)nw / (float)w;
+		info->pad_x = px;
+		info->pad_y = py;
+	}
+	for (int c = 0; c < 3; c++) {
+		float sd = p->std[c] ? p->std[c] : 1.0f;
+		a[c] = sc / sd;
+		b[c] = -p->mean[c] / sd;
+	}
+	size_t plane = (size_t)W * H;
+	float *t = malloc(plane * 3 * sizeof(float));
+	int *x0 = malloc(sizeof(int) * (size_t)(nw + nh) * 2);
+	float *lx = malloc(sizeof(float) * (size_t)(nw + nh));
+	if (!t || !x0 || !lx) {
+		free(t);
+		free(x0);
+		free(lx);
+		return -ENOMEM;
+	}
+	int *x1 = x0 + nw, *y0 = x1 + nw, *y1 = y0 + nh;
+	float *ly = lx + nw;
+	axis(w, nw, x0, x1, lx);
+	axis(h, nh, y0, y1, ly);
+	/* channel c of the output reads source channel src[c] */
+	int src[3] = {0, 1, 2};
+	if (p->bgr) {
+		src[0] = 2;
+		src[2] = 0;
+	}
+	if (p->resize == API_RESIZE_LETTERBOX) {
+		for (int c = 0; c < 3; c++) {
+			float v = p->pad_value * a[c] + b[c];
+			for (size_t i = 0; i < plane; i++)
+				t[p->nhwc ? i * 3 + (size_t)c : (size_t)c * plane + i] = v;
+		}
+	}
+	for (int y = 0; y < nh; y++) {
+		const uint8_t *r0 = rgb + (size_t)y0[y] * w * 3, *r1 = rgb + (size_t)y1[y] * w * 3;
+		float wy = ly[y];
+		size_t row = (size_t)(y + py) * W + px;
+		for (int x = 0; x < nw; x++) {
+			float wx = lx[x];
+			const uint8_t *p00 = r0 + x0[x] * 3, *p01 = r0 + x1[x] * 3;
+			const uint8_t *p10 = r1 + x0[x] * 3, *p11 = r1 + x1[x] * 3;
+			for (int c = 0; c < 3; c++) {
+				int s = src[c];
+				float top = p00[s] + wx * (p01[s] - p00[s]);
+				float bot = p10[s] + wx * (p11[s] - p10[s]);
+				float v = (top + wy * (bot - top)) * a[c] + b[c];
+				size_t i = row + (size_t)x;
+				t[p->nhwc ? i * 3 + (size_t)c : (size_t)c * plane + i] = v;
+			}
+		}
+	}
+	free(x0);
+	free(lx);
+	out->dtype = TENSOR_F32;
+	out->ndim = 4;
+	out->shape[0] = 1;
+	out->shape[1] = p->nhwc ? H : 3;
+	out->shape[2] = p->nhwc ? W : H;
+	out->shape[3] = p->nhwc ? 3 : W;
+	out->data = t;
+	return 0;
+}
+
+int api_image_to_tensor(const void *buf, size_t len, const struct api_preprocess *p,
+			struct tensor_view *out, struct api_image_info *info,
+			char *err, size_t errlen)
+{
+	uint8_t *rgb;
+	int w, h, rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = api_image_decode_rgb(buf, len, p->max_pixels, &rgb, &w, &h, err, errlen);
+	if (rc)
+		return rc;
+	rc = api_image_preprocess(rgb, w, h, p, out, info);
+	if (rc == -EINVAL)
+		snprintf(err, errlen, "the model's preprocessing has no valid input size");
+	free(rgb);
+	return rc;
+}
