@@ -524,7 +524,7 @@ static double moved(const struct plan *p, const struct plan_inputs *in, char *bu
 	return m;
 }
 
-static void describe(const struct plan_candidate *c, int n_nodes, char *buf, size_t len)
+void plan_describe(const struct plan_candidate *c, int n_nodes, char *buf, size_t len)
 {
 	if (c->cut == n_nodes)
 		snprintf(buf, len, "all-local");
@@ -562,7 +562,7 @@ int plan_update(struct plan *p, const struct plan_inputs *in, int force,
 		goto out;
 	}
 	take_snapshot(p, in);
-	describe(&v[best], p->n, b, sizeof(b));
+	plan_describe(&v[best], p->n, b, sizeof(b));
 	if (!p->have_current || !cur_ok) {
 		if (reasonlen)
 			snprintf(reason, reasonlen, "plan %s (%s): %.1f ms, %.1f mJ predicted%s",
@@ -585,7 +585,7 @@ int plan_update(struct plan *p, const struct plan_inputs *in, int force,
 		rc = 0;
 		goto out;
 	}
-	describe(&p->cur, p->n, a, sizeof(a));
+	plan_describe(&p->cur, p->n, a, sizeof(a));
 	if (reasonlen) {
 		int lat = p->cfg.policy == PLAN_POLICY_LATENCY ||
 			  (p->cfg.policy == PLAN_POLICY_ENERGY_SLO && !p->cur.meets_slo);

@@ -116,6 +116,8 @@ int plan_update(struct plan *p, const struct plan_inputs *in, int force,
 		char *reason, size_t reasonlen);
 /* The current choice; -ENOENT before the first plan_update. */
 int plan_current(const struct plan *p, struct plan_candidate *out);
+/* "cut 12 f16 x4 bands", "cut 0 input", "all-local": for STATUS= and logs. */
+void plan_describe(const struct plan_candidate *c, int n_nodes, char *buf, size_t len);
 
 const char *plan_policy_name(enum plan_policy pol);
 int plan_policy_parse(const char *s, enum plan_policy *out);
