@@ -6,10 +6,11 @@ Usage: /usr/bin/python3 tools/export_models.py --out DIR [--set test|bench|all] 
 
 For every model writes DIR/<model>/:
   model.onnx    torch.onnx.export of the model (random, seeded weights)
-  input_0.bin   a fixed random input (raw little-endian float32)
-  output_N.bin  torch's output for that input (float32)
+  input_0.bin   a fixed random input (raw little-endian float32; also .npy)
+  output_N.bin  torch's output for that input (float32; also .npy)
   model.json    {"model", "opset", "onnx", "params", "inputs": [T], "outputs": [T],
-                 "bn": "kept"|"folded-by-torch", "stamp"};  T = {"name", "dtype"
+                 "bn": "kept"|"folded-by-torch", "weight_bytes",
+                 "largest_tensors_bytes" (two largest tensors), "stamp"};  T = {"name", "dtype"
                  (TensorProto.DataType), "shape", "file"} as in tests/onnx/
 An existing model.json with the same stamp is reused (the export is cached).
 
@@ -36,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-FORMAT_VERSION = "3"
+FORMAT_VERSION = "4"
 
 
 # --- a compact YOLOv5-style detector -------------------------------------
@@ -271,6 +272,31 @@ def randomise_bn(model, shape, gen):
         m.momentum = 0.1
 
 
+DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8}
+
+
+def memory_stats(path):
+    """Bytes of the initializers and of the two largest tensors (activations,
+    inputs, outputs) by ONNX shape inference; a dynamic batch counts as 1."""
+    import onnx
+    import onnx.shape_inference
+    m = onnx.load(path)
+    weights = sum(DTYPE_BYTES.get(t.data_type, 4) * int(np.prod(t.dims, dtype=np.int64))
+                  for t in m.graph.initializer)
+    inits = {t.name for t in m.graph.initializer}
+    g = onnx.shape_inference.infer_shapes(m).graph
+    sizes = []
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        if vi.name in inits or not vi.type.HasField("tensor_type"):
+            continue
+        n = 1
+        for d in vi.type.tensor_type.shape.dim:
+            n *= d.dim_value if d.HasField("dim_value") else 1
+        sizes.append(n * DTYPE_BYTES.get(vi.type.tensor_type.elem_type, 4))
+    sizes.sort(reverse=True)
+    return int(weights), [int(x) for x in sizes[:2]]
+
+
 def tensor_entry(name, arr, fname):
     return {"name": name, "dtype": 1, "shape": list(arr.shape), "file": fname}
 
@@ -317,12 +343,16 @@ def export_one(name, out_dir, force=False):
     os.replace(tmp, os.path.join(d, "model.onnx"))
     xa = x.numpy().astype("<f4")
     xa.tofile(os.path.join(d, "input_0.bin"))
+    np.save(os.path.join(d, "input_0.npy"), xa.astype(np.float32))
     outs = []
     for i, (o, yo) in enumerate(zip(out_names, ys)):
         ya = yo.numpy().astype("<f4")
         ya.tofile(os.path.join(d, "output_%d.bin" % i))
+        np.save(os.path.join(d, "output_%d.npy" % i), ya.astype(np.float32))
         outs.append(tensor_entry(o, ya, "output_%d.bin" % i))
+    weight_bytes, act_top2 = memory_stats(os.path.join(d, "model.onnx"))
     meta = {
+        "weight_bytes": weight_bytes, "largest_tensors_bytes": act_top2,
         "model": name, "opset": opset, "onnx": "model.onnx", "bn": bn,
         "dynamic_batch": dyn,
         "params": int(sum(p.numel() for p in model.parameters())),
