@@ -9,12 +9,12 @@
 // --check) max_abs_err / max_abs_ref of every output against torch's.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const require = createRequire(import.meta.url);
 const ortPath = process.env.ORT_NODE_MODULES
-  ? join(process.env.ORT_NODE_MODULES, 'onnxruntime-node')
+  ? resolve(process.env.ORT_NODE_MODULES, 'onnxruntime-node')
   : 'onnxruntime-node';
 const ort = require(ortPath);
 
