@@ -1,0 +1,806 @@
+/* KServe v2 binary messages of the offload link (see peer_proto.h). */
+#include "peer_proto.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DIM ((int64_t)1 << 31)
+
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void peer_sha256_hex(const uint8_t sha[32], char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (int i = 0; i < 32; i++) {
+		hex[2 * i] = digits[sha[i] >> 4];
+		hex[2 * i + 1] = digits[sha[i] & 15];
+	}
+	hex[64] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int peer_sha256_parse(const char *hex, uint8_t sha[32])
+{
+	if (!hex || strlen(hex) != 64)
+		return -EINVAL;
+	for (int i = 0; i < 32; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		sha[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+void peer_timing_init(struct peer_timing *t)
+{
+	t->queue_ns = t->decode_ns = t->compute_ns = t->total_ns = t->energy_uj = -1;
+	t->backend[0] = '\0';
+}
+
+void peer_msg_fini(struct peer_msg *m)
+{
+	if (!m)
+		return;
+	free(m->header);
+	free(m->iov);
+	free(m->prefixes);
+	memset(m, 0, sizeof(*m));
+}
+
+int peer_msg_flatten(const struct peer_msg *m, uint8_t **out, size_t *len)
+{
+	uint8_t *b = malloc(m->total_len ? m->total_len : 1);
+	size_t off = 0;
+
+	if (!b)
+		return -ENOMEM;
+	for (int i = 0; i < m->n_iov; i++) {
+		if (m->iov[i].iov_len)
+			memcpy(b + off, m->iov[i].iov_base, m->iov[i].iov_len);
+		off += m->iov[i].iov_len;
+	}
+	*out = b;
+	*len = off;
+	return 0;
+}
+
+/* ---- building ------------------------------------------------------------ */
+
+static const char *wire_datatype(const struct peer_tensor *t)
+{
+	return t->is_bytes ? "BYTES" : tensor_dtype_name(t->dtype);
+}
+
+static size_t wire_len(const struct peer_tensor *t)
+{
+	return t->is_bytes ? t->len + 4 : t->len;
+}
+
+/* {"name", "shape", "datatype", "parameters": {...}} of one tensor */
+static json_t *tensor_json(const struct peer_tensor *t, char *err, size_t errlen)
+{
+	json_t *o = NULL, *shape = NULL, *params = NULL;
+	const char *dt = wire_datatype(t);
+
+	if (!t->name || !*t->name || strlen(t->name) >= PEER_NAME_MAX || !dt ||
+	    t->ndim < 0 || t->ndim > TENSOR_MAX_DIMS || (t->len && !t->data) ||
+	    (t->is_bytes && t->len > UINT32_MAX)) {
+		fail(-EINVAL, err, errlen, "tensor '%s' cannot be sent: bad name, dtype, rank or data",
+		     t->name ? t->name : "(null)");
+		return NULL;
+	}
+	if (!(o = json_object()) || !(shape = json_array()) || !(params = json_object()))
+		goto nomem;
+	for (int i = 0; i < t->ndim; i++)
+		if (json_array_append_new(shape, json_integer(t->shape[i])))
+			goto nomem;
+	if (json_object_set_new(params, "binary_data_size", json_integer((json_int_t)wire_len(t))))
+		goto nomem;
+	if (!t->is_bytes && (t->enc.value != LINK_VALUE_F32 || t->enc.comp != LINK_COMP_NONE)) {
+		char enc[LINK_ENCODING_STRLEN];
+
+		if (link_encoding_format(&t->enc, enc, sizeof(enc)) < 0) {
+			fail(-EINVAL, err, errlen, "tensor '%s' has an invalid encoding", t->name);
+			goto out;
+		}
+		if (json_object_set_new(params, "splitd_encoding", json_string(enc)))
+			goto nomem;
+		if (t->enc.value == LINK_VALUE_I8 &&
+		    json_object_set_new(params, "splitd_scale", json_real((double)t->scale)))
+			goto nomem;
+	}
+	if (json_object_set_new(o, "name", json_string(t->name)) ||
+	    json_object_set_new(o, "datatype", json_string(dt)) ||
+	    json_object_set(o, "shape", shape) || json_object_set(o, "parameters", params))
+		goto nomem;
+	json_decref(shape);
+	json_decref(params);
+	return o;
+nomem:
+	fail(-ENOMEM, err, errlen, "out of memory building a message");
+out:
+	json_decref(o);
+	json_decref(shape);
+	json_decref(params);
+	return NULL;
+}
+
+/* Serialise root and lay out header + tensors as iovecs. */
+static int finish_msg(json_t *root, const struct peer_tensor *ts, int n, struct peer_msg *out,
+		      char *err, size_t errlen)
+{
+	struct peer_msg m = { 0 };
+	int r = -ENOMEM, nb = 0;
+
+	if (!(m.header = json_dumps(root, JSON_COMPACT)))
+		goto out;
+	m.header_len = strlen(m.header);
+	if (!(m.iov = calloc((size_t)(2 * n + 1), sizeof(*m.iov))) ||
+	    !(m.prefixes = calloc((size_t)n + 1, sizeof(*m.prefixes))))
+		goto out;
+	m.iov[m.n_iov++] = (struct iovec){ m.header, m.header_len };
+	m.total_len = m.header_len;
+	for (int i = 0; i < n; i++) {
+		if (ts[i].is_bytes) {
+			uint32_t l = (uint32_t)ts[i].len;
+			uint8_t *p = (uint8_t *)&m.prefixes[nb++];
+
+			p[0] = (uint8_t)l;
+			p[1] = (uint8_t)(l >> 8);
+			p[2] = (uint8_t)(l >> 16);
+			p[3] = (uint8_t)(l >> 24);
+			m.iov[m.n_iov++] = (struct iovec){ p, 4 };
+			m.total_len += 4;
+		}
+		if (ts[i].len)
+			m.iov[m.n_iov++] = (struct iovec){ (void *)ts[i].data, ts[i].len };
+		m.total_len += ts[i].len;
+	}
+	*out = m;
+	return 0;
+out:
+	peer_msg_fini(&m);
+	return fail(r, err, errlen, "out of memory building a message");
+}
+
+int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *out,
+		       char *err, size_t errlen)
+{
+	json_t *root = NULL, *params = NULL, *inputs = NULL, *outputs = NULL;
+	char hex[65];
+	int r = -ENOMEM;
+
+	if (!spec || !out || !spec->model_sha256 || spec->cut < 0 || spec->n_inputs < 0 ||
+	    spec->n_inputs > PEER_MAX_TENSORS || spec->n_outputs < 0 ||
+	    spec->n_outputs > PEER_MAX_TENSORS || (spec->n_inputs && !spec->inputs) ||
+	    (spec->id && strlen(spec->id) >= PEER_ID_MAX))
+		return fail(-EINVAL, err, errlen, "invalid peer request");
+	peer_sha256_hex(spec->model_sha256, hex);
+	if (!(root = json_object()) || !(params = json_object()) || !(inputs = json_array()) ||
+	    !(outputs = json_array()))
+		goto nomem;
+	if ((spec->id && json_object_set_new(root, "id", json_string(spec->id))) ||
+	    json_object_set_new(params, "splitd_cut", json_integer(spec->cut)) ||
+	    json_object_set_new(params, "splitd_model_sha256", json_string(hex)) ||
+	    json_object_set_new(params, "binary_data_output", json_true()))
+		goto nomem;
+	if (spec->bands > 0 && json_object_set_new(params, "splitd_bands", json_integer(spec->bands)))
+		goto nomem;
+	if (spec->output_enc) {
+		char enc[LINK_ENCODING_STRLEN];
+
+		if (link_encoding_format(spec->output_enc, enc, sizeof(enc)) < 0) {
+			r = fail(-EINVAL, err, errlen, "invalid output encoding");
+			goto out;
+		}
+		if (json_object_set_new(params, "splitd_output_encoding", json_string(enc)))
+			goto nomem;
+	}
+	for (int i = 0; i < spec->n_inputs; i++) {
+		json_t *t = tensor_json(&spec->inputs[i], err, errlen);
+
+		if (!t) {
+			r = -EINVAL;
+			goto out;
+		}
+		if (json_array_append_new(inputs, t))
+			goto nomem;
+	}
+	for (int i = 0; i < spec->n_outputs; i++) {
+		json_t *o;
+
+		if (!spec->outputs[i] || strlen(spec->outputs[i]) >= PEER_NAME_MAX) {
+			r = fail(-EINVAL, err, errlen, "invalid output name");
+			goto out;
+		}
+		o = json_pack("{s:s, s:{s:b}}", "name", spec->outputs[i], "parameters",
+			      "binary_data", 1);
+		if (!o || json_array_append_new(outputs, o))
+			goto nomem;
+	}
+	if (json_object_set(root, "parameters", params) || json_object_set(root, "inputs", inputs) ||
+	    (spec->n_outputs && json_object_set(root, "outputs", outputs)))
+		goto nomem;
+	r = finish_msg(root, spec->inputs, spec->n_inputs, out, err, errlen);
+	goto out;
+nomem:
+	r = fail(-ENOMEM, err, errlen, "out of memory building a peer request");
+out:
+	json_decref(root);
+	json_decref(params);
+	json_decref(inputs);
+	json_decref(outputs);
+	return r;
+}
+
+int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *out,
+			char *err, size_t errlen)
+{
+	json_t *root = NULL, *params = NULL, *outputs = NULL;
+	const struct peer_timing *t;
+	int r = -ENOMEM;
+
+	if (!spec || !out || spec->n_outputs < 0 || spec->n_outputs > PEER_MAX_TENSORS ||
+	    (spec->n_outputs && !spec->outputs))
+		return fail(-EINVAL, err, errlen, "invalid peer response");
+	if (!(root = json_object()) || !(params = json_object()) || !(outputs = json_array()))
+		goto nomem;
+	if ((spec->id && json_object_set_new(root, "id", json_string(spec->id))) ||
+	    (spec->model && json_object_set_new(root, "model_name", json_string(spec->model))))
+		goto nomem;
+	if ((t = spec->timing)) {
+		static const char *const keys[] = { "splitd_peer_queue_ns", "splitd_peer_decode_ns",
+			"splitd_peer_compute_ns", "splitd_peer_total_ns", "splitd_peer_energy_uj" };
+		const int64_t vals[] = { t->queue_ns, t->decode_ns, t->compute_ns, t->total_ns,
+					 t->energy_uj };
+
+		for (int i = 0; i < 5; i++)
+			if (vals[i] >= 0 && json_object_set_new(params, keys[i], json_integer(vals[i])))
+				goto nomem;
+		if (t->backend[0] &&
+		    json_object_set_new(params, "splitd_peer_backend", json_string(t->backend)))
+			goto nomem;
+	}
+	for (int i = 0; i < spec->n_outputs; i++) {
+		json_t *o = tensor_json(&spec->outputs[i], err, errlen);
+
+		if (!o) {
+			r = -EINVAL;
+			goto out;
+		}
+		if (json_array_append_new(outputs, o))
+			goto nomem;
+	}
+	if (json_object_set(root, "parameters", params) || json_object_set(root, "outputs", outputs))
+		goto nomem;
+	r = finish_msg(root, spec->outputs, spec->n_outputs, out, err, errlen);
+	goto out;
+nomem:
+	r = fail(-ENOMEM, err, errlen, "out of memory building a peer response");
+out:
+	json_decref(root);
+	json_decref(params);
+	json_decref(outputs);
+	return r;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static enum tensor_dtype dtype_from_name(const char *s)
+{
+	static const enum tensor_dtype all[] = { TENSOR_F32, TENSOR_U8, TENSOR_I8, TENSOR_I32,
+		TENSOR_I64, TENSOR_BOOL, TENSOR_F16, TENSOR_F64 };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (!strcmp(s, tensor_dtype_name(all[i])))
+			return all[i];
+	return TENSOR_UNDEFINED;
+}
+
+/* Reads name/datatype/shape/parameters of one tensor object. */
+static int read_tensor_json(const json_t *o, const char *what, int idx, const char **name,
+			    const char **datatype, int *ndim, int64_t *shape,
+			    const json_t **params, char *err, size_t errlen)
+{
+	const json_t *n = json_object_get(o, "name"), *d = json_object_get(o, "datatype");
+	const json_t *s = json_object_get(o, "shape");
+
+	if (!json_is_object(o))
+		return fail(-EBADMSG, err, errlen, "%s %d is not a JSON object", what, idx);
+	if (!json_is_string(n))
+		return fail(-EBADMSG, err, errlen, "%s %d has no string \"name\"", what, idx);
+	*name = json_string_value(n);
+	if (!json_is_string(d))
+		return fail(-EBADMSG, err, errlen, "%s '%.64s' has no string \"datatype\"", what, *name);
+	*datatype = json_string_value(d);
+	if (!json_is_array(s) || json_array_size(s) > TENSOR_MAX_DIMS)
+		return fail(-EBADMSG, err, errlen, "%s '%.64s' has no \"shape\" array of at most %d dims",
+			    what, *name, TENSOR_MAX_DIMS);
+	*ndim = (int)json_array_size(s);
+	for (int i = 0; i < *ndim; i++) {
+		const json_t *v = json_array_get(s, (size_t)i);
+
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_DIM)
+			return fail(-EBADMSG, err, errlen, "%s '%.64s' dim %d is not an integer in [0, 2^31]",
+				    what, *name, i);
+		shape[i] = json_integer_value(v);
+	}
+	*params = json_object_get(o, "parameters");
+	if (*params && !json_is_object(*params))
+		return fail(-EBADMSG, err, errlen, "%s '%.64s' \"parameters\" is not an object", what, *name);
+	return 0;
+}
+
+/* binary_data_size of a tensor's parameters, or -1 when absent. */
+static int binary_size(const json_t *params, const char *name, size_t *out, char *err, size_t errlen)
+{
+	const json_t *b = params ? json_object_get(params, "binary_data_size") : NULL;
+
+	if (!b)
+		return fail(-EBADMSG, err, errlen,
+			    "tensor '%.64s' carries no binary_data_size (JSON tensor data is not accepted on the peer link)",
+			    name);
+	if (!json_is_integer(b) || json_integer_value(b) < 0)
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' binary_data_size is not a non-negative integer",
+			    name);
+	*out = (size_t)json_integer_value(b);
+	return 0;
+}
+
+int peer_input_read(const char *name, const char *datatype, int ndim, const int64_t *shape,
+		    const json_t *params, const void *data, size_t len,
+		    struct peer_tensor *out, char *err, size_t errlen)
+{
+	struct peer_tensor t = { 0 };
+	const json_t *enc, *sc;
+
+	if (!name || !*name || strlen(name) >= PEER_NAME_MAX)
+		return fail(-EBADMSG, err, errlen, "tensor name is empty or longer than %d bytes",
+			    PEER_NAME_MAX - 1);
+	if (!datatype || ndim < 0 || ndim > TENSOR_MAX_DIMS || (ndim && !shape) || (len && !data))
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' lacks a datatype, shape or data", name);
+	if (params && !json_is_object(params))
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' parameters are not an object", name);
+	t.name = name;
+	t.ndim = ndim;
+	for (int i = 0; i < ndim; i++) {
+		if (shape[i] < 0 || shape[i] > MAX_DIM)
+			return fail(-EBADMSG, err, errlen, "tensor '%.64s' dim %d is out of range", name, i);
+		t.shape[i] = shape[i];
+	}
+	t.scale = 1.0f;
+	if (!strcmp(datatype, "BYTES")) {
+		const uint8_t *p = data;
+		uint32_t l;
+
+		if (ndim != 1 || shape[0] != 1)
+			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' must have shape [1]", name);
+		if (len < 4)
+			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' is shorter than its length prefix",
+				    name);
+		l = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+		if ((size_t)l != len - 4)
+			return fail(-EBADMSG, err, errlen,
+				    "BYTES tensor '%.64s' declares an element of %u bytes in %zu bytes of data",
+				    name, l, len - 4);
+		t.is_bytes = 1;
+		t.dtype = TENSOR_UNDEFINED;
+		t.data = p + 4;
+		t.len = l;
+		*out = t;
+		return 0;
+	}
+	if ((t.dtype = dtype_from_name(datatype)) == TENSOR_UNDEFINED)
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' has unsupported datatype '%.16s'", name,
+			    datatype);
+	enc = params ? json_object_get(params, "splitd_encoding") : NULL;
+	if (enc) {
+		if (!json_is_string(enc) || link_encoding_parse(json_string_value(enc), &t.enc) < 0)
+			return fail(-EBADMSG, err, errlen, "tensor '%.64s' has an unknown splitd_encoding", name);
+		if (t.enc.value != LINK_VALUE_F32 && t.dtype != TENSOR_F32)
+			return fail(-EBADMSG, err, errlen,
+				    "tensor '%.64s' is %s; lossy encodings apply to FP32 only", name, datatype);
+	}
+	if (t.enc.value == LINK_VALUE_I8) {
+		double s;
+
+		sc = json_object_get(params, "splitd_scale");
+		if (!json_is_number(sc))
+			return fail(-EBADMSG, err, errlen, "int8 tensor '%.64s' has no numeric splitd_scale", name);
+		s = json_number_value(sc);
+		if (!(s >= 0.0 && s <= 3.4028234663852886e38))
+			return fail(-EBADMSG, err, errlen, "int8 tensor '%.64s' scale is not a finite float >= 0",
+				    name);
+		t.scale = (float)s;
+	}
+	t.data = data;
+	t.len = len;
+	*out = t;
+	return 0;
+}
+
+int peer_request_read_params(const json_t *params, struct peer_request *out, char *err, size_t errlen)
+{
+	const json_t *v;
+
+	out->cut = -1;
+	out->bands = 0;
+	out->has_sha = 0;
+	out->binary_output = 0;
+	memset(&out->output_enc, 0, sizeof(out->output_enc));
+	if (!params)
+		return fail(-EBADMSG, err, errlen, "request has no parameters (splitd_cut is required)");
+	if (!json_is_object(params))
+		return fail(-EBADMSG, err, errlen, "request \"parameters\" is not an object");
+	v = json_object_get(params, "splitd_cut");
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 24))
+		return fail(-EBADMSG, err, errlen, "request parameter splitd_cut is not a node position");
+	out->cut = (int)json_integer_value(v);
+	if ((v = json_object_get(params, "splitd_model_sha256"))) {
+		if (!json_is_string(v) || peer_sha256_parse(json_string_value(v), out->model_sha256) < 0)
+			return fail(-EBADMSG, err, errlen, "splitd_model_sha256 is not 64 hex digits");
+		out->has_sha = 1;
+	}
+	if ((v = json_object_get(params, "splitd_bands"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 4096)
+			return fail(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, 4096]");
+		out->bands = (int)json_integer_value(v);
+	}
+	if ((v = json_object_get(params, "binary_data_output"))) {
+		if (!json_is_boolean(v))
+			return fail(-EBADMSG, err, errlen, "binary_data_output is not a boolean");
+		out->binary_output = json_is_true(v);
+	}
+	if ((v = json_object_get(params, "splitd_output_encoding"))) {
+		if (!json_is_string(v) || link_encoding_parse(json_string_value(v), &out->output_enc) < 0)
+			return fail(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding");
+	}
+	return 0;
+}
+
+int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
+		       struct peer_request *out, char *err, size_t errlen)
+{
+	const json_t *inputs, *outputs, *id;
+	const uint8_t *b = binary;
+	size_t off = 0;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->cut = -1;
+	if (!json_is_object(header))
+		return fail(-EBADMSG, err, errlen, "request header is not a JSON object");
+	if ((id = json_object_get(header, "id"))) {
+		if (!json_is_string(id) || strlen(json_string_value(id)) >= PEER_ID_MAX)
+			return fail(-EBADMSG, err, errlen, "request id is not a string under %d bytes",
+				    PEER_ID_MAX);
+		strcpy(out->id, json_string_value(id));
+	}
+	if ((r = peer_request_read_params(json_object_get(header, "parameters"), out, err, errlen)) < 0)
+		return r;
+	inputs = json_object_get(header, "inputs");
+	if (!json_is_array(inputs) || !json_array_size(inputs) ||
+	    json_array_size(inputs) > PEER_MAX_TENSORS)
+		return fail(-EBADMSG, err, errlen, "request \"inputs\" is not an array of 1 to %d tensors",
+			    PEER_MAX_TENSORS);
+	for (size_t i = 0; i < json_array_size(inputs); i++) {
+		const char *name, *dt;
+		const json_t *params;
+		int64_t shape[TENSOR_MAX_DIMS];
+		int ndim;
+		size_t sz;
+
+		if ((r = read_tensor_json(json_array_get(inputs, i), "input", (int)i, &name, &dt, &ndim,
+					  shape, &params, err, errlen)) < 0)
+			return r;
+		if ((r = binary_size(params, name, &sz, err, errlen)) < 0)
+			return r;
+		if (sz > binary_len - off)
+			return fail(-EBADMSG, err, errlen,
+				    "input '%.64s' declares %zu bytes but only %zu remain in the body", name, sz,
+				    binary_len - off);
+		if ((r = peer_input_read(name, dt, ndim, shape, params, b + off, sz, &out->inputs[i], err,
+					 errlen)) < 0)
+			return r;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(out->inputs[j].name, name))
+				return fail(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
+		off += sz;
+		out->n_inputs++;
+	}
+	if (off != binary_len)
+		return fail(-EBADMSG, err, errlen, "%zu bytes follow the last input's data", binary_len - off);
+	if ((outputs = json_object_get(header, "outputs"))) {
+		if (!json_is_array(outputs) || json_array_size(outputs) > PEER_MAX_TENSORS)
+			return fail(-EBADMSG, err, errlen, "request \"outputs\" is not an array of at most %d",
+				    PEER_MAX_TENSORS);
+		for (size_t i = 0; i < json_array_size(outputs); i++) {
+			const json_t *o = json_array_get(outputs, i), *n = json_object_get(o, "name");
+			const json_t *p = json_object_get(o, "parameters");
+
+			if (!json_is_string(n) || strlen(json_string_value(n)) >= PEER_NAME_MAX)
+				return fail(-EBADMSG, err, errlen, "requested output %zu has no valid name", i);
+			out->outputs[out->n_outputs++] = json_string_value(n);
+			if (json_is_object(p) && json_is_true(json_object_get(p, "binary_data")))
+				out->binary_output = 1;
+		}
+	}
+	out->root = json_incref(header);
+	return 0;
+}
+
+void peer_request_fini(struct peer_request *r)
+{
+	if (!r)
+		return;
+	json_decref(r->root);
+	r->root = NULL;
+}
+
+int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out, char *err, size_t errlen)
+{
+	if (t->is_bytes)
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' is BYTES, a tensor of %s was expected",
+			    t->name, tensor_dtype_name(out->dtype) ? tensor_dtype_name(out->dtype) : "?");
+	if (t->dtype != out->dtype)
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' is %s, %s was expected", t->name,
+			    tensor_dtype_name(t->dtype), tensor_dtype_name(out->dtype) ?
+			    tensor_dtype_name(out->dtype) : "?");
+	if (t->ndim != out->ndim || memcmp(t->shape, out->shape, sizeof(int64_t) * (size_t)t->ndim)) {
+		char got[160], want[160];
+		int a = 0, b = 0;
+
+		for (int i = 0; i < t->ndim && a < 140; i++)
+			a += snprintf(got + a, sizeof(got) - (size_t)a, "%s%lld", i ? "," : "",
+				      (long long)t->shape[i]);
+		for (int i = 0; i < out->ndim && b < 140; i++)
+			b += snprintf(want + b, sizeof(want) - (size_t)b, "%s%lld", i ? "," : "",
+				      (long long)out->shape[i]);
+		got[a] = want[b] = '\0';
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s' has shape [%s], [%s] was expected", t->name,
+			    got, want);
+	}
+	{
+		char e2[200];
+		int r = link_decode(t->data, t->len, &t->enc, t->scale, out, e2, sizeof(e2));
+
+		if (r < 0)
+			return fail(r, err, errlen, "tensor '%.64s': %s", t->name, e2);
+	}
+	return 0;
+}
+
+int peer_cut_alloc(const struct engine_value_info *cut, int n_cut, struct tensor_view *views,
+		   void **mem)
+{
+	size_t total = 0, off = 0;
+	uint8_t *m;
+
+	if (n_cut < 0 || (n_cut && (!cut || !views)) || !mem)
+		return -EINVAL;
+	for (int j = 0; j < n_cut; j++)
+		total += (cut[j].bytes + 63) & ~(size_t)63;
+	if (!(m = aligned_alloc(64, total ? total : 64)))
+		return -ENOMEM;
+	for (int j = 0; j < n_cut; j++) {
+		views[j].dtype = cut[j].dtype;
+		views[j].ndim = cut[j].ndim;
+		memcpy(views[j].shape, cut[j].shape, sizeof(views[j].shape));
+		views[j].data = m + off;
+		off += (cut[j].bytes + 63) & ~(size_t)63;
+	}
+	*mem = m;
+	return 0;
+}
+
+int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha256,
+			const struct engine_value_info *cut, int n_cut,
+			struct tensor_view *views, const void **image, size_t *image_len,
+			char *err, size_t errlen)
+{
+	int used[PEER_MAX_TENSORS] = { 0 };
+	int rc;
+
+	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS)
+		return fail(-EINVAL, err, errlen, "invalid decode arguments");
+	if (model_sha256) {
+		char want[65], got[65];
+
+		if (!r->has_sha)
+			return fail(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
+		if (memcmp(r->model_sha256, model_sha256, 32)) {
+			peer_sha256_hex(model_sha256, want);
+			peer_sha256_hex(r->model_sha256, got);
+			return fail(-EBADMSG, err, errlen,
+				    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
+		}
+	}
+	if (image)
+		*image = NULL;
+	if (image_len)
+		*image_len = 0;
+	if (r->n_inputs == 1 && r->inputs[0].is_bytes) {
+		if (r->cut != 0)
+			return fail(-EBADMSG, err, errlen, "a BYTES (image) input is only accepted at cut 0, not %d",
+				    r->cut);
+		if (!image || !image_len)
+			return fail(-EBADMSG, err, errlen, "this peer does not accept images");
+		*image = r->inputs[0].data;
+		*image_len = r->inputs[0].len;
+		return 0;
+	}
+	if (n_cut && (!cut || !views))
+		return fail(-EINVAL, err, errlen, "invalid decode arguments");
+	if (r->n_inputs != n_cut)
+		return fail(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
+			    r->n_inputs);
+	for (int j = 0; j < n_cut; j++) {
+		int found = -1;
+
+		for (int i = 0; i < r->n_inputs; i++)
+			if (!used[i] && !strcmp(r->inputs[i].name, cut[j].name))
+				found = i;
+		if (found < 0)
+			return fail(-EBADMSG, err, errlen, "cut %d tensor '%.64s' is missing from the request",
+				    r->cut, cut[j].name);
+		used[found] = 1;
+		if (views[j].dtype != cut[j].dtype || views[j].ndim != cut[j].ndim || !views[j].data)
+			return fail(-EINVAL, err, errlen, "view %d does not match the cut", j);
+		if ((rc = peer_tensor_decode(&r->inputs[found], &views[j], err, errlen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void copy_str(char *dst, size_t cap, const json_t *v)
+{
+	const char *s = json_is_string(v) ? json_string_value(v) : "";
+
+	snprintf(dst, cap, "%s", s);
+}
+
+/* The message of a v2 error answer: {"error": "..."} or
+ * {"error": {"code", "message"}}. */
+static int error_answer(json_t *root, char *err, size_t errlen)
+{
+	const json_t *e = json_object_get(root, "error");
+
+	if (json_is_string(e))
+		return fail(-EPROTO, err, errlen, "peer answered: %.200s", json_string_value(e));
+	if (json_is_object(e) && json_is_string(json_object_get(e, "message")))
+		return fail(-EPROTO, err, errlen, "peer answered: %.200s",
+			    json_string_value(json_object_get(e, "message")));
+	return 0;
+}
+
+static int64_t opt_int(const json_t *params, const char *key)
+{
+	const json_t *v = params ? json_object_get(params, key) : NULL;
+
+	return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+}
+
+int peer_response_parse(const void *body, size_t len, size_t header_len,
+			struct peer_response *out, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *root = NULL;
+	const json_t *outputs, *params;
+	const uint8_t *b = body;
+	size_t jlen = header_len ? header_len : len, off;
+	int r;
+
+	if (!out || (!body && len))
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	peer_timing_init(&out->timing);
+	if (jlen > len || jlen > PEER_MAX_HEADER_BYTES || !jlen)
+		return fail(-EBADMSG, err, errlen, "response header length %zu does not fit a body of %zu bytes",
+			    jlen, len);
+	if (!(root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je)))
+		return fail(-EBADMSG, err, errlen, "response header is not JSON: %s (offset %d)", je.text,
+			    je.position);
+	if (!json_is_object(root)) {
+		r = fail(-EBADMSG, err, errlen, "response header is not a JSON object");
+		goto out;
+	}
+	if ((r = error_answer(root, err, errlen)) < 0)
+		goto out;
+	copy_str(out->id, sizeof(out->id), json_object_get(root, "id"));
+	copy_str(out->model, sizeof(out->model), json_object_get(root, "model_name"));
+	params = json_object_get(root, "parameters");
+	if (params && !json_is_object(params)) {
+		r = fail(-EBADMSG, err, errlen, "response \"parameters\" is not an object");
+		goto out;
+	}
+	out->timing.queue_ns = opt_int(params, "splitd_peer_queue_ns");
+	out->timing.decode_ns = opt_int(params, "splitd_peer_decode_ns");
+	out->timing.compute_ns = opt_int(params, "splitd_peer_compute_ns");
+	out->timing.total_ns = opt_int(params, "splitd_peer_total_ns");
+	out->timing.energy_uj = opt_int(params, "splitd_peer_energy_uj");
+	copy_str(out->timing.backend, sizeof(out->timing.backend),
+		 params ? json_object_get(params, "splitd_peer_backend") : NULL);
+	outputs = json_object_get(root, "outputs");
+	if (!json_is_array(outputs) || json_array_size(outputs) > PEER_MAX_TENSORS) {
+		r = fail(-EBADMSG, err, errlen, "response \"outputs\" is not an array of at most %d tensors",
+			 PEER_MAX_TENSORS);
+		goto out;
+	}
+	off = jlen;
+	for (size_t i = 0; i < json_array_size(outputs); i++) {
+		const char *name, *dt;
+		const json_t *tp;
+		int64_t shape[TENSOR_MAX_DIMS];
+		int ndim;
+		size_t sz;
+
+		if ((r = read_tensor_json(json_array_get(outputs, i), "output", (int)i, &name, &dt, &ndim,
+					  shape, &tp, err, errlen)) < 0)
+			goto out;
+		if ((r = binary_size(tp, name, &sz, err, errlen)) < 0)
+			goto out;
+		if (sz > len - off) {
+			r = fail(-EBADMSG, err, errlen,
+				 "output '%.64s' declares %zu bytes but only %zu remain in the body", name, sz,
+				 len - off);
+			goto out;
+		}
+		if ((r = peer_input_read(name, dt, ndim, shape, tp, b + off, sz, &out->outputs[i], err,
+					 errlen)) < 0)
+			goto out;
+		off += sz;
+		out->n_outputs++;
+	}
+	if (off != len) {
+		r = fail(-EBADMSG, err, errlen, "%zu bytes follow the last output's data", len - off);
+		goto out;
+	}
+	out->root = root;
+	return 0;
+out:
+	json_decref(root);
+	out->n_outputs = 0;
+	return r;
+}
+
+void peer_response_fini(struct peer_response *r)
+{
+	if (!r)
+		return;
+	json_decref(r->root);
+	r->root = NULL;
+	r->n_outputs = 0;
+}

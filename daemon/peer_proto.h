@@ -1,0 +1,189 @@
+/* The offload link's messages: KServe v2 inference requests and responses
+ * with the binary tensor extension, carrying cut tensors.
+ *
+ * Request (robot -> peer), POST /v2/models/{name}/infer,
+ *   Content-Type: application/octet-stream,
+ *   Inference-Header-Content-Length: <bytes of the JSON header>,
+ * body = JSON header, then each input's bytes in input order:
+ *   {"id": "...",
+ *    "parameters": {"splitd_cut": K, "splitd_model_sha256": "<64 hex>",
+ *                   "splitd_bands": B (optional), "binary_data_output": true,
+ *                   "splitd_output_encoding": "f32" (optional)},
+ *    "inputs": [{"name", "shape", "datatype": "FP32",
+ *                "parameters": {"binary_data_size": N,
+ *                               "splitd_encoding": "f16+zstd" (absent = f32),
+ *                               "splitd_scale": S (i8 only)}}],
+ *    "outputs": [{"name", "parameters": {"binary_data": true}}]}
+ * The datatype is the tensor's own (what the engine holds at the cut); the
+ * encoding says how its bytes travel. A request with f32 and no compression
+ * is plain KServe v2, so a Triton server holding the exported tail model
+ * can answer it. At cut 0 the input may instead be the received JPEG/PNG:
+ * datatype "BYTES", shape [1], bytes = 4-byte little-endian length + data.
+ *
+ * Response (peer -> robot): the same layout, outputs with binary_data_size
+ * (and splitd_encoding / splitd_scale when the peer encoded them), and the
+ * peer's own figures as response parameters: splitd_peer_queue_ns,
+ * splitd_peer_decode_ns, splitd_peer_compute_ns, splitd_peer_total_ns,
+ * splitd_peer_energy_uj (absent when the peer has no energy source),
+ * splitd_peer_backend.
+ *
+ * Everything parsed here comes from the network: sizes, counts, names and
+ * shapes are bounded, and a failure is -EBADMSG (or -EPROTO for a peer's
+ * error answer) with err set to a sentence naming the field. */
+#ifndef SPLITD_PEER_PROTO_H
+#define SPLITD_PEER_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <jansson.h>
+
+#include "engine.h"
+#include "link_codec.h"
+#include "tensor.h"
+
+#define PEER_MAX_TENSORS 64	/* inputs or outputs of one message */
+#define PEER_NAME_MAX 256	/* bytes of a tensor name, with the NUL */
+#define PEER_ID_MAX 128
+#define PEER_MAX_HEADER_BYTES (1u << 20)	/* JSON header limit */
+
+/* One tensor on the wire, as encoded by its sender. All pointers borrowed. */
+struct peer_tensor {
+	const char *name;
+	enum tensor_dtype dtype;	/* the tensor's own dtype */
+	int is_bytes;			/* a v2 BYTES tensor of one element (an image) */
+	int ndim;
+	int64_t shape[TENSOR_MAX_DIMS];
+	struct link_encoding enc;	/* effective encoding of data */
+	float scale;			/* int8 scale */
+	const void *data;		/* encoded bytes (for BYTES: the element) */
+	size_t len;
+};
+
+/* A message ready to send: header then the binary parts, in order, as an
+ * iovec list (iov[0] is the header), so tensor bytes are never copied. */
+struct peer_msg {
+	char *header;
+	size_t header_len;
+	struct iovec *iov;
+	int n_iov;
+	size_t total_len;		/* header + binary */
+	uint32_t *prefixes;		/* BYTES length prefixes, owned */
+};
+void peer_msg_fini(struct peer_msg *m);
+/* Copy the whole message into one buffer (tests, fuzz seeds). */
+int peer_msg_flatten(const struct peer_msg *m, uint8_t **out, size_t *len);
+
+/* The peer's own figures, reported in a response. -1 = not measured. */
+struct peer_timing {
+	int64_t queue_ns;
+	int64_t decode_ns;
+	int64_t compute_ns;
+	int64_t total_ns;
+	int64_t energy_uj;
+	char backend[16];
+};
+void peer_timing_init(struct peer_timing *t);	/* all -1, backend "" */
+
+/* ---- robot side ---------------------------------------------------------- */
+
+struct peer_request_spec {
+	const char *id;				/* optional */
+	int cut;
+	const uint8_t *model_sha256;		/* 32 bytes */
+	int bands;				/* 0: not banded */
+	const struct peer_tensor *inputs;
+	int n_inputs;
+	const char *const *outputs;		/* requested outputs; n_outputs 0 = all */
+	int n_outputs;
+	const struct link_encoding *output_enc;	/* NULL: outputs as f32 */
+};
+int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *out,
+		       char *err, size_t errlen);
+
+/* A parsed response; tensor data and names point into the body (kept by
+ * the caller) and into root. */
+struct peer_response {
+	char id[PEER_ID_MAX];
+	char model[PEER_NAME_MAX];
+	int n_outputs;
+	struct peer_tensor outputs[PEER_MAX_TENSORS];
+	struct peer_timing timing;
+	json_t *root;
+};
+/* body: the whole response body; header_len: the value of its
+ * Inference-Header-Content-Length header, or 0 when it had none (then the
+ * body is JSON only, e.g. an error answer, which gives -EPROTO with the
+ * peer's message in err). */
+int peer_response_parse(const void *body, size_t len, size_t header_len,
+			struct peer_response *out, char *err, size_t errlen);
+void peer_response_fini(struct peer_response *r);
+
+/* Decode a received tensor into out (dtype/shape/data set by the caller);
+ * the shapes and dtypes must match exactly. */
+int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out,
+		       char *err, size_t errlen);
+
+/* ---- peer side ----------------------------------------------------------- */
+
+/* The request as read from its JSON header and binary part. */
+struct peer_request {
+	char id[PEER_ID_MAX];
+	int cut;
+	int bands;
+	int has_sha;
+	uint8_t model_sha256[32];
+	int binary_output;			/* binary_data_output or per output */
+	struct link_encoding output_enc;
+	int n_inputs;
+	struct peer_tensor inputs[PEER_MAX_TENSORS];
+	int n_outputs;				/* 0: all */
+	const char *outputs[PEER_MAX_TENSORS];
+	json_t *root;
+};
+/* Read a whole v2 binary request: header (parsed JSON, borrowed; a
+ * reference is kept in out->root) and the bytes after it. */
+int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
+		       struct peer_request *out, char *err, size_t errlen);
+void peer_request_fini(struct peer_request *r);
+/* The same, piece by piece, for a server whose own v2 parser has already
+ * split the body: the request's "parameters" object (may be NULL) ... */
+int peer_request_read_params(const json_t *params, struct peer_request *out,
+			     char *err, size_t errlen);
+/* ... and one input: its name, datatype string, shape, "parameters" object
+ * and exactly its bytes. */
+int peer_input_read(const char *name, const char *datatype, int ndim, const int64_t *shape,
+		    const json_t *params, const void *data, size_t len,
+		    struct peer_tensor *out, char *err, size_t errlen);
+
+/* Check a request against the engine's cut and decode its tensors.
+ * model_sha256: the peer's model identity (a request naming another one, or
+ * none, is refused); cut: the n_cut tensors engine_cut_tensor(e, r->cut, j)
+ * lists. views[j] receives tensor j of the cut: the caller sets data to a
+ * buffer of cut[j].bytes (peer_cut_alloc does it). At cut 0 a single BYTES
+ * input is accepted instead: *image and *image_len then point at it, views
+ * are left alone (the caller decodes and preprocesses the image). */
+int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha256,
+			const struct engine_value_info *cut, int n_cut,
+			struct tensor_view *views, const void **image, size_t *image_len,
+			char *err, size_t errlen);
+/* One allocation holding every tensor of a cut; free(*mem) releases it. */
+int peer_cut_alloc(const struct engine_value_info *cut, int n_cut,
+		   struct tensor_view *views, void **mem);
+
+struct peer_response_spec {
+	const char *id;
+	const char *model;
+	const struct peer_tensor *outputs;
+	int n_outputs;
+	const struct peer_timing *timing;	/* NULL: none */
+};
+int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *out,
+			char *err, size_t errlen);
+
+/* Lower-case hex of a sha256 (65 bytes with the NUL) and back. */
+void peer_sha256_hex(const uint8_t sha[32], char hex[65]);
+int peer_sha256_parse(const char *hex, uint8_t sha[32]);
+
+#endif

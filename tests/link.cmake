@@ -1,0 +1,43 @@
+# The offload link: codec, v2 messages, the robot's client (issue 6).
+# The test compiles the link's own sources so it does not depend on the
+# rest of daemon/ being in a linkable state.
+set(SPLITD_LINK_SOURCES
+  ${CMAKE_SOURCE_DIR}/daemon/link_codec.c
+  ${CMAKE_SOURCE_DIR}/daemon/peer_proto.c
+  ${CMAKE_SOURCE_DIR}/daemon/peer_client.c)
+pkg_check_modules(LINK_GNUTLS IMPORTED_TARGET gnutls)
+
+add_library(splitd_link_test STATIC ${SPLITD_LINK_SOURCES})
+target_include_directories(splitd_link_test PUBLIC ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels)
+target_link_libraries(splitd_link_test PUBLIC PkgConfig::JANSSON PkgConfig::CURL PkgConfig::ZSTD
+  PkgConfig::LZ4 Threads::Threads ${MATH_LIB})
+
+if(TARGET PkgConfig::CMOCKA AND TARGET PkgConfig::LINK_GNUTLS)
+  add_executable(test_link ${CMAKE_CURRENT_SOURCE_DIR}/test_link.c)
+  target_compile_definitions(test_link PRIVATE SPLITD_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  target_link_libraries(test_link PRIVATE splitd_link_test PkgConfig::CMOCKA PkgConfig::MHD
+    PkgConfig::LINK_GNUTLS)
+  add_test(NAME link COMMAND test_link)
+  set_tests_properties(link PROPERTIES LABELS unit TIMEOUT 120)
+endif()
+
+# The fuzz target's body as a regression test: replays generated seeds and
+# their mutations (runs under ASan/UBSan with -DSPLITD_SANITIZE=ON).
+add_executable(fuzz_peer_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c)
+target_compile_definitions(fuzz_peer_replay PRIVATE FUZZ_REPLAY)
+target_link_libraries(fuzz_peer_replay PRIVATE splitd_link_test)
+add_test(NAME link_fuzz_replay COMMAND fuzz_peer_replay)
+set_tests_properties(link_fuzz_replay PROPERTIES LABELS unit TIMEOUT 120)
+
+if(SPLITD_FUZZ)
+  add_executable(fuzz_peer ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c ${SPLITD_LINK_SOURCES})
+  target_include_directories(fuzz_peer PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels)
+  target_compile_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_peer PRIVATE PkgConfig::JANSSON PkgConfig::CURL PkgConfig::ZSTD
+    PkgConfig::LZ4 Threads::Threads ${MATH_LIB})
+endif()
+
+# Link overhead benchmark (bench/link_overhead.sh builds and runs it).
+add_executable(bench_link_overhead EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/link_overhead.c)
+target_link_libraries(bench_link_overhead PRIVATE splitd_link_test PkgConfig::MHD)
