@@ -1,10 +1,193 @@
-/* placeholder: replaced by the owner of this command */
+/* splitd bench: latency percentiles of a model on a zero input, and the
+ * per-node profile. */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "commands.h"
+#include "engine.h"
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const double *s, int n, double p)
+{
+	double k = p * (n - 1);
+	int i = (int)k;
+	return i + 1 < n ? s[i] + (k - i) * (s[i + 1] - s[i]) : s[n - 1];
+}
 
 int cmd_bench(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "splitd: 'bench' is not built yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "runs", required_argument, NULL, 'r' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "profile", no_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *model = NULL;
+	int runs = 20, warmup = 3, profile = 0, json = 0, c, rc = 1;
+	struct engine_opts eo = { 0 };
+	struct engine *e = NULL;
+	struct engine_ctx *ctx = NULL;
+	double *t = NULL, *node_ms = NULL;
+	char err[512];
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":m:", opts, NULL)) != -1) {
+		const char *name = argv[optind - 1];
+		switch (c) {
+		case 'm': model = optarg; break;
+		case 'r':
+			if (parse_int(optarg, 1, 1000000, &runs)) {
+				fprintf(stderr, "splitd bench: --runs needs a number >= 1, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'w':
+			if (parse_int(optarg, 0, 1000000, &warmup)) {
+				fprintf(stderr, "splitd bench: --warmup needs a number >= 0, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_int(optarg, 0, 1024, &eo.threads)) {
+				fprintf(stderr, "splitd bench: --threads needs a number 0..1024, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p': profile = 1; break;
+		case 'j': json = 1; break;
+		case ':':
+			fprintf(stderr, "splitd bench: option '%s' needs a value\n", name);
+			return 2;
+		default:
+			fprintf(stderr, "splitd bench: unknown option '%s'\n", name);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "splitd bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!model) {
+		fprintf(stderr, "splitd bench: -m MODEL is required\n");
+		return 2;
+	}
+	double l0 = now_ms();
+	if (engine_load(model, &eo, &e, err, sizeof(err))) {
+		fprintf(stderr, "splitd bench: %s: %s\n", model, err);
+		return 1;
+	}
+	double load_ms = now_ms() - l0;
+	if (engine_ctx_new(e, &ctx)) {
+		fprintf(stderr, "splitd bench: cannot allocate the context\n");
+		goto out;
+	}
+	for (int i = 0; i < engine_num_inputs(e); i++) {
+		struct engine_value_info vi;
+		engine_input_info(e, i, &vi);
+		void *z = calloc(1, vi.bytes ? vi.bytes : 1);
+		struct tensor_view v = { .dtype = vi.dtype, .ndim = vi.ndim, .data = z };
+		memcpy(v.shape, vi.shape, sizeof(v.shape));
+		int r = z ? engine_ctx_set(ctx, vi.name, &v, err, sizeof(err)) : -ENOMEM;
+		free(z);
+		if (r) {
+			fprintf(stderr, "splitd bench: input '%s': %s\n", vi.name, r == -ENOMEM ? "out of memory" : err);
+			goto out;
+		}
+	}
+	t = calloc(runs, sizeof(double));
+	if (!t)
+		goto out;
+	for (int i = 0; i < warmup + runs; i++) {
+		double t0 = now_ms();
+		int r = engine_run(ctx);
+		if (r) {
+			fprintf(stderr, "splitd bench: inference failed: %s\n", strerror(-r));
+			goto out;
+		}
+		if (i >= warmup)
+			t[i - warmup] = now_ms() - t0;
+	}
+	qsort(t, runs, sizeof(double), cmp_double);
+	double med = pct(t, runs, 0.5), p10 = pct(t, runs, 0.1), p90 = pct(t, runs, 0.9);
+	int nn = engine_num_nodes(e);
+	if (profile) {
+		node_ms = calloc(nn + 1, sizeof(double));
+		if (!node_ms || engine_profile(e, runs, node_ms)) {
+			fprintf(stderr, "splitd bench: profiling failed\n");
+			goto out;
+		}
+	}
+	if (json) {
+		printf("{\"model\":\"%s\",\"backend\":\"%s\",\"runs\":%d,\"load_ms\":%.3f,"
+		       "\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,\"arena_bytes\":%zu,"
+		       "\"weight_bytes\":%zu", model, engine_backend_name(e), runs, load_ms, med, p10, p90,
+		       engine_arena_bytes(e), engine_weight_bytes(e));
+		if (profile) {
+			double cum = 0;
+			printf(",\"nodes\":[");
+			for (int i = 0; i < nn; i++) {
+				struct engine_node_info ni;
+				engine_node_info(e, i, &ni);
+				cum += node_ms[i];
+				printf("%s{\"name\":\"%s\",\"op\":\"%s\",\"ms\":%.4f,\"out_bytes\":%zu,"
+				       "\"cum_ms\":%.4f,\"macs\":%lld}", i ? "," : "", ni.name, ni.op,
+				       node_ms[i], ni.out_bytes, cum, (long long)ni.macs);
+			}
+			printf("]");
+		}
+		printf("}\n");
+	} else {
+		printf("model %s backend %s runs %d load %.1f ms\n", model, engine_backend_name(e), runs,
+		       load_ms);
+		printf("median_ms %.3f  p10_ms %.3f  p90_ms %.3f\n", med, p10, p90);
+		if (profile) {
+			double cum = 0;
+			printf("%4s  %-32s %-28s %9s %12s %9s\n", "#", "node", "op", "ms", "out_bytes",
+			       "cum_ms");
+			for (int i = 0; i < nn; i++) {
+				struct engine_node_info ni;
+				engine_node_info(e, i, &ni);
+				cum += node_ms[i];
+				printf("%4d  %-32.32s %-28.28s %9.4f %12zu %9.3f\n", i, ni.name, ni.op,
+				       node_ms[i], ni.out_bytes, cum);
+			}
+		}
+	}
+	rc = 0;
+out:
+	free(t);
+	free(node_ms);
+	engine_ctx_free(ctx);
+	engine_free(e);
+	return rc;
 }

@@ -90,6 +90,31 @@ int engine_ctx_get(struct engine_ctx *c, const char *name, struct tensor_view *o
 int engine_run_range(struct engine_ctx *c, int first, int last);
 int engine_run(struct engine_ctx *c);	/* [0, N) */
 
+/* Row geometry of node i along H, for banded execution (overlap issue):
+ * output row r reads input rows [r*stride_h - pad_top, ... + (kernel_h-1)*dil_h];
+ * 1/1/1/0/0 for row-aligned elementwise nodes. inputs/outputs name the node's
+ * activation tensors (constants left out), borrowed from the engine. */
+#define ENGINE_NODE_MAX_IO 8
+struct engine_node_rows {
+	int64_t kernel_h, stride_h, dil_h, pad_top, pad_bottom;
+	int n_inputs, n_outputs;
+	const char *inputs[ENGINE_NODE_MAX_IO];
+	const char *outputs[ENGINE_NODE_MAX_IO];
+};
+int engine_node_rows(const struct engine *e, int i, struct engine_node_rows *out);
+
+/* Bytes of the activation arena one engine_ctx allocates, and of the
+ * constant tensors (weights) the engine holds. */
+size_t engine_arena_bytes(const struct engine *e);
+size_t engine_weight_bytes(const struct engine *e);
+
+/* Write nodes [first, last) as a standalone ONNX model: its inputs are the
+ * tensors of cut `first`, its outputs those of cut `last`, with the
+ * initializers the nodes need (after folding and fusion, so fused nodes are
+ * written back as their ONNX parts). */
+int engine_export_range(const struct engine *e, int first, int last, const char *path,
+			char *err, size_t errlen);
+
 /* Per-node profile: median ms over `runs` runs (after one warm-up) of each
  * node on a zero-filled input; node_ms has engine_num_nodes() entries. */
 int engine_profile(const struct engine *e, int runs, double *node_ms);

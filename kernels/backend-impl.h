@@ -1,0 +1,44 @@
+/* The backend interface (ggml-backend style): one static table of function
+ * pointers per backend plus an opaque per-inference context. The engine
+ * calls prepare() once per node at load, then run() node by node. Optional
+ * members are NULL; the wrappers in backend.c check them. */
+#ifndef SPLITD_BACKEND_IMPL_H
+#define SPLITD_BACKEND_IMPL_H
+
+#include "engine-impl.h"
+
+struct backend_ops {
+	const char *name;
+	/* Can this backend run node n (its kind, params, dtypes, shapes)? */
+	int (*supports)(const struct engine *e, const struct eng_node *n);
+	/* Once per node at load: pack weights into n->packed, choose the
+	 * algorithm, set n->work_bytes (per-thread scratch). Returns 0/-errno. */
+	int (*prepare)(struct engine *e, struct eng_node *n);
+	/* Free what prepare() made. */
+	void (*release)(struct eng_node *n);
+	/* Per-inference context (thread pool, scratch, device stream). */
+	int (*ctx_new)(const struct engine *e, void **out);
+	void (*ctx_free)(void *bctx);
+	/* Activation memory: NULL means host malloc/free. A device backend
+	 * allocates its arena on the device and copies at segment ends. */
+	void *(*buf_alloc)(void *bctx, size_t bytes);
+	void (*buf_free)(void *bctx, void *p);
+	int (*upload)(void *bctx, void *dst, const void *src, size_t bytes);
+	int (*download)(void *bctx, void *dst, const void *src, size_t bytes);
+	/* Run one node: in[] / out[] follow n->in / n->out (absent inputs have
+	 * data == NULL). */
+	int (*run)(void *bctx, const struct engine *e, const struct eng_node *n,
+		   const struct tensor_view *in, struct tensor_view *out);
+	/* Optional: wait for queued work (device backends). */
+	int (*synchronize)(void *bctx);
+};
+
+/* Registry (backend.c): the one place that knows which backends exist. */
+const struct backend_ops *backend_find(const char *name);
+extern const struct backend_ops backend_cpu;
+
+/* CPU helpers usable without a prepared engine (constant folding). */
+int cpu_run_node_simple(const struct engine *e, const struct eng_node *n,
+			const struct tensor_view *in, struct tensor_view *out);
+
+#endif

@@ -1,0 +1,76 @@
+/* CPU backend internals: the per-inference context and the kernel entry
+ * points, one file per op family. */
+#ifndef SPLITD_CPU_IMPL_H
+#define SPLITD_CPU_IMPL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "engine-impl.h"
+#include "threadpool.h"
+
+/* Hot loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and
+ * picked at run time; aarch64 builds get NEON from plain -O3. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SPLITD_NO_CLONES)
+#define CPU_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define CPU_CLONES
+#endif
+
+struct cpu_ctx {
+	struct tpool *pool;
+	int threads;
+	void **scratch;		/* one per thread */
+	size_t *scratch_bytes;
+};
+
+/* Grows every thread's scratch buffer to at least bytes (main thread only). */
+int cpu_scratch_reserve(struct cpu_ctx *c, size_t bytes);
+
+#define CPU_KERNEL(name) int name(struct cpu_ctx *c, const struct eng_node *n, \
+				  const struct tensor_view *in, struct tensor_view *out)
+CPU_KERNEL(cpu_conv);
+CPU_KERNEL(cpu_conv_transpose);
+CPU_KERNEL(cpu_batchnorm);
+CPU_KERNEL(cpu_unary);
+CPU_KERNEL(cpu_binary);
+CPU_KERNEL(cpu_pool);
+CPU_KERNEL(cpu_global_pool);
+CPU_KERNEL(cpu_gemm);
+CPU_KERNEL(cpu_matmul);
+CPU_KERNEL(cpu_softmax);
+CPU_KERNEL(cpu_reduce_mean);
+CPU_KERNEL(cpu_copy);		/* Reshape family, Identity */
+CPU_KERNEL(cpu_transpose);
+CPU_KERNEL(cpu_concat);
+CPU_KERNEL(cpu_split);
+CPU_KERNEL(cpu_slice);
+CPU_KERNEL(cpu_gather);
+CPU_KERNEL(cpu_pad);
+CPU_KERNEL(cpu_cast);
+CPU_KERNEL(cpu_expand);
+CPU_KERNEL(cpu_shape);
+CPU_KERNEL(cpu_constant_of_shape);
+CPU_KERNEL(cpu_resize);
+
+int cpu_conv_prepare(struct engine *e, struct eng_node *n);
+void cpu_conv_release(struct eng_node *n);
+
+/* In-place activation over n floats (elementwise.c). */
+void cpu_act(float *x, int64_t n, const struct act_params *a);
+/* y[i] = act(y[i] + bias) over a rows x cols block; bias per row, sum
+ * (residual) added before the activation when non-NULL. */
+void cpu_bias_act(float *y, int64_t rows, int64_t cols, int64_t ld, const float *bias,
+		  const float *sum, const struct act_params *a);
+
+/* Parallel for: fn(arg, begin, end) over [0, n) split into thread slices. */
+typedef void (*cpu_range_fn)(void *arg, int64_t begin, int64_t end);
+void cpu_parallel(struct cpu_ctx *c, int64_t n, cpu_range_fn fn, void *arg);
+
+static inline int64_t view_numel(const struct tensor_view *v)
+{
+	return tensor_numel(v);
+}
+
+#endif

@@ -1,0 +1,543 @@
+/* Elementwise ops on the CPU: activations, numpy-broadcast binary ops,
+ * BatchNormalization, Softmax, ReduceMean, Cast. */
+#include <errno.h>
+#include <float.h>
+#include <stdlib.h>
+
+#include "cpu-impl.h"
+
+/* exp(x) in float: range reduction by ln2 and a degree-6 polynomial; about
+ * 1 ulp, branch-free so the loops around it vectorise. */
+static inline float exp_ps(float x)
+{
+	x = x > 88.3762626647949f ? 88.3762626647949f : x;
+	x = x < -87.3365447504f ? -87.3365447504f : x;
+	float fx = x * 1.44269504088896341f;
+	fx = __builtin_floorf(fx + 0.5f);
+	float r = x - fx * 0.693359375f;
+	r = r + fx * 2.12194440e-4f;
+	float r2 = r * r;
+	float y = 1.9875691500e-4f;
+	y = y * r + 1.3981999507e-3f;
+	y = y * r + 8.3334519073e-3f;
+	y = y * r + 4.1665795894e-2f;
+	y = y * r + 1.6666665459e-1f;
+	y = y * r + 5.0000001201e-1f;
+	y = y * r2 + r + 1.f;
+	union { int32_t i; float f; } u = { .i = ((int32_t)fx + 127) << 23 };
+	return y * u.f;
+}
+
+static inline float sigmoid_ps(float x)
+{
+	return 1.f / (1.f + exp_ps(-x));
+}
+
+CPU_CLONES
+static void act_loop(float *x, int64_t n, enum act_kind k, float a, float b)
+{
+	switch (k) {
+	case ACT_NONE:
+		break;
+	case ACT_RELU:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = x[i] > 0.f ? x[i] : 0.f;
+		break;
+	case ACT_LEAKY_RELU:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = x[i] >= 0.f ? x[i] : x[i] * a;
+		break;
+	case ACT_CLIP:
+		for (int64_t i = 0; i < n; i++) {
+			float v = x[i] < a ? a : x[i];
+			x[i] = v > b ? b : v;
+		}
+		break;
+	case ACT_SIGMOID:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = sigmoid_ps(x[i]);
+		break;
+	case ACT_HARD_SIGMOID:
+		for (int64_t i = 0; i < n; i++) {
+			float v = a * x[i] + b;
+			v = v < 0.f ? 0.f : v;
+			x[i] = v > 1.f ? 1.f : v;
+		}
+		break;
+	case ACT_HARD_SWISH:
+		for (int64_t i = 0; i < n; i++) {
+			float v = x[i] * (1.f / 6.f) + 0.5f;
+			v = v < 0.f ? 0.f : v;
+			v = v > 1.f ? 1.f : v;
+			x[i] = x[i] * v;
+		}
+		break;
+	case ACT_SILU:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = x[i] * sigmoid_ps(x[i]);
+		break;
+	case ACT_EXP:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = expf(x[i]);
+		break;
+	case ACT_TANH:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = tanhf(x[i]);
+		break;
+	case ACT_SQRT:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = sqrtf(x[i]);
+		break;
+	case ACT_NEG:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = -x[i];
+		break;
+	case ACT_ABS:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = fabsf(x[i]);
+		break;
+	case ACT_ERF:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = erff(x[i]);
+		break;
+	case ACT_LOG:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = logf(x[i]);
+		break;
+	case ACT_RECIPROCAL:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = 1.f / x[i];
+		break;
+	case ACT_FLOOR:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = floorf(x[i]);
+		break;
+	case ACT_CEIL:
+		for (int64_t i = 0; i < n; i++)
+			x[i] = ceilf(x[i]);
+		break;
+	}
+}
+
+void cpu_act(float *x, int64_t n, const struct act_params *a)
+{
+	act_loop(x, n, a->kind, a->alpha, a->beta);
+}
+
+CPU_CLONES
+static void add_row(float *y, const float *s, float b, int64_t n)
+{
+	if (s)
+		for (int64_t i = 0; i < n; i++)
+			y[i] += s[i] + b;
+	else
+		for (int64_t i = 0; i < n; i++)
+			y[i] += b;
+}
+
+void cpu_bias_act(float *y, int64_t rows, int64_t cols, int64_t ld, const float *bias,
+		  const float *sum, const struct act_params *a)
+{
+	for (int64_t r = 0; r < rows; r++) {
+		float *yr = y + r * ld;
+		if (bias || sum)
+			add_row(yr, sum ? sum + r * ld : NULL, bias ? bias[r] : 0.f, cols);
+		if (a->kind != ACT_NONE)
+			act_loop(yr, cols, a->kind, a->alpha, a->beta);
+	}
+}
+
+struct unary_job { const struct tensor_view *in; struct tensor_view *out; const struct act_params *a; };
+
+static void unary_range(void *arg, int64_t b, int64_t e)
+{
+	struct unary_job *j = arg;
+	float *y = (float *)j->out->data + b;
+	if (j->in->data != j->out->data)
+		memcpy(y, (const float *)j->in->data + b, (e - b) * sizeof(float));
+	act_loop(y, e - b, j->a->kind, j->a->alpha, j->a->beta);
+}
+
+CPU_KERNEL(cpu_unary)
+{
+	int64_t cnt = view_numel(&in[0]);
+	if (in[0].dtype == TENSOR_I64) {
+		const int64_t *x = in[0].data;
+		int64_t *y = out[0].data;
+		for (int64_t i = 0; i < cnt; i++)
+			y[i] = n->kind == OP_NEG ? -x[i] : n->kind == OP_ABS ? llabs(x[i]) :
+			       x[i] > 0 ? x[i] : 0;
+		return 0;
+	}
+	struct unary_job j = { &in[0], &out[0], &n->p.act };
+	/* chunks of 4096 so threads stay balanced and the tail is small */
+	int64_t chunks = (cnt + 4095) / 4096;
+	if (chunks <= 1 || !c || c->threads == 1) {
+		unary_range(&j, 0, cnt);
+		return 0;
+	}
+	cpu_parallel(c, cnt, unary_range, &j);
+	return 0;
+}
+
+/* ---- binary ops with numpy broadcasting ---- */
+
+struct bin_job {
+	enum op_kind op;
+	enum tensor_dtype dt, dtb;
+	int nd;			/* coalesced rank, last dim is the row */
+	int64_t shape[TENSOR_MAX_DIMS], sa[TENSOR_MAX_DIMS], sb[TENSOR_MAX_DIMS];
+	const void *a, *b;
+	void *y;
+	int64_t rows, row;
+};
+
+CPU_CLONES
+static void bin_row_f32(enum op_kind op, const float *a, int64_t sa, const float *b, int64_t sb,
+			float *y, int64_t n)
+{
+#define LOOP(expr) do { \
+	if (sa && sb) for (int64_t i = 0; i < n; i++) { float x = a[i], z = b[i]; y[i] = expr; } \
+	else if (sa) { float z = b[0]; for (int64_t i = 0; i < n; i++) { float x = a[i]; y[i] = expr; } } \
+	else if (sb) { float x = a[0]; for (int64_t i = 0; i < n; i++) { float z = b[i]; y[i] = expr; } } \
+	else { float x = a[0], z = b[0]; for (int64_t i = 0; i < n; i++) y[i] = expr; } \
+} while (0)
+	switch (op) {
+	case OP_ADD: LOOP(x + z); break;
+	case OP_SUB: LOOP(x - z); break;
+	case OP_MUL: LOOP(x * z); break;
+	case OP_DIV: LOOP(x / z); break;
+	case OP_POW: LOOP(powf(x, z)); break;
+	default: break;
+	}
+#undef LOOP
+}
+
+static int64_t ipow(int64_t b, int64_t e)
+{
+	int64_t r = 1;
+	if (e < 0)
+		return b == 1 ? 1 : b == -1 ? (e % 2 ? -1 : 1) : 0;
+	while (e) {
+		if (e & 1)
+			r *= b;
+		b *= b;
+		e >>= 1;
+	}
+	return r;
+}
+
+static void bin_row_int(const struct bin_job *j, const void *a, int64_t sa, const void *b,
+			int64_t sb, void *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		int64_t x = j->dt == TENSOR_I64 ? ((const int64_t *)a)[i * sa] :
+			    ((const int32_t *)a)[i * sa];
+		int64_t z = j->dtb == TENSOR_I64 ? ((const int64_t *)b)[i * sb] :
+			    ((const int32_t *)b)[i * sb];
+		int64_t r = 0;
+		switch (j->op) {
+		case OP_ADD: r = (int64_t)((uint64_t)x + (uint64_t)z); break;
+		case OP_SUB: r = (int64_t)((uint64_t)x - (uint64_t)z); break;
+		case OP_MUL: r = (int64_t)((uint64_t)x * (uint64_t)z); break;
+		case OP_DIV:	/* ONNX integer Div truncates like C */
+			r = z == 0 ? 0 : (x == INT64_MIN && z == -1) ? x : x / z;
+			break;
+		case OP_POW: r = ipow(x, z); break;
+		default: break;
+		}
+		if (j->dt == TENSOR_I64)
+			((int64_t *)y)[i] = r;
+		else
+			((int32_t *)y)[i] = (int32_t)r;
+	}
+}
+
+static void bin_range(void *arg, int64_t r0, int64_t r1)
+{
+	struct bin_job *j = arg;
+	size_t ea = tensor_dtype_size(j->dt), eb = tensor_dtype_size(j->dtb);
+	int last = j->nd - 1;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t oa = 0, ob = 0, rem = r;
+		for (int d = last - 1; d >= 0; d--) {
+			int64_t i = rem % j->shape[d];
+			rem /= j->shape[d];
+			oa += i * j->sa[d];
+			ob += i * j->sb[d];
+		}
+		const char *pa = (const char *)j->a + oa * ea, *pb = (const char *)j->b + ob * eb;
+		char *py = (char *)j->y + r * j->row * ea;
+		if (j->dt == TENSOR_F32 && j->dtb == TENSOR_F32)
+			bin_row_f32(j->op, (const float *)pa, j->sa[last], (const float *)pb,
+				    j->sb[last], (float *)py, j->row);
+		else if (j->dt == TENSOR_F32) {	/* Pow with an integer exponent */
+			for (int64_t i = 0; i < j->row; i++) {
+				int64_t z = j->dtb == TENSOR_I64 ? ((const int64_t *)pb)[i * j->sb[last]] :
+					    ((const int32_t *)pb)[i * j->sb[last]];
+				((float *)py)[i] = powf(((const float *)pa)[i * j->sa[last]], (float)z);
+			}
+		} else
+			bin_row_int(j, pa, j->sa[last], pb, j->sb[last], py, j->row);
+	}
+}
+
+CPU_KERNEL(cpu_binary)
+{
+	const struct tensor_view *A = &in[0], *B = &in[1], *Y = &out[0];
+	struct bin_job j = { .op = n->kind, .dt = A->dtype, .dtb = B->dtype, .a = A->data,
+			     .b = B->data, .y = Y->data };
+	int nd = Y->ndim;
+	int64_t sa[TENSOR_MAX_DIMS + 1], sb[TENSOR_MAX_DIMS + 1], sh[TENSOR_MAX_DIMS + 1];
+	int64_t ka = 1, kb = 1;
+
+	if (view_numel(Y) == 0)
+		return 0;
+	/* strides in elements, 0 where broadcast */
+	for (int d = nd - 1; d >= 0; d--) {
+		int ia = d - (nd - A->ndim), ib = d - (nd - B->ndim);
+		int64_t da = ia >= 0 ? A->shape[ia] : 1, db = ib >= 0 ? B->shape[ib] : 1;
+		sa[d] = da == 1 ? 0 : ka;
+		sb[d] = db == 1 ? 0 : kb;
+		ka *= da;
+		kb *= db;
+		sh[d] = Y->shape[d];
+	}
+	if (nd == 0) {
+		sh[0] = 1, sa[0] = sb[0] = 0;
+		nd = 1;
+	}
+	/* coalesce dims of size 1 away and merge neighbours with the same pattern */
+	int k = 0;
+	for (int d = 0; d < nd; d++) {
+		if (sh[d] == 1)
+			continue;
+		if (k && ((sa[d] == 0) == (j.sa[k - 1] == 0)) && ((sb[d] == 0) == (j.sb[k - 1] == 0)) &&
+		    (!sa[d] || j.sa[k - 1] == sa[d] * sh[d]) && (!sb[d] || j.sb[k - 1] == sb[d] * sh[d])) {
+			j.shape[k - 1] *= sh[d];
+			j.sa[k - 1] = sa[d];
+			j.sb[k - 1] = sb[d];
+			continue;
+		}
+		j.shape[k] = sh[d], j.sa[k] = sa[d], j.sb[k] = sb[d];
+		k++;
+	}
+	if (!k) {
+		j.shape[0] = 1, j.sa[0] = j.sb[0] = 0;
+		k = 1;
+	}
+	j.nd = k;
+	j.row = j.shape[k - 1];
+	j.rows = view_numel(Y) / j.row;
+	if (j.rows == 1 && j.row >= 8192 && c && c->threads > 1 && j.sa[0] <= 1 && j.sb[0] <= 1) {
+		/* one long row: split it into pseudo-rows */
+		int64_t parts = 64;
+		while (j.row % parts)
+			parts /= 2;
+		j.row /= parts;
+		j.rows = parts;
+		j.nd = 2;
+		j.shape[1] = j.row;
+		j.shape[0] = parts;
+		j.sa[1] = j.sa[0];
+		j.sb[1] = j.sb[0];
+		j.sa[0] *= j.row;
+		j.sb[0] *= j.row;
+	}
+	cpu_parallel(c, j.rows, bin_range, &j);
+	return 0;
+}
+
+/* ---- BatchNormalization (when not folded into a conv) ---- */
+
+struct bn_job { const struct tensor_view *x; float *y; const float *scale, *shift; int64_t C, plane; };
+
+static void bn_range(void *arg, int64_t b, int64_t e)
+{
+	struct bn_job *j = arg;
+	const float *x = j->x->data;
+	for (int64_t t = b; t < e; t++) {
+		int64_t ch = t % j->C;
+		const float *xp = x + t * j->plane;
+		float *yp = j->y + t * j->plane;
+		float s = j->scale[ch], h = j->shift[ch];
+		for (int64_t i = 0; i < j->plane; i++)
+			yp[i] = xp[i] * s + h;
+	}
+}
+
+CPU_KERNEL(cpu_batchnorm)
+{
+	const struct tensor_view *x = &in[0];
+	int64_t C = x->shape[1], plane = 1;
+	float *ss = malloc(2 * C * sizeof(float) + 4);
+	if (!ss)
+		return -ENOMEM;
+	for (int i = 2; i < x->ndim; i++)
+		plane *= x->shape[i];
+	const float *sc = in[1].data, *bi = in[2].data, *mu = in[3].data, *var = in[4].data;
+	for (int64_t i = 0; i < C; i++) {
+		ss[i] = sc[i] / sqrtf(var[i] + n->p.bn.eps);
+		ss[C + i] = bi[i] - mu[i] * ss[i];
+	}
+	struct bn_job j = { x, out[0].data, ss, ss + C, C, plane };
+	cpu_parallel(c, x->shape[0] * C, bn_range, &j);
+	free(ss);
+	return 0;
+}
+
+/* ---- Softmax / LogSoftmax ---- */
+
+struct sm_job { const float *x; float *y; int64_t inner, axis_n, outer_n; int log; };
+
+static void sm_range(void *arg, int64_t b, int64_t e)
+{
+	struct sm_job *j = arg;
+	/* a "row" = one (outer, inner) pair; elements axis_n apart by inner */
+	for (int64_t r = b; r < e; r++) {
+		int64_t o = r / j->inner, in_i = r % j->inner;
+		const float *x = j->x + o * j->axis_n * j->inner + in_i;
+		float *y = j->y + o * j->axis_n * j->inner + in_i;
+		float m = -INFINITY, s = 0.f;
+		for (int64_t i = 0; i < j->axis_n; i++)
+			m = x[i * j->inner] > m ? x[i * j->inner] : m;
+		for (int64_t i = 0; i < j->axis_n; i++) {
+			float v = expf(x[i * j->inner] - m);
+			y[i * j->inner] = v;
+			s += v;
+		}
+		if (j->log) {
+			float ls = logf(s);
+			for (int64_t i = 0; i < j->axis_n; i++)
+				y[i * j->inner] = x[i * j->inner] - m - ls;
+		} else {
+			for (int64_t i = 0; i < j->axis_n; i++)
+				y[i * j->inner] /= s;
+		}
+	}
+}
+
+CPU_KERNEL(cpu_softmax)
+{
+	const struct tensor_view *x = &in[0];
+	const struct softmax_params *p = &n->p.softmax;
+	struct sm_job j = { x->data, out[0].data, 1, 1, 1, p->log };
+	int64_t ax = p->axis;
+
+	if (p->legacy) {	/* opset < 13: flatten to [prod(:axis), prod(axis:)] */
+		for (int i = 0; i < ax; i++)
+			j.outer_n *= x->shape[i];
+		for (int i = (int)ax; i < x->ndim; i++)
+			j.axis_n *= x->shape[i];
+	} else {
+		for (int i = 0; i < ax; i++)
+			j.outer_n *= x->shape[i];
+		j.axis_n = x->shape[ax];
+		for (int i = (int)ax + 1; i < x->ndim; i++)
+			j.inner *= x->shape[i];
+	}
+	if (!j.axis_n)
+		return 0;
+	cpu_parallel(c, j.outer_n * j.inner, sm_range, &j);
+	return 0;
+}
+
+/* ---- ReduceMean (params: per-axis mask in axes[]) ---- */
+
+CPU_KERNEL(cpu_reduce_mean)
+{
+	const struct tensor_view *x = &in[0];
+	const struct axes_params *a = &n->p.axes;
+	const float *xd = x->data;
+	float *y = out[0].data;
+	int64_t ycnt = view_numel(&out[0]), xcnt = view_numel(x);
+	int64_t st[TENSOR_MAX_DIMS], ost[TENSOR_MAX_DIMS], k = 1, cnt = 1;
+
+	if (!a->naxes) {
+		memcpy(y, xd, xcnt * sizeof(float));
+		return 0;
+	}
+	/* output strides over the kept-dims layout (keepdims does not change
+	 * the element order) */
+	for (int d = x->ndim - 1; d >= 0; d--) {
+		st[d] = k;
+		if (!a->axes[d])
+			k *= x->shape[d];
+		else
+			cnt *= x->shape[d];
+	}
+	for (int d = 0; d < x->ndim; d++)
+		ost[d] = a->axes[d] ? 0 : st[d];
+	double *acc = calloc(ycnt + 1, sizeof(double));
+	if (!acc)
+		return -ENOMEM;
+	for (int64_t i = 0; i < xcnt; i++) {
+		int64_t rem = i, o = 0;
+		for (int d = x->ndim - 1; d >= 0; d--) {
+			o += (rem % x->shape[d]) * ost[d];
+			rem /= x->shape[d];
+		}
+		acc[o] += xd[i];
+	}
+	for (int64_t i = 0; i < ycnt; i++)
+		y[i] = cnt ? (float)(acc[i] / cnt) : NAN;
+	free(acc);
+	return 0;
+}
+
+/* ---- Cast ---- */
+
+static double get_d(const void *p, enum tensor_dtype t, int64_t i)
+{
+	switch (t) {
+	case TENSOR_F32: return ((const float *)p)[i];
+	case TENSOR_F64: return ((const double *)p)[i];
+	case TENSOR_I32: return ((const int32_t *)p)[i];
+	case TENSOR_I64: return (double)((const int64_t *)p)[i];
+	case TENSOR_U8: case TENSOR_BOOL: return ((const uint8_t *)p)[i];
+	case TENSOR_I8: return ((const int8_t *)p)[i];
+	default: return 0;
+	}
+}
+
+static int64_t get_i(const void *p, enum tensor_dtype t, int64_t i)
+{
+	switch (t) {
+	case TENSOR_I64: return ((const int64_t *)p)[i];
+	case TENSOR_I32: return ((const int32_t *)p)[i];
+	case TENSOR_U8: case TENSOR_BOOL: return ((const uint8_t *)p)[i];
+	case TENSOR_I8: return ((const int8_t *)p)[i];
+	default: {
+		double d = get_d(p, t, i);
+		if (d != d)
+			return INT64_MIN;
+		if (d >= 9.2233720368547758e18)
+			return INT64_MAX;
+		if (d <= -9.2233720368547758e18)
+			return INT64_MIN;
+		return (int64_t)d;
+	}
+	}
+}
+
+CPU_KERNEL(cpu_cast)
+{
+	const struct tensor_view *x = &in[0];
+	int64_t cnt = view_numel(x);
+	void *y = out[0].data;
+	enum tensor_dtype to = out[0].dtype;
+
+	for (int64_t i = 0; i < cnt; i++) {
+		switch (to) {
+		case TENSOR_F32: ((float *)y)[i] = (float)get_d(x->data, x->dtype, i); break;
+		case TENSOR_F64: ((double *)y)[i] = get_d(x->data, x->dtype, i); break;
+		case TENSOR_I64: ((int64_t *)y)[i] = get_i(x->data, x->dtype, i); break;
+		case TENSOR_I32: ((int32_t *)y)[i] = (int32_t)get_i(x->data, x->dtype, i); break;
+		case TENSOR_U8: ((uint8_t *)y)[i] = (uint8_t)get_i(x->data, x->dtype, i); break;
+		case TENSOR_I8: ((int8_t *)y)[i] = (int8_t)get_i(x->data, x->dtype, i); break;
+		case TENSOR_BOOL: ((uint8_t *)y)[i] = get_d(x->data, x->dtype, i) != 0; break;
+		default: return -ENOTSUP;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,111 @@
+/* Gemm and MatMul on the CPU through OpenBLAS sgemm, split over threads by
+ * batch item or by output columns. */
+#include <errno.h>
+
+#include <cblas.h>
+
+#include "cpu-impl.h"
+
+struct mm_job {
+	const float *a, *b;
+	float *y;
+	int64_t M, N, K, batch;
+	int64_t abatch[TENSOR_MAX_DIMS], bbatch[TENSOR_MAX_DIMS], ybatch[TENSOR_MAX_DIMS];
+	int nb;
+	int ta, tb;
+	float alpha, beta;
+	int split_n;
+};
+
+static void mm_one(const struct mm_job *j, int64_t bi, int64_t n0, int64_t n1)
+{
+	/* broadcast batch index -> a/b offsets */
+	int64_t rem = bi, ia = 0, ib = 0, ka = 1, kb = 1;
+	for (int d = j->nb - 1; d >= 0; d--) {
+		int64_t i = rem % j->ybatch[d];
+		rem /= j->ybatch[d];
+		ia += (j->abatch[d] == 1 ? 0 : i) * ka;
+		ib += (j->bbatch[d] == 1 ? 0 : i) * kb;
+		ka *= j->abatch[d];
+		kb *= j->bbatch[d];
+	}
+	const float *a = j->a + ia * j->M * j->K;
+	const float *b = j->b + ib * j->K * j->N;
+	float *y = j->y + bi * j->M * j->N;
+	int lda = (int)(j->ta ? j->M : j->K), ldb = (int)(j->tb ? j->K : j->N);
+	const float *bcol = j->tb ? b + n0 * j->K : b + n0;
+	cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans,
+		    (int)j->M, (int)(n1 - n0), (int)j->K, j->alpha, a, lda, bcol, ldb, j->beta, y + n0,
+		    (int)j->N);
+}
+
+static void mm_range(void *arg, int64_t b, int64_t e)
+{
+	struct mm_job *j = arg;
+	if (j->split_n)
+		mm_one(j, 0, b, e);
+	else
+		for (int64_t i = b; i < e; i++)
+			mm_one(j, i, 0, j->N);
+}
+
+static void mm_run(struct cpu_ctx *c, struct mm_job *j)
+{
+	int threads = c ? c->threads : 1;
+	if (j->M == 0 || j->N == 0)
+		return;
+	if (j->K == 0) {
+		for (int64_t i = 0; i < j->batch * j->M * j->N; i++)
+			j->y[i] = j->beta ? j->y[i] * j->beta : 0.f;
+		return;
+	}
+	j->split_n = j->batch < threads && j->M * j->N * j->K >= 1 << 18;
+	cpu_parallel(c, j->split_n ? j->N : j->batch, mm_range, j);
+}
+
+CPU_KERNEL(cpu_gemm)
+{
+	const struct gemm_params *p = &n->p.gemm;
+	const struct tensor_view *A = &in[0], *B = &in[1], *C = n->n_in > 2 && in[2].data ? &in[2] : NULL;
+	struct mm_job j = { .a = A->data, .b = B->data, .y = out[0].data, .batch = 1, .nb = 0,
+			    .ta = p->trans_a, .tb = p->trans_b, .alpha = p->alpha };
+	j.M = out[0].shape[0];
+	j.N = out[0].shape[1];
+	j.K = p->trans_a ? A->shape[0] : A->shape[1];
+	float *y = out[0].data;
+	if (C && p->beta != 0.f) {
+		int64_t sm = C->ndim == 2 && C->shape[0] != 1 ? 1 : 0;
+		int64_t sn = (C->ndim >= 1 && C->shape[C->ndim - 1] != 1) ? 1 : 0;
+		const float *cd = C->data;
+		int64_t cn = C->ndim >= 1 ? C->shape[C->ndim - 1] : 1;
+		for (int64_t m = 0; m < j.M; m++)
+			for (int64_t k = 0; k < j.N; k++)
+				y[m * j.N + k] = p->beta * cd[m * sm * cn + k * sn];
+		j.beta = 1.f;
+	} else {
+		j.beta = 0.f;
+	}
+	mm_run(c, &j);
+	return 0;
+}
+
+CPU_KERNEL(cpu_matmul)
+{
+	const struct tensor_view *A = &in[0], *B = &in[1], *Y = &out[0];
+	struct mm_job j = { .a = A->data, .b = B->data, .y = Y->data, .alpha = 1.f, .beta = 0.f };
+	j.M = A->ndim == 1 ? 1 : A->shape[A->ndim - 2];
+	j.K = A->shape[A->ndim - 1];
+	j.N = B->ndim == 1 ? 1 : B->shape[B->ndim - 1];
+	int ab = A->ndim > 2 ? A->ndim - 2 : 0, bb = B->ndim > 2 ? B->ndim - 2 : 0;
+	j.nb = ab > bb ? ab : bb;
+	j.batch = 1;
+	for (int d = 0; d < j.nb; d++) {
+		int ia = d - (j.nb - ab), ib = d - (j.nb - bb);
+		j.abatch[d] = ia >= 0 ? A->shape[ia] : 1;
+		j.bbatch[d] = ib >= 0 ? B->shape[ib] : 1;
+		j.ybatch[d] = j.abatch[d] > j.bbatch[d] ? j.abatch[d] : j.bbatch[d];
+		j.batch *= j.ybatch[d];
+	}
+	mm_run(c, &j);
+	return 0;
+}
