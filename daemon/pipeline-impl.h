@@ -1,0 +1,123 @@
+/* Internals of the request pipeline (pipeline.c, pipeline_infer.c,
+ * pipeline_report.c): the models, the worker queue, the peer link and the
+ * planner state of one running `splitd serve`. Not a public header. */
+#ifndef SPLITD_PIPELINE_IMPL_H
+#define SPLITD_PIPELINE_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "config.h"
+#include "engine.h"
+#include "linkest.h"
+#include "peer_client.h"
+#include "plan.h"
+#include "power.h"
+#include "wifi.h"
+
+#define PIPE_MAX_WORKERS 8
+#define PIPE_HIST_BUCKETS 14
+
+enum pipe_placement { PIPE_LOCAL, PIPE_SPLIT, PIPE_OFFLOAD, PIPE_FALLBACK, PIPE_PLACEMENTS };
+
+/* A Prometheus histogram with fixed bounds; updated under the model lock. */
+struct pipe_hist {
+	const double *bounds;		/* PIPE_HIST_BUCKETS, ascending */
+	uint64_t counts[PIPE_HIST_BUCKETS + 1];
+	double sum;
+};
+
+struct pipe_model {
+	struct pipeline *pipe;
+	char name[64];
+	char path[CONFIG_PATH_MAX];
+	struct engine *eng;
+	int n_nodes;
+	struct api_model api;
+	struct api_tensor_meta *in_meta, *out_meta;
+	struct api_preprocess pp;
+	bool has_pp;
+	char **labels;
+	int n_labels, top_k;
+	double *local_ms;		/* start-up profile, n_nodes */
+
+	/* offload (robot role with a peer) */
+	struct peer_client *peer;
+	struct plan *plan;		/* under lock */
+	bool calibrated;		/* the peer's whole-model time is known */
+	struct engine_ctx *wctx[PIPE_MAX_WORKERS];	/* one per worker */
+
+	pthread_mutex_t lock;		/* plan, histograms, EWMAs */
+	double decode_ms_ewma, peer_decode_ms_ewma;
+	size_t last_input_bytes;
+	char plan_text[96];
+	struct pipe_hist duration_s, energy_j;
+
+	_Atomic uint64_t requests[PIPE_PLACEMENTS];
+	_Atomic uint64_t failures;
+	_Atomic uint64_t fallbacks;
+	_Atomic uint64_t plan_changes;
+	_Atomic int current_cut;
+};
+
+enum pipe_job_kind { PIPE_JOB_V1, PIPE_JOB_V2 };
+
+struct pipe_job {
+	enum pipe_job_kind kind;
+	struct api_call *call;
+	const struct api_v1_request *v1;
+	const struct api_v2_request *v2;
+	struct pipe_model *model;
+	uint64_t enqueued_ns;
+};
+
+struct pipeline {
+	struct config *cfg;		/* own copy; reloadable keys swapped under cfg_lock */
+	pthread_mutex_t cfg_lock;
+	uint64_t start_ns;
+
+	struct power_sampler *power;
+	char power_reason[160];		/* why there is no energy */
+	struct linkest *link;		/* under link_lock */
+	pthread_mutex_t link_lock;
+	struct wifi *wifi;
+	struct wifi_stats wifi_last;	/* under link_lock */
+	uint64_t wifi_read_ns;
+
+	struct pipe_model *models;
+	int n_models;
+
+	struct api_server *api;
+	atomic_bool quiescing;
+
+	/* the worker queue */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct pipe_job *queue;
+	int qcap, qhead, qlen;
+	bool stopping;
+	pthread_t workers[PIPE_MAX_WORKERS];
+	int n_workers;
+	_Atomic unsigned busy;
+
+	_Atomic uint64_t peer_requests_served;
+};
+
+/* pipeline_infer.c */
+void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job);
+int pipe_calibrate(struct pipe_model *m, int worker);
+void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in);
+
+/* pipeline_report.c */
+int pipe_metrics(void *ctx, struct api_metrics *mx);
+void pipe_status(void *ctx, struct api_call *call);
+void pipe_hist_observe(struct pipe_hist *h, double v);
+extern const double pipe_duration_bounds[PIPE_HIST_BUCKETS];
+extern const double pipe_energy_bounds[PIPE_HIST_BUCKETS];
+
+uint64_t pipe_now_ns(void);
+
+#endif

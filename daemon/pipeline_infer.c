@@ -1,0 +1,982 @@
+/* One inference through the pipeline, on a worker thread:
+ *   robot, v1:  decode → plan (cut, encoding) → nodes [0, k) here → encode
+ *               the cut tensors → peer runs [k, N) → response with timing and
+ *               energy; any peer failure runs [k, N) here (a fallback).
+ *   v2 with splitd_cut (a robot's request, on the peer): decode the cut
+ *               tensors, run [k, N), answer the outputs and the peer's times.
+ *   v2 without: the whole model, as any KServe v2 server does. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "link_codec.h"
+#include "log.h"
+#include "peer_proto.h"
+#include "pipeline-impl.h"
+
+#define ERRLEN 256
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+static double ewma(double old, double v)
+{
+	return old <= 0 ? v : 0.8 * old + 0.2 * v;
+}
+
+void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in)
+{
+	struct pipeline *p = m->pipe;
+	struct linkest_estimate le;
+
+	pthread_mutex_lock(&p->link_lock);
+	linkest_get(p->link, &le);
+	pthread_mutex_unlock(&p->link_lock);
+	*in = (struct plan_inputs){
+		.bandwidth_bps = le.bandwidth_bps,
+		.rtt_ms = le.rtt_ms,
+		.input_bytes = m->last_input_bytes,
+		.decode_ms = m->decode_ms_ewma,
+		.peer_decode_ms = m->peer_decode_ms_ewma > 0 ? m->peer_decode_ms_ewma : m->decode_ms_ewma,
+	};
+}
+
+static struct link_encoding enc_from_plan(int enc)
+{
+	static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
+	static const enum link_comp comps[PLAN_CODEC_COUNT] = { LINK_COMP_NONE, LINK_COMP_ZSTD, LINK_COMP_LZ4 };
+	struct link_encoding e = { LINK_VALUE_F32, LINK_COMP_NONE, 0 };
+
+	if (enc >= 0 && enc < PLAN_ENC_COUNT) {
+		e.value = values[enc / PLAN_CODEC_COUNT];
+		e.comp = comps[enc % PLAN_CODEC_COUNT];
+	}
+	return e;
+}
+
+/* Outputs of one inference: views borrowed from the engine context, or
+ * decoded from the peer's answer into owned buffers. */
+struct outputs {
+	int n;
+	struct api_v1_output out[64];
+	struct tensor_view views[64];
+	void *owned[64];
+};
+
+static void outputs_fini(struct outputs *o)
+{
+	for (int i = 0; i < o->n; i++)
+		free(o->owned[i]);
+	o->n = 0;
+}
+
+static int outputs_from_ctx(struct pipe_model *m, struct engine_ctx *ctx, struct outputs *o)
+{
+	o->n = m->api.n_outputs > 64 ? 64 : m->api.n_outputs;
+	for (int i = 0; i < o->n; i++) {
+		int r = engine_ctx_get(ctx, m->out_meta[i].name, &o->views[i]);
+		if (r < 0)
+			return r;
+		o->out[i].name = m->out_meta[i].name;
+		o->out[i].t = &o->views[i];
+	}
+	return 0;
+}
+
+static int outputs_from_reply(struct pipe_model *m, const struct peer_reply *rep, struct outputs *o,
+			      char *err, size_t errlen)
+{
+	int n = m->api.n_outputs > 64 ? 64 : m->api.n_outputs;
+
+	for (int i = 0; i < n; i++) {
+		const struct api_tensor_meta *meta = &m->out_meta[i];
+		const struct peer_tensor *t = NULL;
+		struct tensor_view *v = &o->views[i];
+
+		for (int j = 0; j < rep->resp.n_outputs; j++)
+			if (!strcmp(rep->resp.outputs[j].name, meta->name))
+				t = &rep->resp.outputs[j];
+		if (!t) {
+			snprintf(err, errlen, "the peer's answer lacks output '%s'", meta->name);
+			return -EBADMSG;
+		}
+		v->dtype = meta->dtype;
+		v->ndim = meta->ndim;
+		memcpy(v->shape, meta->shape, sizeof(v->shape));
+		if (!(o->owned[i] = malloc(tensor_bytes(v) ? tensor_bytes(v) : 1)))
+			return -ENOMEM;
+		v->data = o->owned[i];
+		o->n = i + 1;
+		int r = peer_tensor_decode(t, v, err, errlen);
+		if (r < 0)
+			return r;
+		o->out[i].name = meta->name;
+		o->out[i].t = v;
+	}
+	return 0;
+}
+
+/* ---- the peer link, robot side ------------------------------------------ */
+
+struct offload {
+	struct peer_reply reply;
+	bool have_reply;
+	uint64_t send_ns;		/* when the request left */
+	size_t raw_bytes, wire_bytes;
+};
+
+static int offload(struct pipe_model *m, struct engine_ctx *ctx, int cut, int enc,
+		   const struct api_v1_request *rq, const char *id, struct offload *of,
+		   char *err, size_t errlen)
+{
+	struct pipeline *p = m->pipe;
+	int n = cut == 0 && enc == PLAN_ENC_INPUT ? 1 : engine_cut_count(m->eng, cut);
+	struct peer_tensor *pts = NULL;
+	void **bufs = NULL;
+	struct peer_msg msg = { 0 };
+	int r;
+
+	if (n < 0)
+		return n;
+	if (n > PEER_MAX_TENSORS) {
+		snprintf(err, errlen, "cut %d crosses %d tensors (at most %d travel)", cut, n, PEER_MAX_TENSORS);
+		return -E2BIG;
+	}
+	pts = calloc((size_t)n, sizeof(*pts));
+	bufs = calloc((size_t)n, sizeof(*bufs));
+	if (!pts || !bufs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (enc == PLAN_ENC_INPUT) {
+		pts[0] = (struct peer_tensor){ .name = m->in_meta[0].name, .is_bytes = 1, .ndim = 1,
+					       .shape = { 1 }, .data = rq->body, .len = rq->body_len,
+					       .enc = { LINK_VALUE_F32, LINK_COMP_NONE, 0 }, .scale = 1 };
+		of->raw_bytes = of->wire_bytes = rq->body_len;
+	} else {
+		struct link_encoding want = enc_from_plan(enc);
+		for (int j = 0; j < n; j++) {
+			struct engine_value_info vi;
+			struct tensor_view v;
+			size_t cap, len = 0;
+			float scale = 1;
+
+			if ((r = engine_cut_tensor(m->eng, cut, j, &vi)) < 0 ||
+			    (r = engine_ctx_get(ctx, vi.name, &v)) < 0) {
+				snprintf(err, errlen, "cut %d: tensor %d is not available", cut, j);
+				goto out;
+			}
+			struct link_encoding le = link_encoding_effective(&want, v.dtype);
+			cap = link_encode_bound(&v, &le);
+			if (!(bufs[j] = malloc(cap ? cap : 1))) {
+				r = -ENOMEM;
+				goto out;
+			}
+			if ((r = link_encode(&v, &le, bufs[j], cap, &len, &scale)) < 0) {
+				snprintf(err, errlen, "encoding '%s' for the link: %s", vi.name, strerror(-r));
+				goto out;
+			}
+			pts[j] = (struct peer_tensor){ .name = vi.name, .dtype = v.dtype, .ndim = v.ndim,
+						       .enc = le, .scale = scale, .data = bufs[j], .len = len };
+			memcpy(pts[j].shape, v.shape, sizeof(pts[j].shape));
+			of->raw_bytes += tensor_bytes(&v);
+			of->wire_bytes += len;
+		}
+	}
+	struct peer_request_spec spec = { .id = id, .cut = cut, .model_sha256 = engine_sha256(m->eng),
+					  .inputs = pts, .n_inputs = n };
+	if ((r = peer_request_build(&spec, &msg, err, errlen)) < 0)
+		goto out;
+	pthread_mutex_lock(&p->cfg_lock);
+	int64_t timeout_ms = p->cfg->peer_request_timeout_ms;
+	pthread_mutex_unlock(&p->cfg_lock);
+	of->send_ns = pipe_now_ns();
+	if ((r = peer_client_infer(m->peer, &msg, timeout_ms, &of->reply, err, errlen)) < 0)
+		goto out;
+	of->have_reply = true;
+out:
+	peer_msg_fini(&msg);
+	for (int j = 0; bufs && j < n; j++)
+		free(bufs[j]);
+	free(bufs);
+	free(pts);
+	return r;
+}
+
+/* Average power of the request rail over [t0, t1], when it spans at least
+ * two sample periods (shorter windows only repeat one sample). */
+static int window_power_mw(struct pipeline *p, uint64_t t0, uint64_t t1, double *mw)
+{
+	struct power_snapshot snap;
+	struct power_window w;
+
+	if (!p->power || t1 <= t0 || (int64_t)(t1 - t0) < 2 * power_sample_period_ns(p->power))
+		return -ENODATA;
+	int rail = power_input_rail(p->power);
+	if (rail < 0) {
+		if (power_snapshot(p->power, &snap) < 0 || snap.request_rail < 0)
+			return -ENODATA;
+		rail = snap.request_rail;
+	}
+	if (power_energy(p->power, rail, (int64_t)t0, (int64_t)t1, &w) < 0)
+		return -ENODATA;
+	*mw = (double)w.avg_power_mw;
+	return 0;
+}
+
+/* ---- top-k -------------------------------------------------------------- */
+
+static int top_k(const struct pipe_model *m, const struct outputs *o, struct api_topk *tk)
+{
+	if (!m->labels || o->n < 1 || o->views[0].dtype != TENSOR_F32)
+		return 0;
+	const struct tensor_view *v = &o->views[0];
+	int64_t n = tensor_numel(v);
+	const float *x = v->data;
+	int k = m->top_k > 0 ? m->top_k : 5;
+	double mx = -INFINITY, sum = 0;
+	bool probs = true;
+
+	if (n < 1 || n > 1000000)
+		return 0;
+	if (k > n)
+		k = (int)n;
+	if (k > 32)
+		k = 32;
+	for (int64_t i = 0; i < n; i++) {
+		if (x[i] > mx)
+			mx = x[i];
+		if (x[i] < 0 || x[i] > 1)
+			probs = false;
+		sum += x[i];
+	}
+	if (fabs(sum - 1.0) > 1e-3)
+		probs = false;
+	double z = 0;
+	if (!probs)
+		for (int64_t i = 0; i < n; i++)
+			z += exp(x[i] - mx);
+	int got = 0;
+	for (int j = 0; j < k; j++) {
+		int64_t best = -1;
+		for (int64_t i = 0; i < n; i++) {
+			bool taken = false;
+			for (int q = 0; q < got; q++)
+				taken |= tk[q].index == i;
+			if (!taken && (best < 0 || x[i] > x[best]))
+				best = i;
+		}
+		if (best < 0)
+			break;
+		tk[got].index = (int)best;
+		tk[got].label = best < m->n_labels ? m->labels[best] : NULL;
+		tk[got].score = probs ? x[best] : (float)(exp(x[best] - mx) / z);
+		got++;
+	}
+	return got;
+}
+
+/* ---- v1 on the robot -------------------------------------------------- */
+
+static const char *placement_name(int cut, int n_nodes, int fallback)
+{
+	return fallback ? "fallback" : cut >= n_nodes ? "local" : cut == 0 ? "offload" : "split";
+}
+
+static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const struct offload *of,
+		  uint64_t t_local0, uint64_t t_local1, uint64_t decode_ns, bool decoded,
+		  const struct api_v1_request *rq)
+{
+	struct pipeline *p = m->pipe;
+	struct plan_inputs in;
+	char reason[256];
+	double pw;
+
+	if (!m->plan)
+		return;
+	if (offloaded) {
+		const struct peer_transfer *x = &of->reply.xfer;
+		const struct peer_timing *pt = &of->reply.resp.timing;
+		struct linkest_sample s = {
+			.now_ns = pipe_now_ns(), .bytes_up = x->bytes_up,
+			.connect_ns = (uint64_t)(x->connect_ns > 0 ? x->connect_ns : 0),
+			.upload_ns = (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0),
+			.ttfb_ns = (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0),
+			.server_ns = (uint64_t)(pt->total_ns > 0 ? pt->total_ns : 0),
+		};
+		pthread_mutex_lock(&p->link_lock);
+		linkest_observe(p->link, &s);
+		pthread_mutex_unlock(&p->link_lock);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (cut > 0)
+		plan_observe_local(m->plan, 0, cut, ms(t_local1 - t_local0));
+	if (offloaded) {
+		const struct peer_timing *pt = &of->reply.resp.timing;
+		if (pt->compute_ns > 0)
+			plan_observe_remote(m->plan, cut, m->n_nodes, ms((uint64_t)pt->compute_ns));
+		if (cut == 0 && enc == PLAN_ENC_INPUT && pt->decode_ns > 0)
+			m->peer_decode_ms_ewma = ewma(m->peer_decode_ms_ewma, ms((uint64_t)pt->decode_ns));
+		if (enc < PLAN_ENC_COUNT && of->raw_bytes)
+			plan_observe_ratio(m->plan, cut, enc, of->raw_bytes, of->wire_bytes);
+		m->calibrated = true;
+	}
+	if (decoded)
+		m->decode_ms_ewma = ewma(m->decode_ms_ewma, ms(decode_ns));
+	if (rq->kind != API_BODY_NPY)
+		m->last_input_bytes = rq->body_len;
+	pthread_mutex_unlock(&m->lock);
+
+	/* The robot's power in each phase, from the sampler. */
+	if (cut > 0 && window_power_mw(p, t_local0, t_local1, &pw) == 0) {
+		pthread_mutex_lock(&m->lock);
+		plan_observe_power(m->plan, PLAN_PHASE_COMPUTE, pw);
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (offloaded) {
+		const struct peer_transfer *x = &of->reply.xfer;
+		uint64_t up = of->send_ns + (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0);
+		uint64_t fb = of->send_ns + (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0);
+		pthread_mutex_lock(&m->lock);
+		if (window_power_mw(p, of->send_ns, up, &pw) == 0)
+			plan_observe_power(m->plan, PLAN_PHASE_TX, pw);
+		if (window_power_mw(p, up, fb, &pw) == 0)
+			plan_observe_power(m->plan, PLAN_PHASE_WAIT, pw);
+		pthread_mutex_unlock(&m->lock);
+	}
+
+	pthread_mutex_lock(&m->lock);
+	pipe_plan_inputs(m, &in);
+	if (plan_update(m->plan, &in, 0, reason, sizeof(reason)) == 1) {
+		struct plan_candidate cur;
+		if (plan_current(m->plan, &cur) == 0) {
+			plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
+			atomic_store(&m->current_cut, cur.cut);
+		}
+		atomic_fetch_add(&m->plan_changes, 1);
+		log_notice("model %s: %s", m->name, reason);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cut, int *enc,
+		  char *err, size_t errlen)
+{
+	int n = m->n_nodes;
+	bool image = rq->kind != API_BODY_NPY;
+
+	if (rq->bands > 1) {
+		snprintf(err, errlen, "bands=%d: banded streaming is not available yet; use bands=1", rq->bands);
+		return -ENOTSUP;
+	}
+	if (rq->cut > n) {
+		snprintf(err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", rq->cut, n, n);
+		return -EINVAL;
+	}
+	if (!m->peer) {
+		if (rq->cut >= 0 && rq->cut < n) {
+			snprintf(err, errlen, "cut=%d needs a peer, and none is configured ([peer] url)", rq->cut);
+			return -EINVAL;
+		}
+		*cut = n;
+		*enc = PLAN_ENC_LOCAL;
+		return 0;
+	}
+	struct plan_candidate cur = { .cut = n, .enc = PLAN_ENC_LOCAL };
+	pthread_mutex_lock(&m->lock);
+	plan_current(m->plan, &cur);
+	pthread_mutex_unlock(&m->lock);
+	*cut = rq->cut >= 0 ? rq->cut : cur.cut;
+	*enc = rq->cut >= 0 ? (*cut == 0 && image ? PLAN_ENC_INPUT : PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE))
+			    : cur.enc;
+	if (rq->encoding && plan_enc_parse(rq->encoding, enc) < 0) {
+		snprintf(err, errlen, "encoding=%s: not one of f32, f16, i8 (optionally +zstd or +lz4), input",
+			 rq->encoding);
+		return -EINVAL;
+	}
+	if (*cut >= n) {
+		*cut = n;
+		*enc = PLAN_ENC_LOCAL;
+	} else if (*enc == PLAN_ENC_LOCAL) {
+		*enc = PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE);
+	}
+	if (*enc == PLAN_ENC_INPUT && (*cut != 0 || !image)) {
+		snprintf(err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
+{
+	struct pipe_model *m = job->model;
+	const struct api_v1_request *rq = job->v1;
+	struct api_call *call = job->call;
+	struct engine_ctx *ctx = m->wctx[worker];
+	const struct tensor_view *input = rq->input;
+	struct outputs outs = { 0 };
+	struct offload of = { 0 };
+	struct power_request pr = { 0 };
+	struct api_topk tk[32];
+	char err[ERRLEN] = "", fb_reason[ERRLEN] = "", id[32], enc_name[LINK_ENCODING_STRLEN];
+	uint64_t t_deq = pipe_now_ns(), decode_ns = rq->decode_ns;
+	uint64_t t_local0 = 0, t_local1 = 0, tail_ns = 0;
+	uint64_t energy_id = 0;
+	bool have_energy = false, decoded = input != NULL, offloaded = false;
+	int cut, enc, fallback = 0, r, status = 500, local_nodes;
+
+	snprintf(id, sizeof(id), "%016" PRIx64, t_deq ^ (uint64_t)(uintptr_t)call);
+	if (m->peer && !m->calibrated && peer_client_state(m->peer) == PEER_UP)
+		pipe_calibrate(m, worker);
+	if (m->api.n_inputs != 1) {
+		api_call_error(call, 400, "model '%s' has %d inputs: use the v2 API", m->name, m->api.n_inputs);
+		atomic_fetch_add(&m->failures, 1);
+		return;
+	}
+	if ((r = choose(m, rq, &cut, &enc, err, sizeof(err))) < 0) {
+		api_call_error(call, 400, "%s", err);
+		atomic_fetch_add(&m->failures, 1);
+		return;
+	}
+	if (p->power)
+		have_energy = power_request_begin_at(p->power, (int64_t)rq->received_ns, &energy_id) == 0;
+
+	bool need_input = !(cut == 0 && enc == PLAN_ENC_INPUT);
+	if (need_input && !input) {
+		uint64_t t = pipe_now_ns();
+		if ((r = api_call_decode(call, &input, err, sizeof(err))) < 0) {
+			status = 400;
+			goto fail;
+		}
+		decode_ns = pipe_now_ns() - t;
+		decoded = true;
+	}
+	if (need_input && (r = engine_ctx_set(ctx, m->in_meta[0].name, input, err, sizeof(err))) < 0) {
+		status = 400;
+		goto fail;
+	}
+	t_local0 = pipe_now_ns();
+	if (cut > 0 && (r = engine_run_range(ctx, 0, cut)) < 0) {
+		snprintf(err, sizeof(err), "running nodes 0..%d: %s", cut, strerror(-r));
+		goto fail;
+	}
+	t_local1 = pipe_now_ns();
+	local_nodes = cut;
+	if (cut < m->n_nodes) {
+		char perr[ERRLEN] = "";
+		r = offload(m, ctx, cut, enc, rq, id, &of, perr, sizeof(perr));
+		if (r == 0)
+			r = outputs_from_reply(m, &of.reply, &outs, perr, sizeof(perr));
+		if (r == 0) {
+			offloaded = true;
+		} else {
+			/* The peer is down, late or wrong: finish here. */
+			outputs_fini(&outs);
+			fallback = 1;
+			snprintf(fb_reason, sizeof(fb_reason), "%s", perr[0] ? perr : strerror(-r));
+			if (r != -EAGAIN)
+				log_warn("model %s: peer failed at cut %d (%s): running the rest locally",
+					 m->name, cut, fb_reason);
+			if (m->peer)
+				peer_client_count_fallback(m->peer);
+			atomic_fetch_add(&m->fallbacks, 1);
+			if (!need_input) {
+				uint64_t t = pipe_now_ns();
+				if ((r = api_call_decode(call, &input, err, sizeof(err))) < 0) {
+					status = 400;
+					goto fail;
+				}
+				decode_ns = pipe_now_ns() - t;
+				decoded = true;
+				if ((r = engine_ctx_set(ctx, m->in_meta[0].name, input, err, sizeof(err))) < 0) {
+					status = 400;
+					goto fail;
+				}
+			}
+			uint64_t t = pipe_now_ns();
+			if ((r = engine_run_range(ctx, cut, m->n_nodes)) < 0) {
+				snprintf(err, sizeof(err), "running nodes %d..%d: %s", cut, m->n_nodes, strerror(-r));
+				goto fail;
+			}
+			tail_ns = pipe_now_ns() - t;
+			local_nodes = m->n_nodes;
+		}
+	}
+	if (!offloaded && (r = outputs_from_ctx(m, ctx, &outs)) < 0) {
+		snprintf(err, sizeof(err), "reading the outputs: %s", strerror(-r));
+		goto fail;
+	}
+	uint64_t t_end = pipe_now_ns();
+	if (have_energy) {
+		have_energy = power_request_end_at(p->power, energy_id, (int64_t)t_end, 0, &pr) == 0;
+		energy_id = 0;
+	}
+
+	struct api_v1_result res = {
+		.model = m->name, .id = id,
+		.outputs = outs.out, .n_outputs = outs.n,
+		.outputs_none = rq->outputs_none,
+	};
+	int ntk = top_k(m, &outs, tk);
+	if (ntk > 0) {
+		res.top_k = tk;
+		res.n_top_k = ntk;
+	}
+	res.placement.cut = cut;
+	res.placement.local_nodes = local_nodes;
+	res.placement.remote_nodes = m->n_nodes - local_nodes;
+	res.placement.bands = 1;
+	res.placement.peer = cut < m->n_nodes ? p->cfg->peer_url : NULL;
+	if (cut < m->n_nodes) {
+		if (enc == PLAN_ENC_INPUT)
+			snprintf(enc_name, sizeof(enc_name), "input");
+		else
+			snprintf(enc_name, sizeof(enc_name), "%s", plan_enc_name(enc));
+		res.placement.encoding = enc_name;
+	}
+	res.placement.fallback = fallback;
+	res.placement.fallback_reason = fallback ? fb_reason : NULL;
+	res.timing.queue_ns = t_deq - rq->received_ns;
+	res.timing.decode_ns = decode_ns;
+	res.timing.local_ns = (t_local1 - t_local0) + tail_ns;
+	if (offloaded) {
+		const struct peer_timing *pt = &of.reply.resp.timing;
+		uint64_t remote = pt->total_ns > 0 ? (uint64_t)pt->total_ns : 0;
+		uint64_t total = of.reply.xfer.total_ns > 0 ? (uint64_t)of.reply.xfer.total_ns : 0;
+		res.timing.remote_ns = remote;
+		res.timing.transfer_ns = total > remote ? total - remote : 0;
+	}
+	res.timing.total_ns = t_end - rq->received_ns;
+	if (have_energy) {
+		res.energy.present = 1;
+		res.energy.energy_uj = (double)pr.energy_uj;
+		res.energy.above_idle_uj = (double)pr.energy_above_idle_uj;
+		res.energy.method = pr.method;
+		res.energy.rail = pr.rail;
+		res.energy.sample_hz = pr.sample_hz;
+		res.energy.samples = pr.samples;
+	} else {
+		res.energy.reason = p->power ? (pr.reason ? pr.reason : "no energy for this request")
+					     : p->power_reason;
+	}
+	char *body = NULL;
+	size_t len = 0;
+	if ((r = api_v1_response_build(&res, &body, &len)) < 0) {
+		snprintf(err, sizeof(err), "building the response: %s", strerror(-r));
+		goto fail;
+	}
+	api_call_respond(call, 200, "application/json", body, len);
+
+	atomic_fetch_add(&m->requests[fallback ? PIPE_FALLBACK
+				      : cut >= m->n_nodes ? PIPE_LOCAL
+				      : cut == 0 ? PIPE_OFFLOAD : PIPE_SPLIT], 1);
+	pthread_mutex_lock(&m->lock);
+	pipe_hist_observe(&m->duration_s, (double)res.timing.total_ns / 1e9);
+	if (have_energy)
+		pipe_hist_observe(&m->energy_j, (double)pr.energy_uj / 1e6);
+	pthread_mutex_unlock(&m->lock);
+	log_debug("model %s: %s, cut %d, %.2f ms", m->name, placement_name(cut, m->n_nodes, fallback), cut,
+		  ms(res.timing.total_ns));
+	learn(m, cut, enc, offloaded, &of, t_local0, t_local1, decode_ns, decoded, rq);
+	goto done;
+fail:
+	if (have_energy && energy_id)
+		power_request_end(p->power, energy_id, 0, &pr);
+	atomic_fetch_add(&m->failures, 1);
+	api_call_error(call, status, "%s", err[0] ? err : strerror(-r));
+done:
+	if (of.have_reply)
+		peer_reply_fini(&of.reply);
+	outputs_fini(&outs);
+}
+
+/* ---- v2 ------------------------------------------------------------------ */
+
+static void respond_v2(struct api_call *call, char *body, size_t len, size_t header_len)
+{
+	if (header_len < len) {
+		char hl[24];
+		snprintf(hl, sizeof(hl), "%zu", header_len);
+		api_call_header(call, "Inference-Header-Content-Length", hl);
+		api_call_respond(call, 200, "application/octet-stream", body, len);
+	} else {
+		api_call_respond(call, 200, "application/json", body, len);
+	}
+}
+
+/* A plain KServe v2 request: the whole model. */
+static void run_v2_whole(struct pipeline *p, int worker, struct pipe_job *job)
+{
+	struct pipe_model *m = job->model;
+	const struct api_v2_message *msg = job->v2->msg;
+	struct engine_ctx *ctx = m->wctx[worker];
+	struct api_v2_tensor outs[64];
+	struct api_v2_message resp = { 0 };
+	char err[ERRLEN] = "";
+	int r, status = 400;
+
+	for (int i = 0; i < m->api.n_inputs; i++) {
+		const struct api_v2_tensor *t = NULL;
+		struct tensor_view v;
+
+		for (int j = 0; j < msg->n_tensors; j++)
+			if (!strcmp(msg->tensors[j].name, m->in_meta[i].name))
+				t = &msg->tensors[j];
+		if (!t && m->api.n_inputs == 1 && msg->n_tensors == 1)
+			t = &msg->tensors[0];
+		if (!t) {
+			snprintf(err, sizeof(err), "input '%s' is missing", m->in_meta[i].name);
+			goto fail;
+		}
+		if ((r = api_v2_tensor_view(t, &m->in_meta[i], &v, err, sizeof(err))) < 0 ||
+		    (r = engine_ctx_set(ctx, m->in_meta[i].name, &v, err, sizeof(err))) < 0)
+			goto fail;
+	}
+	if ((r = engine_run(ctx)) < 0) {
+		status = 500;
+		snprintf(err, sizeof(err), "inference failed: %s", strerror(-r));
+		goto fail;
+	}
+	int n = m->api.n_outputs > 64 ? 64 : m->api.n_outputs;
+	for (int i = 0; i < n; i++) {
+		struct tensor_view v;
+		int binary = msg->binary_data_output;
+
+		if ((r = engine_ctx_get(ctx, m->out_meta[i].name, &v)) < 0) {
+			status = 500;
+			snprintf(err, sizeof(err), "output '%s' not computed", m->out_meta[i].name);
+			goto fail;
+		}
+		for (int j = 0; j < msg->n_outputs; j++)
+			if (!strcmp(msg->outputs[j].name, m->out_meta[i].name))
+				binary = msg->outputs[j].binary;
+		outs[i] = (struct api_v2_tensor){ .name = m->out_meta[i].name,
+						  .datatype = tensor_dtype_name(v.dtype), .dtype = v.dtype,
+						  .ndim = v.ndim, .data = v.data, .data_len = tensor_bytes(&v),
+						  .binary = binary };
+		memcpy(outs[i].shape, v.shape, sizeof(outs[i].shape));
+	}
+	resp.id = msg->id;
+	resp.model_name = m->name;
+	resp.model_version = "1";
+	resp.tensors = outs;
+	resp.n_tensors = n;
+	char *body = NULL;
+	size_t len = 0, hlen = 0;
+	if ((r = api_v2_build(API_V2_RESPONSE, &resp, &body, &len, &hlen)) < 0) {
+		status = 500;
+		snprintf(err, sizeof(err), "building the response: %s", strerror(-r));
+		goto fail;
+	}
+	respond_v2(job->call, body, len, hlen);
+	atomic_fetch_add(&m->requests[PIPE_LOCAL], 1);
+	(void)p;
+	return;
+fail:
+	atomic_fetch_add(&m->failures, 1);
+	api_call_error(job->call, status, "%s", err[0] ? err : strerror(-r));
+}
+
+/* Read the splitd parameters of a robot's request from the API's parse. */
+static int read_peer_request(const struct api_v2_message *msg, int64_t cut, struct peer_request *pr,
+			     char *err, size_t errlen)
+{
+	const char *s;
+	int64_t b;
+	int r;
+
+	memset(pr, 0, sizeof(*pr));
+	pr->cut = (int)cut;
+	pr->output_enc = (struct link_encoding){ LINK_VALUE_F32, LINK_COMP_NONE, 0 };
+	if ((r = api_params_int(msg->params, "splitd_bands", &b)) == 0)
+		pr->bands = (int)b;
+	if ((r = api_params_string(msg->params, "splitd_model_sha256", &s)) == 0) {
+		if (peer_sha256_parse(s, pr->model_sha256) < 0) {
+			snprintf(err, errlen, "splitd_model_sha256 is not 64 hex digits");
+			return -EBADMSG;
+		}
+		pr->has_sha = 1;
+	}
+	if (api_params_string(msg->params, "splitd_output_encoding", &s) == 0 &&
+	    link_encoding_parse(s, &pr->output_enc) < 0) {
+		snprintf(err, errlen, "splitd_output_encoding '%.32s' is not an encoding", s);
+		return -EBADMSG;
+	}
+	if (msg->n_tensors > PEER_MAX_TENSORS) {
+		snprintf(err, errlen, "%d inputs (at most %d)", msg->n_tensors, PEER_MAX_TENSORS);
+		return -EBADMSG;
+	}
+	pr->n_inputs = msg->n_tensors;
+	for (int i = 0; i < msg->n_tensors; i++) {
+		const struct api_v2_tensor *t = &msg->tensors[i];
+		struct peer_tensor *pt = &pr->inputs[i];
+		double scale = 1;
+
+		pt->name = t->name;
+		pt->dtype = t->dtype;
+		pt->ndim = t->ndim;
+		memcpy(pt->shape, t->shape, sizeof(pt->shape));
+		pt->enc = (struct link_encoding){ LINK_VALUE_F32, LINK_COMP_NONE, 0 };
+		pt->scale = 1;
+		if (api_params_string(t->params, "splitd_encoding", &s) == 0 &&
+		    link_encoding_parse(s, &pt->enc) < 0) {
+			snprintf(err, errlen, "input '%.64s': splitd_encoding '%.32s' is not an encoding", t->name, s);
+			return -EBADMSG;
+		}
+		if (api_params_double(t->params, "splitd_scale", &scale) == 0) {
+			if (!(scale > 0) || !isfinite(scale)) {
+				snprintf(err, errlen, "input '%.64s': splitd_scale must be a positive number", t->name);
+				return -EBADMSG;
+			}
+			pt->scale = (float)scale;
+		}
+		if (!strcmp(t->datatype, "BYTES")) {
+			/* one element: 4-byte little-endian length, then the bytes */
+			const uint8_t *d = t->data;
+			if (t->data_len < 4) {
+				snprintf(err, errlen, "input '%.64s': BYTES element without its length", t->name);
+				return -EBADMSG;
+			}
+			uint32_t n = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
+				     (uint32_t)d[3] << 24;
+			if (n != t->data_len - 4) {
+				snprintf(err, errlen, "input '%.64s': BYTES length %u, %zu bytes sent", t->name,
+					 n, t->data_len - 4);
+				return -EBADMSG;
+			}
+			pt->is_bytes = 1;
+			pt->data = d + 4;
+			pt->len = n;
+		} else {
+			pt->data = t->data;
+			pt->len = t->data_len;
+		}
+	}
+	return 0;
+}
+
+/* A robot's cut: run [cut, N) and answer outputs + our own times. */
+static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, int64_t cut)
+{
+	struct pipe_model *m = job->model;
+	const struct api_v2_request *rq = job->v2;
+	struct engine_ctx *ctx = m->wctx[worker];
+	struct engine_value_info *cutv = NULL;
+	struct tensor_view *views = NULL;
+	struct peer_tensor outs[PEER_MAX_TENSORS];
+	void *outbuf[PEER_MAX_TENSORS] = { 0 };
+	void *mem = NULL;
+	struct peer_request pr;
+	struct peer_msg msg = { 0 };
+	struct power_request pw = { 0 };
+	uint64_t energy_id = 0;
+	bool have_energy = false;
+	const void *image = NULL;
+	size_t image_len = 0;
+	char err[ERRLEN] = "";
+	uint64_t t_deq = pipe_now_ns(), t_dec1, t_run1;
+	int r, status = 400, n_cut = 0;
+
+	if (cut < 0 || cut > m->n_nodes) {
+		snprintf(err, sizeof(err), "splitd_cut %" PRId64 " is outside 0..%d", cut, m->n_nodes);
+		goto fail;
+	}
+	if (p->power)
+		have_energy = power_request_begin_at(p->power, (int64_t)rq->received_ns, &energy_id) == 0;
+	if ((r = read_peer_request(rq->msg, cut, &pr, err, sizeof(err))) < 0)
+		goto fail;
+	n_cut = engine_cut_count(m->eng, (int)cut);
+	if (n_cut < 0 || n_cut > PEER_MAX_TENSORS) {
+		snprintf(err, sizeof(err), "cut %" PRId64 " cannot be served (%d tensors)", cut, n_cut);
+		goto fail;
+	}
+	cutv = calloc((size_t)n_cut + 1, sizeof(*cutv));
+	views = calloc((size_t)n_cut + 1, sizeof(*views));
+	if (!cutv || !views) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (int j = 0; j < n_cut; j++)
+		engine_cut_tensor(m->eng, (int)cut, j, &cutv[j]);
+	if ((r = peer_cut_alloc(cutv, n_cut, views, &mem)) < 0)
+		goto fail;
+	if ((r = peer_request_decode(&pr, engine_sha256(m->eng), cutv, n_cut, views, &image, &image_len,
+				     err, sizeof(err))) < 0) {
+		goto fail;
+	}
+	if (image) {
+		struct tensor_view tv;
+		if (!m->has_pp) {
+			snprintf(err, sizeof(err), "model '%s' takes no image here (no preprocessing configured)", m->name);
+			goto fail;
+		}
+		if ((r = api_image_to_tensor(image, image_len, &m->pp, &tv, NULL, err, sizeof(err))) < 0)
+			goto fail;
+		r = engine_ctx_set(ctx, m->in_meta[0].name, &tv, err, sizeof(err));
+		free(tv.data);
+		if (r < 0)
+			goto fail;
+	} else {
+		for (int j = 0; j < n_cut; j++)
+			if ((r = engine_ctx_set(ctx, cutv[j].name, &views[j], err, sizeof(err))) < 0)
+				goto fail;
+	}
+	t_dec1 = pipe_now_ns();
+	if ((r = engine_run_range(ctx, (int)cut, m->n_nodes)) < 0) {
+		status = 500;
+		snprintf(err, sizeof(err), "running nodes %" PRId64 "..%d: %s", cut, m->n_nodes, strerror(-r));
+		goto fail;
+	}
+	t_run1 = pipe_now_ns();
+	int n_out = m->api.n_outputs > PEER_MAX_TENSORS ? PEER_MAX_TENSORS : m->api.n_outputs;
+	for (int i = 0; i < n_out; i++) {
+		struct tensor_view v;
+		if ((r = engine_ctx_get(ctx, m->out_meta[i].name, &v)) < 0) {
+			status = 500;
+			snprintf(err, sizeof(err), "output '%s' not computed", m->out_meta[i].name);
+			goto fail;
+		}
+		struct link_encoding le = link_encoding_effective(&pr.output_enc, v.dtype);
+		size_t cap = link_encode_bound(&v, &le), len = 0;
+		float scale = 1;
+		if (!(outbuf[i] = malloc(cap ? cap : 1))) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		if ((r = link_encode(&v, &le, outbuf[i], cap, &len, &scale)) < 0) {
+			status = 500;
+			snprintf(err, sizeof(err), "encoding output '%s': %s", m->out_meta[i].name, strerror(-r));
+			goto fail;
+		}
+		outs[i] = (struct peer_tensor){ .name = m->out_meta[i].name, .dtype = v.dtype, .ndim = v.ndim,
+						.enc = le, .scale = scale, .data = outbuf[i], .len = len };
+		memcpy(outs[i].shape, v.shape, sizeof(outs[i].shape));
+	}
+	struct peer_timing tm;
+	peer_timing_init(&tm);
+	uint64_t t_end = pipe_now_ns();
+	tm.queue_ns = (int64_t)(t_deq - rq->received_ns);
+	tm.decode_ns = (int64_t)(t_dec1 - t_deq);
+	tm.compute_ns = (int64_t)(t_run1 - t_dec1);
+	tm.total_ns = (int64_t)(t_end - rq->received_ns);
+	snprintf(tm.backend, sizeof(tm.backend), "%s", engine_backend_name(m->eng));
+	if (have_energy && power_request_end_at(p->power, energy_id, (int64_t)t_end, 0, &pw) == 0)
+		tm.energy_uj = pw.energy_uj;
+	energy_id = 0;
+	struct peer_response_spec spec = { .id = pr.id[0] ? pr.id : rq->msg->id, .model = m->name,
+					   .outputs = outs, .n_outputs = n_out, .timing = &tm };
+	if ((r = peer_response_build(&spec, &msg, err, sizeof(err))) < 0) {
+		status = 500;
+		goto fail;
+	}
+	uint8_t *body = NULL;
+	size_t len = 0;
+	if ((r = peer_msg_flatten(&msg, &body, &len)) < 0) {
+		status = 500;
+		goto fail;
+	}
+	respond_v2(job->call, (char *)body, len, msg.header_len);
+	atomic_fetch_add(&m->requests[cut == 0 ? PIPE_OFFLOAD : PIPE_SPLIT], 1);
+	atomic_fetch_add(&p->peer_requests_served, 1);
+	goto out;
+fail:
+	if (have_energy && energy_id)
+		power_request_end(p->power, energy_id, 0, &pw);
+	atomic_fetch_add(&m->failures, 1);
+	log_info("model %s: refused a robot's request: %s", m->name, err[0] ? err : strerror(-r));
+	api_call_error(job->call, status, "%s", err[0] ? err : strerror(-r));
+out:
+	peer_msg_fini(&msg);
+	for (int i = 0; i < PEER_MAX_TENSORS; i++)
+		free(outbuf[i]);
+	free(mem);
+	free(views);
+	free(cutv);
+}
+
+void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job)
+{
+	int64_t cut;
+
+	if (job->kind == PIPE_JOB_V1) {
+		run_v1(p, worker, job);
+	} else if (api_params_int(job->v2->msg->params, "splitd_cut", &cut) == 0) {
+		run_v2_tail(p, worker, job, cut);
+	} else if (api_params_int(job->v2->msg->params, "splitd_cut", &cut) == -EINVAL) {
+		atomic_fetch_add(&job->model->failures, 1);
+		api_call_error(job->call, 400, "splitd_cut must be an integer");
+	} else {
+		run_v2_whole(p, worker, job);
+	}
+}
+
+/* Measure the peer's time for the whole model once: send a zero input at
+ * cut 0 and take its compute time as the scale of its per-node profile. */
+int pipe_calibrate(struct pipe_model *m, int worker)
+{
+	struct engine_ctx *ctx = m->wctx[worker];
+	struct engine_value_info vi;
+	struct tensor_view v;
+	struct offload of = { 0 };
+	struct api_v1_request rq = { .kind = API_BODY_NPY, .cut = 0, .bands = 1 };
+	char err[ERRLEN];
+	void *zero;
+	int r;
+
+	if (!m->peer || m->api.n_inputs < 1 || engine_input_info(m->eng, 0, &vi) < 0)
+		return -EINVAL;
+	if (!(zero = calloc(1, vi.bytes ? vi.bytes : 1)))
+		return -ENOMEM;
+	v.dtype = vi.dtype;
+	v.ndim = vi.ndim;
+	memcpy(v.shape, vi.shape, sizeof(v.shape));
+	v.data = zero;
+	r = engine_ctx_set(ctx, vi.name, &v, err, sizeof(err));
+	if (r == 0)
+		r = offload(m, ctx, 0, PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE), &rq, "calibrate", &of,
+			    err, sizeof(err));
+	free(zero);
+	if (r < 0) {
+		log_info("model %s: peer calibration failed: %s", m->name, err);
+		return r;
+	}
+	const struct peer_timing *pt = &of.reply.resp.timing;
+	if (pt->compute_ns > 0) {
+		double total = 0;
+		for (int i = 0; i < m->n_nodes; i++)
+			total += m->local_ms[i];
+		double *peer_ms = calloc((size_t)m->n_nodes + 1, sizeof(*peer_ms));
+		if (peer_ms && total > 0) {
+			double f = ms((uint64_t)pt->compute_ns) / total;
+			for (int i = 0; i < m->n_nodes; i++)
+				peer_ms[i] = m->local_ms[i] * f;
+			pthread_mutex_lock(&m->lock);
+			plan_set_peer_profile(m->plan, peer_ms, m->n_nodes);
+			m->calibrated = true;
+			pthread_mutex_unlock(&m->lock);
+			log_notice("model %s: peer runs the whole model in %.2f ms (here %.2f ms)", m->name,
+				   ms((uint64_t)pt->compute_ns), total);
+			struct plan_inputs in;
+			char reason[256];
+			pthread_mutex_lock(&m->lock);
+			pipe_plan_inputs(m, &in);
+			if (plan_update(m->plan, &in, 1, reason, sizeof(reason)) == 1) {
+				struct plan_candidate cur;
+				if (plan_current(m->plan, &cur) == 0) {
+					plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
+					atomic_store(&m->current_cut, cur.cut);
+				}
+				log_notice("model %s: %s", m->name, reason);
+			}
+			pthread_mutex_unlock(&m->lock);
+		}
+		free(peer_ms);
+	}
+	peer_reply_fini(&of.reply);
+	return 0;
+}

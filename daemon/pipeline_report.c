@@ -1,0 +1,351 @@
+/* What the pipeline reports: GET /metrics (Prometheus, base units) and
+ * GET /v1/status (JSON). Both read counters and snapshots only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "peer_proto.h"
+#include "pipeline-impl.h"
+
+const double pipe_duration_bounds[PIPE_HIST_BUCKETS] = {
+	0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5,
+};
+const double pipe_energy_bounds[PIPE_HIST_BUCKETS] = {
+	0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 50,
+};
+
+static const char *const placement_names[PIPE_PLACEMENTS] = { "local", "split", "offload", "fallback" };
+
+void pipe_hist_observe(struct pipe_hist *h, double v)
+{
+	int i = 0;
+
+	while (i < PIPE_HIST_BUCKETS && v > h->bounds[i])
+		i++;
+	h->counts[i]++;
+	h->sum += v;
+}
+
+static void wifi_refresh(struct pipeline *p)
+{
+	uint64_t now = pipe_now_ns();
+
+	if (!p->wifi || now - p->wifi_read_ns < 1000000000ull)
+		return;
+	struct wifi_stats ws;
+	if (wifi_read(p->wifi, &ws) == 0)
+		p->wifi_last = ws;
+	p->wifi_read_ns = now;
+}
+
+int pipe_metrics(void *ctx, struct api_metrics *mx)
+{
+	struct pipeline *p = ctx;
+	int r = 0;
+
+#define FAM(name, type, help) if ((r = api_metrics_family(mx, name, type, help)) < 0) return r
+#define VAL(labels, v) if ((r = api_metrics_value(mx, labels, (double)(v))) < 0) return r
+
+	FAM("splitd_requests_total", API_COUNTER, "Inference requests answered, by model and placement.");
+	for (int i = 0; i < p->n_models; i++)
+		for (int k = 0; k < PIPE_PLACEMENTS; k++) {
+			const char *l[] = { "model", p->models[i].name, "placement", placement_names[k], NULL };
+			VAL(l, atomic_load(&p->models[i].requests[k]));
+		}
+	FAM("splitd_request_failures_total", API_COUNTER, "Inference requests that failed (bad input or an engine error).");
+	for (int i = 0; i < p->n_models; i++) {
+		const char *l[] = { "model", p->models[i].name, NULL };
+		VAL(l, atomic_load(&p->models[i].failures));
+	}
+	FAM("splitd_fallbacks_total", API_COUNTER, "Requests finished locally because the peer failed.");
+	for (int i = 0; i < p->n_models; i++) {
+		const char *l[] = { "model", p->models[i].name, NULL };
+		VAL(l, atomic_load(&p->models[i].fallbacks));
+	}
+	FAM("splitd_plan_changes_total", API_COUNTER, "Times the planner changed the split.");
+	for (int i = 0; i < p->n_models; i++) {
+		const char *l[] = { "model", p->models[i].name, NULL };
+		VAL(l, atomic_load(&p->models[i].plan_changes));
+	}
+	FAM("splitd_inference_duration_seconds", API_HISTOGRAM, "Request time from body received to answer.");
+	for (int i = 0; i < p->n_models; i++) {
+		struct pipe_model *m = &p->models[i];
+		const char *l[] = { "model", m->name, NULL };
+		struct pipe_hist h;
+		pthread_mutex_lock(&m->lock);
+		h = m->duration_s;
+		pthread_mutex_unlock(&m->lock);
+		if ((r = api_metrics_histogram(mx, l, h.bounds, h.counts, PIPE_HIST_BUCKETS, h.sum)) < 0)
+			return r;
+	}
+	FAM("splitd_inference_energy_joules", API_HISTOGRAM, "Board input energy per inference.");
+	for (int i = 0; i < p->n_models; i++) {
+		struct pipe_model *m = &p->models[i];
+		const char *l[] = { "model", m->name, NULL };
+		struct pipe_hist h;
+		pthread_mutex_lock(&m->lock);
+		h = m->energy_j;
+		pthread_mutex_unlock(&m->lock);
+		if ((r = api_metrics_histogram(mx, l, h.bounds, h.counts, PIPE_HIST_BUCKETS, h.sum)) < 0)
+			return r;
+	}
+	FAM("splitd_current_cut", API_GAUGE, "The planner's cut per model (number of nodes run locally).");
+	for (int i = 0; i < p->n_models; i++) {
+		const char *l[] = { "model", p->models[i].name, NULL };
+		int cut = atomic_load(&p->models[i].current_cut);
+		VAL(l, cut < 0 ? p->models[i].n_nodes : cut);
+	}
+	FAM("splitd_peer_up", API_GAUGE, "1 when the peer is verified and answering.");
+	for (int i = 0; i < p->n_models; i++) {
+		if (!p->models[i].peer)
+			continue;
+		const char *l[] = { "model", p->models[i].name, NULL };
+		VAL(l, peer_client_state(p->models[i].peer) == PEER_UP);
+	}
+	FAM("splitd_peer_sent_bytes_total", API_COUNTER, "Request bytes sent to the peer.");
+	for (int i = 0; i < p->n_models; i++) {
+		if (!p->models[i].peer)
+			continue;
+		struct peer_client_stats st;
+		peer_client_stats(p->models[i].peer, &st);
+		const char *l[] = { "model", p->models[i].name, NULL };
+		VAL(l, st.bytes_sent);
+	}
+	FAM("splitd_peer_requests_served_total", API_COUNTER, "Robots' cut requests this peer answered.");
+	VAL(NULL, atomic_load(&p->peer_requests_served));
+
+	struct linkest_estimate le;
+	pthread_mutex_lock(&p->link_lock);
+	linkest_get(p->link, &le);
+	wifi_refresh(p);
+	struct wifi_stats ws = p->wifi_last;
+	pthread_mutex_unlock(&p->link_lock);
+	FAM("splitd_link_bandwidth_bytes_per_second", API_GAUGE, "Estimated uplink goodput to the peer.");
+	VAL(NULL, le.bandwidth_bps / 8.0);
+	FAM("splitd_link_rtt_seconds", API_GAUGE, "Estimated round-trip time to the peer.");
+	VAL(NULL, le.rtt_ms / 1e3);
+	if (ws.have_station && (ws.sta.present & WIFI_STA_TX_BITRATE)) {
+		FAM("splitd_wifi_tx_bitrate_bits_per_second", API_GAUGE, "nl80211 station tx bitrate.");
+		VAL(NULL, ws.sta.tx_bitrate_bps);
+	}
+	if (ws.have_station && (ws.sta.present & WIFI_STA_SIGNAL)) {
+		FAM("splitd_wifi_signal_dbm", API_GAUGE, "nl80211 station signal.");
+		VAL(NULL, ws.sta.signal_dbm);
+	}
+	if (ws.have_station && (ws.sta.present & WIFI_STA_TX_RETRIES)) {
+		FAM("splitd_wifi_tx_retries_total", API_COUNTER, "nl80211 station tx retries.");
+		VAL(NULL, ws.sta.tx_retries);
+	}
+	if (ws.have_proc) {
+		FAM("splitd_wifi_link_quality", API_GAUGE, "/proc/net/wireless link quality (driver units).");
+		VAL(NULL, ws.proc.link_quality);
+	}
+	FAM("splitd_queue_depth", API_GAUGE, "Requests waiting for a worker.");
+	pthread_mutex_lock(&p->qlock);
+	int qlen = p->qlen;
+	pthread_mutex_unlock(&p->qlock);
+	VAL(NULL, qlen);
+
+	if (p->power) {
+		struct power_snapshot *snap = malloc(sizeof(*snap));
+		if (!snap || power_snapshot(p->power, snap) < 0) {
+			free(snap);
+			return 0;
+		}
+		if ((r = api_metrics_family(mx, "splitd_power_sample_rate_hertz", API_GAUGE,
+					    "Power samples per second (configured, after the sensor cap).")) == 0)
+			r = api_metrics_value(mx, NULL, snap->sample_hz);
+		if (r == 0)
+			r = api_metrics_family(mx, "splitd_rail_energy_joules_total", API_COUNTER,
+					       "Energy per power rail since start.");
+		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+			const struct power_rail_status *rs = &snap->rails[i];
+			const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+					    rs->info.method, NULL };
+			r = api_metrics_value(mx, l, (double)rs->energy_uj / 1e6);
+		}
+		if (r == 0)
+			r = api_metrics_family(mx, "splitd_rail_power_watts", API_GAUGE, "Power per rail, last sample.");
+		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+			const struct power_rail_status *rs = &snap->rails[i];
+			if (rs->power_mw < 0)
+				continue;
+			const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+					    rs->info.method, NULL };
+			r = api_metrics_value(mx, l, (double)rs->power_mw / 1e3);
+		}
+		if (r == 0)
+			r = api_metrics_family(mx, "splitd_rail_up", API_GAUGE, "1 when the rail's last read worked.");
+		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+			const char *l[] = { "rail", snap->rails[i].info.name, NULL };
+			r = api_metrics_value(mx, l, snap->rails[i].up);
+		}
+		free(snap);
+	}
+#undef FAM
+#undef VAL
+	return r;
+}
+
+/* ---- /v1/status ----------------------------------------------------------- */
+
+static json_t *model_json(struct pipeline *p, struct pipe_model *m)
+{
+	char hex[65];
+	json_t *o = json_object();
+	uint64_t served = 0;
+
+	peer_sha256_hex(engine_sha256(m->eng), hex);
+	for (int k = 0; k < PIPE_PLACEMENTS; k++)
+		served += atomic_load(&m->requests[k]);
+	json_object_set_new(o, "name", json_string(m->name));
+	json_object_set_new(o, "path", json_string(m->path));
+	json_object_set_new(o, "sha256", json_string(hex));
+	json_object_set_new(o, "nodes", json_integer(m->n_nodes));
+	json_object_set_new(o, "backend", json_string(engine_backend_name(m->eng)));
+	json_object_set_new(o, "requests", json_integer((json_int_t)served));
+	json_object_set_new(o, "failures", json_integer((json_int_t)atomic_load(&m->failures)));
+	json_object_set_new(o, "fallbacks", json_integer((json_int_t)atomic_load(&m->fallbacks)));
+	double local_total = 0;
+	for (int i = 0; i < m->n_nodes; i++)
+		local_total += m->local_ms[i];
+	json_object_set_new(o, "profile_ms", json_real(local_total));
+	if (m->plan) {
+		json_t *pl = json_object();
+		struct plan_candidate c;
+		int learnt;
+
+		pthread_mutex_lock(&m->lock);
+		json_object_set_new(pl, "plan", json_string(m->plan_text));
+		if (plan_current(m->plan, &c) == 0) {
+			json_object_set_new(pl, "cut", json_integer(c.cut));
+			json_object_set_new(pl, "encoding", json_string(plan_enc_name(c.enc)));
+			json_object_set_new(pl, "predicted_ms", json_real(c.total_ms));
+			json_object_set_new(pl, "predicted_joules", json_real(c.energy_uj / 1e6));
+		}
+		json_t *pw = json_object();
+		static const char *const ph[PLAN_PHASE_COUNT] = { "compute", "transmit", "wait" };
+		for (int k = 0; k < PLAN_PHASE_COUNT; k++) {
+			json_t *e = json_object();
+			double mw = plan_power_mw(m->plan, (enum plan_power_phase)k, &learnt);
+			json_object_set_new(e, "watts", json_real(mw / 1e3));
+			json_object_set_new(e, "source", json_string(learnt ? "measured" : "default"));
+			json_object_set_new(pw, ph[k], e);
+		}
+		json_object_set_new(pl, "phase_power", pw);
+		json_object_set_new(pl, "peer_calibrated", json_boolean(m->calibrated));
+		pthread_mutex_unlock(&m->lock);
+		json_object_set_new(o, "planner", pl);
+	}
+	if (m->peer) {
+		struct peer_client_stats st;
+		json_t *pe = json_object();
+		peer_client_stats(m->peer, &st);
+		json_object_set_new(pe, "url", json_string(p->cfg->peer_url));
+		json_object_set_new(pe, "state", json_string(peer_state_name(st.state)));
+		json_object_set_new(pe, "requests", json_integer((json_int_t)st.requests));
+		json_object_set_new(pe, "failures", json_integer((json_int_t)st.failures));
+		json_object_set_new(pe, "bytes_sent", json_integer((json_int_t)st.bytes_sent));
+		json_object_set_new(pe, "auth_failures", json_integer((json_int_t)st.auth_failures));
+		json_object_set_new(pe, "identity_mismatches", json_integer((json_int_t)st.identity_mismatches));
+		json_object_set_new(pe, "backoff_ms", json_integer(st.backoff_ms));
+		json_object_set_new(o, "peer", pe);
+	}
+	return o;
+}
+
+void pipe_status(void *ctx, struct api_call *call)
+{
+	struct pipeline *p = ctx;
+	json_t *root = json_object(), *models = json_array();
+
+	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
+	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
+	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
+	for (int i = 0; i < p->n_models; i++)
+		json_array_append_new(models, model_json(p, &p->models[i]));
+	json_object_set_new(root, "models", models);
+
+	struct linkest_estimate le;
+	pthread_mutex_lock(&p->link_lock);
+	linkest_get(p->link, &le);
+	wifi_refresh(p);
+	struct wifi_stats ws = p->wifi_last;
+	pthread_mutex_unlock(&p->link_lock);
+	json_t *link = json_object();
+	json_object_set_new(link, "bandwidth_bits_per_second", json_real(le.bandwidth_bps));
+	json_object_set_new(link, "rtt_ms", json_real(le.rtt_ms));
+	json_object_set_new(link, "measured", json_boolean(le.measured));
+	json_object_set_new(link, "samples", json_integer((json_int_t)le.goodput_samples));
+	if (p->cfg->wifi_interface[0]) {
+		json_t *w = json_object();
+		json_object_set_new(w, "interface", json_string(p->cfg->wifi_interface));
+		json_object_set_new(w, "available", json_boolean(ws.available));
+		if (ws.have_proc) {
+			json_object_set_new(w, "link_quality", json_integer(ws.proc.link_quality));
+			if (ws.proc.have_signal)
+				json_object_set_new(w, "signal_dbm", json_integer(ws.proc.signal_dbm));
+			if (ws.proc.have_noise)
+				json_object_set_new(w, "noise_dbm", json_integer(ws.proc.noise_dbm));
+		}
+		if (ws.have_station) {
+			if (ws.sta.present & WIFI_STA_TX_BITRATE)
+				json_object_set_new(w, "tx_bitrate_bps", json_integer((json_int_t)ws.sta.tx_bitrate_bps));
+			if (ws.sta.present & WIFI_STA_EXPECTED_TPUT)
+				json_object_set_new(w, "expected_throughput_bps",
+						    json_integer((json_int_t)ws.sta.expected_throughput_bps));
+			if (ws.sta.present & WIFI_STA_SIGNAL)
+				json_object_set_new(w, "station_signal_dbm", json_integer(ws.sta.signal_dbm));
+			if (ws.sta.present & WIFI_STA_TX_RETRIES)
+				json_object_set_new(w, "tx_retries", json_integer(ws.sta.tx_retries));
+			if (ws.sta.present & WIFI_STA_TX_FAILED)
+				json_object_set_new(w, "tx_failed", json_integer(ws.sta.tx_failed));
+		}
+		json_object_set_new(link, "wifi", w);
+	}
+	json_object_set_new(root, "link", link);
+
+	json_t *power = json_object();
+	if (p->power) {
+		struct power_snapshot *snap = malloc(sizeof(*snap));
+		if (snap && power_snapshot(p->power, snap) == 0) {
+			json_t *rails = json_array();
+			json_object_set_new(power, "sample_hz", json_real(snap->sample_hz));
+			json_object_set_new(power, "measured_hz", json_real(snap->measured_hz));
+			json_object_set_new(power, "board_input",
+					    snap->input_rail >= 0 ? json_string(snap->rails[snap->input_rail].info.name)
+								  : json_null());
+			if (snap->idle_valid)
+				json_object_set_new(power, "idle_watts", json_real((double)snap->idle_mw / 1e3));
+			for (int i = 0; i < snap->n_rails; i++) {
+				const struct power_rail_status *rs = &snap->rails[i];
+				json_t *r = json_object();
+				json_object_set_new(r, "name", json_string(rs->info.name));
+				json_object_set_new(r, "source", json_string(rs->info.source));
+				json_object_set_new(r, "method", json_string(rs->info.method));
+				json_object_set_new(r, "up", json_boolean(rs->up));
+				json_object_set_new(r, "watts", rs->power_mw >= 0 ? json_real((double)rs->power_mw / 1e3)
+										 : json_null());
+				json_object_set_new(r, "joules", json_real((double)rs->energy_uj / 1e6));
+				json_object_set_new(r, "errors", json_integer((json_int_t)rs->errors));
+				json_array_append_new(rails, r);
+			}
+			json_object_set_new(power, "rails", rails);
+		}
+		free(snap);
+	} else {
+		json_object_set_new(power, "reason", json_string(p->power_reason));
+	}
+	json_object_set_new(root, "power", power);
+
+	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	if (!text) {
+		api_call_error(call, 500, "out of memory");
+		return;
+	}
+	api_call_respond(call, 200, "application/json", text, strlen(text));
+}
