@@ -154,6 +154,9 @@ struct power_sampler {
 	int input_rail, request_rail;
 	int64_t period_ns;
 	int64_t start_ns;
+	uint64_t sample_no;      /* samples taken (the sampling thread's) */
+	unsigned aux_every;      /* read volts/amps every Nth sample */
+	bool aux_due;            /* ... and this one is such a sample */
 
 	pthread_mutex_t mu;
 	pthread_cond_t wake;     /* the thread sleeps here; stop signals */

@@ -58,8 +58,13 @@ struct power_config {
 	size_t ring_samples;        /* ring buffer length (default 8192) */
 	unsigned backoff_min_ms;    /* first retry of a failed rail (100) */
 	unsigned backoff_max_ms;    /* retry back-off ceiling (5000) */
-	bool keep_fds;              /* pread() kept fds (real sysfs); default
-	                             * false: open/read/close every read */
+	bool keep_fds;              /* default true: pread() at 0 on kept fds
+	                             * (sysfs re-reads there); false: open,
+	                             * read, close each time (trees whose files
+	                             * are replaced, as in tests) */
+	unsigned aux_hz;            /* volts and amps beside a power file are
+	                             * read at most this often (10; 0: every
+	                             * sample); energy uses every sample */
 	const char *input_rail;     /* board input name; NULL: VDD_IN/5V_IN/... */
 	const char *request_rail;   /* rail for requests; NULL: the input rail */
 	unsigned idle_tau_ms;       /* idle baseline time constant (30000) */

@@ -26,6 +26,8 @@ void power_config_init(struct power_config *cfg)
 	cfg->rate_hz = 100;
 	cfg->cap_by_sensor = true;
 	cfg->ring_samples = 8192;
+	cfg->keep_fds = true;
+	cfg->aux_hz = 10;
 	cfg->backoff_min_ms = 100;
 	cfg->backoff_max_ms = 5000;
 	cfg->idle_tau_ms = 30000;
@@ -134,6 +136,13 @@ int power_read_files(struct power_sampler *s, struct power_rail_impl *r,
 			return rc;
 		out->power_mw = (double)v * r->scale[RAIL_FILE_POWER];
 	}
+	/* volts and amps beside a power file only display: read them at
+	 * aux_hz; where power is volts x amps, every time */
+	if (r->f[RAIL_FILE_POWER].path && !s->aux_due) {
+		out->voltage_mv = r->last_voltage_mv;
+		out->current_ma = r->last_current_ma;
+		goto done;
+	}
 	if (r->f[RAIL_FILE_VOLTAGE].path) {
 		rc = sysfs_read_int64(&r->f[RAIL_FILE_VOLTAGE], keep, &v);
 		if (rc < 0)
@@ -148,6 +157,7 @@ int power_read_files(struct power_sampler *s, struct power_rail_impl *r,
 	}
 	if (isnan(out->power_mw) && !isnan(out->voltage_mv) && !isnan(out->current_ma))
 		out->power_mw = out->voltage_mv * out->current_ma / 1000.0;
+done:
 	if (r->ops == &power_battery_ops) {
 		/* drivers differ in the sign of a discharging current */
 		out->power_mw = fabs(out->power_mw);
@@ -205,6 +215,22 @@ static int choose_rails(struct power_sampler *s, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+/* Reads go to the device files themselves, not through bus/ and class/
+ * links: path walks are most of what a sysfs read costs. */
+static void resolve_paths(struct power_sampler *s)
+{
+	for (int i = 0; i < s->n_rails; i++)
+		for (int k = 0; k < RAIL_FILES; k++) {
+			struct sysfs_file *f = &s->rails[i].f[k];
+			char *real = f->path ? realpath(f->path, NULL) : NULL;
+
+			if (real) {
+				free(f->path);
+				f->path = real;
+			}
+		}
 }
 
 static int copy_str(const char *in, char **out)
@@ -314,6 +340,10 @@ int power_sampler_new(const struct power_config *cfg, struct power_sampler **out
 		if (fastest * 1000 > s->period_ns)
 			s->period_ns = fastest * 1000;
 	}
+	s->aux_every = 1;
+	if (cfg->aux_hz > 0 && (int64_t)cfg->aux_hz * s->period_ns < NS_PER_S)
+		s->aux_every = (unsigned)(NS_PER_S / ((int64_t)cfg->aux_hz * s->period_ns));
+	resolve_paths(s);
 	s->cap = cfg->ring_samples;
 	s->t_ns = calloc(s->cap, sizeof(*s->t_ns));
 	s->rec = calloc(s->cap * (size_t)s->n_rails, sizeof(*s->rec));
@@ -632,6 +662,8 @@ static void take_sample(struct power_sampler *s)
 	bool tried[POWER_MAX_RAILS];
 	int64_t t0 = power_now_ns(s), t1, t;
 	size_t slot;
+
+	s->aux_due = s->sample_no++ % s->aux_every == 0;
 
 	for (int i = 0; i < s->n_rails; i++) {
 		struct power_rail_impl *r = &s->rails[i];

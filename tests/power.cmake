@@ -38,5 +38,5 @@ endif()
 
 if(EXISTS ${CMAKE_SOURCE_DIR}/bench/power_overhead.c)
   add_executable(power_overhead ${CMAKE_SOURCE_DIR}/bench/power_overhead.c)
-  target_link_libraries(power_overhead PRIVATE splitd_power)
+  target_link_libraries(power_overhead PRIVATE splitd_power Threads::Threads)
 endif()

@@ -298,6 +298,7 @@ static void base_config(struct power_config *cfg, bool fake_clock_on)
 	cfg->sysfs_root = root;
 	cfg->estimate = POWER_ESTIMATE_NEVER;
 	cfg->nvml_lib = "/nonexistent/libnvidia-ml.so.1";
+	cfg->keep_fds = false; /* the fakes replace files by rename */
 	if (fake_clock_on) {
 		cfg->clock_ns = fake_clock;
 		cfg->clock_ctx = &fake_t;
