@@ -33,6 +33,28 @@ static inline float sigmoid_ps(float x)
 	return 1.f / (1.f + exp_ps(-x));
 }
 
+/* ---- integer element access ---- */
+
+static int64_t ld_int(const void *p, enum tensor_dtype t, int64_t i)
+{
+	switch (t) {
+	case TENSOR_I64: return ((const int64_t *)p)[i];
+	case TENSOR_I32: return ((const int32_t *)p)[i];
+	case TENSOR_I8: return ((const int8_t *)p)[i];
+	default: return ((const uint8_t *)p)[i];
+	}
+}
+
+static void st_int(void *p, enum tensor_dtype t, int64_t i, int64_t v)
+{
+	switch (t) {
+	case TENSOR_I64: ((int64_t *)p)[i] = v; break;
+	case TENSOR_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+	case TENSOR_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+	default: ((uint8_t *)p)[i] = (uint8_t)v; break;
+	}
+}
+
 CPU_CLONES
 static void act_loop(float *x, int64_t n, enum act_kind k, float a, float b)
 {
@@ -161,12 +183,20 @@ static void unary_range(void *arg, int64_t b, int64_t e)
 CPU_KERNEL(cpu_unary)
 {
 	int64_t cnt = view_numel(&in[0]);
-	if (in[0].dtype == TENSOR_I64) {
-		const int64_t *x = in[0].data;
-		int64_t *y = out[0].data;
-		for (int64_t i = 0; i < cnt; i++)
-			y[i] = n->kind == OP_NEG ? -x[i] : n->kind == OP_ABS ? llabs(x[i]) :
-			       x[i] > 0 ? x[i] : 0;
+	if (in[0].dtype != TENSOR_F32) {
+		for (int64_t i = 0; i < cnt; i++) {
+			int64_t v = ld_int(in[0].data, in[0].dtype, i);
+			if (n->kind == OP_NEG)
+				v = -v;
+			else if (n->kind == OP_ABS)
+				v = v < 0 ? -v : v;
+			else if (n->kind == OP_CLIP)
+				v = v < n->p.act.alpha ? (int64_t)n->p.act.alpha :
+				    v > n->p.act.beta ? (int64_t)n->p.act.beta : v;
+			else
+				v = v > 0 ? v : 0;
+			st_int(out[0].data, in[0].dtype, i, v);
+		}
 		return 0;
 	}
 	struct unary_job j = { &in[0], &out[0], &n->p.act };
@@ -231,10 +261,8 @@ static void bin_row_int(const struct bin_job *j, const void *a, int64_t sa, cons
 			int64_t sb, void *y, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
-		int64_t x = j->dt == TENSOR_I64 ? ((const int64_t *)a)[i * sa] :
-			    ((const int32_t *)a)[i * sa];
-		int64_t z = j->dtb == TENSOR_I64 ? ((const int64_t *)b)[i * sb] :
-			    ((const int32_t *)b)[i * sb];
+		int64_t x = ld_int(a, j->dt, i * sa);
+		int64_t z = ld_int(b, j->dtb, i * sb);
 		int64_t r = 0;
 		switch (j->op) {
 		case OP_ADD: r = (int64_t)((uint64_t)x + (uint64_t)z); break;
@@ -246,10 +274,9 @@ static void bin_row_int(const struct bin_job *j, const void *a, int64_t sa, cons
 		case OP_POW: r = ipow(x, z); break;
 		default: break;
 		}
-		if (j->dt == TENSOR_I64)
-			((int64_t *)y)[i] = r;
-		else
-			((int32_t *)y)[i] = (int32_t)r;
+		if (j->dt == TENSOR_U8 && j->op == OP_DIV)
+			r = z == 0 ? 0 : (int64_t)((uint64_t)x / (uint64_t)z);
+		st_int(y, j->dt, i, r);
 	}
 }
 
@@ -487,9 +514,41 @@ CPU_KERNEL(cpu_reduce_mean)
 
 /* ---- Cast ---- */
 
+static float half_to_float(uint16_t h)
+{
+	uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+	union { uint32_t u; float f; } v;
+	if (e == 0x1f) {
+		v.u = s | 0x7f800000u | (m << 13);
+	} else if (e) {
+		v.u = s | ((e + 112) << 23) | (m << 13);
+	} else {
+		v.f = (float)m * 5.9604644775390625e-8f;	/* subnormal: m x 2^-24 */
+		v.u |= s;
+	}
+	return v.f;
+}
+
+static uint16_t float_to_half(float f)
+{
+	union { float f; uint32_t u; } v = { f };
+	uint32_t s = (v.u >> 16) & 0x8000, a = v.u & 0x7fffffffu;
+	if (a >= 0x7f800000u)	/* inf / nan */
+		return (uint16_t)(s | 0x7c00 | (a > 0x7f800000u ? 0x200 : 0));
+	if (a >= 0x477ff000u)	/* rounds to >= 65520: inf */
+		return (uint16_t)(s | 0x7c00);
+	if (a < 0x38800000u) {	/* subnormal half */
+		float x = fabsf(f) * 16777216.f;	/* / 2^-24 */
+		return (uint16_t)(s | (uint32_t)nearbyintf(x));
+	}
+	uint32_t r = a + 0xfff + ((a >> 13) & 1);	/* round to nearest even */
+	return (uint16_t)(s | ((r - 0x38000000u) >> 13));
+}
+
 static double get_d(const void *p, enum tensor_dtype t, int64_t i)
 {
 	switch (t) {
+	case TENSOR_F16: return half_to_float(((const uint16_t *)p)[i]);
 	case TENSOR_F32: return ((const float *)p)[i];
 	case TENSOR_F64: return ((const double *)p)[i];
 	case TENSOR_I32: return ((const int32_t *)p)[i];
@@ -536,6 +595,7 @@ CPU_KERNEL(cpu_cast)
 		case TENSOR_U8: ((uint8_t *)y)[i] = (uint8_t)get_i(x->data, x->dtype, i); break;
 		case TENSOR_I8: ((int8_t *)y)[i] = (int8_t)get_i(x->data, x->dtype, i); break;
 		case TENSOR_BOOL: ((uint8_t *)y)[i] = get_d(x->data, x->dtype, i) != 0; break;
+		case TENSOR_F16: ((uint16_t *)y)[i] = float_to_half((float)get_d(x->data, x->dtype, i)); break;
 		default: return -ENOTSUP;
 		}
 	}

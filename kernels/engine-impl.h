@@ -105,7 +105,7 @@ enum pad_mode { PADM_CONSTANT, PADM_REFLECT, PADM_EDGE };
 struct pad_params {
 	enum pad_mode mode;
 	int64_t pads[2 * TENSOR_MAX_DIMS];	/* begins then ends, full rank */
-	float value;
+	double value;
 };
 
 struct cast_params { enum tensor_dtype to; };

@@ -618,9 +618,6 @@ int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, si
 				return rc;
 		}
 	}
-	for (int i = 0; i < e->n_outputs; i++)
-		if (e->t[e->outputs[i]].is_const)
-			return ERR("model output '%s' is a constant", e->t[e->outputs[i]].name);
 	drop_identity(e);
 	if ((rc = fold_bn(e)))
 		return rc;

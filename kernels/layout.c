@@ -180,12 +180,21 @@ static void pad_range(void *arg, int64_t r0, int64_t r1)
 	const struct pad_params *p = &j->n->p.pad;
 	const struct tensor_view *x = j->x, *y = j->y;
 	int nd = y->ndim;
+	size_t es = tensor_dtype_size(x->dtype);
 	int64_t xs[TENSOR_MAX_DIMS];
+	unsigned char val[8];
 	strides_of(x, xs);
+	switch (x->dtype) {
+	case TENSOR_F32: { float f = (float)p->value; memcpy(val, &f, 4); break; }
+	case TENSOR_F64: memcpy(val, &p->value, 8); break;
+	case TENSOR_I64: { int64_t v = (int64_t)p->value; memcpy(val, &v, 8); break; }
+	case TENSOR_I32: { int32_t v = (int32_t)p->value; memcpy(val, &v, 4); break; }
+	default: val[0] = (unsigned char)(int)p->value; break;
+	}
 	int64_t row = nd ? y->shape[nd - 1] : 1;
-	const float *xd = x->data;
+	const char *xd = x->data;
 	for (int64_t r = r0; r < r1; r++) {
-		float *yr = (float *)y->data + r * row;
+		char *yr = (char *)y->data + r * row * (int64_t)es;
 		int64_t rem = r, off = 0, valid = 1;
 		for (int d = nd - 2; d >= 0; d--) {
 			int64_t i = rem % y->shape[d] - p->pads[d];
@@ -196,17 +205,17 @@ static void pad_range(void *arg, int64_t r0, int64_t r1)
 			off += s * xs[d];
 		}
 		if (nd == 0) {
-			yr[0] = xd[0];
+			memcpy(yr, xd, es);
 			continue;
 		}
 		int64_t W = x->shape[nd - 1], pl = p->pads[nd - 1];
 		for (int64_t o = 0; o < row; o++) {
-			if (!valid) {
-				yr[o] = p->value;
-				continue;
-			}
-			int64_t s = pad_src(p->mode, o - pl, W);
-			yr[o] = s < 0 ? p->value : xd[off + s];
+			int64_t s = valid ? pad_src(p->mode, o - pl, W) : -1;
+			if (es == 4)
+				*(uint32_t *)(yr + o * 4) = s < 0 ? *(const uint32_t *)val :
+							   *(const uint32_t *)(xd + (off + s) * 4);
+			else
+				memcpy(yr + o * (int64_t)es, s < 0 ? (const char *)val : xd + (off + s) * (int64_t)es, es);
 		}
 	}
 }

@@ -60,7 +60,7 @@ static int dtype_ok(int dt)
 {
 	switch (dt) {
 	case TENSOR_F32: case TENSOR_U8: case TENSOR_I8: case TENSOR_I32:
-	case TENSOR_I64: case TENSOR_BOOL: case TENSOR_F64:
+	case TENSOR_I64: case TENSOR_BOOL: case TENSOR_F64: case TENSOR_F16:
 		return 1;
 	default:
 		return 0;
@@ -125,6 +125,8 @@ static int load_tensor(struct engine *e, const Onnx__TensorProto *tp, int ti, si
 			int32_t v = tp->int32_data[i];
 			if (dt == TENSOR_I32)
 				((int32_t *)t->data)[i] = v;
+			else if (dt == TENSOR_F16)
+				((uint16_t *)t->data)[i] = (uint16_t)v;
 			else
 				((uint8_t *)t->data)[i] = (uint8_t)v;
 		}
@@ -170,7 +172,7 @@ static int make_const_from_attr(struct engine *e, const Onnx__NodeProto *np, int
 	return 0;
 }
 
-static int parse_pads_common(const Onnx__NodeProto *np, int64_t *kernel, int64_t *stride,
+static int parse_pads_common(const char *nname, const Onnx__NodeProto *np, int64_t *kernel, int64_t *stride,
 			     int64_t *dil, int64_t *pads, enum auto_pad *ap, int *spatial,
 			     int need_kernel, char *err, size_t errlen)
 {
@@ -180,9 +182,9 @@ static int parse_pads_common(const Onnx__NodeProto *np, int64_t *kernel, int64_t
 	const char *s;
 
 	if (nk == -2 || nk > 2)
-		return ERR("node '%s' (%s): only 1-D and 2-D kernels are supported", np->name, np->op_type);
+		return ERR("node '%s' (%s): only 1-D and 2-D kernels are supported", nname, np->op_type);
 	if (nk < 0 && need_kernel)
-		return ERR("node '%s' (%s): kernel_shape is required", np->name, np->op_type);
+		return ERR("node '%s' (%s): kernel_shape is required", nname, np->op_type);
 	*spatial = nk > 0 ? nk : 0;	/* 0: taken from the weight at shape inference */
 	kernel[0] = kernel[1] = 0;
 	if (nk == 1) {
@@ -196,30 +198,30 @@ static int parse_pads_common(const Onnx__NodeProto *np, int64_t *kernel, int64_t
 	if (n == 1) stride[1] = v[0];
 	if (n == 2) stride[0] = v[0], stride[1] = v[1];
 	if (n < -1 || n > 2)
-		return ERR("node '%s' (%s): bad strides", np->name, np->op_type);
+		return ERR("node '%s' (%s): bad strides", nname, np->op_type);
 	n = attr_ints(np, "dilations", v, 8);
 	if (n == 1) dil[1] = v[0];
 	if (n == 2) dil[0] = v[0], dil[1] = v[1];
 	if (n < -1 || n > 2)
-		return ERR("node '%s' (%s): bad dilations", np->name, np->op_type);
+		return ERR("node '%s' (%s): bad dilations", nname, np->op_type);
 	n = attr_ints(np, "pads", v, 8);
 	if (n == 2) pads[1] = v[0], pads[3] = v[1];
 	if (n == 4) pads[0] = v[0], pads[1] = v[1], pads[2] = v[2], pads[3] = v[3];
 	if (n < -1 || n == 1 || n == 3 || n > 4)
-		return ERR("node '%s' (%s): bad pads", np->name, np->op_type);
+		return ERR("node '%s' (%s): bad pads", nname, np->op_type);
 	for (int i = 0; i < 4; i++)
 		if (pads[i] < 0 || pads[i] > 1 << 20)
-			return ERR("node '%s' (%s): bad pads", np->name, np->op_type);
+			return ERR("node '%s' (%s): bad pads", nname, np->op_type);
 	for (int i = 0; i < 2; i++)
 		if (stride[i] < 1 || dil[i] < 1 || stride[i] > 1 << 20 || dil[i] > 1 << 20 ||
 		    kernel[i] < 0 || kernel[i] > 1 << 20)
-			return ERR("node '%s' (%s): bad strides, dilations or kernel", np->name, np->op_type);
+			return ERR("node '%s' (%s): bad strides, dilations or kernel", nname, np->op_type);
 	s = attr_s(np, "auto_pad", "NOTSET", buf, sizeof(buf));
 	if (!strcmp(s, "NOTSET")) *ap = PAD_NOTSET;
 	else if (!strcmp(s, "SAME_UPPER")) *ap = PAD_SAME_UPPER;
 	else if (!strcmp(s, "SAME_LOWER")) *ap = PAD_SAME_LOWER;
 	else if (!strcmp(s, "VALID")) *ap = PAD_VALID;
-	else return ERR("node '%s' (%s): unknown auto_pad '%s'", np->name, np->op_type, s);
+	else return ERR("node '%s' (%s): unknown auto_pad '%s'", nname, np->op_type, s);
 	return 0;
 }
 
@@ -272,7 +274,7 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 	case OP_CONV:
 	case OP_CONV_TRANSPOSE: {
 		struct conv_params *c = &n->p.conv;
-		int rc = parse_pads_common(np, c->kernel, c->stride, c->dil, c->pads, &c->auto_pad,
+		int rc = parse_pads_common(n->name, np, c->kernel, c->stride, c->dil, c->pads, &c->auto_pad,
 					   &c->spatial, 0, err, errlen);
 		if (rc)
 			return rc;
@@ -291,7 +293,7 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 	case OP_MAXPOOL:
 	case OP_AVGPOOL: {
 		struct pool_params *p = &n->p.pool;
-		int rc = parse_pads_common(np, p->kernel, p->stride, p->dil, p->pads, &p->auto_pad,
+		int rc = parse_pads_common(n->name, np, p->kernel, p->stride, p->dil, p->pads, &p->auto_pad,
 					   &p->spatial, 1, err, errlen);
 		if (rc)
 			return rc;
@@ -583,7 +585,7 @@ static int input_shape(const Onnx__ValueInfoProto *vi, const struct engine_opts 
 		for (size_t i = 0; i < tt->shape->n_dim; i++) {
 			const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
 			if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
-			    d->dim_value > 0) {
+			    d->dim_value >= 0) {
 				shape[i] = d->dim_value;
 			} else if (i == 0) {
 				shape[i] = opts && opts->batch > 0 ? opts->batch : 1;
@@ -626,8 +628,8 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		if (!o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx"))
 			e->opset = (int)o->version;
 	}
-	if (e->opset < 7 || e->opset > 18)
-		{ rc = ERR("ONNX opset %d is not supported (7 to 18 are)", e->opset); goto out; }
+	if (e->opset < 1 || e->opset > 18)
+		{ rc = ERR("ONNX opset %d is not supported (1 to 18 are)", e->opset); goto out; }
 	g = mp->graph;
 	if (!g || !g->n_node)
 		{ rc = ERR("ONNX model has no graph"); goto out; }
@@ -666,8 +668,6 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		e->inputs = ni;
 		e->inputs[e->n_inputs++] = ti;
 	}
-	if (!e->n_inputs)
-		{ rc = ERR("ONNX model has no (non-initializer) inputs"); goto out; }
 
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *np = g->node[i];

@@ -5,16 +5,19 @@
 
 #include "cpu-impl.h"
 
-static float orig_coord(const struct resize_params *r, int64_t o, int64_t in, int64_t out,
+static float orig_coord(const struct resize_params *r, int64_t o, int64_t in, int64_t out_i,
 			float scale)
 {
+	/* ONNX takes the resized length as in x scale, unrounded */
+	float out = (float)in * scale;
+	(void)out_i;
 	switch (r->coord) {
 	case COORD_HALF_PIXEL:
 		return ((float)o + 0.5f) / scale - 0.5f;
 	case COORD_PYTORCH_HALF_PIXEL:
-		return out > 1 ? ((float)o + 0.5f) / scale - 0.5f : 0.f;
+		return out > 1.f ? ((float)o + 0.5f) / scale - 0.5f : 0.f;
 	case COORD_ALIGN_CORNERS:
-		return out == 1 ? 0.f : (float)o * (float)(in - 1) / (float)(out - 1);
+		return out == 1.f ? 0.f : (float)o * (float)(in - 1) / (out - 1.f);
 	case COORD_TF_HALF_PIXEL_FOR_NN:
 		return ((float)o + 0.5f) / scale;
 	case COORD_ASYMMETRIC:

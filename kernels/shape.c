@@ -170,9 +170,7 @@ static int infer_conv(struct engine *e, struct eng_node *n, char *err, size_t er
 			int64_t ek = (c->kernel[i] - 1) * c->dil[i] + 1;
 			int64_t full = c->stride[i] * (in_hw[i] - 1) + c->out_pad[i] + ek;
 			if (c->out_shape[i] > 0) {
-				int64_t tot = full - c->out_shape[i];
-				if (tot < 0)
-					return NERR("output_shape too large");
+				int64_t tot = full - c->out_shape[i];	/* < 0: extra rows of bias */
 				if (c->auto_pad == PAD_SAME_LOWER)
 					*pb = tot - tot / 2, *pe = tot / 2;
 				else
@@ -508,6 +506,29 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 		n->band_ok = x->ndim == 4;
 		return set_out(e, n, 0, TENSOR_F32, x->ndim, x->shape, err, errlen);
 	case OP_CLIP:
+		if (n->opset >= 11 && x->dtype != TENSOR_F32) {
+			int64_t iv;
+			const struct eng_tensor *lo = tin(e, n, 1), *hi = tin(e, n, 2);
+			if (x->dtype != TENSOR_I8 && x->dtype != TENSOR_U8 && x->dtype != TENSOR_I32)
+				return NERR("unsupported type %d", x->dtype);
+			n->p.act.alpha = x->dtype == TENSOR_I8 ? -128.f : x->dtype == TENSOR_U8 ? 0.f : -2147483648.f;
+			n->p.act.beta = x->dtype == TENSOR_I8 ? 127.f : x->dtype == TENSOR_U8 ? 255.f : 2147483647.f;
+			if (lo && lo->is_const && lo->bytes == tensor_dtype_size(lo->dtype) && lo->dtype == x->dtype) {
+				iv = x->dtype == TENSOR_I8 ? *(const int8_t *)lo->data : x->dtype == TENSOR_U8 ?
+				     *(const uint8_t *)lo->data : *(const int32_t *)lo->data;
+				n->p.act.alpha = (float)iv;
+			} else if (lo) {
+				return NERR("min must be a constant scalar");
+			}
+			if (hi && hi->is_const && hi->bytes == tensor_dtype_size(hi->dtype) && hi->dtype == x->dtype) {
+				iv = x->dtype == TENSOR_I8 ? *(const int8_t *)hi->data : x->dtype == TENSOR_U8 ?
+				     *(const uint8_t *)hi->data : *(const int32_t *)hi->data;
+				n->p.act.beta = (float)iv;
+			} else if (hi) {
+				return NERR("max must be a constant scalar");
+			}
+			return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
+		}
 		if (n->opset >= 11) {
 			float f;
 			const struct eng_tensor *lo = tin(e, n, 1), *hi = tin(e, n, 2);
@@ -537,7 +558,8 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 			return NERR("shapes of '%s' and '%s' do not broadcast", x->name, b->name);
 		if (n->kind != OP_POW && x->dtype != b->dtype)
 			return NERR("input types differ");
-		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32)
+		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32 &&
+		    x->dtype != TENSOR_U8 && x->dtype != TENSOR_I8)
 			return NERR("unsupported type %d", x->dtype);
 		if (n->kind == OP_POW && (x->dtype != TENSOR_F32 ||
 					  (b->dtype != TENSOR_F32 && b->dtype != TENSOR_I64 &&
@@ -708,13 +730,16 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 			return NERR("the axes input is not supported");
 		if (tin(e, n, 2)) {
 			const struct eng_tensor *cv = tin(e, n, 2);
+			int64_t iv = 0;
 			if (cv->dtype == TENSOR_F32 && cv->is_const && cv->ndim <= 1 &&
 			    (cv->ndim == 0 || cv->shape[0] == 1))
 				p->value = *(const float *)cv->data;
 			else if (const_floats(cv, &f, 1) == 1)
 				p->value = f;
+			else if (const_ints(cv, &iv, 1) == 1)
+				p->value = (double)iv;
 			else
-				return NERR("constant_value must be a float32 constant scalar");
+				return NERR("constant_value must be a constant scalar");
 		}
 		for (int i = 0; i < x->ndim; i++) {
 			p->pads[i] = v[i];
@@ -729,10 +754,8 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 			if (p->mode != PADM_CONSTANT && x->shape[i] == 0 && out[i])
 				return NERR("cannot pad an empty axis with this mode");
 		}
-		if (x->dtype != TENSOR_F32)
-			return NERR("only float32 is supported");
 		n->band_ok = x->ndim == 4 && v[2] == 0 && v[2 + 4] == 0;
-		return set_out(e, n, 0, TENSOR_F32, x->ndim, out, err, errlen);
+		return set_out(e, n, 0, x->dtype, x->ndim, out, err, errlen);
 	}
 	case OP_CAST:
 		return set_out(e, n, 0, n->p.cast.to, x->ndim, x->shape, err, errlen);
