@@ -57,6 +57,8 @@ struct api_model {
 	const struct api_preprocess *preprocess; /* NULL: no image input */
 	int lazy_decode;		/* v1: don't decode before the handler
 					   (see api_call_decode) */
+	const char *params_json;	/* GET /v2/models/{name} "parameters":
+					   a JSON object text, or NULL */
 	void *user;			/* daemon's own model pointer */
 };
 

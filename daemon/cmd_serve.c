@@ -1,4 +1,385 @@
-/* placeholder; replaced by the daemon shell */
+/* `splitd serve`: the daemon's shell. Loads the configuration (file, then
+ * command-line flags), opens the listeners, starts what it serves through
+ * struct serve_hooks (serve.h), tells systemd READY=1, and then owns the main
+ * loop: SIGHUP reloads, SIGTERM/SIGINT drain and stop, the watchdog is pinged
+ * at half its interval, STATUS= follows what is served. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
 #include "commands.h"
-int cmd_serve(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-const char *cmd_usage(const char *name) { (void)name; return 0; }
+#include "config.h"
+#include "log.h"
+#include "notify.h"
+#include "serve.h"
+#include "pipeline.h"
+
+#define MAX_OVERRIDES 16
+#define STATUS_PERIOD_NS 1000000000ull
+
+/* A command-line flag that overrides a key of the file. */
+struct override {
+	const char *section, *key, *value, *origin;
+};
+
+struct serve_opts {
+	const char *config_path; /* NULL: CONFIG_DEFAULT_FILE if it exists */
+	bool config_given;
+	struct override ov[MAX_OVERRIDES];
+	int n_ov;
+	const char *model_path;
+	bool plain;
+};
+
+struct serve_state {
+	struct serve_opts opts;
+	struct config *cfg; /* the running configuration */
+	struct serve_listeners listeners;
+	const struct serve_hooks *hooks;
+	void *ctx;
+	struct notify notify;
+	int sigfd;
+	char status[640];
+	uint64_t status_ns;
+};
+
+/* Wiring point: the hooks `splitd serve` serves with. */
+static const struct serve_hooks *serve_hooks_select(const struct config *cfg)
+{
+	(void)cfg;
+	return &serve_pipeline_hooks;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("splitd serve: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see 'splitd help serve')\n", stderr);
+	return 2;
+}
+
+static int add_override(struct serve_opts *o, const char *section, const char *key, const char *value,
+			const char *origin)
+{
+	if (o->n_ov == MAX_OVERRIDES)
+		return usage_error("too many options");
+	o->ov[o->n_ov++] = (struct override){ section, key, value, origin };
+	return 0;
+}
+
+/* Returns 0, or the exit status (2) after printing one line. */
+static int parse_args(int argc, char **argv, struct serve_opts *o)
+{
+	enum { O_ROLE = 256, O_LISTEN, O_MODEL, O_PEER, O_THREADS, O_SYSFS, O_PLAIN, O_LOG };
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "role", required_argument, NULL, O_ROLE },
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "model", required_argument, NULL, O_MODEL },
+		{ "peer", required_argument, NULL, O_PEER },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "sysfs-root", required_argument, NULL, O_SYSFS },
+		{ "plain", no_argument, NULL, O_PLAIN },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, r = 0;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config_path = optarg;
+			o->config_given = true;
+			break;
+		case O_ROLE:
+			r = add_override(o, "daemon", "role", optarg, "--role");
+			break;
+		case O_LISTEN:
+			r = add_override(o, "api", "listen", optarg, "--listen");
+			break;
+		case O_MODEL:
+			o->model_path = optarg;
+			break;
+		case O_PEER:
+			r = add_override(o, "peer", "url", optarg, "--peer");
+			break;
+		case O_THREADS:
+			r = add_override(o, "daemon", "threads", optarg, "--threads");
+			break;
+		case O_SYSFS:
+			r = add_override(o, "power", "sysfs_root", optarg, "--sysfs-root");
+			break;
+		case O_LOG:
+			r = add_override(o, "daemon", "log_level", optarg, "--log-level");
+			break;
+		case O_PLAIN:
+			o->plain = true;
+			break;
+		case 'h':
+			fputs(cmd_usage("serve"), stdout);
+			return -1;
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+		if (r)
+			return r;
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* File (or defaults), then flags, then the checks across keys.
+ * *flag_error is set when a flag's value was the problem (exit status 2). */
+static int build_config(const struct serve_opts *o, struct config **out, bool *flag_error, char *err, size_t errlen)
+{
+	struct config *cfg = NULL;
+	const char *path = o->config_path;
+	int r;
+
+	*flag_error = false;
+	if (!path && access(CONFIG_DEFAULT_FILE, F_OK) == 0)
+		path = CONFIG_DEFAULT_FILE;
+	r = path ? config_load(path, &cfg, err, errlen) : config_new_default(&cfg);
+	if (r < 0)
+		goto out;
+	for (int i = 0; i < o->n_ov; i++) {
+		r = config_set(cfg, o->ov[i].section, o->ov[i].key, o->ov[i].value, o->ov[i].origin, err, errlen);
+		if (r < 0) {
+			*flag_error = true;
+			goto out;
+		}
+	}
+	if (o->model_path) {
+		r = config_set_model_path(cfg, o->model_path, err, errlen);
+		if (r < 0) {
+			*flag_error = true;
+			goto out;
+		}
+	}
+	if (o->plain) {
+		cfg->peer_plain = true;
+		cfg->server_plain = true;
+	}
+	r = config_finish(cfg, err, errlen);
+	if (r < 0)
+		goto out;
+	*out = cfg;
+	cfg = NULL;
+out:
+	config_free(cfg);
+	return r;
+}
+
+static void update_status(struct serve_state *s, const char *prefix, uint64_t now_ns)
+{
+	char text[512];
+
+	text[0] = 0;
+	if (s->ctx)
+		s->hooks->status(s->ctx, text, sizeof(text));
+	char line[sizeof(s->status)];
+	snprintf(line, sizeof(line), "%s%s", prefix ? prefix : "", text);
+	if (strcmp(line, s->status) != 0) {
+		snprintf(s->status, sizeof(s->status), "%s", line);
+		notify_status(&s->notify, "%s", line);
+	}
+	s->status_ns = now_ns;
+}
+
+static void reload(struct serve_state *s)
+{
+	struct config *fresh = NULL, *next = NULL;
+	char err[768], restart[512];
+	bool flag_error;
+	int r;
+
+	notify_reloading(&s->notify);
+	if (s->opts.config_path || access(CONFIG_DEFAULT_FILE, F_OK) == 0)
+		log_info("reload: reading %s", s->opts.config_path ? s->opts.config_path : CONFIG_DEFAULT_FILE);
+	else
+		log_info("reload: no configuration file; defaults and flags");
+	r = build_config(&s->opts, &fresh, &flag_error, err, sizeof(err));
+	if (r < 0) {
+		log_err(r, "reload: %s; keeping the running configuration", err);
+		goto out;
+	}
+	r = config_merge_reloadable(s->cfg, fresh, &next, restart, sizeof(restart));
+	if (r < 0) {
+		log_err(r, "reload: %s", strerror(-r));
+		goto out;
+	}
+	if (restart[0])
+		log_notice("reload: changed but only applied on restart: %s", restart);
+	r = s->hooks->reload(s->ctx, next);
+	if (r < 0) {
+		log_err(r, "reload: rejected (%s); keeping the running configuration", strerror(-r));
+		goto out;
+	}
+	log_set_level(next->log_level);
+	config_free(s->cfg);
+	s->cfg = next;
+	next = NULL;
+	log_info("reload: done (log_level %s)", log_level_name(s->cfg->log_level));
+out:
+	config_free(fresh);
+	config_free(next);
+	s->status[0] = 0; /* resend */
+	update_status(s, r < 0 ? "reload failed, old config kept; " : NULL, notify_now_ns());
+	notify_ready(&s->notify);
+}
+
+/* Stop accepting, wait for requests in flight up to drain_timeout_s. */
+static void drain(struct serve_state *s)
+{
+	uint64_t start = notify_now_ns();
+	uint64_t deadline = start + (uint64_t)s->cfg->drain_timeout_s * 1000000000ull;
+	char prefix[96];
+
+	notify_stopping(&s->notify);
+	s->hooks->quiesce(s->ctx);
+	for (;;) {
+		uint64_t now = notify_now_ns();
+		unsigned n = s->hooks->inflight(s->ctx);
+		if (n == 0) {
+			log_info("stop: drained in %.0f ms", (double)(now - start) / 1e6);
+			return;
+		}
+		if (now >= deadline) {
+			log_warn("stop: drain timeout (%d s) with %u request%s in flight", s->cfg->drain_timeout_s, n,
+				 n == 1 ? "" : "s");
+			return;
+		}
+		snprintf(prefix, sizeof(prefix), "stopping: draining %u request%s; ", n, n == 1 ? "" : "s");
+		update_status(s, prefix, now);
+		notify_watchdog(&s->notify, now);
+		struct signalfd_siginfo si;
+		struct pollfd p = { .fd = s->sigfd, .events = POLLIN };
+		if (poll(&p, 1, 20) > 0 && read(s->sigfd, &si, sizeof(si)) == sizeof(si) &&
+		    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+			log_warn("stop: second signal, not waiting for %u request%s", n, n == 1 ? "" : "s");
+			return;
+		}
+	}
+}
+
+static int main_loop(struct serve_state *s)
+{
+	for (;;) {
+		uint64_t now = notify_now_ns();
+		uint64_t wait_ns = notify_watchdog_due_ns(&s->notify, now);
+		uint64_t status_due = s->status_ns + STATUS_PERIOD_NS;
+		uint64_t to_status = status_due > now ? status_due - now : 0;
+		if (to_status < wait_ns)
+			wait_ns = to_status;
+		struct pollfd p = { .fd = s->sigfd, .events = POLLIN };
+		int timeout_ms = (int)((wait_ns + 999999) / 1000000);
+		int r = poll(&p, 1, timeout_ms);
+		if (r < 0 && errno != EINTR)
+			return log_err(-errno, "poll: %s", strerror(errno));
+		now = notify_now_ns();
+		notify_watchdog(&s->notify, now);
+		if (now >= status_due)
+			update_status(s, NULL, now);
+		if (r <= 0 || !(p.revents & POLLIN))
+			continue;
+		struct signalfd_siginfo si;
+		if (read(s->sigfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			reload(s);
+		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("stop: %s", strsignal((int)si.ssi_signo));
+			drain(s);
+			return 0;
+		}
+	}
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	struct serve_state s;
+	char err[768];
+	bool flag_error;
+	sigset_t mask;
+	int r, status = 1;
+
+	memset(&s, 0, sizeof(s));
+	s.sigfd = -1;
+	r = parse_args(argc, argv, &s.opts);
+	if (r)
+		return r < 0 ? 0 : r;
+
+	r = build_config(&s.opts, &s.cfg, &flag_error, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "splitd serve: %s\n", err);
+		return flag_error ? 2 : 1;
+	}
+	log_set_level(s.cfg->log_level);
+	log_info("splitd %s: %s role, config %s", SPLITD_VERSION, config_role_name(s.cfg->role),
+		 s.cfg->source[0] ? s.cfg->source : "(built-in defaults)");
+
+	/* signals become file-descriptor events; threads started later
+	 * inherit the mask, so only the main thread sees them */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0) {
+		log_err(-EINVAL, "sigprocmask failed");
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	s.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (s.sigfd < 0) {
+		log_err(-errno, "signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (notify_init(&s.notify) < 0)
+		goto out;
+	notify_status(&s.notify, "starting");
+
+	r = serve_listeners_open(s.cfg, &s.listeners);
+	if (r < 0)
+		goto out;
+	s.hooks = serve_hooks_select(s.cfg);
+	r = s.hooks->start(s.cfg, &s.listeners, &s.ctx);
+	if (r < 0) {
+		log_err(r, "serve: cannot start (%s)", strerror(-r));
+		goto out;
+	}
+	for (int i = 0; i < s.listeners.n; i++)
+		log_info("serving on %s", s.listeners.names[i]);
+	update_status(&s, NULL, notify_now_ns());
+	notify_ready(&s.notify);
+	notify_watchdog(&s.notify, notify_now_ns());
+
+	if (main_loop(&s) == 0)
+		status = 0;
+	notify_status(&s.notify, "stopped");
+out:
+	if (s.hooks)
+		s.hooks->stop(s.ctx);
+	serve_listeners_close(&s.listeners);
+	if (s.sigfd >= 0)
+		close(s.sigfd);
+	config_free(s.cfg);
+	return status;
+}

@@ -39,6 +39,7 @@ struct pipe_model {
 	struct api_model api;
 	struct api_tensor_meta *in_meta, *out_meta;
 	struct api_preprocess pp;
+	char params_json[160];		/* v2 metadata: our model identity */
 	bool has_pp;
 	char **labels;
 	int n_labels, top_k;
@@ -80,7 +81,7 @@ struct pipeline {
 	uint64_t start_ns;
 
 	struct power_sampler *power;
-	char power_reason[160];		/* why there is no energy */
+	char power_reason[320];		/* why there is no energy */
 	struct linkest *link;		/* under link_lock */
 	pthread_mutex_t link_lock;
 	struct wifi *wifi;

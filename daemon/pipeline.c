@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "peer_proto.h"
 #include "pipeline-impl.h"
 #include "pipeline.h"
 
@@ -302,7 +303,7 @@ static int load_model(struct pipeline *p, struct pipe_model *m, const struct con
 	struct engine_opts eo = { .threads = cfg->threads,
 				  .backend = cfg->backend == CONFIG_BACKEND_CUDA ? "cuda" : "cpu" };
 	struct engine_input_shape is = { 0 };
-	char err[512];
+	char err[512], hex[65];
 	uint64_t t0 = pipe_now_ns();
 	int r;
 
@@ -342,6 +343,10 @@ static int load_model(struct pipeline *p, struct pipe_model *m, const struct con
 		engine_output_info(m->eng, i, &vi);
 		set_meta(&m->out_meta[i], &vi);
 	}
+	peer_sha256_hex(engine_sha256(m->eng), hex);
+	snprintf(m->params_json, sizeof(m->params_json),
+		 "{\"splitd_model_sha256\":\"%s\",\"splitd_nodes\":%d}", hex, m->n_nodes);
+	m->api.params_json = m->params_json;
 	m->api.inputs = m->in_meta;
 	m->api.outputs = m->out_meta;
 	setup_preprocess(m, cm);

@@ -310,8 +310,11 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 			.server_ns = (uint64_t)(pt->total_ns > 0 ? pt->total_ns : 0),
 		};
 		pthread_mutex_lock(&p->link_lock);
-		linkest_observe(p->link, &s);
+		int lr = linkest_observe(p->link, &s);
 		pthread_mutex_unlock(&p->link_lock);
+		if (lr < 0)
+			log_debug("link sample ignored: %zu bytes, upload %.3f ms, ttfb %.3f ms, peer %.3f ms",
+				  s.bytes_up, ms(s.upload_ns), ms(s.ttfb_ns), ms(s.server_ns));
 	}
 	pthread_mutex_lock(&m->lock);
 	if (cut > 0)
@@ -618,7 +621,7 @@ static void run_v2_whole(struct pipeline *p, int worker, struct pipe_job *job)
 	struct api_v2_tensor outs[64];
 	struct api_v2_message resp = { 0 };
 	char err[ERRLEN] = "";
-	int r, status = 400;
+	int r = -EINVAL, status = 400;
 
 	for (int i = 0; i < m->api.n_inputs; i++) {
 		const struct api_v2_tensor *t = NULL;
@@ -780,7 +783,7 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	size_t image_len = 0;
 	char err[ERRLEN] = "";
 	uint64_t t_deq = pipe_now_ns(), t_dec1, t_run1;
-	int r, status = 400, n_cut = 0;
+	int r = -EINVAL, status = 400, n_cut = 0;
 
 	if (cut < 0 || cut > m->n_nodes) {
 		snprintf(err, sizeof(err), "splitd_cut %" PRId64 " is outside 0..%d", cut, m->n_nodes);
