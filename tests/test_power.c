@@ -950,8 +950,8 @@ static void test_faults(void **state)
 
 	/* garbage, an oversized file, a directory (unreadable): down, then up */
 	static const char *bad[] = { "12x4\n", "", "-\n", " 5\n",
-				     "123456789012345678901234567890123456789012345678901234567890"
-				     "123456789012345678901234567890\n" };
+				     ("123456789012345678901234567890123456789012345678901234567890"
+				      "123456789012345678901234567890\n") };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad) + 1; i++) {
 		int want;
 
