@@ -139,6 +139,7 @@ struct conv_job {
 	const float *x, *w, *b, *sum;
 	float *y;
 	enum conv_algo algo;
+	const float *zero;	/* a zero input row (depthwise 3x3) */
 	int64_t tile, tiles_per_img, ntasks;
 	int msplit;
 };
@@ -194,6 +195,65 @@ static void conv_gemm_task(void *arg, int index, int count)
 	}
 }
 
+/* Depthwise 3x3: all nine taps in one pass over the interior of a row
+ * (out-of-range input rows read a zero row); edge columns checked. */
+CPU_CLONES
+static void dw3x3_plane(const struct conv_geom *g, const float *x, const float *w, float bias,
+			float *y, const float *zero)
+{
+	int64_t sw = g->sw, W = g->W, dw = g->dw, pl = g->pl;
+	/* interior: 0 <= ow*sw - pl and ow*sw - pl + 2*dw < W */
+	int64_t lo = (pl + sw - 1) / sw;
+	int64_t hi = W - 2 * dw + pl - 1 < 0 ? 0 : (W - 2 * dw + pl - 1) / sw + 1;
+	if (hi > g->OW)
+		hi = g->OW;
+	if (lo > hi)
+		lo = hi;
+	for (int64_t oh = 0; oh < g->OH; oh++) {
+		const float *r[3];
+		for (int k = 0; k < 3; k++) {
+			int64_t ih = oh * g->sh - g->pt + k * g->dh;
+			r[k] = ih >= 0 && ih < g->H ? x + ih * W : zero;
+		}
+		float *yr = y + oh * g->OW;
+		for (int64_t ow = 0; ow < g->OW; ow++) {
+			if (ow == lo && lo < hi) {
+				ow = hi - 1;	/* the interior is done below */
+				continue;
+			}
+			float acc = bias;
+			for (int ki = 0; ki < 3; ki++)
+				for (int kj = 0; kj < 3; kj++) {
+					int64_t iw = ow * sw - pl + kj * dw;
+					if (iw >= 0 && iw < W)
+						acc += w[ki * 3 + kj] * r[ki][iw];
+				}
+			yr[ow] = acc;
+		}
+		const float *a0 = r[0] - pl, *a1 = r[1] - pl, *a2 = r[2] - pl;
+		float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
+		float w6 = w[6], w7 = w[7], w8 = w[8];
+		if (sw == 1 && dw == 1) {
+			for (int64_t ow = lo; ow < hi; ow++)
+				yr[ow] = bias + w0 * a0[ow] + w1 * a0[ow + 1] + w2 * a0[ow + 2] +
+					 w3 * a1[ow] + w4 * a1[ow + 1] + w5 * a1[ow + 2] +
+					 w6 * a2[ow] + w7 * a2[ow + 1] + w8 * a2[ow + 2];
+		} else if (sw == 2 && dw == 1) {
+			for (int64_t ow = lo; ow < hi; ow++)
+				yr[ow] = bias + w0 * a0[2 * ow] + w1 * a0[2 * ow + 1] + w2 * a0[2 * ow + 2] +
+					 w3 * a1[2 * ow] + w4 * a1[2 * ow + 1] + w5 * a1[2 * ow + 2] +
+					 w6 * a2[2 * ow] + w7 * a2[2 * ow + 1] + w8 * a2[2 * ow + 2];
+		} else {
+			for (int64_t ow = lo; ow < hi; ow++) {
+				int64_t b = ow * sw;
+				yr[ow] = bias + w0 * a0[b] + w1 * a0[b + dw] + w2 * a0[b + 2 * dw] +
+					 w3 * a1[b] + w4 * a1[b + dw] + w5 * a1[b + 2 * dw] +
+					 w6 * a2[b] + w7 * a2[b + dw] + w8 * a2[b + 2 * dw];
+			}
+		}
+	}
+}
+
 /* One depthwise output plane. */
 CPU_CLONES
 static void dw_plane(const struct conv_geom *g, const float *x, const float *w, float bias,
@@ -241,7 +301,12 @@ static void dw_range(void *arg, int64_t b, int64_t e)
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
 		float *y = j->y + t * plane;
-		dw_plane(g, j->x + t * g->H * g->W, j->w + ch * g->kh * g->kw, j->b ? j->b[ch] : 0.f, y);
+		if (g->kh == 3 && g->kw == 3 && j->zero)
+			dw3x3_plane(g, j->x + t * g->H * g->W, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y,
+				    j->zero);
+		else
+			dw_plane(g, j->x + t * g->H * g->W, j->w + ch * g->kh * g->kw,
+				 j->b ? j->b[ch] : 0.f, y);
 		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * plane : NULL,
 			     &j->n->p.conv.act);
 	}
@@ -262,7 +327,10 @@ CPU_KERNEL(cpu_conv)
 	j.y = out[0].data;
 	j.algo = pl ? pl->algo : choose(&n->p.conv, g);
 	if (j.algo == CONV_DEPTHWISE) {
+		float *zero = g->kh == 3 && g->kw == 3 ? calloc(g->W + 1, sizeof(float)) : NULL;
+		j.zero = zero;
 		cpu_parallel(c, g->N * g->M, dw_range, &j);
+		free(zero);
 		return 0;
 	}
 	int threads = c ? c->threads : 1;

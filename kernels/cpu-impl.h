@@ -13,7 +13,7 @@
 /* Hot loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and
  * picked at run time; aarch64 builds get NEON from plain -O3. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SPLITD_NO_CLONES)
-#define CPU_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CPU_CLONES
 #endif
