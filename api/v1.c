@@ -86,6 +86,14 @@ int api_call_decode(struct api_call *c, const struct tensor_view **out,
 	if (c->v1.kind == API_BODY_NPY) {
 		rc = api_npy_parse(c->body.p, c->body.len, &c->input, &c->input_mem, err, errlen);
 	} else {
+		const unsigned char *b = (const unsigned char *)c->body.p;
+		int jpeg = c->body.len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
+		int png = c->body.len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8);
+		if ((c->v1.kind == API_BODY_JPEG && !jpeg) || (c->v1.kind == API_BODY_PNG && !png)) {
+			snprintf(err, errlen, "the body is not %s as its Content-Type says",
+				 c->v1.kind == API_BODY_JPEG ? "a JPEG" : "a PNG");
+			return -EBADMSG;
+		}
 		if (!m->preprocess) {
 			snprintf(err, errlen, "model '%s' takes no images (send application/x-npy)",
 				 m->name);
