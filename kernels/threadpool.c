@@ -1,5 +1,11 @@
-/* Thread pool: workers spin briefly on a generation counter, then sleep on
- * a condition variable, so back-to-back small ops cost no syscalls. */
+/* Thread pool. tpool_run() publishes a job of `count` slices (one per
+ * thread); every thread, the caller included, claims slices from one atomic
+ * word until none are left. A worker the scheduler has not woken yet thus
+ * never delays the job: the caller runs its slice. Workers spin briefly for
+ * the next job, then sleep on a condition variable.
+ *
+ * The job word packs generation (24 bits), count (20) and next slice (20),
+ * so a late worker can never claim a slice of a newer job by mistake. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -8,20 +14,25 @@
 
 #include "threadpool.h"
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000
+#define NEXT_BITS 20
+#define CNT_SHIFT NEXT_BITS
+#define GEN_SHIFT (2 * NEXT_BITS)
+#define FIELD_MASK ((UINT64_C(1) << NEXT_BITS) - 1)
 
 struct tpool {
 	int n;			/* threads including the caller */
 	pthread_t *tid;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	_Atomic unsigned gen;
-	_Atomic int pending;
+	_Atomic uint64_t job;	/* gen | count | next */
+	_Atomic int done;
 	_Atomic int stop;
 	_Atomic int sleepers;
 	tpool_fn fn;
 	void *arg;
-	struct worker { struct tpool *p; int index; } *w;
+	unsigned gen;
+	int started;
 };
 
 static inline void cpu_relax(void)
@@ -33,16 +44,32 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Claims and runs slices of the current job; returns when none are left. */
+static void work(struct tpool *p, uint64_t gen)
+{
+	uint64_t v = atomic_load_explicit(&p->job, memory_order_acquire);
+	for (;;) {
+		uint64_t cnt = (v >> CNT_SHIFT) & FIELD_MASK, next = v & FIELD_MASK;
+		if ((v >> GEN_SHIFT) != gen || next >= cnt)
+			return;
+		if (!atomic_compare_exchange_weak_explicit(&p->job, &v, v + 1, memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		p->fn(p->arg, (int)next, (int)cnt);
+		atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+		v = atomic_load_explicit(&p->job, memory_order_acquire);
+	}
+}
+
 static void *worker_main(void *a)
 {
-	struct worker *w = a;
-	struct tpool *p = w->p;
-	unsigned seen = 0;
+	struct tpool *p = a;
+	uint64_t seen = 0;
 
 	for (;;) {
-		unsigned g;
+		uint64_t g;
 		int spins = 0;
-		while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+		while ((g = atomic_load_explicit(&p->job, memory_order_acquire) >> GEN_SHIFT) == seen &&
 		       !atomic_load(&p->stop)) {
 			if (++spins < SPIN_ITERS) {
 				cpu_relax();
@@ -50,7 +77,7 @@ static void *worker_main(void *a)
 			}
 			pthread_mutex_lock(&p->mu);
 			atomic_fetch_add(&p->sleepers, 1);
-			while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+			while ((atomic_load(&p->job) >> GEN_SHIFT) == seen && !atomic_load(&p->stop))
 				pthread_cond_wait(&p->cv, &p->mu);
 			atomic_fetch_sub(&p->sleepers, 1);
 			pthread_mutex_unlock(&p->mu);
@@ -58,8 +85,7 @@ static void *worker_main(void *a)
 		if (atomic_load(&p->stop))
 			return NULL;
 		seen = g;
-		p->fn(p->arg, w->index, p->n);
-		atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+		work(p, g);
 	}
 }
 
@@ -78,17 +104,14 @@ int tpool_new(int threads, struct tpool **out)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->tid = calloc((size_t)threads, sizeof(*p->tid));
-	p->w = calloc((size_t)threads, sizeof(*p->w));
-	if (!p->tid || !p->w)
+	if (!p->tid)
 		goto out;
 	for (int i = 1; i < threads; i++) {
-		p->w[i].p = p;
-		p->w[i].index = i;
-		if (pthread_create(&p->tid[i], NULL, worker_main, &p->w[i])) {
-			p->n = i;	/* join what started */
+		if (pthread_create(&p->tid[i], NULL, worker_main, p)) {
 			rc = -EAGAIN;
 			goto out;
 		}
+		p->started = i;
 	}
 	*out = p;
 	return 0;
@@ -105,13 +128,11 @@ void tpool_free(struct tpool *p)
 	atomic_store(&p->stop, 1);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	for (int i = 1; i < p->n; i++)
-		if (p->tid && p->tid[i])
-			pthread_join(p->tid[i], NULL);
+	for (int i = 1; i <= p->started; i++)
+		pthread_join(p->tid[i], NULL);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	free(p->tid);
-	free(p->w);
 	free(p);
 }
 
@@ -126,19 +147,22 @@ void tpool_run(struct tpool *p, tpool_fn fn, void *arg)
 		fn(arg, 0, 1);
 		return;
 	}
+	uint64_t gen = (++p->gen) & ((UINT64_C(1) << 24) - 1);
+	if (!gen)
+		gen = ++p->gen & ((UINT64_C(1) << 24) - 1);
 	p->fn = fn;
 	p->arg = arg;
-	atomic_store(&p->pending, p->n - 1);
-	atomic_fetch_add(&p->gen, 1);
+	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+	atomic_store(&p->job, gen << GEN_SHIFT | (uint64_t)p->n << CNT_SHIFT);
 	if (atomic_load(&p->sleepers)) {
 		pthread_mutex_lock(&p->mu);
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
-	fn(arg, 0, p->n);
+	work(p, gen);
 	int spins = 0;
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-		if (++spins > SPIN_ITERS)
+	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n)
+		if (++spins > 200)
 			sched_yield();
 		else
 			cpu_relax();
