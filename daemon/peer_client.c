@@ -240,6 +240,7 @@ struct xfer {
 	size_t iov_off;
 	curl_off_t up_total;
 	int64_t t0_ns, upload_done_ns;
+	int64_t first_byte_ns;		/* first response header line */
 	/* download */
 	uint8_t *body;
 	size_t len, cap, limit;
@@ -314,6 +315,10 @@ static size_t header_cb(char *buf, size_t size, size_t nmemb, void *ud)
 	struct xfer *x = ud;
 	size_t n = size * nmemb;
 
+	/* curl's STARTTRANSFER time of a POST can be set when the upload
+	 * starts; the first header line is the first byte of the answer. */
+	if (!x->first_byte_ns)
+		x->first_byte_ns = now_ns();
 	if (n > sizeof(key) - 1 && !strncasecmp(buf, key, sizeof(key) - 1)) {
 		char tmp[32];
 		size_t m = n - (sizeof(key) - 1);
@@ -448,7 +453,7 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
 	t->connect_ns = info_ns(h, CURLINFO_CONNECT_TIME_T);
 	t->tls_ns = c->https ? info_ns(h, CURLINFO_APPCONNECT_TIME_T) : 0;
-	t->ttfb_ns = info_ns(h, CURLINFO_STARTTRANSFER_TIME_T);
+	t->ttfb_ns = x->first_byte_ns ? x->first_byte_ns - x->t0_ns : info_ns(h, CURLINFO_STARTTRANSFER_TIME_T);
 	t->total_ns = info_ns(h, CURLINFO_TOTAL_TIME_T);
 	t->upload_ns = x->upload_done_ns ? x->upload_done_ns - x->t0_ns : 0;
 	if (t->upload_ns > t->ttfb_ns && t->ttfb_ns)
