@@ -12,3 +12,9 @@ add_test(NAME split_e2e
 set_tests_properties(split_e2e PROPERTIES
   FIXTURES_REQUIRED "model_mobilenet_v2;model_squeezenet1_1"
   LABELS integration TIMEOUT 600 RUN_SERIAL ON)
+
+add_test(NAME export_tail
+  COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/export_tail.py
+          $<TARGET_FILE:splitd> ${CMAKE_BINARY_DIR}/models/mobilenet_v2)
+set_tests_properties(export_tail PROPERTIES
+  FIXTURES_REQUIRED model_mobilenet_v2 LABELS integration TIMEOUT 300)
