@@ -22,12 +22,6 @@ decide output shapes) are moved from graph inputs into initializers with the
 test's own values; case.json lists them under "baked". Every other input stays
 a runtime input.
 
-Restamping: node tests are stamped with the opset their op was introduced in,
-which for a few ops (GlobalAveragePool: 1, HardSigmoid: 6) is below issue 3's
-range (9-17). Such a case is restamped to opset 9 when every op of its graph
-has the same definition at 9 as at its own opset (so the test means exactly
-the same); case.json records "restamped_from".
-
 Tolerances are the backend test runner's: rtol 1e-3, atol 1e-7 per case.
 """
 import argparse
@@ -70,8 +64,7 @@ BAKE = {
 # TensorProto data types tensor.h knows (and the runner can read)
 READABLE = {1: "<f4", 2: "u1", 3: "i1", 6: "<i4", 7: "<i8", 9: "u1", 10: "<f2", 11: "<f8"}
 
-SCHEMA_VERSION = "2"
-MIN_OPSET = 9
+SCHEMA_VERSION = "3"
 
 
 def read_ops(path):
@@ -109,25 +102,6 @@ def opset_of(model):
         if o.domain in ("", "ai.onnx"):
             return o.version
     return 0
-
-
-def restamp(model):
-    """Raise an opset below MIN_OPSET to it when no op's definition changes."""
-    old = opset_of(model)
-    if old == 0 or old >= MIN_OPSET:
-        return None
-    for n in model.graph.node:
-        try:
-            if (onnx.defs.get_schema(n.op_type, old, n.domain).since_version !=
-                    onnx.defs.get_schema(n.op_type, MIN_OPSET, n.domain).since_version):
-                return None
-        except Exception:
-            return None
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            o.version = MIN_OPSET
-    model.ir_version = max(model.ir_version, 4)  # IR 4 came with opset 9
-    return old
 
 
 def write_tensor(dst_dir, fname, name, t):
@@ -196,8 +170,6 @@ def convert_case(src, dst, op, expanded):
             del g.input[:]
             g.input.extend(keep)
 
-    restamped_from = restamp(model)
-
     os.makedirs(dst)
     onnx.save(model, os.path.join(dst, "model.onnx"))
 
@@ -228,7 +200,7 @@ def convert_case(src, dst, op, expanded):
 
     case = {
         "case": os.path.basename(src), "op": op, "opset": opset_of(model), "ops": ops,
-        "baked": baked, "restamped_from": restamped_from, "rtol": 1e-3, "atol": 1e-7, "error": error, "sets": sets,
+        "baked": baked, "rtol": 1e-3, "atol": 1e-7, "error": error, "sets": sets,
     }
     with open(os.path.join(dst, "case.json"), "w") as f:
         json.dump(case, f, indent=1)
