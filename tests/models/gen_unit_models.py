@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""Small ONNX models for tests/test_kernels.c and the loader fuzz seeds.
+
+usage: gen_unit_models.py OUT_DIR
+
+Good models exercise one kernel each (the test compares the engine with
+naive references of its own); bad models must be refused with a clear
+message. Needs Debian's python3-onnx.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 13
+
+
+def save(out, name, nodes, inputs, outputs, inits=(), opset=OPSET, check=False):
+    g = helper.make_graph(nodes, name, inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7
+    if check:
+        onnx.checker.check_model(m)
+    for t in inits:	# raw float32 weights for the test's naive references
+        if t.data_type == TensorProto.FLOAT and not name.startswith("bad"):
+            numpy_helper.to_array(t).astype("<f4").tofile(os.path.join(out, f"{name}__{t.name}.bin"))
+    path = os.path.join(out, name + ".onnx")
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+    return m
+
+
+def vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def vo(name):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def w(name, shape, seed):
+    r = np.random.default_rng(seed)
+    return numpy_helper.from_array(r.standard_normal(shape).astype(np.float32), name)
+
+
+def main(out):
+    os.makedirs(out, exist_ok=True)
+    # conv: groups 2, dilation 2, strides (2, 1), asymmetric pads, bias
+    save(out, "conv_group",
+         [helper.make_node("Conv", ["x", "w", "b"], ["y"], group=2, dilations=[2, 2],
+                           strides=[2, 1], pads=[1, 0, 2, 1], kernel_shape=[3, 3])],
+         [vi("x", [1, 4, 9, 11])], [vo("y")],
+         [w("w", [6, 2, 3, 3], 1), w("b", [6], 2)])
+    # depthwise 3x3 stride 2 pad 1 + Relu (fused)
+    save(out, "conv_dw_relu",
+         [helper.make_node("Conv", ["x", "w", "b"], ["c"], group=8, strides=[2, 2],
+                           pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+          helper.make_node("Relu", ["c"], ["y"])],
+         [vi("x", [1, 8, 10, 13])], [vo("y")],
+         [w("w", [8, 1, 3, 3], 3), w("b", [8], 4)])
+    # 1x1 conv + BatchNormalization + residual Add + Relu (fused into one node)
+    r = np.random.default_rng(5)
+    save(out, "conv_bn_add_relu",
+         [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+          helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], epsilon=1e-3),
+          helper.make_node("Add", ["n", "x"], ["a"]),
+          helper.make_node("Relu", ["a"], ["y"])],
+         [vi("x", [1, 8, 7, 5])], [vo("y")],
+         [w("w", [8, 8, 1, 1], 6), w("s", [8], 7), w("bb", [8], 8), w("m", [8], 9),
+          numpy_helper.from_array((r.random(8) + 0.5).astype(np.float32), "v")])
+    # pooling
+    save(out, "maxpool_ceil",
+         [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                           pads=[1, 1, 1, 1], ceil_mode=1)],
+         [vi("x", [1, 3, 10, 9])], [vo("y")])
+    save(out, "avgpool_pad",
+         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 2],
+                           pads=[1, 0, 1, 1], count_include_pad=1, ceil_mode=1)],
+         [vi("x", [1, 3, 10, 9])], [vo("y")])
+    save(out, "avgpool_nopad",
+         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[1, 2],
+                           pads=[1, 1, 1, 1])],
+         [vi("x", [1, 3, 10, 9])], [vo("y")])
+    # numpy broadcasting
+    save(out, "bcast_add",
+         [helper.make_node("Add", ["a", "b"], ["y"])],
+         [vi("a", [2, 3, 4, 5]), vi("b", [3, 1, 5])], [vo("y")])
+    save(out, "bcast_div",
+         [helper.make_node("Div", ["a", "b"], ["y"])],
+         [vi("a", [2, 1, 4, 1]), vi("b", [3, 1, 6])], [vo("y")])
+    # resize
+    def resize(name, mode, coord, scales=None, sizes=None, nearest="round_prefer_floor"):
+        inits = [numpy_helper.from_array(np.zeros(0, np.float32), "roi")]
+        ins = ["x", "roi"]
+        if scales is not None:
+            inits.append(numpy_helper.from_array(np.array(scales, np.float32), "scales"))
+            ins.append("scales")
+        else:
+            inits.append(numpy_helper.from_array(np.zeros(0, np.float32), "scales"))
+            inits.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+            ins += ["scales", "sizes"]
+        save(out, name, [helper.make_node("Resize", ins, ["y"], mode=mode,
+                                          coordinate_transformation_mode=coord,
+                                          nearest_mode=nearest)],
+             [vi("x", [1, 2, 5, 7])], [vo("y")], inits)
+    resize("resize_nearest_asym", "nearest", "asymmetric", scales=[1, 1, 2, 2], nearest="floor")
+    resize("resize_linear_half", "linear", "half_pixel", scales=[1, 1, 2, 1.5])
+    resize("resize_linear_align", "linear", "align_corners", sizes=[1, 2, 9, 4])
+    # Shape/Gather/Unsqueeze/Concat -> Reshape chain (constant folding)
+    save(out, "reshape_chain",
+         [helper.make_node("Shape", ["x"], ["s"]),
+          helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+          helper.make_node("Unsqueeze", ["n", "ax"], ["nu"]),
+          helper.make_node("Concat", ["nu", "m1"], ["shape"], axis=0),
+          helper.make_node("Reshape", ["x", "shape"], ["y"])],
+         [vi("x", [2, 3, 4])], [vo("y")],
+         [numpy_helper.from_array(np.array(0, np.int64), "i0"),
+          numpy_helper.from_array(np.array([0], np.int64), "ax"),
+          numpy_helper.from_array(np.array([-1], np.int64), "m1")])
+
+    # a chain for range execution and cuts: Conv; MaxPool; Conv+Add+Sigmoid
+    save(out, "chain",
+         [helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+          helper.make_node("MaxPool", ["a"], ["b"], kernel_shape=[2, 2], strides=[2, 2]),
+          helper.make_node("Conv", ["b", "w2"], ["c"], kernel_shape=[1, 1]),
+          helper.make_node("Add", ["c", "b"], ["d"]),
+          helper.make_node("Sigmoid", ["d"], ["y"])],
+         [vi("x", [1, 3, 16, 12])], [vo("y")],
+         [w("w1", [4, 3, 3, 3], 11), w("w2", [4, 4, 1, 1], 12)])
+
+    # ---- bad models ----
+    good = save(out, "bad_base",
+                [helper.make_node("Relu", ["x"], ["y"])], [vi("x", [1, 4])], [vo("y")])
+    data = good.SerializeToString()
+    with open(os.path.join(out, "bad_truncated.onnx"), "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    with open(os.path.join(out, "bad_not_onnx.onnx"), "wb") as f:
+        f.write(b"this is not an ONNX model, just text\n" * 4)
+    save(out, "bad_missing_init",
+         [helper.make_node("Add", ["x", "nowhere"], ["y"])], [vi("x", [1, 4])], [vo("y")],
+         check=False)
+    save(out, "bad_cycle",
+         [helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])],
+         [vi("x", [1, 4])], [vo("a")], check=False)
+    big = onnx.TensorProto()
+    big.name = "w"
+    big.data_type = TensorProto.FLOAT
+    big.dims.extend([1 << 20, 1 << 20, 1 << 10])
+    big.raw_data = b"\0" * 16
+    save(out, "bad_absurd_dims",
+         [helper.make_node("Add", ["x", "w"], ["y"])], [vi("x", [1, 4])], [vo("y")],
+         [big], check=False)
+    save(out, "bad_unsupported_op",
+         [helper.make_node("Relu", ["x"], ["r"], name="first"),
+          helper.make_node("Hardmax", ["r"], ["y"], name="the_hardmax")],
+         [vi("x", [1, 4])], [vo("y")])
+    save(out, "bad_shapes",
+         [helper.make_node("Add", ["a", "b"], ["y"])], [vi("a", [2, 3]), vi("b", [4, 3])],
+         [vo("y")], check=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])

@@ -1,0 +1,468 @@
+/* Engine and CPU kernels against naive references written here, on small
+ * models from tests/models/gen_unit_models.py (argv[1] is their folder);
+ * bad models must be refused with a clear message. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+
+static const char *dir;
+
+static float *load_bin(const char *model, const char *name, size_t count)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s__%s.bin", dir, model, name);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	float *p = malloc(count * sizeof(float));
+	assert_non_null(p);
+	assert_int_equal(fread(p, sizeof(float), count, f), count);
+	fclose(f);
+	return p;
+}
+
+static float *rnd(size_t n, unsigned seed)
+{
+	float *p = malloc(n * sizeof(float));
+	uint32_t s = seed * 2654435761u + 1;
+	for (size_t i = 0; i < n; i++) {
+		s = s * 1664525u + 1013904223u;
+		p[i] = ((s >> 8) / 16777216.f) * 4.f - 2.f;
+	}
+	return p;
+}
+
+struct io { const char *name; int ndim; int64_t shape[4]; const float *data; };
+
+/* Loads model, runs it with `threads` threads on the inputs, returns a copy
+ * of the first output and its element count. */
+static float *run_model(const char *model, int threads, const struct io *in, int nin,
+			int64_t *count, int *nodes)
+{
+	char path[1024], err[512];
+	struct engine_opts o = { .threads = threads };
+	struct engine *e;
+	struct engine_ctx *c;
+	snprintf(path, sizeof(path), "%s/%s.onnx", dir, model);
+	int rc = engine_load(path, &o, &e, err, sizeof(err));
+	if (rc)
+		fail_msg("%s: %s", model, err);
+	assert_int_equal(engine_ctx_new(e, &c), 0);
+	for (int i = 0; i < nin; i++) {
+		struct tensor_view v = { .dtype = TENSOR_F32, .ndim = in[i].ndim, .data = (void *)in[i].data };
+		memcpy(v.shape, in[i].shape, sizeof(in[i].shape));
+		if (engine_ctx_set(c, in[i].name, &v, err, sizeof(err)))
+			fail_msg("%s: %s", model, err);
+	}
+	assert_int_equal(engine_run(c), 0);
+	struct engine_value_info oi;
+	struct tensor_view y;
+	assert_int_equal(engine_output_info(e, 0, &oi), 0);
+	assert_int_equal(engine_ctx_get(c, oi.name, &y), 0);
+	*count = tensor_numel(&y);
+	float *out = malloc(*count * sizeof(float) + 4);
+	memcpy(out, y.data, *count * sizeof(float));
+	if (nodes)
+		*nodes = engine_num_nodes(e);
+	engine_ctx_free(c);
+	engine_free(e);
+	return out;
+}
+
+static void assert_close(const float *got, const float *want, int64_t n, float tol)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float d = fabsf(got[i] - want[i]);
+		if (!(d <= tol * (1.f + fabsf(want[i]))))
+			fail_msg("element %lld: got %g want %g", (long long)i, got[i], want[i]);
+	}
+}
+
+/* ---- naive references ---- */
+
+static void ref_conv(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *w,
+		     const float *b, int64_t M, int64_t kh, int64_t kw, int64_t G, int64_t sh,
+		     int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t OH,
+		     int64_t OW, float *y)
+{
+	int64_t Cg = C / G, Mg = M / G;
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t m = 0; m < M; m++)
+			for (int64_t oh = 0; oh < OH; oh++)
+				for (int64_t ow = 0; ow < OW; ow++) {
+					double acc = b ? b[m] : 0;
+					int64_t g = m / Mg;
+					for (int64_t ci = 0; ci < Cg; ci++)
+						for (int64_t i = 0; i < kh; i++)
+							for (int64_t j = 0; j < kw; j++) {
+								int64_t ih = oh * sh - pt + i * dh, iw = ow * sw - pl + j * dw;
+								if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+									continue;
+								acc += (double)x[((n * C + g * Cg + ci) * H + ih) * W + iw] *
+								       w[((m * Cg + ci) * kh + i) * kw + j];
+							}
+					y[((n * M + m) * OH + oh) * OW + ow] = (float)acc;
+				}
+}
+
+static void test_conv_group(void **state)
+{
+	(void)state;
+	float *x = rnd(4 * 9 * 11, 1), *w = load_bin("conv_group", "w", 6 * 2 * 9);
+	float *b = load_bin("conv_group", "b", 6);
+	/* H: (9 + 1 + 2 - 5) / 2 + 1 = 4; W: (11 + 0 + 1 - 5) / 1 + 1 = 8 */
+	float want[6 * 4 * 8];
+	ref_conv(x, 1, 4, 9, 11, w, b, 6, 3, 3, 2, 2, 1, 2, 2, 1, 0, 4, 8, want);
+	for (int t = 1; t <= 2; t++) {
+		struct io in = { "x", 4, { 1, 4, 9, 11 }, x };
+		int64_t n;
+		float *y = run_model("conv_group", t, &in, 1, &n, NULL);
+		assert_int_equal(n, 6 * 4 * 8);
+		assert_close(y, want, n, 1e-4f);
+		free(y);
+	}
+	free(x), free(w), free(b);
+}
+
+static void test_conv_dw_relu(void **state)
+{
+	(void)state;
+	float *x = rnd(8 * 10 * 13, 2), *w = load_bin("conv_dw_relu", "w", 8 * 9);
+	float *b = load_bin("conv_dw_relu", "b", 8);
+	float want[8 * 5 * 7];
+	ref_conv(x, 1, 8, 10, 13, w, b, 8, 3, 3, 8, 2, 2, 1, 1, 1, 1, 5, 7, want);
+	for (int i = 0; i < 8 * 5 * 7; i++)
+		want[i] = want[i] > 0 ? want[i] : 0;
+	for (int t = 1; t <= 2; t++) {
+		struct io in = { "x", 4, { 1, 8, 10, 13 }, x };
+		int64_t n;
+		int nodes;
+		float *y = run_model("conv_dw_relu", t, &in, 1, &n, &nodes);
+		assert_int_equal(nodes, 1);	/* Relu fused */
+		assert_int_equal(n, 8 * 5 * 7);
+		assert_close(y, want, n, 1e-4f);
+		free(y);
+	}
+	free(x), free(w), free(b);
+}
+
+static void test_conv_bn_add_relu(void **state)
+{
+	(void)state;
+	const char *m = "conv_bn_add_relu";
+	float *x = rnd(8 * 35, 3), *w = load_bin(m, "w", 64), *s = load_bin(m, "s", 8);
+	float *bb = load_bin(m, "bb", 8), *mu = load_bin(m, "m", 8), *v = load_bin(m, "v", 8);
+	float want[8 * 35];
+	ref_conv(x, 1, 8, 7, 5, w, NULL, 8, 1, 1, 1, 1, 1, 1, 1, 0, 0, 7, 5, want);
+	for (int c = 0; c < 8; c++)
+		for (int i = 0; i < 35; i++) {
+			float t = (want[c * 35 + i] - mu[c]) / sqrtf(v[c] + 1e-3f) * s[c] + bb[c] + x[c * 35 + i];
+			want[c * 35 + i] = t > 0 ? t : 0;
+		}
+	struct io in = { "x", 4, { 1, 8, 7, 5 }, x };
+	int64_t n;
+	int nodes;
+	float *y = run_model(m, 2, &in, 1, &n, &nodes);
+	assert_int_equal(nodes, 1);	/* BN folded, Add and Relu fused */
+	assert_close(y, want, n, 1e-4f);
+	free(y), free(x), free(w), free(s), free(bb), free(mu), free(v);
+}
+
+static void ref_pool(const float *x, int64_t NC, int64_t H, int64_t W, int64_t kh, int64_t kw,
+		     int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t pb, int64_t pr,
+		     int ceil_mode, int is_max, int include_pad, int64_t *OH, int64_t *OW, float *y)
+{
+	int64_t oh_n = ((H + pt + pb - kh) + (ceil_mode ? sh - 1 : 0)) / sh + 1;
+	int64_t ow_n = ((W + pl + pr - kw) + (ceil_mode ? sw - 1 : 0)) / sw + 1;
+	if (ceil_mode && (oh_n - 1) * sh >= H + pt)
+		oh_n--;
+	if (ceil_mode && (ow_n - 1) * sw >= W + pl)
+		ow_n--;
+	*OH = oh_n, *OW = ow_n;
+	for (int64_t c = 0; c < NC; c++)
+		for (int64_t oh = 0; oh < oh_n; oh++)
+			for (int64_t ow = 0; ow < ow_n; ow++) {
+				double acc = is_max ? -INFINITY : 0;
+				int cnt = 0, padcnt = 0;
+				for (int64_t i = 0; i < kh; i++)
+					for (int64_t j = 0; j < kw; j++) {
+						int64_t ih = oh * sh - pt + i, iw = ow * sw - pl + j;
+						if (ih < H + pb && iw < W + pr)
+							padcnt++;
+						if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+							continue;
+						float v = x[(c * H + ih) * W + iw];
+						acc = is_max ? (v > acc ? v : acc) : acc + v;
+						cnt++;
+					}
+				y[(c * oh_n + oh) * ow_n + ow] =
+					(float)(is_max ? acc : acc / (include_pad ? padcnt : cnt));
+			}
+}
+
+static void check_pool(const char *model, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+		       int64_t pt, int64_t pl, int64_t pb, int64_t pr, int ceil_mode, int is_max,
+		       int include_pad)
+{
+	float *x = rnd(3 * 10 * 9, 4), want[3 * 11 * 10];
+	int64_t OH, OW, n;
+	ref_pool(x, 3, 10, 9, kh, kw, sh, sw, pt, pl, pb, pr, ceil_mode, is_max, include_pad, &OH,
+		 &OW, want);
+	struct io in = { "x", 4, { 1, 3, 10, 9 }, x };
+	for (int t = 1; t <= 2; t++) {
+		float *y = run_model(model, t, &in, 1, &n, NULL);
+		assert_int_equal(n, 3 * OH * OW);
+		assert_close(y, want, n, 1e-5f);
+		free(y);
+	}
+	free(x);
+}
+
+static void test_pools(void **state)
+{
+	(void)state;
+	check_pool("maxpool_ceil", 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0);
+	check_pool("avgpool_pad", 3, 2, 2, 2, 1, 0, 1, 1, 1, 0, 1);
+	check_pool("avgpool_nopad", 3, 3, 1, 2, 1, 1, 1, 1, 0, 0, 0);
+}
+
+static void ref_bcast(const float *a, const int64_t *as, const float *b, const int64_t *bs,
+		      const int64_t *ys, int div, float *y)
+{
+	/* all rank 4 here (b padded with leading 1s) */
+	for (int64_t i0 = 0; i0 < ys[0]; i0++)
+		for (int64_t i1 = 0; i1 < ys[1]; i1++)
+			for (int64_t i2 = 0; i2 < ys[2]; i2++)
+				for (int64_t i3 = 0; i3 < ys[3]; i3++) {
+					int64_t ia = (((as[0] > 1 ? i0 : 0) * as[1] + (as[1] > 1 ? i1 : 0)) * as[2] +
+						      (as[2] > 1 ? i2 : 0)) * as[3] + (as[3] > 1 ? i3 : 0);
+					int64_t ib = (((bs[0] > 1 ? i0 : 0) * bs[1] + (bs[1] > 1 ? i1 : 0)) * bs[2] +
+						      (bs[2] > 1 ? i2 : 0)) * bs[3] + (bs[3] > 1 ? i3 : 0);
+					float r = div ? a[ia] / b[ib] : a[ia] + b[ib];
+					y[((i0 * ys[1] + i1) * ys[2] + i2) * ys[3] + i3] = r;
+				}
+}
+
+static void test_broadcast(void **state)
+{
+	(void)state;
+	int64_t n;
+	{
+		float *a = rnd(120, 5), *b = rnd(15, 6), want[120];
+		int64_t as[4] = { 2, 3, 4, 5 }, bs[4] = { 1, 3, 1, 5 }, ys[4] = { 2, 3, 4, 5 };
+		ref_bcast(a, as, b, bs, ys, 0, want);
+		struct io in[2] = { { "a", 4, { 2, 3, 4, 5 }, a }, { "b", 3, { 3, 1, 5 }, b } };
+		float *y = run_model("bcast_add", 2, in, 2, &n, NULL);
+		assert_int_equal(n, 120);
+		assert_close(y, want, n, 1e-6f);
+		free(y), free(a), free(b);
+	}
+	{
+		float *a = rnd(8, 7), *b = rnd(18, 8), want[2 * 3 * 4 * 6];
+		for (int i = 0; i < 18; i++)
+			b[i] += b[i] >= 0 ? 0.5f : -0.5f;
+		int64_t as[4] = { 2, 1, 4, 1 }, bs[4] = { 1, 3, 1, 6 }, ys[4] = { 2, 3, 4, 6 };
+		ref_bcast(a, as, b, bs, ys, 1, want);
+		struct io in[2] = { { "a", 4, { 2, 1, 4, 1 }, a }, { "b", 3, { 3, 1, 6 }, b } };
+		float *y = run_model("bcast_div", 1, in, 2, &n, NULL);
+		assert_int_equal(n, 144);
+		assert_close(y, want, n, 1e-6f);
+		free(y), free(a), free(b);
+	}
+}
+
+/* mode 0 nearest asymmetric floor, 1 linear half_pixel, 2 linear align_corners */
+static float ref_coord(int mode, int64_t o, int64_t in, int64_t out, double scale)
+{
+	if (mode == 0)
+		return (float)(o / scale);
+	if (mode == 1)
+		return (float)((o + 0.5) / scale - 0.5);
+	return out == 1 ? 0.f : (float)o * (in - 1) / (float)(out - 1);
+}
+
+static void ref_resize(int mode, const float *x, int64_t planes, int64_t H, int64_t W, int64_t OH,
+		       int64_t OW, double sh, double sw, float *y)
+{
+	for (int64_t p = 0; p < planes; p++)
+		for (int64_t oh = 0; oh < OH; oh++)
+			for (int64_t ow = 0; ow < OW; ow++) {
+				float fy = ref_coord(mode, oh, H, OH, sh), fx = ref_coord(mode, ow, W, OW, sw);
+				const float *xp = x + p * H * W;
+				float v;
+				if (mode == 0) {
+					int64_t iy = (int64_t)floorf(fy), ix = (int64_t)floorf(fx);
+					iy = iy >= H ? H - 1 : iy, ix = ix >= W ? W - 1 : ix;
+					v = xp[iy * W + ix];
+				} else {
+					fy = fy < 0 ? 0 : fy > H - 1 ? H - 1 : fy;
+					fx = fx < 0 ? 0 : fx > W - 1 ? W - 1 : fx;
+					int64_t y0 = (int64_t)fy, x0 = (int64_t)fx;
+					int64_t y1 = y0 + 1 < H ? y0 + 1 : y0, x1 = x0 + 1 < W ? x0 + 1 : x0;
+					float dy = fy - y0, dx = fx - x0;
+					v = (1 - dy) * ((1 - dx) * xp[y0 * W + x0] + dx * xp[y0 * W + x1]) +
+					    dy * ((1 - dx) * xp[y1 * W + x0] + dx * xp[y1 * W + x1]);
+				}
+				y[(p * OH + oh) * OW + ow] = v;
+			}
+}
+
+static void test_resize(void **state)
+{
+	(void)state;
+	float *x = rnd(2 * 5 * 7, 9), want[2 * 10 * 14];
+	struct io in = { "x", 4, { 1, 2, 5, 7 }, x };
+	int64_t n;
+	ref_resize(0, x, 2, 5, 7, 10, 14, 2, 2, want);
+	float *y = run_model("resize_nearest_asym", 2, &in, 1, &n, NULL);
+	assert_int_equal(n, 2 * 10 * 14);
+	assert_close(y, want, n, 1e-6f);
+	free(y);
+	ref_resize(1, x, 2, 5, 7, 10, 10, 2, 1.5, want);
+	y = run_model("resize_linear_half", 2, &in, 1, &n, NULL);
+	assert_int_equal(n, 2 * 10 * 10);
+	assert_close(y, want, n, 1e-5f);
+	free(y);
+	ref_resize(2, x, 2, 5, 7, 9, 4, 9 / 5., 4 / 7., want);
+	y = run_model("resize_linear_align", 1, &in, 1, &n, NULL);
+	assert_int_equal(n, 2 * 9 * 4);
+	assert_close(y, want, n, 1e-5f);
+	free(y);
+	free(x);
+}
+
+static void test_reshape_chain_folds(void **state)
+{
+	(void)state;
+	float *x = rnd(24, 10);
+	struct io in = { "x", 3, { 2, 3, 4 }, x };
+	int64_t n;
+	int nodes;
+	float *y = run_model("reshape_chain", 1, &in, 1, &n, &nodes);
+	assert_int_equal(nodes, 1);	/* Shape/Gather/Unsqueeze/Concat folded */
+	assert_int_equal(n, 24);
+	assert_close(y, x, 24, 0.f);
+	free(y), free(x);
+}
+
+/* Range execution: [0, k) on one context, [k, N) on another fed with the
+ * tensors of cut k, equals the whole run. */
+static void test_ranges_and_cuts(void **state)
+{
+	(void)state;
+	char path[1024], err[512];
+	struct engine *e;
+	struct engine_ctx *full, *a, *b;
+	struct engine_opts o = { .threads = 2 };
+	float *x = rnd(3 * 16 * 12, 11);
+	struct tensor_view xv = { .dtype = TENSOR_F32, .ndim = 4, .shape = { 1, 3, 16, 12 }, .data = x };
+	struct engine_value_info oi;
+	struct tensor_view yf, yb;
+
+	snprintf(path, sizeof(path), "%s/chain.onnx", dir);
+	assert_int_equal(engine_load(path, &o, &e, err, sizeof(err)), 0);
+	int N = engine_num_nodes(e);
+	assert_int_equal(N, 3);	/* Conv, MaxPool, Conv+Add+Sigmoid */
+	struct engine_node_info ni;
+	assert_int_equal(engine_node_info(e, 2, &ni), 0);
+	assert_non_null(strstr(ni.op, "Add"));
+	assert_non_null(strstr(ni.op, "Sigmoid"));
+	assert_int_equal(engine_cut_count(e, 0), 1);
+	assert_int_equal(engine_cut_bytes(e, 0), 3 * 16 * 12 * 4);
+	assert_int_equal(engine_cut_bytes(e, 1), 4 * 16 * 12 * 4);
+	assert_int_equal(engine_cut_bytes(e, 2), 4 * 8 * 6 * 4);
+	assert_int_equal(engine_cut_bytes(e, 3), 4 * 8 * 6 * 4);
+	assert_true(engine_cut_count(e, 4) < 0);
+	engine_output_info(e, 0, &oi);
+	assert_int_equal(engine_ctx_new(e, &full), 0);
+	assert_int_equal(engine_ctx_set(full, "x", &xv, err, sizeof(err)), 0);
+	assert_int_equal(engine_run(full), 0);
+	assert_int_equal(engine_ctx_get(full, oi.name, &yf), 0);
+	for (int k = 0; k <= N; k++) {
+		assert_int_equal(engine_ctx_new(e, &a), 0);
+		assert_int_equal(engine_ctx_new(e, &b), 0);
+		assert_int_equal(engine_ctx_set(a, "x", &xv, err, sizeof(err)), 0);
+		assert_int_equal(engine_run_range(a, 0, k), 0);
+		for (int j = 0; j < engine_cut_count(e, k); j++) {
+			struct engine_value_info ci;
+			struct tensor_view t;
+			assert_int_equal(engine_cut_tensor(e, k, j, &ci), 0);
+			assert_int_equal(engine_ctx_get(a, ci.name, &t), 0);
+			assert_int_equal(engine_ctx_set(b, ci.name, &t, err, sizeof(err)), 0);
+		}
+		assert_int_equal(engine_run_range(b, k, N), 0);
+		assert_int_equal(engine_ctx_get(b, oi.name, &yb), 0);
+		assert_memory_equal(yb.data, yf.data, oi.bytes);
+		engine_ctx_free(a);
+		engine_ctx_free(b);
+	}
+	/* a shape mismatch is refused with a message */
+	xv.shape[2] = 15;
+	assert_int_equal(engine_ctx_set(full, "x", &xv, err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "dimension 2"));
+	double ms[3];
+	assert_int_equal(engine_profile(e, 3, ms), 0);
+	assert_true(ms[0] >= 0 && ms[2] >= 0);
+	engine_ctx_free(full);
+	engine_free(e);
+	free(x);
+}
+
+static void expect_refused(const char *model, const char *s1, const char *s2)
+{
+	char path[1024], err[512] = "";
+	struct engine *e = (struct engine *)1;
+	snprintf(path, sizeof(path), "%s/%s.onnx", dir, model);
+	int rc = engine_load(path, NULL, &e, err, sizeof(err));
+	assert_true(rc < 0);
+	assert_null(e);
+	if (!strstr(err, s1) || (s2 && !strstr(err, s2)))
+		fail_msg("%s: message '%s' lacks '%s' / '%s'", model, err, s1, s2 ? s2 : "");
+}
+
+static void test_bad_models(void **state)
+{
+	(void)state;
+	expect_refused("bad_truncated", "not an ONNX model", NULL);
+	expect_refused("bad_not_onnx", "not an ONNX model", NULL);
+	expect_refused("bad_missing_init", "nowhere", "missing");
+	expect_refused("bad_cycle", "cycle", NULL);
+	expect_refused("bad_absurd_dims", "'w'", NULL);
+	expect_refused("bad_unsupported_op", "unsupported op 'Hardmax'", "the_hardmax");
+	expect_refused("bad_unsupported_op", "opset 13", NULL);
+	expect_refused("bad_shapes", "broadcast", NULL);
+	char err[256];
+	struct engine *e;
+	assert_true(engine_load_buffer("", 0, NULL, &e, err, sizeof(err)) < 0);
+	assert_true(engine_load("/nonexistent/model.onnx", NULL, &e, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "/nonexistent/model.onnx"));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: test_kernels MODELS_DIR\n");
+		return 2;
+	}
+	dir = argv[1];
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_conv_group),
+		cmocka_unit_test(test_conv_dw_relu),
+		cmocka_unit_test(test_conv_bn_add_relu),
+		cmocka_unit_test(test_pools),
+		cmocka_unit_test(test_broadcast),
+		cmocka_unit_test(test_resize),
+		cmocka_unit_test(test_reshape_chain_folds),
+		cmocka_unit_test(test_ranges_and_cuts),
+		cmocka_unit_test(test_bad_models),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
