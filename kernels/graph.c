@@ -601,6 +601,36 @@ static int plan_memory(struct engine *e)
 	return 0;
 }
 
+/* Constants no node reads any more (weights before BN folding, folded
+ * shape chains) are freed so memory holds each weight once. */
+static void free_dead_constants(struct engine *e)
+{
+	char *used = calloc(e->nt + 1, 1);
+	if (!used)
+		return;
+	for (int i = 0; i < e->nn; i++)
+		for (int j = 0; j < e->n[i].n_in; j++)
+			if (e->n[i].in[j] >= 0)
+				used[e->n[i].in[j]] = 1;
+	for (int i = 0; i < e->n_outputs; i++)
+		used[e->outputs[i]] = 1;
+	e->weight_bytes = 0;
+	for (int i = 0; i < e->nt; i++) {
+		struct eng_tensor *t = &e->t[i];
+		if (!t->is_const)
+			continue;
+		if (used[i]) {
+			e->weight_bytes += t->bytes;
+			continue;
+		}
+		free(t->data);
+		t->data = NULL;
+		t->is_const = 0;	/* gone: no longer a value of this engine */
+		t->producer = -1;
+	}
+	free(used);
+}
+
 int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, size_t errlen)
 {
 	int rc;
@@ -625,6 +655,7 @@ int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, si
 	fuse_silu(e);
 	drop_unused(e);
 	compact_nodes(e);
+	free_dead_constants(e);
 	for (int i = 0; i < e->nn; i++) {
 		struct eng_node *n = &e->n[i];
 		if (n->kind == OP_SHAPE || n->kind == OP_CONSTANT || n->kind == OP_CONSTANT_OF_SHAPE)

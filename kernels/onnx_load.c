@@ -112,7 +112,9 @@ static int load_tensor(struct engine *e, const Onnx__TensorProto *tp, int ti, si
 	if (!t->data)
 		return -ENOMEM;
 	t->is_const = 1;
-	if (tp->has_raw_data) {
+	if (!bytes) {
+		;	/* empty tensor: nothing to copy (the source may be NULL) */
+	} else if (tp->has_raw_data) {
 		memcpy(t->data, tp->raw_data.data, bytes);
 	} else if (dt == TENSOR_F32) {
 		memcpy(t->data, tp->float_data, bytes);
@@ -157,13 +159,15 @@ static int make_const_from_attr(struct engine *e, const Onnx__NodeProto *np, int
 		eng_tensor_set_shape(t, TENSOR_F32, 1, &n);
 		if (!(t->data = malloc(n * 4 + 1)))
 			return -ENOMEM;
-		memcpy(t->data, a->floats, n * 4);
+		if (n)
+			memcpy(t->data, a->floats, n * 4);
 	} else if ((a = attr(np, "value_ints"))) {
 		int64_t n = (int64_t)a->n_ints;
 		eng_tensor_set_shape(t, TENSOR_I64, 1, &n);
 		if (!(t->data = malloc(n * 8 + 1)))
 			return -ENOMEM;
-		memcpy(t->data, a->ints, n * 8);
+		if (n)
+			memcpy(t->data, a->ints, n * 8);
 	} else {
 		return ERR("Constant node '%s' has no supported value attribute",
 			   np->name ? np->name : "");
@@ -510,7 +514,8 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 			eng_tensor_set_shape(&e->t[ti], TENSOR_I64, 1, &cnt);
 			if (!(e->t[ti].data = malloc(cnt * 8 + 1)))
 				return -ENOMEM;
-			memcpy(e->t[ti].data, a->ints, cnt * 8);
+			if (cnt)
+				memcpy(e->t[ti].data, a->ints, cnt * 8);
 			e->t[ti].is_const = 1;
 			n->in[1 + j] = ti;
 			if (n->n_in < 2 + j)
@@ -535,8 +540,9 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 		eng_tensor_set_shape(&e->t[ti], m->kind == OP_PAD ? TENSOR_I64 : TENSOR_F32, 1, &c64);
 		if (!(e->t[ti].data = malloc(cnt * 8 + 1)))
 			return -ENOMEM;
-		memcpy(e->t[ti].data, m->kind == OP_PAD ? (void *)a->ints : (void *)a->floats,
-		       cnt * (m->kind == OP_PAD ? 8 : 4));
+		if (cnt)
+			memcpy(e->t[ti].data, m->kind == OP_PAD ? (void *)a->ints : (void *)a->floats,
+			       cnt * (m->kind == OP_PAD ? 8 : 4));
 		e->t[ti].is_const = 1;
 		n->in[1] = ti;
 		n->n_in = 2;
