@@ -95,11 +95,6 @@ static int h_model(void *ctx, const char *name, const struct api_model **out)
 	return -ENOENT;
 }
 
-static int h_model_count(void *ctx)
-{
-	return ((struct pipeline *)ctx)->n_models;
-}
-
 static int h_ready(void *ctx, const struct api_model *model)
 {
 	struct pipeline *p = ctx;
@@ -483,7 +478,7 @@ static int start_api(struct pipeline *p, struct serve_listeners *ls)
 {
 	const struct config *cfg = p->cfg;
 	static const struct api_handlers handlers_template = {
-		.model = h_model, .model_count = h_model_count, .ready = h_ready,
+		.model = h_model, .ready = h_ready,
 		.infer_v1 = h_infer_v1, .infer_v2 = h_infer_v2,
 		.status = pipe_status, .metrics = pipe_metrics,
 	};
