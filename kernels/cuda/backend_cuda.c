@@ -99,7 +99,9 @@ int cuda_fail_dnn(struct cuda_status *st, cudnnStatus_t rc, const char *expr, co
 {
 	char why[160], detail[96] = "";
 
+#if CUDNN_MAJOR >= 9	/* JetPack 5 (Xavier) ships cuDNN 8, without it */
 	cudnnGetLastErrorString(detail, sizeof(detail));
+#endif
 	snprintf(why, sizeof(why), "%s%s%s", cudnnGetErrorString(rc), detail[0] ? ": " : "",
 		 detail);
 	record(st, expr, file, line, why);
@@ -298,10 +300,9 @@ static int supports_reduce(const struct engine *e, const struct eng_node *n)
 
 	if (!is_f32(x) || !is_f32(tout(e, n, 0)))
 		return 0;
-	/* axes as an attribute, or absent = all; a runtime axes input is not */
-	if (n->n_in > 1 && n->in[1] >= 0)
-		return 0;
-	return p->naxes >= -1 && p->naxes <= x->ndim;
+	/* shape inference turned axes into a per-axis mask (naxes = rank), or
+	 * naxes = 0 for noop_with_empty_axes */
+	return p->naxes == 0 || p->naxes == x->ndim;
 }
 
 static int backend_cuda_supports(const struct engine *e, const struct eng_node *n)
@@ -360,8 +361,8 @@ static int backend_cuda_supports(const struct engine *e, const struct eng_node *
 		return elem_ok(x) && x->dtype == y->dtype && x->ndim <= y->ndim;
 	case OP_GATHER: {
 		const struct eng_tensor *ix = tin(e, n, 1);
-		return elem_ok(x) && ix && (ix->dtype == TENSOR_I64 || ix->dtype == TENSOR_I32) &&
-		       ix->is_const && ix->data;
+		return elem_ok(x) && x->dtype == y->dtype && ix &&
+		       (ix->dtype == TENSOR_I64 || ix->dtype == TENSOR_I32) && ix->is_const && ix->data;
 	}
 	case OP_RESIZE:
 		return supports_resize(e, n);

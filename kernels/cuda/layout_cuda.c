@@ -242,23 +242,17 @@ static int run_reduce_mean(struct cuda_ctx *c, const struct cuda_node *cn,
 	int64_t ist[TENSOR_MAX_DIMS];
 	struct cuda_reduce r = { .outer = 1, .count = 1 };
 
-	if (p->naxes <= 0) {
-		if (p->naxes == 0 && p->noop_with_empty_axes) {
-			CUDA_TRY(&c->st, cudaMemcpyAsync(out[0].data, cuda_in(cn, in, 0),
-							 tensor_bytes(&in[0]),
-							 cudaMemcpyDeviceToDevice, c->stream));
-			return 0;
-		}
-		for (int d = 0; d < nd; d++)
-			red[d] = 1;
-	} else {
-		for (int i = 0; i < p->naxes; i++) {
-			int64_t a = axis_of(p->axes[i], nd);
-			if (a < 0 || a >= nd)
-				return cuda_fail(&c->st, -EINVAL, "reducemean: axis out of range");
-			red[a] = 1;
-		}
+	/* after shape inference axes[] is a per-axis mask (naxes = rank);
+	 * naxes == 0 is noop_with_empty_axes: a copy */
+	if (p->naxes == 0) {
+		CUDA_TRY(&c->st, cudaMemcpyAsync(out[0].data, cuda_in(cn, in, 0), tensor_bytes(&in[0]),
+						 cudaMemcpyDeviceToDevice, c->stream));
+		return 0;
 	}
+	if (p->naxes != nd)
+		return cuda_fail(&c->st, -EINVAL, "reducemean: axes not resolved to a mask");
+	for (int d = 0; d < nd; d++)
+		red[d] = p->axes[d] != 0;
 	cuda_strides(in[0].shape, nd, ist);
 	for (int d = 0; d < nd; d++) {
 		if (red[d]) {
