@@ -312,14 +312,23 @@ static int sole_consumer(const struct engine *e, int ti)
 static int new_const(struct engine *e, const char *base, const char *suffix, enum tensor_dtype dt,
 		     int ndim, const int64_t *shape)
 {
-	char nm[256];
-	snprintf(nm, sizeof(nm), "%s%s", base, suffix);
+	char nm[256], *b = strdup(base);
+	int64_t shp[TENSOR_MAX_DIMS];
+
+	/* base and shape may point into e->t, which eng_tensor_add reallocs */
+	if (!b || ndim < 0 || ndim > TENSOR_MAX_DIMS) {
+		free(b);
+		return b ? -EINVAL : -ENOMEM;
+	}
+	memcpy(shp, shape, sizeof(*shp) * (size_t)ndim);
+	snprintf(nm, sizeof(nm), "%s%s", b, suffix);
 	for (int k = 0; eng_tensor_find(e, nm) >= 0; k++)
-		snprintf(nm, sizeof(nm), "%s%s.%d", base, suffix, k);
+		snprintf(nm, sizeof(nm), "%s%s.%d", b, suffix, k);
+	free(b);
 	int ti = eng_tensor_add(e, nm);
 	if (ti < 0)
 		return ti;
-	eng_tensor_set_shape(&e->t[ti], dt, ndim, shape);
+	eng_tensor_set_shape(&e->t[ti], dt, ndim, shp);
 	e->t[ti].data = calloc(1, e->t[ti].bytes ? e->t[ti].bytes : 1);
 	if (!e->t[ti].data)
 		return -ENOMEM;
