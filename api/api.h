@@ -156,8 +156,6 @@ struct api_handlers {
 	void *ctx;
 	/* name NULL = the default model. 0, or -ENOENT (404). Required. */
 	int (*model)(void *ctx, const char *name, const struct api_model **out);
-	/* GET /v2/models: the list, for server metadata; may be NULL */
-	int (*model_count)(void *ctx);
 	/* 1 when ready: model NULL = server ready; may be NULL (ready) */
 	int (*ready)(void *ctx, const struct api_model *model);
 	void (*infer_v1)(void *ctx, struct api_call *call, const struct api_v1_request *req);

@@ -180,11 +180,11 @@ int api_npy_parse(const void *buf, size_t len, struct tensor_view *out, void **c
 	out->dtype = npy_types[ti].dt;
 	int64_t numel = 1;
 	for (int i = 0; i < out->ndim; i++) {
-		numel *= out->shape[i];
-		if (numel > NPY_MAX_NUMEL) {
+		if (out->shape[i] && numel > NPY_MAX_NUMEL / out->shape[i]) {
 			snprintf(err, errlen, "npy shape is too large");
 			return -EINVAL;
 		}
+		numel *= out->shape[i];
 	}
 	size_t es = (size_t)npy_types[ti].size, need = (size_t)numel * es;
 	off += hlen;

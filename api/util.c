@@ -139,7 +139,7 @@ void buf_double(struct buf *b, double v)
 		buf_puts(b, "null");
 		return;
 	}
-	if (v == (double)(int64_t)v && fabs(v) < 9e15) {
+	if (fabs(v) < 9e15 && v == (double)(int64_t)v) {
 		buf_printf(b, "%lld", (long long)v);
 		return;
 	}

@@ -317,9 +317,9 @@ static int parse_tensor(struct pctx *pc, json_t *t, struct api_v2_tensor *o,
 		    json_integer_value(v) > MAX_NUMEL)
 			return FAIL(pc, "tensor '%s': shape holds a bad size", o->name);
 		o->shape[i] = json_integer_value(v);
-		numel *= o->shape[i];
-		if (numel > MAX_NUMEL)
+		if (o->shape[i] && numel > MAX_NUMEL / o->shape[i])
 			return FAIL(pc, "tensor '%s': shape too large", o->name);
+		numel *= o->shape[i];
 	}
 	o->ndim = (int)json_array_size(shape);
 	if ((rc = take_params(pc, json_object_get(t, "parameters"), "a tensor's", &o->params)))

@@ -23,7 +23,8 @@ foreach(f api_v2 npy image)
   # the parsers are compiled into the target so the fuzzer instruments them
   if(SPLITD_FUZZ)
     add_executable(fuzz_${f} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_${f}.c ${SPLITD_API_SOURCES})
-    target_compile_options(fuzz_${f} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_compile_options(fuzz_${f} PRIVATE -fsanitize=fuzzer,address,undefined
+      -fno-sanitize-recover=undefined)
     target_link_options(fuzz_${f} PRIVATE -fsanitize=fuzzer,address,undefined)
     set(t fuzz_${f})
   else()
@@ -42,3 +43,7 @@ foreach(f api_v2 npy image)
     target_compile_definitions(${t} PRIVATE SPLITD_API_HAVE_GNUTLS)
   endif()
 endforeach()
+
+# bench/api_overhead.sh drives this (not a test)
+add_executable(bench_api_overhead ${CMAKE_SOURCE_DIR}/bench/api_overhead.c)
+target_link_libraries(bench_api_overhead PRIVATE splitd_api PkgConfig::CURL Threads::Threads)

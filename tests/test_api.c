@@ -1539,7 +1539,9 @@ static void test_load_16_clients(void **state)
 	fprintf(stderr, "16 clients, 6 s: %ld ok, %ld failed, RSS %ld -> %ld KiB\n", ok, bad, rss0, rss1);
 	assert_int_equal(bad, 0);
 	assert_true(ok > 16 * 10);
+#ifndef __SANITIZE_ADDRESS__	/* ASan's quarantine grows by design */
 	assert_true(rss1 - rss0 < 8 * 1024);
+#endif
 	free(jpg);
 	free(v2);
 }
