@@ -12,6 +12,8 @@ pkg_check_modules(CURL    REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(ZSTD    REQUIRED IMPORTED_TARGET libzstd)
 pkg_check_modules(LZ4     REQUIRED IMPORTED_TARGET liblz4)
 pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
+# libmicrohttpd's TLS is GnuTLS: the API verifies robots' client certificates with it.
+pkg_check_modules(GNUTLS REQUIRED IMPORTED_TARGET gnutls)
 pkg_check_modules(NLGENL  REQUIRED IMPORTED_TARGET libnl-genl-3.0)
 pkg_check_modules(CMOCKA  IMPORTED_TARGET cmocka)
 # OpenBLAS: the CPU backend's GEMM (kernels/README.md says why).

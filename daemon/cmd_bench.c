@@ -49,6 +49,7 @@ int cmd_bench(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "profile", no_argument, NULL, 'p' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "backend", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model = NULL;
@@ -61,7 +62,7 @@ int cmd_bench(int argc, char **argv)
 
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":m:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:b:", opts, NULL)) != -1) {
 		const char *name = argv[optind - 1];
 		switch (c) {
 		case 'm': model = optarg; break;
@@ -85,6 +86,13 @@ int cmd_bench(int argc, char **argv)
 			break;
 		case 'p': profile = 1; break;
 		case 'j': json = 1; break;
+		case 'b':
+			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) {
+				fprintf(stderr, "splitd bench: --backend is cpu or cuda, not '%s'\n", optarg);
+				return 2;
+			}
+			eo.backend = optarg;
+			break;
 		case ':':
 			fprintf(stderr, "splitd bench: option '%s' needs a value\n", name);
 			return 2;
