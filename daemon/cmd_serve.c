@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -45,10 +45,67 @@ struct serve_state {
 	const struct serve_hooks *hooks;
 	void *ctx;
 	struct notify notify;
-	int sigfd;
+	int sigfd; /* read end of the signal pipe */
 	char status[640];
 	uint64_t status_ns;
 };
+
+/* Signals arrive as bytes on a pipe. A handler (not signalfd) because
+ * libraries start threads before main() (OpenBLAS's thread server) whose
+ * signal mask we cannot set; whichever thread takes the signal, the main
+ * loop reads it here. The write end is the one file-static: a handler has no
+ * other way to reach it. */
+static int signal_pipe_w = -1;
+
+static void on_signal(int signo)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)signo;
+	ssize_t w = write(signal_pipe_w, &b, 1);
+	(void)w;
+	errno = saved;
+}
+
+static int signals_open(int *read_fd)
+{
+	static const int signos[] = { SIGTERM, SIGINT, SIGHUP };
+	struct sigaction sa;
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return log_err(-errno, "pipe: %s", strerror(errno));
+	signal_pipe_w = p[1];
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(signos) / sizeof(signos[0]); i++)
+		if (sigaction(signos[i], &sa, NULL) < 0)
+			return log_err(-errno, "sigaction: %s", strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	*read_fd = p[0];
+	return 0;
+}
+
+static void signals_close(int read_fd)
+{
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	if (signal_pipe_w >= 0)
+		close(signal_pipe_w);
+	signal_pipe_w = -1;
+	if (read_fd >= 0)
+		close(read_fd);
+}
+
+/* Next signal number from the pipe, 0 if none. */
+static int signal_next(int read_fd)
+{
+	unsigned char b;
+
+	return read(read_fd, &b, 1) == 1 ? b : 0;
+}
 
 /* Wiring point: the hooks `splitd serve` serves with. */
 static const struct serve_hooks *serve_hooks_select(const struct config *cfg)
@@ -270,10 +327,9 @@ static void drain(struct serve_state *s)
 		snprintf(prefix, sizeof(prefix), "stopping: draining %u request%s; ", n, n == 1 ? "" : "s");
 		update_status(s, prefix, now);
 		notify_watchdog(&s->notify, now);
-		struct signalfd_siginfo si;
 		struct pollfd p = { .fd = s->sigfd, .events = POLLIN };
-		if (poll(&p, 1, 20) > 0 && read(s->sigfd, &si, sizeof(si)) == sizeof(si) &&
-		    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+		int signo = poll(&p, 1, 20) > 0 ? signal_next(s->sigfd) : 0;
+		if (signo == SIGTERM || signo == SIGINT) {
 			log_warn("stop: second signal, not waiting for %u request%s", n, n == 1 ? "" : "s");
 			return;
 		}
@@ -300,13 +356,11 @@ static int main_loop(struct serve_state *s)
 			update_status(s, NULL, now);
 		if (r <= 0 || !(p.revents & POLLIN))
 			continue;
-		struct signalfd_siginfo si;
-		if (read(s->sigfd, &si, sizeof(si)) != sizeof(si))
-			continue;
-		if (si.ssi_signo == SIGHUP) {
+		int signo = signal_next(s->sigfd);
+		if (signo == SIGHUP) {
 			reload(s);
-		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			log_info("stop: %s", strsignal((int)si.ssi_signo));
+		} else if (signo == SIGTERM || signo == SIGINT) {
+			log_info("stop: %s", strsignal(signo));
 			drain(s);
 			return 0;
 		}
@@ -318,7 +372,6 @@ int cmd_serve(int argc, char **argv)
 	struct serve_state s;
 	char err[768];
 	bool flag_error;
-	sigset_t mask;
 	int r, status = 1;
 
 	memset(&s, 0, sizeof(s));
@@ -336,22 +389,8 @@ int cmd_serve(int argc, char **argv)
 	log_info("splitd %s: %s role, config %s", SPLITD_VERSION, config_role_name(s.cfg->role),
 		 s.cfg->source[0] ? s.cfg->source : "(built-in defaults)");
 
-	/* signals become file-descriptor events; threads started later
-	 * inherit the mask, so only the main thread sees them */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0) {
-		log_err(-EINVAL, "sigprocmask failed");
+	if (signals_open(&s.sigfd) < 0)
 		goto out;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	s.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (s.sigfd < 0) {
-		log_err(-errno, "signalfd: %s", strerror(errno));
-		goto out;
-	}
 	if (notify_init(&s.notify) < 0)
 		goto out;
 	notify_status(&s.notify, "starting");
@@ -378,8 +417,7 @@ out:
 	if (s.hooks)
 		s.hooks->stop(s.ctx);
 	serve_listeners_close(&s.listeners);
-	if (s.sigfd >= 0)
-		close(s.sigfd);
+	signals_close(s.sigfd);
 	config_free(s.cfg);
 	return status;
 }

@@ -1,0 +1,30 @@
+# Tests of the daemon shell: configuration, the sd_notify protocol with the
+# real binary, the systemd units, and a real systemd in a container.
+if(TARGET PkgConfig::CMOCKA)
+  add_executable(test_config ${CMAKE_SOURCE_DIR}/tests/test_config.c)
+  target_link_libraries(test_config PRIVATE splitd_daemon PkgConfig::CMOCKA)
+  target_compile_definitions(test_config PRIVATE SPLITD_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  add_test(NAME config COMMAND test_config)
+  set_tests_properties(config PROPERTIES LABELS unit TIMEOUT 60)
+
+  add_executable(test_notify ${CMAKE_SOURCE_DIR}/tests/test_notify.c)
+  target_link_libraries(test_notify PRIVATE PkgConfig::CMOCKA)
+  target_compile_definitions(test_notify PRIVATE SPLITD_BIN="$<TARGET_FILE:splitd>")
+  add_dependencies(test_notify splitd)
+  add_test(NAME notify COMMAND test_notify)
+  set_tests_properties(notify PROPERTIES LABELS integration TIMEOUT 180)
+  # the drain test keeps a real inference in flight: a reference model
+  if(DEFINED SPLITD_MODELS_DIR AND NOT EXISTS ${CMAKE_SOURCE_DIR}/kernels/placeholder.c)
+    set_tests_properties(notify PROPERTIES FIXTURES_REQUIRED model_squeezenet1_1
+      ENVIRONMENT "SPLITD_TEST_MODEL_DIR=${SPLITD_MODELS_DIR}/squeezenet1_1")
+  endif()
+endif()
+
+# systemd-analyze verify prints nothing; security exposure <= 3.0
+add_test(NAME systemd_units
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/systemd_units.sh ${CMAKE_SOURCE_DIR}/systemd $<TARGET_FILE:splitd>)
+set_tests_properties(systemd_units PROPERTIES LABELS integration TIMEOUT 120)
+
+# The .deb under a real systemd (systemd-nspawn); needs root and debootstrap.
+add_test(NAME nspawn COMMAND ${CMAKE_SOURCE_DIR}/tests/nspawn/run.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(nspawn PROPERTIES LABELS "nspawn;slow" TIMEOUT 1800 RUN_SERIAL ON)
