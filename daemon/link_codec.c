@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,13 +352,154 @@ const char *link_f16_impl(void)
 
 /* ---- int8 --------------------------------------------------------------- */
 
+/* Vector paths: SSE2 (the x86-64 baseline) and NEON. Each handles a prefix
+ * of whole vectors and returns its length; the scalar loops finish. The
+ * conversions round to nearest even (MXCSR / FPCR default), as the scalar
+ * magic-number rounding does, so both give identical bytes. */
+#if defined(__SSE2__)
+static size_t maxabs_vec(const float *x, size_t n, float *m, int *bad)
+{
+	const __m128 absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+	const __m128 big = _mm_set1_ps(3.4028235e38f);
+	__m128 acc = _mm_setzero_ps(), nf = _mm_setzero_ps();
+	float t[4];
+	size_t i = 0;
+
+	for (; i + 4 <= n; i += 4) {
+		__m128 a = _mm_and_ps(_mm_loadu_ps(x + i), absmask);
+
+		nf = _mm_or_ps(nf, _mm_cmpnle_ps(a, big));	/* inf, or nan (unordered) */
+		acc = _mm_max_ps(acc, a);
+	}
+	_mm_storeu_ps(t, acc);
+	for (int k = 0; k < 4; k++)
+		*m = t[k] > *m ? t[k] : *m;
+	*bad |= _mm_movemask_ps(nf) != 0;
+	return i;
+}
+
+static size_t quantize_vec(const float *x, int8_t *q, size_t n, float inv)
+{
+	const __m128 vi = _mm_set1_ps(inv), hi = _mm_set1_ps(127.0f), lo = _mm_set1_ps(-127.0f);
+	__m128i v[4];
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		for (int k = 0; k < 4; k++) {
+			__m128 r = _mm_mul_ps(_mm_loadu_ps(x + i + 4 * k), vi);
+
+			v[k] = _mm_cvtps_epi32(_mm_max_ps(_mm_min_ps(r, hi), lo));
+		}
+		_mm_storeu_si128((__m128i *)(void *)(q + i),
+				 _mm_packs_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3])));
+	}
+	return i;
+}
+
+static size_t dequantize_vec(const int8_t *q, float *x, size_t n, float scale)
+{
+	const __m128 s = _mm_set1_ps(scale);
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + i));
+		__m128i l = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+		__m128i h = _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
+		__m128i w[4] = {
+			_mm_srai_epi32(_mm_unpacklo_epi16(l, l), 16), _mm_srai_epi32(_mm_unpackhi_epi16(l, l), 16),
+			_mm_srai_epi32(_mm_unpacklo_epi16(h, h), 16), _mm_srai_epi32(_mm_unpackhi_epi16(h, h), 16),
+		};
+
+		for (int k = 0; k < 4; k++)
+			_mm_storeu_ps(x + i + 4 * k, _mm_mul_ps(_mm_cvtepi32_ps(w[k]), s));
+	}
+	return i;
+}
+#elif HAVE_NEON
+static size_t maxabs_vec(const float *x, size_t n, float *m, int *bad)
+{
+	const float32x4_t big = vdupq_n_f32(3.4028235e38f);
+	float32x4_t acc = vdupq_n_f32(0.0f);
+	uint32x4_t nf = vdupq_n_u32(0);
+	size_t i = 0;
+
+	for (; i + 4 <= n; i += 4) {
+		float32x4_t a = vabsq_f32(vld1q_f32(x + i));
+
+		nf = vorrq_u32(nf, vmvnq_u32(vcleq_f32(a, big)));	/* inf or nan */
+		acc = vmaxq_f32(acc, a);
+	}
+	*bad |= vmaxvq_u32(nf) != 0;
+	if (!*bad) {
+		float t = vmaxvq_f32(acc);
+
+		*m = t > *m ? t : *m;
+	}
+	return i;
+}
+
+static size_t quantize_vec(const float *x, int8_t *q, size_t n, float inv)
+{
+	const float32x4_t hi = vdupq_n_f32(127.0f), lo = vdupq_n_f32(-127.0f);
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		int16x4_t h[4];
+
+		for (int k = 0; k < 4; k++) {
+			float32x4_t r = vmulq_n_f32(vld1q_f32(x + i + 4 * k), inv);
+
+			h[k] = vqmovn_s32(vcvtnq_s32_f32(vmaxq_f32(vminq_f32(r, hi), lo)));
+		}
+		vst1q_s8(q + i, vcombine_s8(vqmovn_s16(vcombine_s16(h[0], h[1])),
+					    vqmovn_s16(vcombine_s16(h[2], h[3]))));
+	}
+	return i;
+}
+
+static size_t dequantize_vec(const int8_t *q, float *x, size_t n, float scale)
+{
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		int8x16_t v = vld1q_s8(q + i);
+		int16x8_t l = vmovl_s8(vget_low_s8(v)), h = vmovl_s8(vget_high_s8(v));
+		int32x4_t w[4] = { vmovl_s16(vget_low_s16(l)), vmovl_s16(vget_high_s16(l)),
+				   vmovl_s16(vget_low_s16(h)), vmovl_s16(vget_high_s16(h)) };
+
+		for (int k = 0; k < 4; k++)
+			vst1q_f32(x + i + 4 * k, vmulq_n_f32(vcvtq_f32_s32(w[k]), scale));
+	}
+	return i;
+}
+#else
+static size_t maxabs_vec(const float *x, size_t n, float *m, int *bad)
+{
+	(void)x; (void)n; (void)m; (void)bad;
+	return 0;
+}
+
+static size_t quantize_vec(const float *x, int8_t *q, size_t n, float inv)
+{
+	(void)x; (void)q; (void)n; (void)inv;
+	return 0;
+}
+
+static size_t dequantize_vec(const int8_t *q, float *x, size_t n, float scale)
+{
+	(void)q; (void)x; (void)n; (void)scale;
+	return 0;
+}
+#endif
+
 /* Returns -EDOM on a non-finite element; else the scale in *scale. */
 static int i8_scale(const float *x, size_t n, float *scale)
 {
 	float m = 0.0f, s;
 	int bad = 0;
+	size_t i = maxabs_vec(x, n, &m, &bad);
 
-	for (size_t i = 0; i < n; i++) {
+	for (; i < n; i++) {
 		float a = fabsf(x[i]);
 
 		bad |= !(a <= 3.4028235e38f);	/* inf or nan */
@@ -374,41 +516,105 @@ static int i8_scale(const float *x, size_t n, float *scale)
 	return 0;
 }
 
+/* The portable rounding, exposed for the tests: q = rne(clamp(x * inv)). */
+static int8_t quantize_one(float x, float inv)
+{
+	const float magic = 12582912.0f;	/* 1.5 * 2^23: round to nearest even */
+	float r = x * inv;
+
+	r = r > 127.0f ? 127.0f : r;
+	r = r < -127.0f ? -127.0f : r;
+	r = (r + magic) - magic;
+	return (int8_t)(int)r;
+}
+
 static void i8_quantize(const float *x, int8_t *q, size_t n, float scale)
 {
 	const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-	const float magic = 12582912.0f;	/* 1.5 * 2^23: round to nearest even */
+	size_t i = quantize_vec(x, q, n, inv);
 
-	for (size_t i = 0; i < n; i++) {
-		float r = x[i] * inv;
-
-		r = r > 127.0f ? 127.0f : r;
-		r = r < -127.0f ? -127.0f : r;
-		r = (r + magic) - magic;
-		q[i] = (int8_t)(int)r;
-	}
+	for (; i < n; i++)
+		q[i] = quantize_one(x[i], inv);
 }
 
 static void i8_dequantize(const int8_t *q, float *x, size_t n, float scale)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = dequantize_vec(q, x, n, scale);
+
+	for (; i < n; i++)
 		x[i] = (float)q[i] * scale;
+}
+
+void link_i8_quantize_ref(const float *x, int8_t *q, size_t n, float scale)
+{
+	const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+
+	for (size_t i = 0; i < n; i++)
+		q[i] = quantize_one(x[i], inv);
+}
+
+void link_i8_quantize(const float *x, int8_t *q, size_t n, float scale)
+{
+	i8_quantize(x, q, n, scale);
 }
 
 /* ---- compression contexts (one per thread, kept) ------------------------- */
 
-static _Thread_local ZSTD_CCtx *tls_cctx;
-static _Thread_local ZSTD_DCtx *tls_dctx;
+/* Kept per thread, freed when the thread ends (libmicrohttpd may run a
+ * thread per connection). */
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cctx_key, dctx_key;
+static int ctx_keys_ok;
+
+static void free_cctx(void *p) { ZSTD_freeCCtx(p); }
+static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
+
+static void make_ctx_keys(void)
+{
+	ctx_keys_ok = !pthread_key_create(&cctx_key, free_cctx) &&
+		      !pthread_key_create(&dctx_key, free_dctx);
+}
+
+static ZSTD_CCtx *thread_cctx(void)
+{
+	ZSTD_CCtx *c;
+
+	pthread_once(&ctx_once, make_ctx_keys);
+	if (!ctx_keys_ok)
+		return NULL;
+	if (!(c = pthread_getspecific(cctx_key)) && (c = ZSTD_createCCtx()) &&
+	    pthread_setspecific(cctx_key, c)) {
+		ZSTD_freeCCtx(c);
+		c = NULL;
+	}
+	return c;
+}
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+	ZSTD_DCtx *d;
+
+	pthread_once(&ctx_once, make_ctx_keys);
+	if (!ctx_keys_ok)
+		return NULL;
+	if (!(d = pthread_getspecific(dctx_key)) && (d = ZSTD_createDCtx()) &&
+	    pthread_setspecific(dctx_key, d)) {
+		ZSTD_freeDCtx(d);
+		d = NULL;
+	}
+	return d;
+}
 
 static int compress(const struct link_encoding *e, const void *src, size_t n,
 		    void *dst, size_t cap, size_t *len)
 {
 	if (e->comp == LINK_COMP_ZSTD) {
+		ZSTD_CCtx *cctx = thread_cctx();
 		size_t r;
 
-		if (!tls_cctx && !(tls_cctx = ZSTD_createCCtx()))
+		if (!cctx)
 			return -ENOMEM;
-		r = ZSTD_compressCCtx(tls_cctx, dst, cap, src, n, e->level > 0 ? e->level : 1);
+		r = ZSTD_compressCCtx(cctx, dst, cap, src, n, e->level > 0 ? e->level : 1);
 		if (ZSTD_isError(r))
 			return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
 		*len = r;
@@ -456,9 +662,11 @@ static int decompress(const struct link_encoding *e, const void *src, size_t len
 			set_err(err, errlen, "zstd stream of %zu bytes is not exactly one frame", len);
 			return -EBADMSG;
 		}
-		if (!tls_dctx && !(tls_dctx = ZSTD_createDCtx()))
+		ZSTD_DCtx *dctx = thread_dctx();
+
+		if (!dctx)
 			return -ENOMEM;
-		r = ZSTD_decompressDCtx(tls_dctx, dst, expect, src, len);
+		r = ZSTD_decompressDCtx(dctx, dst, expect, src, len);
 		if (ZSTD_isError(r) || r != expect) {
 			set_err(err, errlen, "zstd stream does not decode: %s",
 				ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short output");

@@ -342,6 +342,44 @@ static int roundtrip(const struct tensor_view *v, const char *encs, float *y, si
 	return r;
 }
 
+/* int8: the vector quantizer gives the portable routine's bytes, ties
+ * included, and decoding is q * scale. */
+static void test_i8_fast_equals_portable(void **state)
+{
+	enum { N = 100003 };
+	float *x = malloc(N * 4), *y = malloc(N * 4);
+	int8_t *a = malloc(N), *b = malloc(N);
+	struct tensor_view v = { TENSOR_F32, 1, { N }, x };
+	struct link_encoding e;
+	size_t len;
+	float scale = 0.25f;
+
+	(void)state;
+	for (size_t i = 0; i < N; i++)	/* half of them exact ties k/2 * scale */
+		x[i] = (i & 1) ? rndf(-40.0f, 40.0f) : (float)((int)(rnd32() % 509) - 254) * 0.5f * scale;
+	link_i8_quantize(x, a, N, scale);
+	link_i8_quantize_ref(x, b, N, scale);
+	assert_memory_equal(a, b, N);
+	for (size_t i = 0; i < N; i += 2) {	/* ties go to even */
+		double t = (double)x[i] / scale, want = nearbyint(t);
+
+		want = want > 127 ? 127 : want < -127 ? -127 : want;
+		if (a[i] != (int8_t)want)
+			fail_msg("x/scale = %.2f quantized to %d", t, a[i]);
+	}
+	link_encoding_parse("i8", &e);
+	assert_int_equal(link_encode(&v, &e, a, N, &len, &scale), 0);
+	assert_int_equal(roundtrip(&v, "i8", y, &len, &scale), 0);
+	for (size_t i = 0; i < N; i++)
+		if (y[i] != (float)a[i] * scale)
+			fail_msg("element %zu decodes to %.9g, not %d * %.9g", i, (double)y[i], a[i],
+				 (double)scale);
+	free(x);
+	free(y);
+	free(a);
+	free(b);
+}
+
 /* Every encoding: error within its analytical bound, computed here in double
  * from the definitions; f32 exact; compression shrinks a sparse tensor. */
 static void test_codec_roundtrip_bounds(void **state)
@@ -1561,6 +1599,7 @@ int main(void)
 		cmocka_unit_test(test_f16_encode_boundaries),
 		cmocka_unit_test(test_f16_fast_equals_portable),
 		cmocka_unit_test(test_encoding_strings),
+		cmocka_unit_test(test_i8_fast_equals_portable),
 		cmocka_unit_test(test_codec_roundtrip_bounds),
 		cmocka_unit_test(test_codec_special_values),
 		cmocka_unit_test(test_codec_raw_dtypes),
