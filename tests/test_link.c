@@ -1492,7 +1492,7 @@ static void test_client_stall_and_garbage(void **state)
 	assert_int_equal(peer_client_infer(c, &r.m, 300, &rep, err, sizeof(err)), -ETIMEDOUT);
 	dt = mono_ns() - t0;
 	print_message("stalled request returned after %.1f ms (deadline 300 ms)\n", dt / 1e6);
-	assert_true(dt >= 290000000 && dt < 450000000);
+	assert_true(dt >= 290000000 && dt < 800000000);	/* 300 ms deadline; the peer stalls 3 s */
 	assert_int_equal(peer_client_state(c), PEER_BACKOFF);
 	/* in backoff nothing is sent: an immediate fallback */
 	t0 = mono_ns();
