@@ -198,9 +198,12 @@ int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, si
 int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errlen);
 const char *eng_op_name(enum op_kind k);
 
-/* ONNX protobuf -> IR (onnx_load.c) */
+/* ONNX protobuf -> IR (onnx_load.c). Weights move from the unpacked message
+ * to the engine without a copy. ENG_PARSE_DROP_SOURCE: data is a private
+ * read-only file mapping whose pages may be dropped while parsing. */
+#define ENG_PARSE_DROP_SOURCE 1u
 int eng_parse_onnx(struct engine *e, const void *data, size_t len,
-		   const struct engine_opts *opts, char *err, size_t errlen);
+		   const struct engine_opts *opts, unsigned flags, char *err, size_t errlen);
 
 static inline struct tensor_view eng_view(const struct eng_tensor *t, void *data)
 {

@@ -4,6 +4,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,8 +46,8 @@ void engine_free(struct engine *e)
 	free(e);
 }
 
-int engine_load_buffer(const void *data, size_t len, const struct engine_opts *opts,
-		       struct engine **out, char *err, size_t errlen)
+static int load(const void *data, size_t len, const struct engine_opts *opts, unsigned flags,
+		struct engine **out, char *err, size_t errlen)
 {
 	struct engine *e;
 	size_t maxb = opts && opts->max_model_bytes ? opts->max_model_bytes : (size_t)2 << 30;
@@ -69,7 +73,7 @@ int engine_load_buffer(const void *data, size_t len, const struct engine_opts *o
 	e->threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (e->threads < 1)
 		e->threads = 1;
-	if ((rc = eng_parse_onnx(e, data, len, opts, err, errlen)))
+	if ((rc = eng_parse_onnx(e, data, len, opts, flags, err, errlen)))
 		goto out;
 	for (int i = 0; i < e->nt; i++)
 		if (e->t[i].is_const)
@@ -77,20 +81,36 @@ int engine_load_buffer(const void *data, size_t len, const struct engine_opts *o
 	if ((rc = eng_finalize(e, opts, err, errlen)))
 		goto out;
 	*out = e;
-	return 0;
+	rc = 0;
 out:
 	if (rc == -ENOMEM && err && errlen && !err[0])
 		eng_err(err, errlen, "out of memory while loading the model");
-	engine_free(e);
+	if (rc)
+		engine_free(e);
+#ifdef __GLIBC__
+	/* the unpacked message and folded-away constants were many small
+	 * blocks: hand their pages back rather than keep them for later */
+	malloc_trim(0);
+#endif
 	return rc;
 }
 
+int engine_load_buffer(const void *data, size_t len, const struct engine_opts *opts,
+		       struct engine **out, char *err, size_t errlen)
+{
+	return load(data, len, opts, 0, out, err, errlen);
+}
+
+/* The file is mapped, not read: the parser drops its pages as the weights
+ * are copied out, so a model costs one copy of its weights while loading.
+ * Replace a model file by rename, not by rewriting it in place: a mapped file
+ * truncated under the loader faults. */
 int engine_load(const char *path, const struct engine_opts *opts, struct engine **out,
 		char *err, size_t errlen)
 {
 	size_t maxb = opts && opts->max_model_bytes ? opts->max_model_bytes : (size_t)2 << 30;
 	struct stat st;
-	char *buf = NULL;
+	void *map = MAP_FAILED;
 	int fd, rc;
 
 	*out = NULL;
@@ -109,25 +129,20 @@ int engine_load(const char *path, const struct engine_opts *opts, struct engine 
 			 (long long)st.st_size, maxb);
 		goto out;
 	}
-	buf = malloc(st.st_size ? st.st_size : 1);
-	if (!buf) {
-		rc = -ENOMEM;
+	if (!st.st_size) {
+		rc = ERR("%s is empty", path);
 		goto out;
 	}
-	for (size_t got = 0; got < (size_t)st.st_size;) {
-		ssize_t r = read(fd, buf + got, st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? -errno : -EIO;
-			eng_err(err, errlen, "read %s: %s", path, r < 0 ? strerror(errno) : "short read");
-			goto out;
-		}
-		got += r;
+	map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		rc = -errno;
+		eng_err(err, errlen, "map %s: %s", path, strerror(errno));
+		goto out;
 	}
-	rc = engine_load_buffer(buf, st.st_size, opts, out, err, errlen);
+	rc = load(map, st.st_size, opts, ENG_PARSE_DROP_SOURCE, out, err, errlen);
 out:
-	free(buf);
+	if (map != MAP_FAILED)
+		munmap(map, st.st_size);
 	close(fd);
 	return rc;
 }

@@ -309,8 +309,10 @@ static int sole_consumer(const struct engine *e, int ti)
 	return who;
 }
 
+/* A new constant tensor named base+suffix, zero-filled, or with no data
+ * yet when !alloc (the caller moves data in). */
 static int new_const(struct engine *e, const char *base, const char *suffix, enum tensor_dtype dt,
-		     int ndim, const int64_t *shape)
+		     int ndim, const int64_t *shape, int alloc)
 {
 	char nm[256], *b = strdup(base);
 	int64_t shp[TENSOR_MAX_DIMS];
@@ -329,10 +331,12 @@ static int new_const(struct engine *e, const char *base, const char *suffix, enu
 	if (ti < 0)
 		return ti;
 	eng_tensor_set_shape(&e->t[ti], dt, ndim, shp);
+	e->t[ti].is_const = 1;
+	if (!alloc)
+		return ti;
 	e->t[ti].data = calloc(1, e->t[ti].bytes ? e->t[ti].bytes : 1);
 	if (!e->t[ti].data)
 		return -ENOMEM;
-	e->t[ti].is_const = 1;
 	return ti;
 }
 
@@ -362,22 +366,29 @@ static int fold_bn(struct engine *e)
 			ok &= e->t[b->in[j]].is_const;
 		if (!ok)
 			continue;
-		const struct eng_tensor *w = &e->t[c->in[1]];
+		struct eng_tensor *w = &e->t[c->in[1]];
 		int64_t M = w->shape[0], per = w->bytes / 4 / M;
-		int wi = new_const(e, w->name, ":bnfold", TENSOR_F32, w->ndim, w->shape);
+		/* a weight only this conv reads is scaled in place (it moves to
+		 * the folded tensor): the model's weights are never held twice */
+		int own = use_count(e, c->in[1]) == 1 && !w->is_input;
+		int wi = new_const(e, w->name, ":bnfold", TENSOR_F32, w->ndim, w->shape, !own);
 		if (wi < 0)
 			return wi;
-		int bias = new_const(e, e->t[b->out[0]].name, ":bias", TENSOR_F32, 1, &M);
+		int bias = new_const(e, e->t[b->out[0]].name, ":bias", TENSOR_F32, 1, &M, 1);
 		if (bias < 0)
 			return bias;
 		c = &e->n[i];
 		b = &e->n[bi];
 		w = &e->t[c->in[1]];
+		if (own) {
+			e->t[wi].data = w->data;
+			w->data = NULL;	/* freed as a dead constant below */
+		}
 		const float *sc = e->t[b->in[1]].data, *sh = e->t[b->in[2]].data;
 		const float *mean = e->t[b->in[3]].data, *var = e->t[b->in[4]].data;
 		const float *ob = c->p.conv.has_bias ? e->t[c->in[2]].data : NULL;
 		float *nw = e->t[wi].data, *nb = e->t[bias].data;
-		const float *ow = w->data;
+		const float *ow = own ? nw : w->data;
 		for (int64_t m = 0; m < M; m++) {
 			float s = sc[m] / sqrtf(var[m] + b->p.bn.eps);
 			for (int64_t k = 0; k < per; k++)

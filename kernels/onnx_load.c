@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine-impl.h"
 #include "onnx.pb-c.h"
@@ -67,8 +68,14 @@ static int dtype_ok(int dt)
 	}
 }
 
-/* TensorProto -> constant tensor ti (data owned by the engine). */
-static int load_tensor(struct engine *e, const Onnx__TensorProto *tp, int ti, size_t file_len,
+/* Takes an array out of the unpacked message: the message's allocator is
+ * malloc (msg_alloc), so the engine frees it with free(), and free_unpacked
+ * skips the NULL left behind. Each weight then lives in memory once. */
+#define STEAL(dst, field, count) do { (dst) = (void *)(field); (field) = NULL; (count) = 0; } while (0)
+
+/* TensorProto -> constant tensor ti (data owned by the engine). The data
+ * arrays move from the message to the engine where the types agree. */
+static int load_tensor(struct engine *e, Onnx__TensorProto *tp, int ti, size_t file_len,
 		       const char *what, char *err, size_t errlen)
 {
 	struct eng_tensor *t = &e->t[ti];
@@ -108,20 +115,28 @@ static int load_tensor(struct engine *e, const Onnx__TensorProto *tp, int ti, si
 		return ERR("%s '%s' holds %zu bytes of data, its shape needs %zu", what, t->name,
 			   have, bytes);
 	eng_tensor_set_shape(t, dt, (int)tp->n_dims, shape);
+	t->is_const = 1;
+	if (bytes && tp->has_raw_data) {
+		STEAL(t->data, tp->raw_data.data, tp->raw_data.len);
+		return 0;
+	}
+	if (bytes && dt == TENSOR_F32) {
+		STEAL(t->data, tp->float_data, tp->n_float_data);
+		return 0;
+	}
+	if (bytes && dt == TENSOR_I64) {
+		STEAL(t->data, tp->int64_data, tp->n_int64_data);
+		return 0;
+	}
+	if (bytes && dt == TENSOR_F64) {
+		STEAL(t->data, tp->double_data, tp->n_double_data);
+		return 0;
+	}
 	t->data = malloc(bytes ? bytes : 1);
 	if (!t->data)
 		return -ENOMEM;
-	t->is_const = 1;
 	if (!bytes) {
 		;	/* empty tensor: nothing to copy (the source may be NULL) */
-	} else if (tp->has_raw_data) {
-		memcpy(t->data, tp->raw_data.data, bytes);
-	} else if (dt == TENSOR_F32) {
-		memcpy(t->data, tp->float_data, bytes);
-	} else if (dt == TENSOR_I64) {
-		memcpy(t->data, tp->int64_data, bytes);
-	} else if (dt == TENSOR_F64) {
-		memcpy(t->data, tp->double_data, bytes);
 	} else {
 		for (int64_t i = 0; i < numel; i++) {
 			int32_t v = tp->int32_data[i];
@@ -143,7 +158,7 @@ static int make_const_from_attr(struct engine *e, const Onnx__NodeProto *np, int
 	const Onnx__AttributeProto *a;
 
 	if ((a = attr(np, "value")) && a->t)
-		return load_tensor(e, a->t, ti, file_len, "Constant", err, errlen);
+		return load_tensor(e, (Onnx__TensorProto *)a->t, ti, file_len, "Constant", err, errlen);
 	if ((a = attr(np, "value_float")) && a->has_f) {
 		eng_tensor_set_shape(t, TENSOR_F32, 0, NULL);
 		if (!(t->data = malloc(4)))
@@ -477,7 +492,8 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 		if (ti < 0)
 			return ti;
 		if (a && a->t) {
-			int rc = load_tensor(e, a->t, ti, file_len, "ConstantOfShape value", err, errlen);
+			int rc = load_tensor(e, (Onnx__TensorProto *)a->t, ti, file_len,
+					     "ConstantOfShape value", err, errlen);
 			if (rc)
 				return rc;
 		} else {
@@ -615,12 +631,55 @@ static int input_shape(const Onnx__ValueInfoProto *vi, const struct engine_opts 
 	return 0;
 }
 
-int eng_parse_onnx(struct engine *e, const void *data, size_t len,
-		   const struct engine_opts *opts, char *err, size_t errlen)
+/* The message's allocator: malloc (big blocks 64-byte aligned, as the
+ * kernels like their weights), and, when the source is a private read-only
+ * mapping of the model file, drop the file's pages from this process each
+ * time a weight-sized block is allocated. Dropping is always safe there (a
+ * page read again comes back from the file), so the file and the message's
+ * copy of the weights are never both resident: loading peaks near one copy
+ * of the weights, not two. */
+struct msg_alloc {
+	const void *src;
+	size_t src_len;
+	int drop_src;
+};
+
+#define MSG_BIG_BYTES ((size_t)64 << 10)
+
+static void *msg_alloc(void *data, size_t size)
 {
-	Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
+	struct msg_alloc *a = data;
+	void *p = NULL;
+
+	if (size < MSG_BIG_BYTES)
+		return malloc(size ? size : 1);
+	if (a->drop_src)
+		madvise((void *)a->src, a->src_len, MADV_DONTNEED);
+	if (posix_memalign(&p, 64, size))
+		return NULL;
+	return p;
+}
+
+static void msg_free(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
+int eng_parse_onnx(struct engine *e, const void *data, size_t len,
+		   const struct engine_opts *opts, unsigned flags, char *err, size_t errlen)
+{
+	struct msg_alloc ma = { data, len, !!(flags & ENG_PARSE_DROP_SOURCE) };
+	ProtobufCAllocator alloc = { msg_alloc, msg_free, &ma };
+	Onnx__ModelProto *mp;
 	const Onnx__GraphProto *g;
 	int rc = -EINVAL;
+
+	if (ma.drop_src)	/* pages the digest read */
+		madvise((void *)data, len, MADV_DONTNEED);
+	mp = onnx__model_proto__unpack(&alloc, len, data);
+	if (ma.drop_src)
+		madvise((void *)data, len, MADV_DONTNEED);
 
 	if (!mp)
 		return ERR("not an ONNX model (protobuf parse failed; truncated or another format?)");
@@ -643,7 +702,7 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		{ rc = ERR("sparse initializers are not supported"); goto out; }
 
 	for (size_t i = 0; i < g->n_initializer; i++) {
-		const Onnx__TensorProto *tp = g->initializer[i];
+		Onnx__TensorProto *tp = g->initializer[i];
 		if (!tp->name || !tp->name[0])
 			{ rc = ERR("initializer %zu has no name", i); goto out; }
 		int ti = eng_tensor_find(e, tp->name);
@@ -757,6 +816,6 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		{ rc = ERR("ONNX model has no outputs"); goto out; }
 	rc = 0;
 out:
-	onnx__model_proto__free_unpacked(mp, NULL);
+	onnx__model_proto__free_unpacked(mp, &alloc);
 	return rc;
 }
