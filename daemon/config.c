@@ -980,6 +980,14 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
 			"or peer_server.plain = true (--plain) on loopback");
 		return -EINVAL;
 	}
+	/* Over TLS the peer authenticates every robot, on loopback too: by a
+	 * client certificate its CA signed, or by the bearer token. */
+	if (cfg->role == CONFIG_ROLE_PEER && !cfg->server_plain && !cfg->server_client_ca[0] &&
+	    !cfg->token[0] && !cfg->token_file[0]) {
+		set_err(err, errlen, "peer_server.client_ca: the peer must authenticate robots: set "
+			"peer_server.client_ca (client certificates) or api.token");
+		return -EINVAL;
+	}
 	if (!!cfg->peer_cert_file[0] != !!cfg->peer_key_file[0]) {
 		where(cfg, "peer", cfg->peer_cert_file[0] ? "cert_file" : "key_file", at, sizeof(at));
 		set_err(err, errlen, "%speer.cert_file: set both peer.cert_file and peer.key_file, or neither", at);

@@ -525,6 +525,7 @@ static int start_api(struct pipeline *p, struct serve_listeners *ls)
 		o.tls_cert = cert;
 		o.tls_key = key;
 		o.tls_client_ca = ca;
+		o.token_on_loopback = 1;	/* robots authenticate, wherever they are */
 	}
 	r = api_server_new(&o, &h, &p->api, err, sizeof(err));
 	if (r < 0) {

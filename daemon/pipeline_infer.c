@@ -177,7 +177,19 @@ static int offload(struct pipe_model *m, struct engine_ctx *ctx, int cut, int en
 				r = -ENOMEM;
 				goto out;
 			}
-			if ((r = link_encode(&v, &le, bufs[j], cap, &len, &scale)) < 0) {
+			r = link_encode(&v, &le, bufs[j], cap, &len, &scale);
+			if (r == -ERANGE || r == -EDOM) {
+				/* beyond f16's range, or not finite: this tensor goes as is */
+				le = (struct link_encoding){ LINK_VALUE_F32, want.comp, want.level };
+				free(bufs[j]);
+				cap = link_encode_bound(&v, &le);
+				if (!(bufs[j] = malloc(cap ? cap : 1))) {
+					r = -ENOMEM;
+					goto out;
+				}
+				r = link_encode(&v, &le, bufs[j], cap, &len, &scale);
+			}
+			if (r < 0) {
 				snprintf(err, errlen, "encoding '%s' for the link: %s", vi.name, strerror(-r));
 				goto out;
 			}

@@ -111,6 +111,37 @@ path = {model}
 """
 
 
+def peer_tls_conf(model, port, certs):
+    return f"""[daemon]
+role = peer
+threads = 1
+[api]
+listen = 127.0.0.1:{port}
+[peer_server]
+tls_cert = {certs}/peer.pem
+tls_key = {certs}/peer.key
+client_ca = {certs}/ca.pem
+[model.m]
+path = {model}
+"""
+
+
+def robot_tls_conf(model, port, peer_port, certs, client_dir):
+    cert = f"cert_file = {client_dir}/robot.pem\nkey_file = {client_dir}/robot.key\n"
+    return f"""[daemon]
+role = robot
+threads = 1
+[api]
+listen = 127.0.0.1:{port}
+[peer]
+url = https://127.0.0.1:{peer_port}
+ca_file = {certs}/ca.pem
+{cert}request_timeout_ms = 5000
+[model.m]
+path = {model}
+"""
+
+
 def robot_conf(model, port, peer_port, timeout_ms=5000):
     return f"""[daemon]
 role = robot
@@ -343,6 +374,54 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     for c in conns:
         c.close()
     srv.close()
+    tls_checks(splitd, model, body, y, scale, tmp)
+
+
+def tls_checks(splitd, model, body, y, scale, tmp):
+    """TLS 1.3 with client certificates: a robot with its certificate
+    offloads; one whose certificate the peer's CA did not sign is refused
+    (401) and answers locally; a client with no certificate gets 401."""
+    certs, other = os.path.join(tmp, "certs"), os.path.join(tmp, "other-ca")
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (certs, other):
+        subprocess.run(["sh", os.path.join(here, "..", "..", "tools", "mkcerts.sh"), d],
+                       check=True, capture_output=True)
+    pport, rport, rport2 = free_port(), free_port(), free_port()
+    peer = Daemon(splitd, peer_tls_conf(model, pport, certs), pport, "peer-tls", tmp)
+    robot = Daemon(splitd, robot_tls_conf(model, rport, pport, certs, certs), rport, "robot-tls", tmp)
+    anon = Daemon(splitd, robot_tls_conf(model, rport2, pport, certs, other), rport2, "robot-othercert", tmp)
+    try:
+        check("robots start next to a TLS peer", wait_ready(rport, robot.proc) and wait_ready(rport2, anon.proc))
+        st, r = infer(rport, body, "application/x-npy", "?cut=2&encoding=f16")
+        ok = st == 200 and not r["placement"]["fallback"] and r["placement"]["peer"].startswith("https://")
+        check("robot with its client certificate offloads over TLS", ok, (st, r.get("placement")))
+        st, r = infer(rport2, body, "application/x-npy", "?cut=2&encoding=f16")
+        d = float(np.abs(out0(r) - y).max()) / scale if st == 200 else 1
+        check("robot with a certificate of another CA: refused by the peer, answered locally",
+              st == 200 and r["placement"]["fallback"] and d <= 1e-5, (st, r.get("placement")))
+        _, s2, _ = http(f"http://127.0.0.1:{rport2}/v1/status")
+        pst = json.loads(s2)["models"][0]["peer"]
+        check("  ... counted as an authentication failure", pst["auth_failures"] > 0, pst)
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+        try:
+            req = urllib.request.Request(f"https://127.0.0.1:{pport}/v2/models/m")
+            with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
+                code = resp.status
+        except urllib.error.HTTPError as e:
+            code = e.code
+        except Exception as e:  # a refused handshake is a refusal too
+            code = str(e)
+        check("a client without a certificate is refused by the peer", code != 200, code)
+        # plain HTTP to the TLS port is no way in either
+        try:
+            st, _, _ = http(f"http://127.0.0.1:{pport}/v2/health/ready", timeout=5)
+            check("plain HTTP to the TLS peer fails", False, st)
+        except Exception:
+            check("plain HTTP to the TLS peer fails", True)
+    finally:
+        for d in (robot, anon, peer):
+            d.kill(signal.SIGTERM)
 
 
 if __name__ == "__main__":
