@@ -204,6 +204,9 @@ int api_server_new(const struct api_options *opts, const struct api_handlers *h,
 /* Port of listener i (0 when unix/fd), to use with port 0 in tests. */
 int api_server_port(const struct api_server *s, int i);
 int api_server_inflight(const struct api_server *s);
+/* Stop accepting connections (the listening sockets close); requests on
+ * open connections, in flight or still arriving, are served. */
+void api_server_quiesce(struct api_server *s);
 /* Stop accepting; wait up to wait_ms for unanswered calls, then stop and
  * free. -EBUSY: calls remain; nothing freed (answer them, call again). */
 int api_server_free(struct api_server *s, int wait_ms);

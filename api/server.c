@@ -768,13 +768,9 @@ int api_server_inflight(const struct api_server *s)
 	return atomic_load(&((struct api_server *)s)->inflight);
 }
 
-int api_server_free(struct api_server *s, int wait_ms)
+void api_server_quiesce(struct api_server *s)
 {
-
-	if (!s)
-		return 0;
-	atomic_store(&s->stopping, 1);
-	for (int i = 0; i < s->nd; i++) {
+	for (int i = 0; s && i < s->nd; i++) {
 		if (s->d[i] && !s->quiesced[i]) {
 			MHD_socket fd = MHD_quiesce_daemon(s->d[i]);
 			if (fd != MHD_INVALID_SOCKET)
@@ -782,6 +778,15 @@ int api_server_free(struct api_server *s, int wait_ms)
 			s->quiesced[i] = 1;
 		}
 	}
+}
+
+int api_server_free(struct api_server *s, int wait_ms)
+{
+
+	if (!s)
+		return 0;
+	atomic_store(&s->stopping, 1);
+	api_server_quiesce(s);
 	for (int t = 0; t < wait_ms && atomic_load(&s->pending) > 0; t += 5)
 		usleep(5000);
 	/* libmicrohttpd cannot stop with suspended connections: keep going */

@@ -105,11 +105,6 @@ static int h_ready(void *ctx, const struct api_model *model)
 
 static void submit(struct pipeline *p, struct api_call *call, struct pipe_job *job)
 {
-	if (atomic_load(&p->quiescing)) {
-		api_call_header(call, "Retry-After", "1");
-		api_call_error(call, 503, "splitd is shutting down");
-		return;
-	}
 	job->call = call;
 	job->enqueued_ns = pipe_now_ns();
 	if (enqueue(p, job) < 0) {
@@ -671,7 +666,11 @@ static void pipeline_status(void *ctx, char *buf, size_t len)
 
 static void pipeline_quiesce(void *ctx)
 {
-	atomic_store(&((struct pipeline *)ctx)->quiescing, true);
+	struct pipeline *p = ctx;
+
+	/* New connections are refused; requests already arriving finish. */
+	atomic_store(&p->quiescing, true);
+	api_server_quiesce(p->api);
 }
 
 static unsigned pipeline_inflight(void *ctx)
@@ -682,7 +681,10 @@ static unsigned pipeline_inflight(void *ctx)
 	pthread_mutex_lock(&p->qlock);
 	n = (unsigned)p->qlen;
 	pthread_mutex_unlock(&p->qlock);
-	return n + atomic_load(&p->busy);
+	n += atomic_load(&p->busy);
+	/* accepted by the API and not answered yet, bodies still arriving too */
+	unsigned api = p->api ? (unsigned)api_server_inflight(p->api) : 0;
+	return api > n ? api : n;
 }
 
 static void pipeline_stop(void *ctx)
