@@ -34,7 +34,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # Library dependencies from the binary itself (dpkg-shlibdeps), plus what the
 # maintainer scripts use.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+# procps: /bin/kill for ExecReload; passwd: useradd in postinst
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, procps")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_SOURCE_DIR}/systemd/deb/conffiles
