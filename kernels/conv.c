@@ -67,6 +67,35 @@ static int64_t tile_cols(const struct conv_geom *g)
 	return nt > ohw ? ohw : nt;
 }
 
+/* How a GEMM conv splits over threads: tiles of output columns, or, for one
+ * image with few columns (late layers), the output channels (msplit). */
+struct conv_tiling {
+	int64_t tile, tiles_per_img, ntasks;
+	int msplit;
+	const float *cols;	/* msplit: the image's im2col, shared */
+};
+
+static void tiling(const struct conv_geom *g, int threads, struct conv_tiling *t)
+{
+	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G;
+	t->tile = tile_cols(g);
+	t->tiles_per_img = (ohw + t->tile - 1) / t->tile;
+	if (imgs * t->tiles_per_img < threads) {
+		t->tiles_per_img = (threads + imgs - 1) / imgs;
+		t->tile = (ohw + t->tiles_per_img - 1) / t->tiles_per_img;
+		t->tiles_per_img = (ohw + t->tile - 1) / t->tile;
+	}
+	t->ntasks = imgs * t->tiles_per_img;
+	t->msplit = threads > 1 && imgs == 1 && t->tile < 48 && g->Mg >= 16 * threads;
+}
+
+/* im2col scratch of a GEMM conv: a tile of columns per thread, or with M
+ * split the whole image once, in thread 0's buffer, read by every thread. */
+static size_t scratch_bytes(const struct conv_geom *g, const struct conv_tiling *t)
+{
+	return (size_t)(g->K * (t->msplit ? g->OH * g->OW : t->tile)) * 4;
+}
+
 int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 {
 	struct conv_plan *pl = calloc(1, sizeof(*pl));
@@ -81,8 +110,9 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	n->packed = pl;
 	n->work_bytes = 0;
 	if (pl->algo == CONV_GEMM) {
-		int64_t ohw = g.OH * g.OW;
-		n->work_bytes = (size_t)(g.K * (ohw > tile_cols(&g) ? ohw : tile_cols(&g))) * 4;
+		struct conv_tiling t;
+		tiling(&g, e->threads, &t);
+		n->work_bytes = scratch_bytes(&g, &t);
 	}
 	return 0;
 }
@@ -142,6 +172,7 @@ struct conv_job {
 	const float *zero;	/* a zero input row (depthwise 3x3) */
 	int64_t tile, tiles_per_img, ntasks;
 	int msplit;
+	const float *cols;	/* msplit: the image's im2col, shared */
 };
 
 static void conv_gemm_task(void *arg, int index, int count)
@@ -156,12 +187,8 @@ static void conv_gemm_task(void *arg, int index, int count)
 		tpool_slice(g->Mg, index, count, &m0, &m1);
 		if (m0 >= m1)
 			return;
-		const float *B = j->x;
+		const float *B = j->algo == CONV_GEMM ? j->cols : j->x;
 		int64_t ldb = ohw;
-		if (j->algo == CONV_GEMM) {
-			im2col(g, j->x, 0, ohw, scratch);
-			B = scratch;
-		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)ohw,
 			    (int)g->K, 1.f, j->w + m0 * g->K, (int)g->K, B, (int)ldb, 0.f,
 			    j->y + m0 * ohw, (int)ohw);
@@ -333,20 +360,20 @@ CPU_KERNEL(cpu_conv)
 		free(zero);
 		return 0;
 	}
-	int threads = c ? c->threads : 1;
-	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G;
-	j.tile = tile_cols(g);
-	j.tiles_per_img = (ohw + j.tile - 1) / j.tile;
-	if (imgs * j.tiles_per_img < threads) {
-		j.tiles_per_img = (threads + imgs - 1) / imgs;
-		j.tile = (ohw + j.tiles_per_img - 1) / j.tiles_per_img;
-		j.tiles_per_img = (ohw + j.tile - 1) / j.tile;
-	}
-	j.ntasks = imgs * j.tiles_per_img;
-	j.msplit = threads > 1 && imgs == 1 && j.tile < 48 && g->Mg >= 16 * threads;
-	if (j.algo == CONV_GEMM) {
-		size_t need = (size_t)(g->K * (j.msplit ? ohw : j.tile)) * 4;
-		if ((rc = cpu_scratch_reserve(c, need)))
+	struct conv_tiling t;
+	tiling(g, c ? c->threads : 1, &t);
+	j.tile = t.tile;
+	j.tiles_per_img = t.tiles_per_img;
+	j.ntasks = t.ntasks;
+	j.msplit = t.msplit;
+	if (j.algo == CONV_GEMM && j.msplit) {
+		/* one im2col of the image, not one per thread */
+		if ((rc = cpu_scratch_reserve_n(c, 1, scratch_bytes(g, &t))))
+			return rc;
+		im2col(g, j.x, 0, g->OH * g->OW, c->scratch[0]);
+		j.cols = c->scratch[0];
+	} else if (j.algo == CONV_GEMM) {
+		if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &t))))
 			return rc;
 	}
 	if (c && c->pool)

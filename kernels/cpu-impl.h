@@ -27,6 +27,9 @@ struct cpu_ctx {
 
 /* Grows every thread's scratch buffer to at least bytes (main thread only). */
 int cpu_scratch_reserve(struct cpu_ctx *c, size_t bytes);
+/* The same for the first nthreads threads only (a buffer thread 0 fills
+ * and every thread reads). */
+int cpu_scratch_reserve_n(struct cpu_ctx *c, int nthreads, size_t bytes);
 
 #define CPU_KERNEL(name) int name(struct cpu_ctx *c, const struct eng_node *n, \
 				  const struct tensor_view *in, struct tensor_view *out)

@@ -10,7 +10,12 @@
 
 int cpu_scratch_reserve(struct cpu_ctx *c, size_t bytes)
 {
-	for (int i = 0; i < c->threads; i++) {
+	return cpu_scratch_reserve_n(c, c->threads, bytes);
+}
+
+int cpu_scratch_reserve_n(struct cpu_ctx *c, int nthreads, size_t bytes)
+{
+	for (int i = 0; i < nthreads && i < c->threads; i++) {
 		if (c->scratch_bytes[i] >= bytes)
 			continue;
 		void *p = NULL;

@@ -3,9 +3,12 @@
  * Every allocation is bounded by the file size. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "engine-impl.h"
 #include "onnx.pb-c.h"
@@ -666,6 +669,50 @@ static void msg_free(void *data, void *p)
 	free(p);
 }
 
+/* One weight can be most of a model (vgg16's first Linear: 392 MB), and
+ * protobuf-c copies it in one memcpy. For a big file a second thread keeps
+ * dropping the mapping's pages during the unpack, so the part of the file
+ * that is resident stays a few MB, not the size of the largest weight. */
+#define DROPPER_MIN_BYTES ((size_t)16 << 20)
+
+struct dropper {
+	const void *src;
+	size_t len;
+	atomic_int stop;
+	pthread_t tid;
+	int running;
+};
+
+static void *dropper_main(void *arg)
+{
+	struct dropper *d = arg;
+	const struct timespec pause = { 0, 1000000 };	/* 1 ms: a few MB of copying */
+
+	while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
+		madvise((void *)d->src, d->len, MADV_DONTNEED);
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
+static void dropper_start(struct dropper *d, const void *src, size_t len)
+{
+	d->src = src;
+	d->len = len;
+	atomic_init(&d->stop, 0);
+	/* without the thread, only the allocator's drops bound the file's pages */
+	d->running = len >= DROPPER_MIN_BYTES && !pthread_create(&d->tid, NULL, dropper_main, d);
+}
+
+static void dropper_stop(struct dropper *d)
+{
+	if (!d->running)
+		return;
+	atomic_store_explicit(&d->stop, 1, memory_order_relaxed);
+	pthread_join(d->tid, NULL);
+	d->running = 0;
+}
+
 int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		   const struct engine_opts *opts, unsigned flags, char *err, size_t errlen)
 {
@@ -675,11 +722,16 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 	const Onnx__GraphProto *g;
 	int rc = -EINVAL;
 
-	if (ma.drop_src)	/* pages the digest read */
+	struct dropper drop = { 0 };
+	if (ma.drop_src) {	/* pages the digest read */
 		madvise((void *)data, len, MADV_DONTNEED);
+		dropper_start(&drop, data, len);
+	}
 	mp = onnx__model_proto__unpack(&alloc, len, data);
-	if (ma.drop_src)
+	if (ma.drop_src) {
+		dropper_stop(&drop);
 		madvise((void *)data, len, MADV_DONTNEED);
+	}
 
 	if (!mp)
 		return ERR("not an ONNX model (protobuf parse failed; truncated or another format?)");
