@@ -48,7 +48,4 @@ struct serve_hooks {
 	void (*stop)(void *ctx);
 };
 
-/* The stand-in served until the pipeline lands: serve_http_min.c. */
-extern const struct serve_hooks serve_min_hooks;
-
 #endif
