@@ -121,7 +121,8 @@ static Onnx__TensorProto *tensor_proto(struct builder *b, const char *name, enum
 	tp->has_data_type = 1;
 	tp->data_type = dt;
 	tp->n_dims = (size_t)ndim;
-	memcpy(dims, shape, sizeof(int64_t) * (size_t)ndim);
+	if (ndim)
+		memcpy(dims, shape, sizeof(int64_t) * (size_t)ndim);
 	tp->dims = dims;
 	tp->has_raw_data = 1;
 	tp->raw_data.len = bytes;
@@ -141,7 +142,8 @@ static char *new_init(struct builder *b, const char *base, const char *what, enu
 	void *copy = xalloc(b, bytes);
 	if (!name || !copy)
 		return NULL;
-	memcpy(copy, data, bytes);
+	if (bytes)
+		memcpy(copy, data, bytes);
 	return tensor_proto(b, name, dt, ndim, shape, copy, bytes) ? name : NULL;
 }
 
@@ -768,7 +770,7 @@ static int write_file(struct builder *b, const Onnx__ModelProto *mp, const char 
 		goto out;
 	}
 	if (fwrite(buf, 1, len, f) != len || fflush(f)) {
-		rc = -errno ? -errno : -EIO;
+		rc = errno ? -errno : -EIO;
 		eng_err(b->err, b->errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}
