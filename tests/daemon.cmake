@@ -28,3 +28,22 @@ set_tests_properties(systemd_units PROPERTIES LABELS integration TIMEOUT 120)
 # The .deb under a real systemd (systemd-nspawn); needs root and debootstrap.
 add_test(NAME nspawn COMMAND ${CMAKE_SOURCE_DIR}/tests/nspawn/run.sh ${CMAKE_BINARY_DIR})
 set_tests_properties(nspawn PROPERTIES LABELS "nspawn;slow" TIMEOUT 1800 RUN_SERIAL ON)
+
+# The configuration parser as a fuzz target, or its replay as a unit test.
+pkg_check_modules(SPLITD_FUZZ_INIH REQUIRED inih)
+set(SPLITD_CONFIG_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c
+  ${CMAKE_SOURCE_DIR}/daemon/config.c ${CMAKE_SOURCE_DIR}/daemon/log.c)
+if(SPLITD_FUZZ)
+  add_executable(fuzz_config ${SPLITD_CONFIG_FUZZ_SOURCES})
+  target_include_directories(fuzz_config PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_link_libraries(fuzz_config PRIVATE ${SPLITD_FUZZ_INIH_LINK_LIBRARIES})
+  target_compile_options(fuzz_config PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_config PRIVATE -fsanitize=fuzzer,address,undefined)
+else()
+  add_executable(fuzz_config_replay ${SPLITD_CONFIG_FUZZ_SOURCES})
+  target_include_directories(fuzz_config_replay PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_link_libraries(fuzz_config_replay PRIVATE ${SPLITD_FUZZ_INIH_LINK_LIBRARIES})
+  target_compile_definitions(fuzz_config_replay PRIVATE SPLITD_FUZZ_REPLAY)
+  add_test(NAME fuzz_config_replay COMMAND fuzz_config_replay)
+  set_tests_properties(fuzz_config_replay PROPERTIES LABELS unit TIMEOUT 120)
+endif()
