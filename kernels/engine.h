@@ -119,4 +119,59 @@ int engine_export_range(const struct engine *e, int first, int last, const char 
  * node on a zero-filled input; node_ms has engine_num_nodes() entries. */
 int engine_profile(const struct engine *e, int runs, double *node_ms);
 
+/* Banded execution (band.c) ------------------------------------------------
+ * Nodes [first, last) that are all row-local (Conv, MaxPool/AveragePool with
+ * any pads and ceil_mode, BatchNorm, activations, Cast, elementwise ops whose
+ * inputs are row-aligned or broadcast along H, Concat/Split off the H axis,
+ * Pad and Slice that leave H alone) run as a wavefront of B horizontal bands:
+ * after band b, rows [b*H/B, (b+1)*H/B) of every tensor of cut `last` are
+ * final (H: that tensor's height; the cut's tensors must be 4-D NCHW and may
+ * differ in height). Each output row of each node is computed exactly once,
+ * so the work is engine_run_range's. Activations must live on the host (the
+ * CPU backend). */
+struct engine_band;
+
+/* 0 when [first, last) can run banded; -ENOTSUP with err naming the barrier
+ * node or the cut tensor that is not 4-D; -EINVAL for a bad range. */
+int engine_band_check(const struct engine *e, int first, int last, char *err, size_t errlen);
+
+/* Band state for one range on one ctx of engine e (borrowed; free the band
+ * first). The tensors of cut `first` must be set in c before each run. */
+int engine_band_new(const struct engine *e, struct engine_ctx *c, int first, int last,
+		    int bands, struct engine_band **out, char *err, size_t errlen);
+void engine_band_free(struct engine_band *b);
+
+/* Called after band `band`: rows [row0, row1) of the first cut tensor (see
+ * engine_band_rows for the others) are final. Nonzero stops the run. */
+typedef int (*engine_band_fn)(void *ud, int band, int row0, int row1);
+/* All bands in order. Afterwards cut `last` is in c as after
+ * engine_run_range(c, first, last). */
+int engine_band_run(struct engine_band *b, engine_band_fn on_band, void *ud);
+/* One band: 0 starts a run, then 1, 2, ... B-1 (which completes it). */
+int engine_band_step(struct engine_band *b, int band);
+int engine_band_count(const struct engine_band *b);
+/* Rows of cut tensor j (engine_cut_tensor(e, last, j) order) in band `band`. */
+int engine_band_rows(const struct engine_band *b, int band, int j, int *row0, int *row1);
+/* Where cut tensor j is written during the run (valid until engine_band_free):
+ * its final rows can be sent before the run ends. */
+int engine_band_cut_view(const struct engine_band *b, int j, struct tensor_view *out);
+
+struct engine_band_stats {
+	int64_t macs;		/* multiply-adds run: Conv counted from the row
+				 * ranges each kernel call got */
+	int64_t calls;		/* backend kernel calls */
+	int64_t rows;		/* output rows computed, summed over nodes */
+	int64_t copy_bytes;	/* gathered into and scattered from band scratch */
+	int64_t private_bytes;	/* buffers for tensors whose arena slot is shared */
+	int64_t start_ns, end_ns;	/* CLOCK_MONOTONIC, the last run */
+};
+int engine_band_stats(const struct engine_band *b, struct engine_band_stats *out);
+
+/* Per-band timeline of the last run (CLOCK_MONOTONIC). */
+struct engine_band_time {
+	int64_t start_ns, end_ns;
+	int64_t macs;
+};
+int engine_band_time(const struct engine_band *b, int band, struct engine_band_time *out);
+
 #endif
