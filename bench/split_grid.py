@@ -383,8 +383,17 @@ def measure_cell(lab, model, jpeg, cands, n, requests, log_every=True):
         sent1 = lab.metric("splitd_peer_sent_bytes_total", model) or 0.0
         rows[c]["bytes"] = sent1 - sent0
         sent0 = sent1
+    # The planner's own choice (no cut= in the request) is one more entry of
+    # every round, so that load from elsewhere on the machine hits the
+    # choice and the forced candidates alike.
+    chosen = []
+    for _ in range(2):     # let the plan settle after the warm-up
+        lab.infer(model, jpeg)
     for rnd in range(requests):
-        for c in cands:
+        for c in cands + [None]:
+            if c is None:
+                chosen.append(lab.infer(model, jpeg))
+                continue
             k, e = c
             r = lab.infer(model, jpeg, k, None if e == "local" else e)
             t = r["timing_ms"]
@@ -397,12 +406,6 @@ def measure_cell(lab, model, jpeg, cands, n, requests, log_every=True):
                 row[f].append(t.get(f, 0.0) or 0.0)
         if log_every:
             log(f"  {model}: round {rnd + 1}/{requests}")
-    # the planner's own choice, after it has seen the forced requests
-    chosen = []
-    for _ in range(requests + 2):
-        r = lab.infer(model, jpeg)
-        chosen.append(r)
-    chosen = chosen[2:]    # the first two may still carry a plan made before the last rounds
     ms, link = lab.model_status(model)
     return {"rows": rows, "chosen": chosen, "status": ms, "link": link}
 
@@ -459,7 +462,10 @@ def oracle(cell, rows):
     pl = [(r["placement"]["cut"], r["placement"].get("encoding") or "local") for r in ch]
     choice = max(set(pl), key=pl.count)
     st = cell["status"].get("planner", {})
+    parts = {f: statistics.median(r["timing_ms"].get(f, 0.0) or 0.0 for r in ch)
+             for f in ("queue", "decode", "local", "transfer", "remote")}
     return {
+        "parts": parts,
         "best": best, "chosen": choice, "chosen_ms": statistics.median(tot),
         "chosen_p95_ms": pct(tot, 0.95), "choices": sorted(set(pl)),
         "predicted_ms": st.get("predicted_ms"), "plan": st.get("plan"),
@@ -494,7 +500,8 @@ def fmt_table(model, rate, cpu, rows, orc, link, n):
     L.append(f"planner (not forced): {orc['plan']} = cut {ch[0]} {ch[1]}; measured {orc['chosen_ms']:.1f} ms "
              f"(p95 {orc['chosen_p95_ms']:.1f}), predicted {orc['predicted_ms'] or float('nan'):.1f} ms ({pe}); "
              f"best measured cut {orc['best']['cut']} {orc['best']['enc']} {orc['best']['total_ms']:.1f} ms; "
-             f"chosen/best = {orc['ratio']:.2f}")
+             f"chosen/best = {orc['ratio']:.2f}; chosen parts (p50 ms) " +
+             ", ".join(f"{k} {v:.1f}" for k, v in orc["parts"].items()))
     L.append("")
     return "\n".join(L)
 

@@ -1,0 +1,14 @@
+# The planner against the oracle in the two-namespace lab (issue 7): a peer
+# and a robot splitd in network namespaces over a tbf-shaped veth, the robot
+# in a CPU-quota cgroup (tools/netlab.sh). Needs root and `ip netns`; the
+# script exits 77 (skipped) otherwise. Several minutes: label slow.
+# Uses the reference models of conformance.cmake (fixtures model_<name>).
+if(EXISTS ${CMAKE_SOURCE_DIR}/kernels/placeholder.c)
+  return()
+endif()
+add_test(NAME netlab_planner_oracle
+  COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/netlab/planner_oracle.py
+          $<TARGET_FILE:splitd> ${SPLITD_MODELS_DIR} --model mobilenet_v2)
+set_tests_properties(netlab_planner_oracle PROPERTIES
+  FIXTURES_REQUIRED model_mobilenet_v2
+  LABELS "integration;netlab;slow" TIMEOUT 900 RUN_SERIAL ON SKIP_RETURN_CODE 77)
