@@ -343,12 +343,13 @@ static int load_model(struct pipeline *p, struct pipe_model *m, const struct con
 	m->top_k = cm->top_k;
 	if (cm->labels[0] && (r = read_labels(m, cm->labels)) < 0)
 		return r;
+	uint64_t t1 = pipe_now_ns();
+	/* Profile first: its own context is freed before the workers' exist. */
+	if ((r = engine_profile(m->eng, 5, m->local_ms)) < 0)
+		return log_err(r, "model %s: profile: %s", m->name, strerror(-r));
 	for (int w = 0; w < p->n_workers; w++)
 		if ((r = engine_ctx_new(m->eng, &m->wctx[w])) < 0)
 			return log_err(r, "model %s: engine context: %s", m->name, strerror(-r));
-	uint64_t t1 = pipe_now_ns();
-	if ((r = engine_profile(m->eng, 5, m->local_ms)) < 0)
-		return log_err(r, "model %s: profile: %s", m->name, strerror(-r));
 	double total_ms = 0;
 	for (int i = 0; i < m->n_nodes; i++)
 		total_ms += m->local_ms[i];
