@@ -6,10 +6,14 @@
  * upload_ns (last body byte handed to the socket), ttfb_ns (first response
  * byte), connect_ns (TCP/TLS connect, 0 on a reused connection) and the peer
  * reports its own processing time server_ns. Then
- *   rtt      <- connect time of new connections, and ttfb - server - body
- *               time of small requests (probes);
- *   goodput  <- bytes / max(upload, ttfb - server - rtt) of requests with at
- *               least min_bytes, smoothed as EWMA(bytes) / EWMA(time).
+ *   rtt      <- the minimum, over the last rtt_window_ns, of the connect
+ *               times of new connections and ttfb - server of bodyless or
+ *               small requests (<= rtt_probe_bytes: health probes, tiny cuts).
+ *               Never derived from the goodput, so the two cannot feed each
+ *               other; a minimum, since delays only add to a round trip;
+ *   goodput  <- bytes / max(upload, ttfb - server - rtt, (ttfb - server) / 4,
+ *               bytes / max_bandwidth) of requests with at least min_bytes,
+ *               smoothed as EWMA(bytes) / EWMA(time).
  * The planner's predicted transfer + remote + rtt then matches ttfb. */
 #ifndef SPLITD_LINKEST_H
 #define SPLITD_LINKEST_H
@@ -19,8 +23,11 @@
 
 struct linkest_config {
 	double alpha;			/* EWMA weight of a new sample, (0, 1] */
-	size_t min_bytes;		/* smaller requests feed only the RTT */
-	uint64_t idle_probe_ns;		/* no sample for this long: a probe is due */
+	size_t min_bytes;		/* smaller requests give no goodput sample */
+	size_t rtt_probe_bytes;		/* requests up to this size are RTT samples */
+	uint64_t rtt_window_ns;		/* RTT = minimum over this window (0: all kept) */
+	uint64_t idle_probe_ns;		/* no goodput sample for this long: a probe is due */
+	double max_bandwidth_bps;	/* sanity bound of one goodput sample */
 	double initial_bandwidth_bps;	/* until the first sample (config or --bandwidth) */
 	double initial_rtt_ms;
 };
@@ -46,8 +53,10 @@ void linkest_free(struct linkest *l);
 /* -EINVAL for an impossible sample (ttfb < upload, zero durations), ignored. */
 int linkest_observe(struct linkest *l, const struct linkest_sample *s);
 void linkest_get(const struct linkest *l, struct linkest_estimate *out);
-/* 1 when the link has been idle for idle_probe_ns and no probe was asked for
- * since; it then counts as asked (at most one per idle period). */
+/* 1 when no goodput sample came for idle_probe_ns (the link was idle, or
+ * only small requests used it) and no probe was asked for since; it then
+ * counts as asked (at most one per idle period). */
 int linkest_probe_due(struct linkest *l, uint64_t now_ns);
+void linkest_set_idle_probe(struct linkest *l, uint64_t idle_probe_ns);
 
 #endif

@@ -578,19 +578,125 @@ static void test_linkest_probe(void **state)
 	struct linkest_config lc;
 	struct linkest *le;
 	uint64_t s = 1000000000ull;
-	struct linkest_sample x = { .now_ns = 10 * s, .bytes_up = 100, .ttfb_ns = 2000000 };
+	struct linkest_sample big = { .now_ns = 10 * s, .bytes_up = 100000, .upload_ns = 4000000,
+				      .ttfb_ns = 8000000, .server_ns = 1000000 };
+	struct linkest_sample small = { .now_ns = 10 * s, .bytes_up = 100, .ttfb_ns = 2000000 };
 
 	linkest_config_defaults(&lc);
 	lc.idle_probe_ns = 5 * s;
 	assert_int_equal(linkest_new(&lc, &le), 0);
-	assert_int_equal(linkest_observe(le, &x), 0);
+	assert_int_equal(linkest_observe(le, &big), 0);
 	assert_false(linkest_probe_due(le, 12 * s));
 	assert_true(linkest_probe_due(le, 15 * s));
 	assert_false(linkest_probe_due(le, 16 * s));	/* asked already */
 	assert_true(linkest_probe_due(le, 20 * s + 1));	/* still idle */
-	x.now_ns = 21 * s;
-	assert_int_equal(linkest_observe(le, &x), 0);
-	assert_false(linkest_probe_due(le, 25 * s));
+	/* small requests measure no goodput: the link still counts as idle */
+	small.now_ns = 21 * s;
+	assert_int_equal(linkest_observe(le, &small), 0);
+	assert_true(linkest_probe_due(le, 25 * s + 2));
+	big.now_ns = 26 * s;
+	assert_int_equal(linkest_observe(le, &big), 0);
+	assert_false(linkest_probe_due(le, 30 * s));
+	assert_true(linkest_probe_due(le, 31 * s));
+	linkest_free(le);
+}
+
+/* Regression: RTT taken from small requests minus their body time at the
+ * estimated goodput fed back into the goodput (551 Mbit/s estimated on a
+ * 20 Mbit/s link). Link: 20 Mbit/s, rtt 1 ms; the robot's scheduler adds
+ * up to 30 ms to some requests (a CPU quota). Requests: 1.6 kB cuts,
+ * 12.9 kB cuts, 51 kB images, and health probes; a wild first guess. */
+static void test_linkest_no_feedback(void **state)
+{
+	struct linkest_config lc;
+	struct linkest *le;
+	struct linkest_estimate e;
+	uint64_t now = 1000000000ull;
+	const double bw = 20e6, rtt_ns = 1e6;
+
+	linkest_config_defaults(&lc);
+	lc.initial_bandwidth_bps = 551e6;
+	lc.initial_rtt_ms = 2;
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	for (int i = 0; i < 200; i++) {
+		static const size_t sizes[4] = { 1624, 12908, 51585, 0 };
+		size_t bytes = sizes[i % 4];
+		double wire = (double)bytes * 8 / bw * 1e9;
+		double stall = urand() < 0.3 ? urand() * 30e6 : urand() * 0.2e6;
+		struct linkest_sample s = {
+			.now_ns = now, .bytes_up = bytes,
+			.upload_ns = (uint64_t)(wire * 0.2),
+			.server_ns = bytes ? 12000000 : 50000,
+			.ttfb_ns = (uint64_t)(wire + rtt_ns + stall + (bytes ? 12e6 : 0.05e6)),
+		};
+		now += 20000000;
+		assert_int_equal(linkest_observe(le, &s), 0);
+		linkest_get(le, &e);
+		/* never beyond twice the truth, even while it learns */
+		if (i >= 4)
+			assert_true(e.bandwidth_bps < 2 * bw);
+	}
+	linkest_get(le, &e);
+	/* rtt: the minimum of samples that are all >= 1 ms (+ 1.6 kB at most) */
+	assert_true(e.rtt_ms >= 1.0 && e.rtt_ms < 1.0 + 1624 * 8 / bw * 1e3 + 0.1);
+	/* goodput: stalls only lower it; the EWMA of times holds them at ~10 % */
+	assert_true(e.bandwidth_bps > 0.6 * bw && e.bandwidth_bps < 1.1 * bw);
+	linkest_free(le);
+}
+
+/* The RTT is a windowed minimum: a longer path shows once the window has
+ * passed, and a sample far outside it is forgotten. */
+static void test_linkest_rtt_window(void **state)
+{
+	struct linkest_config lc;
+	struct linkest *le;
+	struct linkest_estimate e;
+	uint64_t s = 1000000000ull, now = s;
+
+	linkest_config_defaults(&lc);
+	lc.rtt_window_ns = 10 * s;
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	linkest_get(le, &e);
+	assert_true(fabs(e.rtt_ms - lc.initial_rtt_ms) < 1e-9);
+	/* a new connection: 1 ms */
+	struct linkest_sample c = { .now_ns = now, .bytes_up = 100000, .connect_ns = 1000000,
+				    .upload_ns = 1000000, .ttfb_ns = 9000000, .server_ns = 2000000 };
+	assert_int_equal(linkest_observe(le, &c), 0);
+	for (int i = 0; i < 5; i++) {	/* probes at 1.5..3.5 ms: the minimum stays */
+		struct linkest_sample q = { .now_ns = now, .ttfb_ns = 1500000 + 500000 * (uint64_t)i };
+		now += s;
+		assert_int_equal(linkest_observe(le, &q), 0);
+	}
+	linkest_get(le, &e);
+	assert_true(fabs(e.rtt_ms - 1.0) < 1e-9);
+	assert_int_equal(e.rtt_samples, 6);
+	/* the path lengthens to 5 ms: after the window, only 5 ms samples */
+	for (int i = 0; i < 12; i++) {
+		struct linkest_sample q = { .now_ns = now, .ttfb_ns = 5000000 + 100000 * (uint64_t)(i % 3) };
+		now += s;
+		assert_int_equal(linkest_observe(le, &q), 0);
+	}
+	linkest_get(le, &e);
+	assert_true(fabs(e.rtt_ms - 5.0) < 1e-9);
+	/* a goodput sample uses that RTT: 100 kB in 25 - 5 - 5 = 15 ms */
+	struct linkest_sample g = { .now_ns = now, .bytes_up = 100000, .upload_ns = 1000000,
+				    .ttfb_ns = 25000000, .server_ns = 5000000 };
+	linkest_free(le);
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	struct linkest_sample q = { .now_ns = now, .ttfb_ns = 5000000 };
+	assert_int_equal(linkest_observe(le, &q), 0);
+	assert_int_equal(linkest_observe(le, &g), 0);
+	linkest_get(le, &e);
+	assert_true(fabs(e.bandwidth_bps - 100000 * 8 / 0.015) < 1);
+	/* sanity: an RTT larger than the sample's wire time removes 3/4 at most */
+	struct linkest_sample h = { .now_ns = now, .bytes_up = 100000, .ttfb_ns = 6000000,
+				    .server_ns = 2000000 };
+	linkest_free(le);
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	assert_int_equal(linkest_observe(le, &q), 0);
+	assert_int_equal(linkest_observe(le, &h), 0);
+	linkest_get(le, &e);
+	assert_true(fabs(e.bandwidth_bps - 100000 * 8 / 0.001) < 1);
 	linkest_free(le);
 }
 
@@ -747,6 +853,8 @@ int main(void)
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_linkest_converges),
 		cmocka_unit_test(test_linkest_probe),
+		cmocka_unit_test(test_linkest_no_feedback),
+		cmocka_unit_test(test_linkest_rtt_window),
 		cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
