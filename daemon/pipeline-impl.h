@@ -53,6 +53,9 @@ struct pipe_model {
 
 	pthread_mutex_t lock;		/* plan, histograms, EWMAs */
 	double decode_ms_ewma, peer_decode_ms_ewma;
+	double peer_speed;		/* peer/robot whole-model time, from the calibration */
+	uint64_t probes_seen;		/* the peer client's health probes fed to the link */
+	_Atomic uint64_t explorations;	/* requests run at an offload candidate to measure the link */
 	size_t last_input_bytes;
 	char plan_text[96];
 	struct pipe_hist duration_s, energy_j;

@@ -42,7 +42,11 @@ void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in)
 		.rtt_ms = le.rtt_ms,
 		.input_bytes = m->last_input_bytes,
 		.decode_ms = m->decode_ms_ewma,
-		.peer_decode_ms = m->peer_decode_ms_ewma > 0 ? m->peer_decode_ms_ewma : m->decode_ms_ewma,
+		/* the peer's decode, learnt from its k = 0 answers; until then
+		 * ours scaled by the peer's speed from the calibration */
+		.peer_decode_ms = m->peer_decode_ms_ewma > 0 ? m->peer_decode_ms_ewma
+				  : m->peer_speed > 0 && m->peer_speed < 1 ? m->decode_ms_ewma * m->peer_speed
+				  : m->decode_ms_ewma,
 	};
 }
 
@@ -311,6 +315,19 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 
 	if (!m->plan)
 		return;
+	if (m->peer) {
+		/* the health probes are bodyless requests: round trips */
+		struct peer_client_stats st;
+		peer_client_stats(m->peer, &st);
+		pthread_mutex_lock(&p->link_lock);
+		if (st.probes != m->probes_seen && st.last_probe_rtt_ns > 0) {
+			struct linkest_sample s = { .now_ns = pipe_now_ns(),
+						    .ttfb_ns = (uint64_t)st.last_probe_rtt_ns };
+			linkest_observe(p->link, &s);
+		}
+		m->probes_seen = st.probes;
+		pthread_mutex_unlock(&p->link_lock);
+	}
 	if (offloaded) {
 		const struct peer_transfer *x = &of->reply.xfer;
 		const struct peer_timing *pt = &of->reply.resp.timing;
@@ -379,6 +396,53 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* The link's goodput is learnt from offload transfers of at least the
+ * estimator's min_bytes; with an all-local plan (or only tiny cuts) none
+ * come, and a plan that left the link would never come back. So when the
+ * estimator says a probe is due (no goodput sample for planner.probe_idle_ms),
+ * this request runs at the best offload candidate that sends at least
+ * min_bytes: a real request of real size, answered as any other, that costs
+ * its user at most the predicted difference once per idle period. */
+static int explore(struct pipe_model *m, bool image, struct plan_candidate *pick)
+{
+	struct pipeline *p = m->pipe;
+	struct linkest_config lc;
+	struct plan_candidate *v = NULL;
+	struct plan_inputs in;
+	int n = 0, best = -1, big = -1, any = -1, due;
+
+	if (!m->peer || !m->calibrated || peer_client_state(m->peer) != PEER_UP)
+		return 0;
+	pthread_mutex_lock(&p->link_lock);
+	due = linkest_probe_due(p->link, pipe_now_ns());
+	pthread_mutex_unlock(&p->link_lock);
+	if (!due)
+		return 0;
+	linkest_config_defaults(&lc);
+	pthread_mutex_lock(&m->lock);
+	pipe_plan_inputs(m, &in);
+	if (!image)
+		in.input_bytes = 0;
+	int r = plan_enumerate(m->plan, &in, &v, &n, &best);
+	pthread_mutex_unlock(&m->lock);
+	if (r < 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (v[i].enc == PLAN_ENC_LOCAL || v[i].bands != 1)
+			continue;
+		if (any < 0 || v[i].total_ms < v[any].total_ms)
+			any = i;
+		if (v[i].wire_bytes >= lc.min_bytes && (big < 0 || v[i].total_ms < v[big].total_ms))
+			big = i;
+	}
+	if (big < 0)
+		big = any;
+	if (big >= 0)
+		*pick = v[big];
+	free(v);
+	return big >= 0;
+}
+
 static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cut, int *enc,
 		  char *err, size_t errlen)
 {
@@ -406,6 +470,18 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 	pthread_mutex_lock(&m->lock);
 	plan_current(m->plan, &cur);
 	pthread_mutex_unlock(&m->lock);
+	if (rq->cut < 0 && !rq->encoding) {
+		struct plan_candidate x;
+		if (explore(m, image, &x)) {
+			char a[64], b[64];
+			plan_describe(&cur, n, a, sizeof(a));
+			plan_describe(&x, n, b, sizeof(b));
+			log_info("model %s: link idle: this request runs at %s (plan %s) to measure it",
+				 m->name, b, a);
+			atomic_fetch_add(&m->explorations, 1);
+			cur = x;
+		}
+	}
 	*cut = rq->cut >= 0 ? rq->cut : cur.cut;
 	*enc = rq->cut >= 0 ? (*cut == 0 && image ? PLAN_ENC_INPUT : PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE))
 			    : cur.enc;
@@ -972,6 +1048,7 @@ int pipe_calibrate(struct pipe_model *m, int worker)
 				peer_ms[i] = m->local_ms[i] * f;
 			pthread_mutex_lock(&m->lock);
 			plan_set_peer_profile(m->plan, peer_ms, m->n_nodes);
+			m->peer_speed = f;
 			m->calibrated = true;
 			pthread_mutex_unlock(&m->lock);
 			log_notice("model %s: peer runs the whole model in %.2f ms (here %.2f ms)", m->name,

@@ -192,7 +192,37 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 
 /* ---- /v1/status ----------------------------------------------------------- */
 
-static json_t *model_json(struct pipeline *p, struct pipe_model *m)
+/* Every candidate the planner weighs now, with its prediction. */
+static json_t *candidates_json(struct pipe_model *m)
+{
+	struct plan_candidate *v = NULL;
+	struct plan_inputs in;
+	json_t *a = json_array();
+	int n = 0, best = -1;
+
+	pipe_plan_inputs(m, &in);
+	if (plan_enumerate(m->plan, &in, &v, &n, &best) < 0)
+		return a;
+	for (int i = 0; i < n; i++) {
+		json_t *c = json_object();
+		json_object_set_new(c, "cut", json_integer(v[i].cut));
+		json_object_set_new(c, "encoding", json_string(plan_enc_name(v[i].enc)));
+		json_object_set_new(c, "bands", json_integer(v[i].bands));
+		json_object_set_new(c, "wire_bytes", json_integer((json_int_t)v[i].wire_bytes));
+		json_object_set_new(c, "local_ms", json_real(v[i].local_ms));
+		json_object_set_new(c, "transfer_ms", json_real(v[i].transfer_ms));
+		json_object_set_new(c, "remote_ms", json_real(v[i].remote_ms));
+		json_object_set_new(c, "net_ms", json_real(v[i].net_ms));
+		json_object_set_new(c, "total_ms", json_real(v[i].total_ms));
+		json_object_set_new(c, "energy_j", json_real(v[i].energy_uj / 1e6));
+		json_object_set_new(c, "best", json_boolean(i == best));
+		json_array_append_new(a, c);
+	}
+	free(v);
+	return a;
+}
+
+static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain)
 {
 	char hex[65];
 	json_t *o = json_object();
@@ -237,6 +267,15 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m)
 		}
 		json_object_set_new(pl, "phase_power", pw);
 		json_object_set_new(pl, "peer_calibrated", json_boolean(m->calibrated));
+		json_object_set_new(pl, "explorations", json_integer((json_int_t)atomic_load(&m->explorations)));
+		if (explain) {
+			struct plan_inputs in;
+			pipe_plan_inputs(m, &in);
+			json_object_set_new(pl, "decode_ms", json_real(in.decode_ms));
+			json_object_set_new(pl, "peer_decode_ms", json_real(in.peer_decode_ms));
+			json_object_set_new(pl, "input_bytes", json_integer((json_int_t)in.input_bytes));
+			json_object_set_new(pl, "candidates", candidates_json(m));
+		}
 		pthread_mutex_unlock(&m->lock);
 		json_object_set_new(o, "planner", pl);
 	}
@@ -265,8 +304,10 @@ void pipe_status(void *ctx, struct api_call *call)
 	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
 	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
 	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
+	const char *ex = api_call_query(call, "explain");
+	bool explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
 	for (int i = 0; i < p->n_models; i++)
-		json_array_append_new(models, model_json(p, &p->models[i]));
+		json_array_append_new(models, model_json(p, &p->models[i], explain));
 	json_object_set_new(root, "models", models);
 
 	struct linkest_estimate le;
@@ -280,6 +321,7 @@ void pipe_status(void *ctx, struct api_call *call)
 	json_object_set_new(link, "rtt_ms", json_real(le.rtt_ms));
 	json_object_set_new(link, "measured", json_boolean(le.measured));
 	json_object_set_new(link, "samples", json_integer((json_int_t)le.goodput_samples));
+	json_object_set_new(link, "rtt_samples", json_integer((json_int_t)le.rtt_samples));
 	if (p->cfg->wifi_interface[0]) {
 		json_t *w = json_object();
 		json_object_set_new(w, "interface", json_string(p->cfg->wifi_interface));
