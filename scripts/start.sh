@@ -19,8 +19,9 @@ say "1/5 packages (scripts/setup.sh)"
 scripts/setup.sh
 
 say "2/5 build ($BUILD)"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD.configure.log" 2>&1 ||
-	{ cat "$BUILD.configure.log"; exit 1; }
+mkdir -p "$BUILD"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD/configure.log" 2>&1 ||
+	{ cat "$BUILD/configure.log"; exit 1; }
 cmake --build "$BUILD" --target splitd -j"$JOBS"
 SPLITD=$BUILD/daemon/splitd
 "$SPLITD" --version

@@ -35,8 +35,9 @@ stage() { # stage NAME FUNCTION
 
 configure() { # configure DIR ARGS...
 	local dir=$1; shift
-	cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPLITD_WERROR=ON "$@" >"$dir.configure.log" 2>&1 ||
-		{ tail -30 "$dir.configure.log"; return 1; }
+	mkdir -p "$dir"
+	cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPLITD_WERROR=ON "$@" >"$dir/configure.log" 2>&1 ||
+		{ tail -30 "$dir/configure.log"; return 1; }
 }
 
 s_setup() { scripts/setup.sh --cross; }
