@@ -6,7 +6,8 @@
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build, unit tests
 #   4. CUDA build (-DSPLITD_CUDA=ON): compile and link, when /usr/local/cuda exists
 #   5. aarch64 cross-build, unit tests under qemu-aarch64-static
-# usage: scripts/test.sh [--quick]   (--quick: stage 2 without the slow label, no 4 and 5)
+# usage: scripts/test.sh [--quick] [--netlab]   (--quick: stage 2 without the slow label, no 4 and 5;
+#        --netlab: also the planner oracle in network namespaces, which does not pass yet)
 # Build trees: build-ci, build-asan, build-cuda, build-arm64 (SPLITD_TEST_BUILD_ROOT to move them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,12 @@ ROOT=$(pwd)
 OUT=${SPLITD_TEST_BUILD_ROOT:-$ROOT}
 JOBS=$(nproc)
 quick=0
+netlab=0
 for a in "$@"; do
 	case "$a" in
 	--quick) quick=1 ;;
-	-h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+	--netlab) netlab=1 ;;
+	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
 	*) echo "test.sh: unknown option '$a'" >&2; exit 2 ;;
 	esac
 done
@@ -48,7 +51,10 @@ s_main() {
 	cmake --build "$OUT/build-ci" -j"$JOBS" || return 1
 	echo "build time: $((SECONDS - t0)) s"
 	local args=(--output-on-failure --timeout 1800)
-	[ $quick = 1 ] && args+=(-LE slow)
+	# The planner oracle in network namespaces (label netlab) measures the
+	# planner against issue 7's targets, which it does not meet yet: it runs
+	# with --netlab, not in CI (README, "Tests").
+	if [ $quick = 1 ]; then args+=(-LE 'slow|netlab'); elif [ $netlab = 0 ]; then args+=(-LE netlab); fi
 	(cd "$OUT/build-ci" && ctest "${args[@]}")
 }
 
