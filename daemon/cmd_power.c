@@ -2,7 +2,8 @@
  *
  *   splitd power [--sysfs-root DIR] [--interval-ms N] [--count N] [--json]
  *
- * Each line: every rail's watts, volts, amps and joules since start. */
+ * Each line: every rail's watts, volts, amps and joules since the first
+ * sample; the time is from that sample too. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -40,9 +41,16 @@ static int parse_num(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
-static void print_text(const struct power_snapshot *snap, int64_t t0_ns)
+/* The first sample the command saw: t_s and joules count from it. */
+struct power_cmd_origin {
+	int64_t t_ns;
+	int64_t energy_uj[POWER_MAX_RAILS];
+};
+
+static void print_text(const struct power_snapshot *snap,
+		       const struct power_cmd_origin *o0)
 {
-	printf("%8.3fs", (double)(snap->t_ns - t0_ns) / 1e9);
+	printf("%8.3fs", (double)(snap->t_ns - o0->t_ns) / 1e9);
 	for (int i = 0; i < snap->n_rails; i++) {
 		const struct power_rail_status *r = &snap->rails[i];
 
@@ -60,7 +68,7 @@ static void print_text(const struct power_snapshot *snap, int64_t t0_ns)
 			printf(" %.3fV", r->voltage_mv / 1000.0);
 		if (r->current_ma >= 0)
 			printf(" %.3fA", r->current_ma / 1000.0);
-		printf(" %.3fJ", r->energy_uj / 1e6);
+		printf(" %.3fJ", (r->energy_uj - o0->energy_uj[i]) / 1e6);
 	}
 	if (snap->input_rail < 0)
 		printf("  (no board input rail: no board total)");
@@ -69,7 +77,8 @@ static void print_text(const struct power_snapshot *snap, int64_t t0_ns)
 	printf("\n");
 }
 
-static int print_json(const struct power_snapshot *snap, int64_t t0_ns)
+static int print_json(const struct power_snapshot *snap,
+		      const struct power_cmd_origin *o0)
 {
 	json_t *o = json_object(), *rails = json_array();
 	char *txt;
@@ -77,7 +86,7 @@ static int print_json(const struct power_snapshot *snap, int64_t t0_ns)
 
 	if (!o || !rails)
 		goto out;
-	json_object_set_new(o, "t_s", json_real((double)(snap->t_ns - t0_ns) / 1e9));
+	json_object_set_new(o, "t_s", json_real((double)(snap->t_ns - o0->t_ns) / 1e9));
 	json_object_set_new(o, "sample_hz", json_real(snap->sample_hz));
 	json_object_set_new(o, "board_rail", snap->input_rail >= 0 ?
 			    json_string(snap->rails[snap->input_rail].info.name) :
@@ -98,7 +107,8 @@ static int print_json(const struct power_snapshot *snap, int64_t t0_ns)
 				    json_real(r->voltage_mv / 1000.0) : json_null());
 		json_object_set_new(j, "amps", r->up && r->current_ma >= 0 ?
 				    json_real(r->current_ma / 1000.0) : json_null());
-		json_object_set_new(j, "joules", json_real(r->energy_uj / 1e6));
+		json_object_set_new(j, "joules",
+				    json_real((r->energy_uj - o0->energy_uj[i]) / 1e6));
 		json_object_set_new(j, "board_input", json_boolean(r->info.is_input));
 		if (!r->up && r->last_error)
 			json_object_set_new(j, "error", json_string(strerror(-r->last_error)));
@@ -144,7 +154,8 @@ int cmd_power(int argc, char **argv)
 	char err[256];
 	long interval_ms = 1000, count = 0, v;
 	bool json = false;
-	int64_t t0, next;
+	struct power_cmd_origin o0 = { 0 };
+	int64_t next;
 	int c, rc = 1;
 
 	power_config_init(&cfg);
@@ -216,14 +227,20 @@ int cmd_power(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* start reads every rail once before it returns: the first line
+	 * shows values (or a rail's error), never a rail not yet read */
 	rc = power_sampler_start(s);
 	if (rc < 0) {
 		fprintf(stderr, "splitd power: starting the sampler: %s\n", strerror(-rc));
 		rc = 1;
 		goto out;
 	}
-	t0 = power_now_ns(s);
-	next = t0;
+	/* time and joules from one sample, whichever the thread has reached */
+	power_snapshot(s, snap);
+	o0.t_ns = snap->t_ns ? snap->t_ns : power_now_ns(s);
+	for (int i = 0; i < snap->n_rails; i++)
+		o0.energy_uj[i] = snap->rails[i].energy_uj;
+	next = o0.t_ns;
 	for (long n = 0; !power_cmd_stop && (count == 0 || n < count); n++) {
 		next += (int64_t)interval_ms * 1000000;
 		sleep_until(next);
@@ -231,13 +248,13 @@ int cmd_power(int argc, char **argv)
 			break;
 		power_snapshot(s, snap);
 		if (json) {
-			if (print_json(snap, t0) < 0) {
+			if (print_json(snap, &o0) < 0) {
 				fprintf(stderr, "splitd power: out of memory\n");
 				rc = 1;
 				goto out;
 			}
 		} else {
-			print_text(snap, t0);
+			print_text(snap, &o0);
 		}
 		fflush(stdout);
 	}

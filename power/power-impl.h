@@ -164,6 +164,7 @@ struct power_sampler {
 	pthread_t thread;
 	bool running;
 	atomic_bool stop;
+	int64_t first_sample_ns; /* mono_ns() of start's own sample */
 	int64_t thread_cpu_ns;   /* final, once stopped */
 
 	/* ring: time of each sample and n_rails records per sample */

@@ -102,7 +102,9 @@ int power_sampler_new(const struct power_config *cfg,
 		      struct power_sampler **out, char *err, size_t errlen);
 void power_sampler_free(struct power_sampler *s); /* stops it first */
 
-/* The sampling thread. start: -EALREADY if running. */
+/* The sampling thread. start: -EALREADY if running; it takes the first
+ * sample itself, so a snapshot right after it has read every rail.
+ * start, stop and sample_once are called from one controlling thread. */
 int power_sampler_start(struct power_sampler *s);
 int power_sampler_stop(struct power_sampler *s);
 /* One sample now, on the caller's thread (tests, or no thread): -EBUSY

@@ -723,13 +723,13 @@ int power_sampler_sample_once(struct power_sampler *s)
 static void *sampler_main(void *arg)
 {
 	struct power_sampler *s = arg;
-	int64_t next = mono_ns();
+	int64_t next = s->first_sample_ns;
 	struct timespec ts;
 
+	/* the first sample was taken by power_sampler_start() */
 	while (!atomic_load(&s->stop)) {
 		int64_t now;
 
-		take_sample(s);
 		next += s->period_ns;
 		now = mono_ns();
 		if (now - next > s->period_ns)
@@ -740,6 +740,9 @@ static void *sampler_main(void *arg)
 		while (!atomic_load(&s->stop) && mono_ns() < next)
 			pthread_cond_timedwait(&s->wake, &s->mu, &ts);
 		pthread_mutex_unlock(&s->mu);
+		if (atomic_load(&s->stop))
+			break;
+		take_sample(s);
 	}
 	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
 		s->thread_cpu_ns = (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
@@ -748,10 +751,21 @@ static void *sampler_main(void *arg)
 
 int power_sampler_start(struct power_sampler *s)
 {
+	bool running;
 	int rc;
 
 	if (!s)
 		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	running = s->running;
+	pthread_mutex_unlock(&s->mu);
+	if (running)
+		return -EALREADY;
+	/* The first sample on the caller's thread: once start returns, every
+	 * rail has been read (up with a value, or down with its error), however
+	 * late the new thread first runs on a loaded machine. */
+	s->first_sample_ns = mono_ns();
+	take_sample(s);
 	pthread_mutex_lock(&s->mu);
 	if (s->running) {
 		pthread_mutex_unlock(&s->mu);
