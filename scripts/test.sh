@@ -76,15 +76,7 @@ s_arm64() {
 	configure "$OUT/build-arm64" -DSPLITD_CUDA=OFF -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/aarch64-linux-gnu.cmake" || return 1
 	cmake --build "$OUT/build-arm64" -j"$JOBS" || return 1
 	file "$OUT/build-arm64/daemon/splitd"
-	# Tests that start a target program themselves (not as add_test's COMMAND)
-	# need the kernel's binfmt_misc to run it under qemu, unless their
-	# registration names ${CMAKE_CROSSCOMPILING_EMULATOR}.
-	local exclude=()
-	if ! grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
-		exclude=(-E '^(fuzz_onnx_replay|wifi_data_fresh)$')
-		echo "no binfmt_misc for qemu-aarch64: not running fuzz_onnx_replay, wifi_data_fresh (they exec target binaries directly)"
-	fi
-	(cd "$OUT/build-arm64" && ctest --output-on-failure -L unit -LE slow "${exclude[@]}")
+	(cd "$OUT/build-arm64" && ctest --output-on-failure -L unit -LE slow)
 }
 
 T0=$SECONDS

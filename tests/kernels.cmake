@@ -29,8 +29,8 @@ else()
   target_link_libraries(fuzz_onnx_replay PRIVATE splitd_kernels)
   # seeds: every generated unit model (good and bad), replayed with prefixes
   add_test(NAME fuzz_onnx_replay
-    COMMAND sh -c "exec \"$0\" \"$1\"/*.onnx" $<TARGET_FILE:fuzz_onnx_replay>
-            ${SPLITD_UNIT_MODELS_DIR})
+    COMMAND sh -c "exec $2 \"$0\" \"$1\"/*.onnx" $<TARGET_FILE:fuzz_onnx_replay>
+            ${SPLITD_UNIT_MODELS_DIR} "${CMAKE_CROSSCOMPILING_EMULATOR}")
   set_tests_properties(fuzz_onnx_replay PROPERTIES
     FIXTURES_REQUIRED kernels_models LABELS unit TIMEOUT 300)
 endif()

@@ -22,7 +22,7 @@ endif()
 
 # The recorded replies are what tools/nl80211_record writes today.
 add_test(NAME wifi_data_fresh COMMAND ${CMAKE_COMMAND}
-  -DTOOL=$<TARGET_FILE:nl80211_record> -DDATA=${CMAKE_SOURCE_DIR}/tests/data/wifi
+  "-DEMULATOR=${CMAKE_CROSSCOMPILING_EMULATOR}" -DTOOL=$<TARGET_FILE:nl80211_record> -DDATA=${CMAKE_SOURCE_DIR}/tests/data/wifi
   -DOUT=${CMAKE_CURRENT_BINARY_DIR}/wifi_data
   -P ${CMAKE_SOURCE_DIR}/tests/data/wifi/compare.cmake)
 set_tests_properties(wifi_data_fresh PROPERTIES LABELS unit)

@@ -1,7 +1,7 @@
 # Regenerate the nl80211 replies into OUT and compare with the committed ones.
 file(REMOVE_RECURSE ${OUT})
 file(MAKE_DIRECTORY ${OUT})
-execute_process(COMMAND ${TOOL} ${OUT} RESULT_VARIABLE rc)
+execute_process(COMMAND ${EMULATOR} ${TOOL} ${OUT} RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "nl80211_record failed: ${rc}")
 endif()
