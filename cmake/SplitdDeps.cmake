@@ -15,6 +15,8 @@ pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
 # libmicrohttpd's TLS is GnuTLS: the API verifies robots' client certificates with it.
 pkg_check_modules(GNUTLS REQUIRED IMPORTED_TARGET gnutls)
 pkg_check_modules(NLGENL  REQUIRED IMPORTED_TARGET libnl-genl-3.0)
+# The configuration file is INI, read with Debian's libinih (README says why).
+pkg_check_modules(INIH    REQUIRED IMPORTED_TARGET inih)
 pkg_check_modules(CMOCKA  IMPORTED_TARGET cmocka)
 # OpenBLAS: the CPU backend's GEMM (kernels/README.md says why).
 pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)

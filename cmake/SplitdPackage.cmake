@@ -3,16 +3,6 @@
 #   /etc/splitd/splitd.conf + splitd-peer.conf (conffiles),
 #   postinst: the `splitd` system user and /var/lib/splitd.
 
-# --- link needs of the daemon shell (INI config, minimal HTTP server) ---
-# These belong in cmake/SplitdDeps.cmake and daemon/CMakeLists.txt; until
-# they are there, the shell adds them itself so the tree links.
-if(NOT TARGET PkgConfig::INIH)
-  pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
-endif()
-if(TARGET splitd_daemon)
-  target_link_libraries(splitd_daemon PUBLIC PkgConfig::INIH PkgConfig::MHD)
-endif()
-
 # --- files ---
 install(FILES ${CMAKE_SOURCE_DIR}/systemd/splitd.service ${CMAKE_SOURCE_DIR}/systemd/splitd.socket
               ${CMAKE_SOURCE_DIR}/systemd/splitd-peer.service
