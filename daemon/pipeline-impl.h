@@ -114,6 +114,7 @@ struct pipeline {
 void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job);
 int pipe_calibrate(struct pipe_model *m, int worker);
 void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in);
+void pipe_replan(struct pipe_model *m, int force);
 
 /* pipeline_report.c */
 int pipe_metrics(void *ctx, struct api_metrics *mx);

@@ -271,16 +271,7 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 	if (r < 0)
 		return log_err(r, "model %s: planner: %s", m->name, strerror(-r));
 
-	struct plan_inputs in;
-	char reason[256];
-
-	pipe_plan_inputs(m, &in);
-	plan_update(m->plan, &in, 1, reason, sizeof(reason));
-	struct plan_candidate cur;
-	if (plan_current(m->plan, &cur) == 0) {
-		plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
-		atomic_store(&m->current_cut, cur.cut);
-	}
+	pipe_replan(m, 1);
 	if ((r = peer_client_probe(m->peer, err, sizeof(err))) < 0)
 		log_warn("model %s: peer %s not ready yet (%s); serving locally until it is",
 			 m->name, cfg->peer_url, err);

@@ -50,6 +50,27 @@ void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in)
 	};
 }
 
+/* Re-plan with the inputs of this moment (m->lock held); a change is
+ * logged with its reason and shows in STATUS= and /metrics. */
+void pipe_replan(struct pipe_model *m, int force)
+{
+	struct plan_inputs in;
+	struct plan_candidate cur;
+	char reason[256] = "";
+	int changed;
+
+	pipe_plan_inputs(m, &in);
+	changed = plan_update(m->plan, &in, force, reason, sizeof(reason));
+	if (plan_current(m->plan, &cur) == 0) {
+		plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
+		atomic_store(&m->current_cut, cur.cut);
+	}
+	if (changed == 1) {
+		atomic_fetch_add(&m->plan_changes, 1);
+		log_notice("model %s: %s", m->name, reason);
+	}
+}
+
 static struct link_encoding enc_from_plan(int enc)
 {
 	static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
@@ -309,8 +330,6 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 		  const struct api_v1_request *rq)
 {
 	struct pipeline *p = m->pipe;
-	struct plan_inputs in;
-	char reason[256];
 	double pw;
 
 	if (!m->plan)
@@ -383,16 +402,7 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 	}
 
 	pthread_mutex_lock(&m->lock);
-	pipe_plan_inputs(m, &in);
-	if (plan_update(m->plan, &in, 0, reason, sizeof(reason)) == 1) {
-		struct plan_candidate cur;
-		if (plan_current(m->plan, &cur) == 0) {
-			plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
-			atomic_store(&m->current_cut, cur.cut);
-		}
-		atomic_fetch_add(&m->plan_changes, 1);
-		log_notice("model %s: %s", m->name, reason);
-	}
+	pipe_replan(m, 0);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -1053,18 +1063,8 @@ int pipe_calibrate(struct pipe_model *m, int worker)
 			pthread_mutex_unlock(&m->lock);
 			log_notice("model %s: peer runs the whole model in %.2f ms (here %.2f ms)", m->name,
 				   ms((uint64_t)pt->compute_ns), total);
-			struct plan_inputs in;
-			char reason[256];
 			pthread_mutex_lock(&m->lock);
-			pipe_plan_inputs(m, &in);
-			if (plan_update(m->plan, &in, 1, reason, sizeof(reason)) == 1) {
-				struct plan_candidate cur;
-				if (plan_current(m->plan, &cur) == 0) {
-					plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
-					atomic_store(&m->current_cut, cur.cut);
-				}
-				log_notice("model %s: %s", m->name, reason);
-			}
+			pipe_replan(m, 1);
 			pthread_mutex_unlock(&m->lock);
 		}
 		free(peer_ms);
