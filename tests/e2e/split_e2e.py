@@ -261,6 +261,22 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     except ImportError:
         check("JPEG forwarded at cut 0 (python3-pil missing)", False)
 
+    # The daemon's own exposition passes Prometheus's linter (promtool reads
+    # the text format; OpenMetrics is scraped by a real Prometheus in the API's
+    # integration test).
+    import shutil
+    if shutil.which("promtool"):
+        for accept in ("text/plain",):
+            req = urllib.request.Request(f"http://127.0.0.1:{rport}/metrics", headers={"Accept": accept})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read()
+            lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+            check(f"promtool check metrics on the robot's /metrics ({accept.split(';')[0]})",
+                  lint.returncode == 0 and b"splitd_requests_total" in text,
+                  (lint.stdout + lint.stderr)[-400:])
+    else:
+        check("promtool present (Debian's prometheus package)", False)
+
     # Garbage to the peer: a clear 400, and it keeps serving.
     st, g, _ = http(f"http://127.0.0.1:{pport}/v2/models/m/infer",
                     b'{"parameters":{"splitd_cut":3},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}',
