@@ -142,6 +142,8 @@ static const struct key keys[] = {
 	  "the peer splitd (https://host:8443); empty = run everything locally" },
 	{ "peer", "plain", T_BOOL, G(peer_plain), 0, 0, "false", NULL, 0,
 	  "allow an http:// peer url (loopback only)" },
+	{ "peer", "allow_unverified", T_BOOL, G(peer_allow_unverified), 0, 0, "false", NULL, 0,
+	  "accept a peer that does not state its model's sha256 (a Triton server holding an exported tail)" },
 	{ "peer", "ca_file", T_STR, G(peer_ca_file), 0, 0, "", NULL, 0,
 	  "CA bundle that signed the peer's certificate; empty = system store" },
 	{ "peer", "cert_file", T_STR, G(peer_cert_file), 0, 0, "", NULL, 0,

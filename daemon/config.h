@@ -97,6 +97,7 @@ struct config {
 	/* [peer]: the robot's link to its peer */
 	char peer_url[CONFIG_STR_MAX];
 	bool peer_plain;
+	bool peer_allow_unverified;
 	char peer_ca_file[CONFIG_PATH_MAX];
 	char peer_cert_file[CONFIG_PATH_MAX];
 	char peer_key_file[CONFIG_PATH_MAX];

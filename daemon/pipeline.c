@@ -227,6 +227,7 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 		.model = m->name,
 		.model_sha256 = engine_sha256(m->eng),
 		.plain = cfg->peer_plain,
+		.allow_unverified = cfg->peer_allow_unverified,
 		.ca_file = cfg->peer_ca_file[0] ? cfg->peer_ca_file : NULL,
 		.cert_file = cfg->peer_cert_file[0] ? cfg->peer_cert_file : NULL,
 		.key_file = cfg->peer_key_file[0] ? cfg->peer_key_file : NULL,
