@@ -30,28 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifdef SPLITD_FUZZ_REPLAY
-int main(int argc, char **argv)
-{
-	for (int a = 1; a < argc; a++) {
-		FILE *f = fopen(argv[a], "rb");
-		static uint8_t buf[1 << 20];
-		if (!f) {
-			fprintf(stderr, "%s: cannot open\n", argv[a]);
-			return 1;
-		}
-		size_t n = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		/* prefixes in steps (decoding is slower than parsing) */
-		for (size_t l = 0; l <= n; l += 1 + l / 16)
-			LLVMFuzzerTestOneInput(buf, l);
-		for (size_t i = 0; i < n * 8 && i < 2048; i += 3) {
-			buf[i / 8] ^= (uint8_t)(1u << (i % 8));
-			LLVMFuzzerTestOneInput(buf, n);
-			buf[i / 8] ^= (uint8_t)(1u << (i % 8));
-		}
-	}
-	printf("replayed %d files\n", argc - 1);
-	return 0;
-}
-#endif
+/* decoding is slower than parsing: fewer prefixes and flips */
+#define REPLAY_PREFIX_DIV 16
+#define REPLAY_FLIPS 2048
+#define REPLAY_FLIP_STEP 3
+#include "replay_main.h"

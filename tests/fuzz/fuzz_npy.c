@@ -38,27 +38,4 @@ out:
 	return 0;
 }
 
-#ifdef SPLITD_FUZZ_REPLAY
-int main(int argc, char **argv)
-{
-	for (int a = 1; a < argc; a++) {
-		FILE *f = fopen(argv[a], "rb");
-		static uint8_t buf[1 << 20];
-		if (!f) {
-			fprintf(stderr, "%s: cannot open\n", argv[a]);
-			return 1;
-		}
-		size_t n = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		for (size_t l = 0; l <= n; l++)
-			LLVMFuzzerTestOneInput(buf, l);
-		for (size_t i = 0; i < n * 8 && i < 4096; i++) {
-			buf[i / 8] ^= (uint8_t)(1u << (i % 8));
-			LLVMFuzzerTestOneInput(buf, n);
-			buf[i / 8] ^= (uint8_t)(1u << (i % 8));
-		}
-	}
-	printf("replayed %d files\n", argc - 1);
-	return 0;
-}
-#endif
+#include "replay_main.h"
