@@ -277,6 +277,42 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     else:
         check("promtool present (Debian's prometheus package)", False)
 
+    # A real Prometheus scrapes the robot; the request count comes back
+    # through Prometheus's own query API.
+    if os.path.exists("/usr/bin/prometheus"):
+        prom_dir = os.path.join(tmp, "prom")
+        os.makedirs(prom_dir)
+        with open(os.path.join(prom_dir, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
+                    f"  - job_name: splitd\n    static_configs:\n      - targets: ['127.0.0.1:{rport}']\n")
+        qport = free_port()
+        prom = subprocess.Popen(["/usr/bin/prometheus", f"--config.file={prom_dir}/prometheus.yml",
+                                 f"--storage.tsdb.path={prom_dir}/data",
+                                 f"--web.listen-address=127.0.0.1:{qport}"],
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(prom_dir, "log"), "w"))
+        want = sum(metric(rport, "splitd_requests_total", f'{{model="m",placement="{pl}"}}') or 0
+                   for pl in ("local", "split", "offload", "fallback"))
+        got = None
+        try:
+            t0 = time.time()
+            while time.time() - t0 < 45 and got is None:
+                time.sleep(0.5)
+                try:
+                    st, b, _ = http(f"http://127.0.0.1:{qport}/api/v1/query?query="
+                                    "sum(splitd_requests_total%7Bmodel%3D%22m%22%7D)", timeout=5)
+                    res = json.loads(b)["data"]["result"] if st == 200 else []
+                    if res:
+                        got = float(res[0]["value"][1])
+                except (OSError, ValueError, KeyError):
+                    pass
+        finally:
+            prom.terminate()
+            prom.wait(timeout=30)
+        check(f"Prometheus scraped the robot: {got} requests (the robot says {want:.0f})",
+              got is not None and got == want, got)
+    else:
+        check("prometheus present (Debian's prometheus package)", False)
+
     # Garbage to the peer: a clear 400, and it keeps serving.
     st, g, _ = http(f"http://127.0.0.1:{pport}/v2/models/m/infer",
                     b'{"parameters":{"splitd_cut":3},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}',
