@@ -215,6 +215,24 @@ backoff_max_ms = 1000
             time.sleep(0.3)
         raise RuntimeError("robot not ready with its peer up: " + self.tail("robot"))
 
+    def restart_peer(self, timeout_s=60):
+        """Start the peer again with the configuration start() wrote (after
+        it died or was killed) and wait until it listens; the robot is left
+        as it is and finds the peer again by itself."""
+        if self.peer and self.peer.poll() is None:
+            raise RuntimeError("the peer is still running")
+        self.peer = subprocess.Popen(["sh", NETLAB, "exec-peer", self.splitd, "serve", "-c",
+                                      os.path.join(self.tmp, "peer.conf")],
+                                     stdout=self.peer_log, stderr=subprocess.STDOUT)
+        t0 = time.time()
+        while time.time() - t0 < timeout_s:
+            if self.peer.poll() is not None:
+                raise RuntimeError("peer exited: " + self.tail("peer"))
+            if self._peer_listening():
+                return time.time() - t0
+            time.sleep(0.1)
+        raise RuntimeError("peer does not listen again: " + self.tail("peer"))
+
     def _peer_listening(self):
         r = subprocess.run(["ip", "netns", "exec", "splitd-peer", "ss", "-ltnH",
                             f"src {PEER_IP}:{PEER_PORT}"], capture_output=True, text=True)
