@@ -428,6 +428,75 @@ def measure_cell(lab, model, jpeg, cands, n, requests, log_every=True):
     return {"rows": rows, "chosen": chosen, "status": ms, "link": link}
 
 
+def confirm(lab, model, jpeg, cell, rows, top=3, rounds=10):
+    """The screening ranks some 60 candidates by medians of a few requests
+    each: the smallest of so many noisy medians is biased low (the winner's
+    curse), and the planner's choice, measured the same few times, is not.
+    So the few best screened candidates, the planner's own choice forced,
+    and the planner unforced are measured again, interleaved, `rounds`
+    times each; the oracle is the best of these medians and the choice is
+    the median of the unforced requests of this stage. Returns
+    {"best": (cut, enc), "best_ms", "chosen", "chosen_ms", "chosen_p95_ms",
+     "medians": {(cut, enc): ms}, "choices": [...], "predicted_ms", "plan"}."""
+    ranked = sorted(rows, key=lambda r: r["total_ms"])
+    ch = cell["chosen"]
+    pl = [(r["placement"]["cut"], r["placement"].get("encoding") or "local") for r in ch]
+    picks = [(r["cut"], r["enc"]) for r in ranked[:top]]
+    for c in sorted(set(pl)):
+        if c in cell["rows"] and c not in picks:
+            picks.append(c)
+    got = {c: [] for c in picks}
+    parts = {c: {f: [] for f in ("decode", "local", "transfer", "remote")} for c in picks}
+    unforced, uplace = [], []
+    for _ in range(2):
+        lab.infer(model, jpeg)
+    for _ in range(rounds):
+        for c in picks + [None]:
+            if c is None:
+                r = lab.infer(model, jpeg)
+                unforced.append(r["timing_ms"]["total"])
+                uplace.append((r["placement"]["cut"], r["placement"].get("encoding") or "local"))
+                continue
+            k, e = c
+            r = lab.infer(model, jpeg, k, None if e == "local" else e)
+            got[c].append(r["timing_ms"]["total"])
+            for f in parts[c]:
+                parts[c][f].append(r["timing_ms"].get(f, 0.0) or 0.0)
+    med = {c: statistics.median(v) for c, v in got.items()}
+    # the live planner's prediction of each, part by part, next to the measured parts
+    st_, b_ = lab.http("GET", "/v1/status?explain=1")
+    expl = {}
+    for m_ in json.loads(b_)["models"]:
+        if m_["name"] != model:
+            continue
+        pl_ = m_.get("planner", {})
+        for c in pl_.get("candidates", []):
+            if c["bands"] != 1:
+                continue
+            key = (c["cut"], c["encoding"]) if c["encoding"] not in ("local",) else (c["cut"], "local")
+            expl[key] = c
+    diag = ["| cut | enc | measured ms | decode | local | transfer | remote | predicted ms | local | transfer "
+            "| remote | net |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in sorted(picks, key=lambda c: med[c]):
+        pm = {f: statistics.median(v) for f, v in parts[c].items()}
+        x = expl.get(c)
+        pr = (f"{x['total_ms']:.1f} | {x['local_ms']:.1f} | {x['transfer_ms']:.1f} | {x['remote_ms']:.1f} | "
+              f"{x['net_ms']:.1f}") if x else " | | | |"
+        diag.append(f"| {c[0]} | {c[1]} | {med[c]:.1f} | {pm['decode']:.1f} | {pm['local']:.1f} | "
+                    f"{pm['transfer']:.1f} | {pm['remote']:.1f} | {pr} |")
+    best = min(med, key=med.get)
+    ms, _ = lab.model_status(model)
+    st = ms.get("planner", {})
+    choice = max(set(uplace), key=uplace.count)
+    cm = statistics.median(unforced)
+    pred = st.get("predicted_ms")
+    return {"best": best, "best_ms": med[best], "chosen": choice, "chosen_ms": cm,
+            "chosen_p95_ms": pct(unforced, 0.95), "medians": med, "choices": sorted(set(uplace)),
+            "predicted_ms": pred, "plan": st.get("plan"), "ratio": cm / med[best],
+            "diag": "\n".join(diag) + "\n",
+            "pred_err": (pred - cm) / cm if pred else None}
+
+
 def summarize(cell, n, rate_mbit, pred=None):
     """Rows for the table; pred = {(cut, enc): predicted total ms}."""
     out = []

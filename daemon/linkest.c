@@ -20,13 +20,15 @@ struct linkest {
 	int rtt_head, rtt_len;
 	uint64_t rtt_newest_ns;
 	uint64_t n_goodput, n_rtt;
+	uint64_t n_goodput_run;		/* samples since the average (re)started */
 	uint64_t last_ns;		/* last goodput sample or probe request */
+	uint64_t last_sample_ns;	/* last goodput sample */
 };
 
 void linkest_config_defaults(struct linkest_config *c)
 {
 	c->alpha = 0.25;
-	c->min_bytes = 16 * 1024;
+	c->min_bytes = 4 * 1024;
 	c->rtt_probe_bytes = 2048;
 	c->rtt_window_ns = 10ull * 1000000000ull;
 	c->idle_probe_ns = 5ull * 1000000000ull;
@@ -124,10 +126,18 @@ int linkest_observe(struct linkest *l, const struct linkest_sample *s)
 		t_ns = (double)s->bytes_up * 8.0 / l->cfg.max_bandwidth_bps * 1e9;
 	if (!(t_ns > 0))
 		return -EINVAL;
+	/* A sample after an idle period (the plan left the link, or sent only
+	 * tiny cuts) starts the average afresh: what the link did before the
+	 * pause says little about now, and an EWMA would take many samples to
+	 * forget it — the plan could not follow a rate that changed meanwhile. */
+	if (l->n_goodput > 0 && l->cfg.idle_probe_ns && s->now_ns > l->last_sample_ns + l->cfg.idle_probe_ns)
+		l->n_goodput_run = 0;
 	l->last_ns = s->now_ns > l->last_ns ? s->now_ns : l->last_ns;
-	ewma(&l->bytes_avg, (double)s->bytes_up, l->cfg.alpha, l->n_goodput);
-	ewma(&l->time_avg_ns, t_ns, l->cfg.alpha, l->n_goodput);
+	l->last_sample_ns = s->now_ns > l->last_sample_ns ? s->now_ns : l->last_sample_ns;
+	ewma(&l->bytes_avg, (double)s->bytes_up, l->cfg.alpha, l->n_goodput_run);
+	ewma(&l->time_avg_ns, t_ns, l->cfg.alpha, l->n_goodput_run);
 	l->n_goodput++;
+	l->n_goodput_run++;
 	l->bandwidth_bps = l->bytes_avg * 8.0 / (l->time_avg_ns / 1e9);
 	return 0;
 }

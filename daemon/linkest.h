@@ -13,7 +13,8 @@
  *               other; a minimum, since delays only add to a round trip;
  *   goodput  <- bytes / max(upload, ttfb - server - rtt, (ttfb - server) / 4,
  *               bytes / max_bandwidth) of requests with at least min_bytes,
- *               smoothed as EWMA(bytes) / EWMA(time).
+ *               smoothed as EWMA(bytes) / EWMA(time); after idle_probe_ns
+ *               without a goodput sample the average restarts with the next.
  * The planner's predicted transfer + remote + rtt then matches ttfb. */
 #ifndef SPLITD_LINKEST_H
 #define SPLITD_LINKEST_H

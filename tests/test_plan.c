@@ -601,6 +601,47 @@ static void test_linkest_probe(void **state)
 	linkest_free(le);
 }
 
+/* After an idle period the first goodput sample replaces the average: the
+ * plan left the link at 20 Mbit/s, the rate rose to 400 meanwhile, and one
+ * exploring request must be enough to see it; without the pause the same
+ * sample only nudges the average. */
+static double one_sample_after(uint64_t pause_ns)
+{
+	struct linkest_config lc;
+	struct linkest *le;
+	struct linkest_estimate e;
+	uint64_t s = 1000000000ull, now = 10 * s;
+
+	linkest_config_defaults(&lc);
+	lc.idle_probe_ns = 2 * s;
+	assert_int_equal(linkest_new(&lc, &le), 0);
+	for (int i = 0; i < 20; i++, now += s / 20) {
+		struct linkest_sample x = { .now_ns = now, .bytes_up = 200000, .upload_ns = 1000000,
+					    .server_ns = 3000000,
+					    .ttfb_ns = 5000000 + (uint64_t)(200000 * 8 / 20e6 * 1e9) }; /* + rtt 2 ms */
+		assert_int_equal(linkest_observe(le, &x), 0);
+	}
+	linkest_get(le, &e);
+	assert_true(fabs(e.bandwidth_bps / 20e6 - 1) < 0.01);
+	now += pause_ns;
+	struct linkest_sample y = { .now_ns = now, .bytes_up = 200000, .upload_ns = 1000000,
+				    .server_ns = 3000000,
+				    .ttfb_ns = 5000000 + (uint64_t)(200000 * 8 / 400e6 * 1e9) };
+	assert_int_equal(linkest_observe(le, &y), 0);
+	linkest_get(le, &e);
+	linkest_free(le);
+	return e.bandwidth_bps;
+}
+
+static void test_linkest_restarts_after_idle(void **state)
+{
+	double after_pause = one_sample_after(5000000000ull), busy = one_sample_after(0);
+
+	(void)state;
+	assert_true(fabs(after_pause / 400e6 - 1) < 0.02);
+	assert_true(busy < 30e6);
+}
+
 /* Regression: RTT taken from small requests minus their body time at the
  * estimated goodput fed back into the goodput (551 Mbit/s estimated on a
  * 20 Mbit/s link). Link: 20 Mbit/s, rtt 1 ms; the robot's scheduler adds
@@ -853,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_linkest_converges),
 		cmocka_unit_test(test_linkest_probe),
+		cmocka_unit_test(test_linkest_restarts_after_idle),
 		cmocka_unit_test(test_linkest_no_feedback),
 		cmocka_unit_test(test_linkest_rtt_window),
 		cmocka_unit_test(test_cli),
