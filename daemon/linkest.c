@@ -102,6 +102,8 @@ int linkest_observe(struct linkest *l, const struct linkest_sample *s)
 		return -EINVAL;
 	if (s->connect_ns > 0)
 		rtt_add(l, (double)s->connect_ns / 1e6, s->now_ns);
+	if (s->tcp_rtt_ns > 0)
+		rtt_add(l, (double)s->tcp_rtt_ns / 1e6, s->now_ns);
 	/* what the network took: everything but the peer's own time */
 	wire_ns = (double)(s->ttfb_ns - s->server_ns);
 	if (s->bytes_up <= l->cfg.rtt_probe_bytes) {

@@ -8,7 +8,9 @@
  * reports its own processing time server_ns. Then
  *   rtt      <- the minimum, over the last rtt_window_ns, of the connect
  *               times of new connections and ttfb - server of bodyless or
- *               small requests (<= rtt_probe_bytes: health probes, tiny cuts).
+ *               small requests (<= rtt_probe_bytes: health probes, tiny cuts)
+ *               and the kernel's own min RTT of the connection (tcp_info),
+ *               which no scheduling delay of a CPU-starved robot inflates.
  *               Never derived from the goodput, so the two cannot feed each
  *               other; a minimum, since delays only add to a round trip;
  *   goodput  <- bytes / max(upload, ttfb - server - rtt, (ttfb - server) / 4,
@@ -38,6 +40,7 @@ struct linkest_sample {
 	uint64_t now_ns;		/* CLOCK_MONOTONIC at the end of the request */
 	size_t bytes_up;
 	uint64_t connect_ns, upload_ns, ttfb_ns, server_ns;
+	uint64_t tcp_rtt_ns;		/* the kernel's min RTT of the connection, 0 unknown */
 };
 
 struct linkest_estimate {

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define MAX_POOL 16
 
@@ -54,6 +57,28 @@ struct peer_client {
 	pthread_cond_t stop_cond;
 	int stop;
 };
+
+
+/* The kernel's smallest RTT on the connection (tcp_info.tcpi_min_rtt, from
+ * ACK timing in the network stack): unlike a round trip timed in user space
+ * it carries no scheduling delay of a busy or CPU-throttled robot. 0 when the
+ * connection is gone or the kernel does not say. */
+static int64_t tcp_min_rtt_ns(CURL *h)
+{
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+		return 0;
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return 0;
+	if (len >= offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt) && ti.tcpi_min_rtt &&
+	    ti.tcpi_min_rtt != ~0u)
+		return (int64_t)ti.tcpi_min_rtt * 1000;
+	return (int64_t)ti.tcpi_rtt * 1000;
+}
 
 static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -461,6 +486,7 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 	t->total_ns = t1_ns - x->t0_ns;
 	if (t->ttfb_ns > t->total_ns)
 		t->ttfb_ns = t->total_ns;
+	t->tcp_min_rtt_ns = tcp_min_rtt_ns(h);
 	t->upload_ns = x->upload_done_ns ? x->upload_done_ns - x->t0_ns : 0;
 	if (t->upload_ns > t->ttfb_ns && t->ttfb_ns)
 		t->upload_ns = t->ttfb_ns;

@@ -58,6 +58,7 @@ struct peer_transfer {
 	int64_t upload_ns;	/* last request byte written to the socket */
 	int64_t ttfb_ns;	/* first response byte */
 	int64_t total_ns;	/* last response byte */
+	int64_t tcp_min_rtt_ns;	/* the kernel's min RTT on the connection, 0 unknown */
 	uint64_t bytes_up;	/* request body bytes */
 	uint64_t bytes_down;	/* response body bytes */
 	int reused;		/* ran on an existing connection */

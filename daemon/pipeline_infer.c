@@ -356,6 +356,7 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 			.upload_ns = (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0),
 			.ttfb_ns = (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0),
 			.server_ns = (uint64_t)(pt->total_ns > 0 ? pt->total_ns : 0),
+			.tcp_rtt_ns = (uint64_t)(x->tcp_min_rtt_ns > 0 ? x->tcp_min_rtt_ns : 0),
 		};
 		pthread_mutex_lock(&p->link_lock);
 		int lr = linkest_observe(p->link, &s);

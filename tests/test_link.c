@@ -1314,6 +1314,9 @@ static void test_client_plain(void **state)
 		assert_int_equal(rep.xfer.bytes_up, r.m.total_len);
 		assert_true(rep.xfer.upload_ns > 0 && rep.xfer.upload_ns <= rep.xfer.ttfb_ns);
 		assert_true(rep.xfer.ttfb_ns <= rep.xfer.total_ns && rep.xfer.total_ns < 1000000000);
+		/* the kernel's RTT of a loopback connection: positive, and below
+		 * the whole round trip timed in user space */
+		assert_true(rep.xfer.tcp_min_rtt_ns > 0 && rep.xfer.tcp_min_rtt_ns <= rep.xfer.ttfb_ns);
 		assert_true(rep.xfer.reused);	/* the probe opened the connection */
 		assert_int_equal(rep.xfer.connect_ns, 0);
 		peer_reply_fini(&rep);
