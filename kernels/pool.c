@@ -1,5 +1,7 @@
 /* MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool on the CPU. */
+#include <errno.h>
 #include <float.h>
+#include <stdlib.h>
 
 #include "cpu-impl.h"
 
@@ -9,57 +11,97 @@ struct pool_job {
 	float *y;
 	int64_t H, W, OH, OW;
 	int is_max;
+	_Atomic int failed;	/* a worker could not allocate */
 };
+
+/* One plane. Row by row: every valid (ki, kj) tap is applied to the whole
+ * range of output columns where it lands inside the input, so the inner loop
+ * has no bounds checks and vectorises; each output still sees its taps in
+ * the order ki, kj, as the definition sums and compares them. */
+CPU_CLONES
+static void pool_plane(const struct pool_job *j, const float *x, float *y, int64_t *ncol)
+{
+	const struct pool_params *p = &j->n->p.pool;
+	int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
+	int64_t dh = p->dil[0], dw = p->dil[1], pt = p->pads[0], pl = p->pads[1];
+	int64_t pb = p->pads[2], pr = p->pads[3], H = j->H, W = j->W, OW = j->OW;
+	int is_max = j->is_max;
+
+	/* valid columns of each output column's window */
+	for (int64_t ow = 0; ow < OW; ow++)
+		ncol[ow] = 0;
+	for (int64_t kj = 0; kj < kw; kj++) {
+		int64_t off = kj * dw - pl;	/* iw = ow * sw + off */
+		int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+		int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+		for (int64_t ow = lo; ow < hi && ow < OW; ow++)
+			ncol[ow]++;
+	}
+	for (int64_t oh = 0; oh < j->OH; oh++) {
+		float *yr = y + oh * OW;
+		int64_t h0 = oh * sh - pt, nrow = 0;
+		for (int64_t ow = 0; ow < OW; ow++)
+			yr[ow] = is_max ? -INFINITY : 0.f;
+		for (int64_t ki = 0; ki < kh; ki++) {
+			int64_t ih = h0 + ki * dh;
+			if (ih < 0 || ih >= H)
+				continue;
+			nrow++;
+			const float *xr = x + ih * W;
+			for (int64_t kj = 0; kj < kw; kj++) {
+				int64_t off = kj * dw - pl;
+				int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+				int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+				if (hi > OW)
+					hi = OW;
+				const float *xo = xr + off;
+				if (is_max && sw == 1) {
+					for (int64_t ow = lo; ow < hi; ow++) {
+						float v = xo[ow];
+						yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
+					}
+				} else if (is_max) {
+					for (int64_t ow = lo; ow < hi; ow++) {
+						float v = xo[ow * sw];
+						yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
+					}
+				} else {
+					for (int64_t ow = lo; ow < hi; ow++)
+						yr[ow] += xo[ow * sw];
+				}
+			}
+		}
+		if (is_max)
+			continue;
+		for (int64_t ow = 0; ow < OW; ow++) {
+			int64_t cnt = nrow * ncol[ow];
+			if (p->count_include_pad) {
+				/* window clipped to the padded input (ceil_mode may
+				 * run past it) */
+				int64_t w0 = ow * sw - pl;
+				int64_t he = h0 + (kh - 1) * dh + 1, we = w0 + (kw - 1) * dw + 1;
+				int64_t hlim = H + pb, wlim = W + pr;
+				int64_t hs = he > hlim ? hlim : he, ws = we > wlim ? wlim : we;
+				cnt = ((hs - h0 + dh - 1) / dh) * ((ws - w0 + dw - 1) / dw);
+			}
+			yr[ow] = cnt ? yr[ow] / (float)cnt : 0.f;
+		}
+	}
+}
 
 static void pool_range(void *arg, int64_t b, int64_t e)
 {
 	struct pool_job *j = arg;
-	const struct pool_params *p = &j->n->p.pool;
-	int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
-	int64_t dh = p->dil[0], dw = p->dil[1], pt = p->pads[0], pl = p->pads[1];
-	int64_t pb = p->pads[2], pr = p->pads[3];
+	int64_t stack[512], *ncol = j->OW <= 512 ? stack : malloc((size_t)j->OW * sizeof(int64_t));
 
-	for (int64_t t = b; t < e; t++) {
-		const float *x = j->x + t * j->H * j->W;
-		float *y = j->y + t * j->OH * j->OW;
-		for (int64_t oh = 0; oh < j->OH; oh++) {
-			for (int64_t ow = 0; ow < j->OW; ow++) {
-				int64_t h0 = oh * sh - pt, w0 = ow * sw - pl;
-				float acc = j->is_max ? -INFINITY : 0.f;
-				int64_t cnt = 0;
-				for (int64_t ki = 0; ki < kh; ki++) {
-					int64_t ih = h0 + ki * dh;
-					if (ih < 0 || ih >= j->H)
-						continue;
-					const float *xr = x + ih * j->W;
-					for (int64_t kj = 0; kj < kw; kj++) {
-						int64_t iw = w0 + kj * dw;
-						if (iw < 0 || iw >= j->W)
-							continue;
-						float v = xr[iw];
-						if (j->is_max)
-							acc = v > acc || v != v ? v : acc;
-						else
-							acc += v;
-						cnt++;
-					}
-				}
-				if (!j->is_max) {
-					if (p->count_include_pad) {
-						/* window clipped to the padded input (ceil_mode
-						 * may run past it) */
-						int64_t he = h0 + (kh - 1) * dh + 1, we = w0 + (kw - 1) * dw + 1;
-						int64_t hlim = j->H + pb, wlim = j->W + pr;
-						int64_t hs = he > hlim ? hlim : he, ws = we > wlim ? wlim : we;
-						int64_t nh = (hs - h0 + dh - 1) / dh, nw = (ws - w0 + dw - 1) / dw;
-						cnt = nh * nw;
-					}
-					acc = cnt ? acc / (float)cnt : 0.f;
-				}
-				y[oh * j->OW + ow] = acc;
-			}
-		}
+	if (!ncol) {
+		j->failed = 1;
+		return;
 	}
+	for (int64_t t = b; t < e; t++)
+		pool_plane(j, j->x + t * j->H * j->W, j->y + t * j->OH * j->OW, ncol);
+	if (ncol != stack)
+		free(ncol);
 }
 
 CPU_KERNEL(cpu_pool)
@@ -73,7 +115,7 @@ CPU_KERNEL(cpu_pool)
 		.is_max = n->kind == OP_MAXPOOL,
 	};
 	cpu_parallel(c, x->shape[0] * x->shape[1], pool_range, &j);
-	return 0;
+	return j.failed ? -ENOMEM : 0;
 }
 
 struct gpool_job { const float *x; float *y; int64_t plane; int is_max; };
