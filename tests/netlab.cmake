@@ -23,4 +23,4 @@ add_test(NAME netlab_split
           $<TARGET_FILE:splitd> ${SPLITD_MODELS_DIR} --model mobilenet_v2)
 set_tests_properties(netlab_split PROPERTIES
   FIXTURES_REQUIRED model_mobilenet_v2
-  LABELS "integration;netlab" TIMEOUT 900 RUN_SERIAL ON SKIP_RETURN_CODE 77)
+  LABELS "integration;lab" TIMEOUT 900 RUN_SERIAL ON SKIP_RETURN_CODE 77)
