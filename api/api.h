@@ -138,6 +138,8 @@ int api_v2_tensor_view(const struct api_v2_tensor *t,
 /* "parameters" accessors: 0, -ENOENT (absent) or -EINVAL (wrong type). */
 int api_params_int(const struct api_params *p, const char *key, int64_t *out);
 int api_params_double(const struct api_params *p, const char *key, double *out);
+/* An array of at most max integers into out, its length in *n. */
+int api_params_int_array(const struct api_params *p, const char *key, int64_t *out, int max, int *n);
 int api_params_string(const struct api_params *p, const char *key, const char **out);
 int api_params_bool(const struct api_params *p, const char *key, int *out);
 
@@ -218,8 +220,19 @@ struct api_v1_output {
 	const struct tensor_view *t;
 };
 struct api_topk { int index; const char *label; float score; };
+/* One band of a banded (streamed) offload, times from the request's arrival:
+ * the robot computed it over [compute_start, compute_end], its bytes were
+ * ready to send at ready and all handed to the socket at sent. */
+struct api_v1_band {
+	int64_t row0, row1;		/* rows of the first cut tensor */
+	uint64_t bytes;
+	uint64_t compute_start_ns, compute_end_ns, ready_ns, sent_ns;
+};
+
 struct api_v1_result {
 	const char *model, *id;
+	const struct api_v1_band *timeline;	/* banded offloads: one per band */
+	int n_timeline;
 	const struct api_v1_output *outputs;
 	int n_outputs;
 	int outputs_none;		/* leave "data" out */

@@ -1,5 +1,6 @@
 /* POST /v1/infer: query and body checks, decoding, and the v1 response. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,7 +239,25 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 		buf_puts(&b, ",\"fallback_reason\":");
 		buf_json_string(&b, r->placement.fallback_reason);
 	}
-	buf_puts(&b, "},\"timing_ms\":{\"queue\":");
+	buf_puts(&b, "}");
+	if (r->timeline && r->n_timeline > 0) {
+		buf_puts(&b, ",\"timeline\":[");
+		for (int i = 0; i < r->n_timeline; i++) {
+			const struct api_v1_band *t = &r->timeline[i];
+			buf_printf(&b, "%s{\"band\":%d,\"rows\":[%" PRId64 ",%" PRId64 "],\"bytes\":%" PRIu64
+				   ",\"compute_start_ms\":", i ? "," : "", i, t->row0, t->row1, t->bytes);
+			buf_ms(&b, t->compute_start_ns);
+			buf_puts(&b, ",\"compute_end_ms\":");
+			buf_ms(&b, t->compute_end_ns);
+			buf_puts(&b, ",\"ready_ms\":");
+			buf_ms(&b, t->ready_ns);
+			buf_puts(&b, ",\"sent_ms\":");
+			buf_ms(&b, t->sent_ns);
+			buf_puts(&b, "}");
+		}
+		buf_puts(&b, "]");
+	}
+	buf_puts(&b, ",\"timing_ms\":{\"queue\":");
 	buf_ms(&b, r->timing.queue_ns);
 	buf_puts(&b, ",\"decode\":");
 	buf_ms(&b, r->timing.decode_ns);

@@ -116,6 +116,24 @@ int api_params_int(const struct api_params *p, const char *key, int64_t *out)
 	return 0;
 }
 
+int api_params_int_array(const struct api_params *p, const char *key, int64_t *out, int max, int *n)
+{
+	const json_t *v = param(p, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_array(v) || json_array_size(v) > (size_t)max)
+		return -EINVAL;
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		const json_t *e = json_array_get(v, i);
+		if (!json_is_integer(e))
+			return -EINVAL;
+		out[i] = (int64_t)json_integer_value(e);
+	}
+	*n = (int)json_array_size(v);
+	return 0;
+}
+
 int api_params_double(const struct api_params *p, const char *key, double *out)
 {
 	const json_t *v = param(p, key);

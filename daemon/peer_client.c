@@ -262,7 +262,7 @@ struct xfer {
 	/* upload */
 	const struct peer_msg *msg;
 	int iov;
-	size_t iov_off;
+	size_t iov_off, pos;
 	curl_off_t up_total;
 	int64_t t0_ns, upload_done_ns;
 	int64_t first_byte_ns;		/* first response header line */
@@ -278,7 +278,22 @@ static size_t read_cb(char *dst, size_t size, size_t nmemb, void *ud)
 {
 	struct xfer *x = ud;
 	size_t want = size * nmemb, got = 0;
+	struct peer_stream *st = x->msg->stream;
 
+	if (st && x->pos < x->msg->total_len) {
+		/* bytes still being computed: wait for them (the producer always
+		 * ends with everything ready or failed) */
+		pthread_mutex_lock(&st->mu);
+		while (!st->failed && st->ready <= x->pos)
+			pthread_cond_wait(&st->cv, &st->mu);
+		int failed = st->failed;
+		size_t avail = st->ready - x->pos;
+		pthread_mutex_unlock(&st->mu);
+		if (failed)
+			return CURL_READFUNC_ABORT;
+		if (want > avail)
+			want = avail;
+	}
 	while (got < want && x->iov < x->msg->n_iov) {
 		const struct iovec *v = &x->msg->iov[x->iov];
 		size_t n = v->iov_len - x->iov_off;
@@ -292,6 +307,13 @@ static size_t read_cb(char *dst, size_t size, size_t nmemb, void *ud)
 			x->iov++;
 			x->iov_off = 0;
 		}
+	}
+	x->pos += got;
+	if (st && got) {
+		uint64_t t = (uint64_t)now_ns();
+		for (int i = 0; i < st->n_marks; i++)
+			if (!st->marked_ns[i] && x->pos >= st->marks[i])
+				st->marked_ns[i] = t;
 	}
 	return got;
 }

@@ -2,6 +2,7 @@
 #include "peer_proto.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -137,6 +138,15 @@ static json_t *tensor_json(const struct peer_tensor *t, char *err, size_t errlen
 		if (t->enc.value == LINK_VALUE_I8 &&
 		    json_object_set_new(params, "splitd_scale", json_real((double)t->scale)))
 			goto nomem;
+	}
+	if (t->band_ends && t->n_band_ends > 0) {
+		json_t *rows = json_array();
+
+		if (!rows || json_object_set_new(params, "splitd_band_rows", rows))
+			goto nomem;
+		for (int b = 0; b < t->n_band_ends; b++)
+			if (json_array_append_new(rows, json_integer(t->band_ends[b])))
+				goto nomem;
 	}
 	if (json_object_set_new(o, "name", json_string(t->name)) ||
 	    json_object_set_new(o, "datatype", json_string(dt)) ||
@@ -803,4 +813,123 @@ void peer_response_fini(struct peer_response *r)
 	json_decref(r->root);
 	r->root = NULL;
 	r->n_outputs = 0;
+}
+
+/* ---- banded requests ------------------------------------------------------ */
+
+static size_t band_elem(const struct peer_tensor *t)
+{
+	if (t->is_bytes || t->dtype != TENSOR_F32 || t->ndim < 2 || t->enc.comp != LINK_COMP_NONE)
+		return 0;
+	return t->enc.value == LINK_VALUE_F32 ? 4 : t->enc.value == LINK_VALUE_F16 ? 2 : 0;
+}
+
+/* planes (dims before ndim-2) and row width (dims after it) of t */
+static int band_geom(const struct peer_tensor *t, int64_t *planes, int64_t *rows, int64_t *width)
+{
+	int64_t p = 1, w = 1;
+
+	for (int i = 0; i < t->ndim; i++)
+		if (t->shape[i] < 0 || t->shape[i] > (INT64_C(1) << 40))
+			return -EINVAL;
+	for (int i = 0; i < t->ndim - 2; i++)
+		p *= t->shape[i];
+	w = t->shape[t->ndim - 1];
+	if (p > (INT64_C(1) << 40) / (w ? w : 1) / (t->shape[t->ndim - 2] ? t->shape[t->ndim - 2] : 1))
+		return -EINVAL;
+	*planes = p;
+	*rows = t->shape[t->ndim - 2];
+	*width = w;
+	return 0;
+}
+
+size_t peer_band_bytes(const struct peer_tensor *t, int64_t r0, int64_t r1)
+{
+	int64_t planes, rows, width;
+	size_t es = band_elem(t);
+
+	if (!es || band_geom(t, &planes, &rows, &width) < 0 || r0 < 0 || r1 < r0 || r1 > rows)
+		return 0;
+	return (size_t)(planes * (r1 - r0) * width) * es;
+}
+
+int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t errlen)
+{
+	int64_t planes, rows, width, prev = 0;
+
+	if (!band_elem(t))
+		return fail(-EBADMSG, err, errlen,
+			    "input '%.64s' cannot travel banded: only float tensors of rank >= 2 "
+			    "encoded f32 or f16 without compression do", t->name);
+	if (band_geom(t, &planes, &rows, &width) < 0)
+		return fail(-EBADMSG, err, errlen, "input '%.64s' has an absurd shape", t->name);
+	if (!t->band_ends || t->n_band_ends != bands)
+		return fail(-EBADMSG, err, errlen, "input '%.64s': splitd_band_rows must list %d band ends",
+			    t->name, bands);
+	for (int b = 0; b < bands; b++) {
+		if (t->band_ends[b] < prev || t->band_ends[b] > rows)
+			return fail(-EBADMSG, err, errlen,
+				    "input '%.64s': splitd_band_rows must not decrease and stay within its %" PRId64
+				    " rows", t->name, rows);
+		prev = t->band_ends[b];
+	}
+	if (prev != rows)
+		return fail(-EBADMSG, err, errlen, "input '%.64s': the last band must end at row %" PRId64,
+			    t->name, rows);
+	if ((size_t)(planes * rows * width) * band_elem(t) != t->len)
+		return fail(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
+			    t->name, t->len);
+	return 0;
+}
+
+int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err, size_t errlen)
+{
+	size_t total = 0, off = 0, base[PEER_MAX_TENSORS];
+	const uint8_t *src;
+	uint8_t *dst;
+	int r;
+
+	*out = NULL;
+	if (n < 1 || n > PEER_MAX_TENSORS || bands < 1)
+		return fail(-EBADMSG, err, errlen, "a banded request needs 1 to %d inputs", PEER_MAX_TENSORS);
+	for (int j = 0; j < n; j++) {
+		if ((r = peer_band_check(&ts[j], bands, err, errlen)) < 0)
+			return r;
+		base[j] = total;
+		total += ts[j].len;
+	}
+	/* the body as sent: the inputs' slices in order (a v2 parser may have
+	 * moved them apart, e.g. to align each) */
+	uint8_t *cat = malloc(total ? total : 1);
+	if (!cat || !(dst = malloc(total ? total : 1))) {
+		free(cat);
+		return fail(-ENOMEM, err, errlen, "out of memory reordering a banded request");
+	}
+	for (int j = 0; j < n; j++)
+		if (ts[j].len)
+			memcpy(cat + base[j], ts[j].data, ts[j].len);
+	src = cat;
+	for (int b = 0; b < bands; b++)
+		for (int j = 0; j < n; j++) {
+			int64_t planes, rows, width;
+			int64_t r0 = b ? ts[j].band_ends[b - 1] : 0, r1 = ts[j].band_ends[b];
+			size_t es = band_elem(&ts[j]);
+
+			band_geom(&ts[j], &planes, &rows, &width);
+			size_t seg = (size_t)((r1 - r0) * width) * es, plane = (size_t)(rows * width) * es;
+			for (int64_t p = 0; p < planes; p++) {
+				memcpy(dst + base[j] + (size_t)p * plane + (size_t)(r0 * width) * es, src + off, seg);
+				off += seg;
+			}
+		}
+	free(cat);
+	/* peer_band_check made each input's bands cover its bytes exactly */
+	if (off != total) {
+		free(dst);
+		return fail(-EBADMSG, err, errlen, "banded layout does not cover the binary part");
+	}
+	for (int j = 0; j < n; j++)
+		ts[j].data = dst + base[j];
+	*out = dst;
+	return 0;
 }

@@ -33,6 +33,7 @@
 #ifndef SPLITD_PEER_PROTO_H
 #define SPLITD_PEER_PROTO_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -59,6 +60,10 @@ struct peer_tensor {
 	float scale;			/* int8 scale */
 	const void *data;		/* encoded bytes (for BYTES: the element) */
 	size_t len;
+	/* banded requests: the end row of each band along dim ndim-2 (the
+	 * last is that dim's size); NULL otherwise */
+	const int64_t *band_ends;
+	int n_band_ends;
 };
 
 /* A message ready to send: header then the binary parts, in order, as an
@@ -70,8 +75,24 @@ struct peer_msg {
 	int n_iov;
 	size_t total_len;		/* header + binary */
 	uint32_t *prefixes;		/* BYTES length prefixes, owned */
+	struct peer_stream *stream;	/* NULL: every byte is ready; borrowed */
 };
 void peer_msg_fini(struct peer_msg *m);
+
+/* A message whose bytes are produced while it is sent (banded cuts): the
+ * sender hands out bytes below `ready` and waits for more; the producer
+ * raises `ready` (or sets `failed`, which aborts the transfer) under mu and
+ * signals cv. marks: message offsets (band ends) whose bytes were all handed
+ * to the socket at marked_ns[i] (set by the sender). */
+struct peer_stream {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t ready;
+	int failed;
+	int n_marks;
+	const size_t *marks;
+	uint64_t *marked_ns;
+};
 /* Copy the whole message into one buffer (tests, fuzz seeds). */
 int peer_msg_flatten(const struct peer_msg *m, uint8_t **out, size_t *len);
 
@@ -124,6 +145,27 @@ void peer_response_fini(struct peer_response *r);
  * the shapes and dtypes must match exactly. */
 int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out,
 		       char *err, size_t errlen);
+
+/* ---- banded (streamed) requests -------------------------------------------
+ * With splitd_bands = B > 1 the cut tensors leave the robot band by band, as
+ * it computes them, so the binary part is band-major: for band b = 0..B-1,
+ * for each input j in order, for each of its N*C planes (all dims before
+ * ndim-2), rows [end[j][b-1], end[j][b]) of the plane (end[j][-1] = 0).
+ * Each input says its band ends as "splitd_band_rows": [e0, .., H]; the
+ * inputs' binary_data_size are their whole sizes, as unbanded. Only
+ * fixed-width encodings travel banded (f32 or f16, no compression), and
+ * only float tensors of rank >= 2. */
+
+/* Bytes of rows [r0, r1) of every plane of t as encoded; 0 when t cannot
+ * travel banded (see above). */
+size_t peer_band_bytes(const struct peer_tensor *t, int64_t r0, int64_t r1);
+/* Checks t's band ends (B of them, non-decreasing, the last = rows). */
+int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t errlen);
+/* Reorders a band-major binary part into the usual one (each input's bytes
+ * contiguous) in a new buffer *out (free() it) and points ts[j].data into
+ * it. ts[j].data/len on entry: as the v2 parse split the body (each
+ * input's binary_data_size bytes, in order). */
+int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err, size_t errlen);
 
 /* ---- peer side ----------------------------------------------------------- */
 

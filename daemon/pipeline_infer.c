@@ -245,6 +245,220 @@ out:
 	return r;
 }
 
+/* ---- banded offload: send each band while computing the next ----------- */
+
+#define BANDS_MAX 64
+
+struct banded {
+	int bands;
+	struct api_v1_band tl[BANDS_MAX];
+	uint64_t local_ns;		/* the band run, encoding included */
+	int computed;			/* the cut is in ctx (else run 0..cut for a fallback) */
+};
+
+struct sender {
+	struct peer_client *peer;
+	const struct peer_msg *msg;
+	int64_t timeout_ms;
+	struct peer_reply *reply;
+	int rc;
+	char err[ERRLEN];
+};
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	s->rc = peer_client_infer(s->peer, s->msg, s->timeout_ms, s->reply, s->err, sizeof(s->err));
+	return NULL;
+}
+
+/* Rows [r0, r1) of every plane of v, encoded, at dst. */
+static int encode_rows(const struct tensor_view *v, const struct link_encoding *le, int64_t r0, int64_t r1,
+		       uint8_t *dst, size_t cap, size_t *len)
+{
+	int64_t planes = v->shape[0] * v->shape[1], H = v->shape[2], W = v->shape[3];
+	size_t off = 0;
+
+	for (int64_t p = 0; p < planes; p++) {
+		struct tensor_view row = { .dtype = TENSOR_F32, .ndim = 1, .shape = { (r1 - r0) * W },
+					   .data = (float *)v->data + (p * H + r0) * W };
+		size_t n = 0;
+		float scale = 1;
+		int r = link_encode(&row, le, dst + off, cap - off, &n, &scale);
+		if (r < 0)
+			return r;
+		off += n;
+	}
+	*len = off;
+	return 0;
+}
+
+/* Nodes [0, cut) run as B bands; each band's rows of every cut tensor leave
+ * for the peer as soon as they are computed, in one request whose body is
+ * sent while it is produced (peer_proto.h, "banded requests"). On any error
+ * the band run still completes the cut in ctx, so the caller can fall back. */
+static int offload_banded(struct pipe_model *m, struct engine_ctx *ctx, int cut, int enc, int bands,
+			  const char *id, uint64_t t_origin, struct offload *of, struct banded *bd,
+			  char *err, size_t errlen)
+{
+	struct pipeline *p = m->pipe;
+	int n = engine_cut_count(m->eng, cut), r;
+	struct engine_band *band = NULL;
+	struct peer_tensor pts[PEER_MAX_TENSORS];
+	struct tensor_view views[PEER_MAX_TENSORS];
+	int64_t ends[PEER_MAX_TENSORS][BANDS_MAX];
+	size_t marks[BANDS_MAX];
+	uint64_t marked[BANDS_MAX] = { 0 };
+	struct peer_msg msg = { 0 };
+	struct peer_stream st = { .n_marks = bands, .marks = marks, .marked_ns = marked };
+	struct sender snd = { 0 };
+	struct link_encoding le = enc_from_plan(enc);
+	uint8_t *wire = NULL;
+	size_t total = 0, off = 0;
+	pthread_t th;
+
+	bd->bands = bands;
+	if (n < 1 || n > PEER_MAX_TENSORS) {
+		snprintf(err, errlen, "cut %d crosses %d tensors", cut, n);
+		return -EINVAL;
+	}
+	if ((r = engine_band_new(m->eng, ctx, 0, cut, bands, &band, err, errlen)) < 0)
+		return r;
+	memset(pts, 0, sizeof(pts));
+	for (int j = 0; j < n; j++) {
+		struct engine_value_info vi;
+		if ((r = engine_cut_tensor(m->eng, cut, j, &vi)) < 0 ||
+		    (r = engine_band_cut_view(band, j, &views[j])) < 0)
+			goto out;
+		if (views[j].dtype != TENSOR_F32 || views[j].ndim != 4) {
+			snprintf(err, errlen, "cut %d: tensor '%s' is not a float NCHW tensor: it cannot travel banded",
+				 cut, vi.name);
+			r = -EINVAL;
+			goto out;
+		}
+		for (int b = 0; b < bands; b++) {
+			int r0, r1;
+			engine_band_rows(band, b, j, &r0, &r1);
+			ends[j][b] = r1;
+		}
+		pts[j] = (struct peer_tensor){ .name = vi.name, .dtype = TENSOR_F32, .ndim = 4, .enc = le,
+					       .scale = 1, .band_ends = ends[j], .n_band_ends = bands };
+		memcpy(pts[j].shape, views[j].shape, sizeof(pts[j].shape));
+		pts[j].len = peer_band_bytes(&pts[j], 0, views[j].shape[2]);
+		if (!pts[j].len && tensor_numel(&views[j])) {
+			snprintf(err, errlen, "encoding %s cannot travel banded (f32 or f16 without compression can)",
+				 plan_enc_name(enc));
+			r = -EINVAL;
+			goto out;
+		}
+		total += pts[j].len;
+		of->raw_bytes += tensor_bytes(&views[j]);
+	}
+	of->wire_bytes = total;
+	if (!(wire = malloc(total ? total : 1))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (int j = 0; j < n; j++)
+		pts[j].data = wire;	/* placeholders: the body is one region, see below */
+	struct peer_request_spec spec = { .id = id, .cut = cut, .model_sha256 = engine_sha256(m->eng),
+					  .bands = bands, .inputs = pts, .n_inputs = n };
+	if ((r = peer_request_build(&spec, &msg, err, errlen)) < 0)
+		goto out;
+	/* the binary part is the band-major region, filled as bands complete */
+	msg.iov[1] = (struct iovec){ wire, total };
+	msg.n_iov = 2;
+	msg.total_len = msg.header_len + total;
+	for (int b = 0, acc = 0; b < bands; b++) {
+		size_t bb = 0;
+		for (int j = 0; j < n; j++)
+			bb += peer_band_bytes(&pts[j], b ? ends[j][b - 1] : 0, ends[j][b]);
+		marks[b] = msg.header_len + (size_t)acc + bb;
+		acc += (int)bb;
+	}
+	pthread_mutex_init(&st.mu, NULL);
+	pthread_cond_init(&st.cv, NULL);
+	st.ready = msg.header_len;
+	msg.stream = &st;
+	pthread_mutex_lock(&p->cfg_lock);
+	snd.timeout_ms = p->cfg->peer_request_timeout_ms;
+	pthread_mutex_unlock(&p->cfg_lock);
+	snd.peer = m->peer;
+	snd.msg = &msg;
+	snd.reply = &of->reply;
+	of->send_ns = pipe_now_ns();
+	if ((r = pthread_create(&th, NULL, sender_main, &snd)) != 0) {
+		r = -r;
+		snprintf(err, errlen, "starting the band sender: %s", strerror(-r));
+		goto out_stream;
+	}
+	uint64_t t_run0 = pipe_now_ns();
+	for (int b = 0; b < bands; b++) {
+		if ((r = engine_band_step(band, b)) < 0) {
+			snprintf(err, errlen, "band %d of nodes 0..%d: %s", b, cut, strerror(-r));
+			break;
+		}
+		size_t b0 = off;
+		for (int j = 0; j < n && r == 0; j++) {
+			size_t len = 0;
+			r = encode_rows(&views[j], &le, b ? ends[j][b - 1] : 0, ends[j][b], wire + off, total - off, &len);
+			if (r < 0)
+				snprintf(err, errlen, "encoding band %d of '%s' as %s: %s%s", b, pts[j].name,
+					 plan_enc_name(enc), strerror(-r),
+					 r == -ERANGE ? " (beyond f16's range)" : "");
+			off += len;
+		}
+		if (r < 0)
+			break;
+		uint64_t t_ready = pipe_now_ns();
+		pthread_mutex_lock(&st.mu);
+		st.ready = msg.header_len + off;
+		pthread_cond_signal(&st.cv);
+		pthread_mutex_unlock(&st.mu);
+		struct engine_band_time bt;
+		engine_band_time(band, b, &bt);
+		bd->tl[b] = (struct api_v1_band){ .row0 = b ? ends[0][b - 1] : 0, .row1 = ends[0][b],
+						  .bytes = off - b0,
+						  .compute_start_ns = (uint64_t)bt.start_ns - t_origin,
+						  .compute_end_ns = (uint64_t)bt.end_ns - t_origin,
+						  .ready_ns = t_ready - t_origin };
+	}
+	/* a failed band: finish the cut for the local fallback, abort the send */
+	bd->computed = r == 0;
+	if (r < 0) {
+		int b = 0;
+		while (b < bands && engine_band_step(band, b) == 0)
+			b++;
+		bd->computed = b == bands;
+	}
+	bd->local_ns = pipe_now_ns() - t_run0;
+	if (r < 0) {
+		pthread_mutex_lock(&st.mu);
+		st.failed = 1;
+		pthread_cond_signal(&st.cv);
+		pthread_mutex_unlock(&st.mu);
+	}
+	pthread_join(th, NULL);
+	for (int b = 0; b < bands; b++)
+		bd->tl[b].sent_ns = marked[b] ? marked[b] - t_origin : 0;
+	if (r == 0 && snd.rc < 0) {
+		r = snd.rc;
+		snprintf(err, errlen, "%s", snd.err);
+	}
+	if (r == 0)
+		of->have_reply = true;
+	else if (snd.rc == 0)
+		peer_reply_fini(&of->reply);
+out_stream:
+	pthread_cond_destroy(&st.cv);
+	pthread_mutex_destroy(&st.mu);
+out:
+	peer_msg_fini(&msg);
+	free(wire);
+	engine_band_free(band);
+	return r;
+}
+
 /* Average power of the request rail over [t0, t1], when it spans at least
  * two sample periods (shorter windows only repeat one sample). */
 static int window_power_mw(struct pipeline *p, uint64_t t0, uint64_t t1, double *mw)
@@ -325,7 +539,7 @@ static const char *placement_name(int cut, int n_nodes, int fallback)
 	return fallback ? "fallback" : cut >= n_nodes ? "local" : cut == 0 ? "offload" : "split";
 }
 
-static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const struct offload *of,
+static void learn(struct pipe_model *m, int cut, int enc, int bands, bool offloaded, const struct offload *of,
 		  uint64_t t_local0, uint64_t t_local1, uint64_t decode_ns, bool decoded,
 		  const struct api_v1_request *rq)
 {
@@ -347,7 +561,9 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 		m->probes_seen = st.probes;
 		pthread_mutex_unlock(&p->link_lock);
 	}
-	if (offloaded) {
+	/* a banded request's upload waits on the robot's compute: no link
+	 * sample, and its local time includes the encoding of every band */
+	if (offloaded && bands == 1) {
 		const struct peer_transfer *x = &of->reply.xfer;
 		const struct peer_timing *pt = &of->reply.resp.timing;
 		struct linkest_sample s = {
@@ -366,7 +582,7 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 				  s.bytes_up, ms(s.upload_ns), ms(s.ttfb_ns), ms(s.server_ns));
 	}
 	pthread_mutex_lock(&m->lock);
-	if (cut > 0)
+	if (cut > 0 && bands == 1)
 		plan_observe_local(m->plan, 0, cut, ms(t_local1 - t_local0));
 	if (offloaded) {
 		const struct peer_timing *pt = &of->reply.resp.timing;
@@ -390,7 +606,7 @@ static void learn(struct pipe_model *m, int cut, int enc, bool offloaded, const 
 		plan_observe_power(m->plan, PLAN_PHASE_COMPUTE, pw);
 		pthread_mutex_unlock(&m->lock);
 	}
-	if (offloaded) {
+	if (offloaded && bands == 1) {
 		const struct peer_transfer *x = &of->reply.xfer;
 		uint64_t up = of->send_ns + (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0);
 		uint64_t fb = of->send_ns + (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0);
@@ -454,16 +670,13 @@ static int explore(struct pipe_model *m, bool image, struct plan_candidate *pick
 	return big >= 0;
 }
 
-static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cut, int *enc,
+static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cut, int *enc, int *bands,
 		  char *err, size_t errlen)
 {
 	int n = m->n_nodes;
 	bool image = rq->kind != API_BODY_NPY;
 
-	if (rq->bands > 1) {
-		snprintf(err, errlen, "bands=%d: banded streaming is not available yet; use bands=1", rq->bands);
-		return -ENOTSUP;
-	}
+	*bands = 1;
 	if (rq->cut > n) {
 		snprintf(err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", rq->cut, n, n);
 		return -EINVAL;
@@ -511,6 +724,28 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 		snprintf(err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
 		return -EINVAL;
 	}
+	*bands = 1;
+	if (rq->bands > 1) {
+		char why[ERRLEN] = "";
+		if (rq->bands > BANDS_MAX) {
+			snprintf(err, errlen, "bands=%d: at most %d", rq->bands, BANDS_MAX);
+			return -EINVAL;
+		}
+		if (*cut <= 0 || *cut >= n) {
+			snprintf(err, errlen, "bands=%d streams a cut the robot computes: it needs 0 < cut < %d", rq->bands, n);
+			return -EINVAL;
+		}
+		if (*enc != PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE) && *enc != PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE)) {
+			snprintf(err, errlen, "bands=%d: banded cuts travel as f32 or f16 without compression, not %s",
+				 rq->bands, plan_enc_name(*enc));
+			return -EINVAL;
+		}
+		if (engine_band_check(m->eng, 0, *cut, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "bands=%d at cut %d: %s", rq->bands, *cut, why);
+			return -EINVAL;
+		}
+		*bands = rq->bands;
+	}
 	return 0;
 }
 
@@ -530,7 +765,8 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	uint64_t t_local0 = 0, t_local1 = 0, tail_ns = 0;
 	uint64_t energy_id = 0;
 	bool have_energy = false, decoded = input != NULL, offloaded = false;
-	int cut, enc, fallback = 0, r, status = 500, local_nodes;
+	int cut, enc, bands = 1, fallback = 0, r, status = 500, local_nodes;
+	struct banded bd = { 0 };
 
 	snprintf(id, sizeof(id), "%016" PRIx64, t_deq ^ (uint64_t)(uintptr_t)call);
 	if (m->peer && !m->calibrated && peer_client_state(m->peer) == PEER_UP)
@@ -540,7 +776,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 		atomic_fetch_add(&m->failures, 1);
 		return;
 	}
-	if ((r = choose(m, rq, &cut, &enc, err, sizeof(err))) < 0) {
+	if ((r = choose(m, rq, &cut, &enc, &bands, err, sizeof(err))) < 0) {
 		api_call_error(call, 400, "%s", err);
 		atomic_fetch_add(&m->failures, 1);
 		return;
@@ -563,7 +799,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 		goto fail;
 	}
 	t_local0 = pipe_now_ns();
-	if (cut > 0 && (r = engine_run_range(ctx, 0, cut)) < 0) {
+	if (cut > 0 && bands == 1 && (r = engine_run_range(ctx, 0, cut)) < 0) {
 		snprintf(err, sizeof(err), "running nodes 0..%d: %s", cut, strerror(-r));
 		goto fail;
 	}
@@ -571,7 +807,21 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	local_nodes = cut;
 	if (cut < m->n_nodes) {
 		char perr[ERRLEN] = "";
-		r = offload(m, ctx, cut, enc, rq, id, &of, perr, sizeof(perr));
+		if (bands > 1) {
+			r = offload_banded(m, ctx, cut, enc, bands, id, rq->received_ns, &of, &bd, perr, sizeof(perr));
+			t_local1 = t_local0 + bd.local_ns;
+			if (r < 0 && !bd.computed) {
+				/* the band run itself failed: the fallback starts from the input */
+				int rr = engine_run_range(ctx, 0, cut);
+				if (rr < 0) {
+					snprintf(err, sizeof(err), "running nodes 0..%d: %s", cut, strerror(-rr));
+					r = rr;
+					goto fail;
+				}
+			}
+		} else {
+			r = offload(m, ctx, cut, enc, rq, id, &of, perr, sizeof(perr));
+		}
 		if (r == 0)
 			r = outputs_from_reply(m, &of.reply, &outs, perr, sizeof(perr));
 		if (r == 0) {
@@ -632,7 +882,11 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	res.placement.cut = cut;
 	res.placement.local_nodes = local_nodes;
 	res.placement.remote_nodes = m->n_nodes - local_nodes;
-	res.placement.bands = 1;
+	res.placement.bands = bands;
+	if (bands > 1) {
+		res.timeline = bd.tl;
+		res.n_timeline = bands;
+	}
 	res.placement.peer = cut < m->n_nodes ? p->cfg->peer_url : NULL;
 	if (cut < m->n_nodes) {
 		if (enc == PLAN_ENC_INPUT)
@@ -684,7 +938,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	pthread_mutex_unlock(&m->lock);
 	log_debug("model %s: %s, cut %d, %.2f ms", m->name, placement_name(cut, m->n_nodes, fallback), cut,
 		  ms(res.timing.total_ns));
-	learn(m, cut, enc, offloaded, &of, t_local0, t_local1, decode_ns, decoded, rq);
+	learn(m, cut, enc, bands, offloaded, &of, t_local0, t_local1, decode_ns, decoded, rq);
 	goto done;
 fail:
 	if (have_energy && energy_id)
@@ -786,7 +1040,7 @@ fail:
 
 /* Read the splitd parameters of a robot's request from the API's parse. */
 static int read_peer_request(const struct api_v2_message *msg, int64_t cut, struct peer_request *pr,
-			     char *err, size_t errlen)
+			     int64_t (*ends)[BANDS_MAX], void **unbanded, char *err, size_t errlen)
 {
 	const char *s;
 	int64_t b;
@@ -858,7 +1112,24 @@ static int read_peer_request(const struct api_v2_message *msg, int64_t cut, stru
 			pt->data = t->data;
 			pt->len = t->data_len;
 		}
+		if (pr->bands > 1) {
+			int nb = 0;
+			if (api_params_int_array(t->params, "splitd_band_rows", ends[i], BANDS_MAX, &nb) < 0) {
+				snprintf(err, errlen, "input '%.64s': splitd_band_rows is not a list of at most %d rows",
+					 t->name, BANDS_MAX);
+				return -EBADMSG;
+			}
+			pt->band_ends = ends[i];
+			pt->n_band_ends = nb;
+		}
 	}
+	if (pr->bands > BANDS_MAX) {
+		snprintf(err, errlen, "splitd_bands %d: at most %d", pr->bands, BANDS_MAX);
+		return -EBADMSG;
+	}
+	/* band-major bytes back into one block per tensor */
+	if (pr->bands > 1)
+		return peer_unband(pr->inputs, pr->n_inputs, pr->bands, unbanded, err, errlen);
 	return 0;
 }
 
@@ -876,6 +1147,8 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	struct peer_request pr;
 	struct peer_msg msg = { 0 };
 	struct power_request pw = { 0 };
+	int64_t (*band_ends)[BANDS_MAX] = NULL;
+	void *unbanded = NULL;
 	uint64_t energy_id = 0;
 	bool have_energy = false;
 	const void *image = NULL;
@@ -890,7 +1163,11 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	}
 	if (p->power)
 		have_energy = power_request_begin_at(p->power, (int64_t)rq->received_ns, &energy_id) == 0;
-	if ((r = read_peer_request(rq->msg, cut, &pr, err, sizeof(err))) < 0)
+	if (!(band_ends = calloc(PEER_MAX_TENSORS, sizeof(*band_ends)))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = read_peer_request(rq->msg, cut, &pr, band_ends, &unbanded, err, sizeof(err))) < 0)
 		goto fail;
 	n_cut = engine_cut_count(m->eng, (int)cut);
 	if (n_cut < 0 || n_cut > PEER_MAX_TENSORS) {
@@ -999,6 +1276,8 @@ out:
 	free(mem);
 	free(views);
 	free(cutv);
+	free(unbanded);
+	free(band_ends);
 }
 
 void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job)

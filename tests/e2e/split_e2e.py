@@ -245,6 +245,39 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
         check(f"every cut with {enc.replace('%2B', '+')} matches local (max rel err "
               f"{worst.get(enc, float('nan')):.2e} <= {tol})", not bad, bad[:3])
 
+    # Banded (streamed) cuts: every cut before the first barrier, B in
+    # {2, 4, 8}, f32 and f16: the outputs of the banded run + peer equal the
+    # all-local ones, the timeline has one entry per band with its rows in
+    # order, covering the cut tensor; past the barrier a clear 400.
+    banded, refused, bad, barrier_msgs = 0, 0, [], set()
+    bcuts = range(1, n) if not quick else sorted(set([1, n // 4, n // 3, n // 2]))
+    for k in bcuts:
+        for b in (2, 4, 8):
+            for enc, tol in (("f32", 1e-5), ("f16", 1e-2)):
+                st, r = infer(rport, body, "application/x-npy", f"?cut={k}&bands={b}&encoding={enc}")
+                if st == 400:
+                    refused += 1
+                    barrier_msgs.add(json.dumps(r.get("error", ""))[:160])
+                    continue
+                if st != 200 or r["placement"]["fallback"] or r["placement"]["bands"] != b:
+                    bad.append((k, b, enc, st, r.get("placement"), r.get("error")))
+                    continue
+                banded += 1
+                d = float(np.abs(out0(r) - y).max()) / scale
+                tl = r.get("timeline", [])
+                rows_ok = len(tl) == b and tl[0]["rows"][0] == 0 and \
+                    all(tl[i]["rows"][0] == tl[i - 1]["rows"][1] for i in range(1, b)) and \
+                    all(t["compute_end_ms"] <= t["ready_ms"] + 1e-3 and t["sent_ms"] >= t["ready_ms"] - 1e-3
+                        for t in tl)
+                if d > tol or not rows_ok:
+                    bad.append((k, b, enc, d, tl[:2]))
+    check(f"banded cuts x B in (2, 4, 8) x (f32, f16) equal local ({banded} streamed, {refused} refused "
+          f"at barriers)", banded > 0 and not bad, bad[:3])
+    check("banded requests past a barrier are refused with the reason",
+          all("barrier" in m_ or "band" in m_ for m_ in barrier_msgs), barrier_msgs)
+    st, r = infer(rport, body, "application/x-npy", "?cut=2&bands=4&encoding=i8")
+    check("a banded cut refuses encodings of variable size", st == 400 and "f32 or f16" in json.dumps(r), r)
+
     # The received JPEG at cut 0 vs decoding it here.
     try:
         from PIL import Image
