@@ -298,10 +298,12 @@ backoff_max_ms = 1000
                 return float(line.split()[-1])
         return None
 
-    def infer(self, model, jpeg, cut=None, enc=None):
+    def infer(self, model, jpeg, cut=None, enc=None, bands=None):
         q = f"?model={model}"
         if cut is not None:
             q += f"&cut={cut}"
+        if bands is not None and bands > 1:
+            q += f"&bands={bands}"
         if enc is not None:
             q += "&encoding=" + enc.replace("+", "%2B")
         t0 = time.perf_counter()

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""Banded (streamed) cuts against the best layer split, in the two-namespace
+lab (issue 9 benchmark).
+
+For each cell (model x link rate x robot CPU share):
+  1. the layer-split oracle: every frontier cut x {f16, i8} plus the JPEG at
+     cut 0 and all-local, screened with --requests rounds, then the best
+     three confirmed in --confirm interleaved rounds (medians);
+  2. banded plans: the --top best band-legal cuts of the screening (f16 and
+     f32) x B in --bands, measured interleaved with the confirmed best layer
+     split and the same cut unbanded (B = 1, the control);
+  3. one row per cell: best layer split and best banded plan (p50, p95),
+     the gain, and the bound min(C, X) x (1 - 1/B) with C and X the local
+     compute and the transfer of the same cut unbanded, measured.
+The peer computes after the whole body has arrived (no peer wavefront), so
+the overlap is the robot's compute with the link.
+
+  sudo /usr/bin/python3 bench/band_grid.py --splitd build/daemon/splitd \\
+       --models build/models --rate 20 --rate 137 --rate 400 --cpu 0.125 --cpu 1 \\
+       --out bench/results/band_grid.md
+
+Needs root (namespaces, tc, cgroups); the lab is removed on exit.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import split_grid as sg  # noqa: E402
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run_cands(lab, model, jpeg, cands, rounds):
+    """cands: (cut, enc, bands) tuples; interleaved rounds; per candidate the
+    totals and parts, and one timeline."""
+    rows = {c: {"total": [], "local": [], "transfer": [], "remote": [], "fallbacks": 0, "timeline": None}
+            for c in cands}
+    for c in cands:     # warm-up
+        k, e, b = c
+        lab.infer(model, jpeg, k, None if e == "local" else e, b)
+    for _ in range(rounds):
+        for c in cands:
+            k, e, b = c
+            r = lab.infer(model, jpeg, k, None if e == "local" else e, b)
+            t = r["timing_ms"]
+            row = rows[c]
+            row["fallbacks"] += bool(r["placement"].get("fallback"))
+            row["total"].append(t["total"])
+            for f in ("local", "transfer", "remote"):
+                row[f].append(t.get(f, 0.0) or 0.0)
+            if b and b > 1:
+                row["timeline"] = r.get("timeline")
+    return rows
+
+
+def band_legal(lab, model, jpeg, k):
+    st, body = lab.http("POST", f"/v1/infer?model={model}&cut={k}&bands=2&encoding=f16", jpeg, "image/jpeg")
+    return st == 200
+
+
+def name(c):
+    k, e, b = c
+    if e == "local":
+        return "all-local"
+    return f"cut {k} {e}" + (f" x{b}" if b and b > 1 else "")
+
+
+def cell(lab, model, jpeg, requests, confirm, top, bands_list):
+    n, f32 = sg.model_cuts(lab, model)
+    cuts = [k for k in sg.frontier(n, f32) if 0 < k < n]
+    layer = [(0, "input", 1), (n, "local", 1)] + [(k, e, 1) for k in cuts for e in ("f16", "i8")]
+    scr = run_cands(lab, model, jpeg, layer, requests)
+    ranked = sorted(layer, key=lambda c: med(scr[c]["total"]))
+    conf = run_cands(lab, model, jpeg, ranked[:3], confirm)
+    best_layer = min(ranked[:3], key=lambda c: med(conf[c]["total"]))
+    # band-legal cuts, best first by their screened layer time
+    seen, bcuts = set(), []
+    for c in ranked:
+        k = c[0]
+        if 0 < k < n and k not in seen:
+            seen.add(k)
+            if band_legal(lab, model, jpeg, k):
+                bcuts.append(k)
+        if len(bcuts) >= top:
+            break
+    bc = []
+    for k in bcuts:
+        for e in ("f16", "f32"):
+            bc.append((k, e, 1))
+            bc += [(k, e, b) for b in bands_list]
+    cands = [best_layer] + [c for c in bc if c != best_layer]
+    rows = run_cands(lab, model, jpeg, cands, confirm)
+    layer_ms = med(rows[best_layer]["total"])
+    banded = [c for c in cands if c[2] > 1]
+    best_b = min(banded, key=lambda c: med(rows[c]["total"])) if banded else None
+    out = {"model": model, "n": n, "best_layer": name(best_layer), "layer_p50": layer_ms,
+           "layer_p95": sg.pct(rows[best_layer]["total"], 0.95), "layer_parts": {
+               f: med(rows[best_layer][f]) for f in ("local", "transfer", "remote")}}
+    if best_b:
+        ctrl = (best_b[0], best_b[1], 1)
+        C, X = med(rows[ctrl]["local"]), med(rows[ctrl]["transfer"])
+        out.update({"best_banded": name(best_b), "banded_p50": med(rows[best_b]["total"]),
+                    "banded_p95": sg.pct(rows[best_b]["total"], 0.95),
+                    "control": name(ctrl), "control_p50": med(rows[ctrl]["total"]),
+                    "C": C, "X": X, "bound": min(C, X) * (1 - 1 / best_b[2]),
+                    "gain_vs_control": med(rows[ctrl]["total"]) - med(rows[best_b]["total"]),
+                    "timeline": rows[best_b]["timeline"],
+                    "fallbacks": sum(r["fallbacks"] for r in rows.values())})
+    out["all"] = {name(c): {"p50": med(r["total"]), "local": med(r["local"]), "transfer": med(r["transfer"]),
+                            "remote": med(r["remote"])} for c, r in rows.items()}
+    return out
+
+
+def fmt_row(rate, cpu, o):
+    if "best_banded" not in o:
+        return (f"| {o['model']} | {rate:g} | {cpu:g} | {o['best_layer']} | {o['layer_p50']:.1f} | "
+                f"{o['layer_p95']:.1f} | (no legal banded cut) | | | | | | |")
+    gain = (o["layer_p50"] - o["banded_p50"]) / o["layer_p50"] * 100
+    return (f"| {o['model']} | {rate:g} | {cpu:g} | {o['best_layer']} | {o['layer_p50']:.1f} | "
+            f"{o['layer_p95']:.1f} | {o['best_banded']} | {o['banded_p50']:.1f} | {o['banded_p95']:.1f} | "
+            f"{gain:+.0f}% | {o['control']} {o['control_p50']:.1f} | {o['gain_vs_control']:.1f} | "
+            f"{o['bound']:.1f} (C {o['C']:.1f}, X {o['X']:.1f}) |")
+
+
+def fmt_timeline(o):
+    tl = o.get("timeline") or []
+    lines = [f"timeline of one request, {o['model']} {o['best_banded']} (ms from arrival):", "",
+             "| band | rows | bytes | compute start | compute end | ready | all handed to the socket |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for t in tl:
+        lines.append(f"| {t['band']} | {t['rows'][0]}-{t['rows'][1]} | {t['bytes']} | {t['compute_start_ms']:.2f} | "
+                     f"{t['compute_end_ms']:.2f} | {t['ready_ms']:.2f} | {t['sent_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--splitd", required=True)
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--model", action="append")
+    ap.add_argument("--rate", action="append", type=float)
+    ap.add_argument("--cpu", action="append", type=float)
+    ap.add_argument("--requests", type=int, default=3)
+    ap.add_argument("--confirm", type=int, default=7)
+    ap.add_argument("--top", type=int, default=2)
+    ap.add_argument("--bands", default="2,4,8")
+    ap.add_argument("--out")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    why = sg.can_run()
+    if why:
+        sg.log("band_grid: " + why)
+        return 77
+    models = {m: os.path.join(a.models, m, "model.onnx") for m in (a.model or ["resnet18", "mobilenet_v2"])}
+    rates, cpus = a.rate or [20.0, 137.0, 400.0], a.cpu or [0.125, 1.0]
+    bl = [int(x) for x in a.bands.split(",")]
+    lab = sg.Lab(a.splitd, models)
+    jpeg = sg.make_jpeg(os.path.join(lab.tmp, "frame.jpg"))
+    md = [f"# banded vs layer split: {', '.join(models)}; rates {rates} Mbit/s; robot cpu {cpus}; "
+          f"JPEG {len(jpeg)} B", "", f"`{' '.join(sys.argv)}`", "",
+          "| model | Mbit/s | cpu | best layer split | p50 ms | p95 | best banded | p50 ms | p95 | vs layer | "
+          "same cut B=1 (ms) | gain vs it (ms) | bound min(C,X)(1-1/B) |",
+          "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---|---:|---|"]
+    dump, timelines = [], []
+    try:
+        for cpu in cpus:
+            lab.up(rates[0], cpu)
+            sg.enter_netns("splitd-robot")
+            lab.start()
+            for rate in rates:
+                lab.set_rate(rate)
+                for model in models:
+                    sg.log(f"cell {model} {rate:g} Mbit/s cpu {cpu:g}")
+                    o = cell(lab, model, jpeg, a.requests, a.confirm, a.top, bl)
+                    o.update(rate=rate, cpu=cpu)
+                    row = fmt_row(rate, cpu, o)
+                    print(row, flush=True)
+                    md.append(row)
+                    dump.append(o)
+                    if o.get("timeline") and len(timelines) < 2:
+                        timelines.append(fmt_timeline(o) + f"\n\n(cell {rate:g} Mbit/s, cpu {cpu:g})")
+            lab.stop()
+    finally:
+        lab.down()
+    md += [""] + timelines
+    text = "\n".join(md) + "\n"
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(dump, f, indent=1, default=str)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
