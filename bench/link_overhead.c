@@ -394,7 +394,7 @@ int main(int argc, char **argv)
 						    "f32+lz4", "f16+lz4", "i8+lz4" };
 		size_t n = 1497600;	/* 1 x 240 x 80 x 78 */
 		float *a = malloc(n * 4), *y = malloc(n * 4);
-		struct tensor_view v = { TENSOR_F32, 4, { 1, 240, 80, 78 }, a }, d = v;
+		struct tensor_view v = { TENSOR_F32, 4, { 1, 240, 80, 78 }, a, 0 }, d = v;
 		uint32_t s = 1;
 
 		d.data = y;

@@ -27,6 +27,10 @@ struct backend_ops {
 	int (*download)(void *bctx, void *dst, const void *src, size_t bytes);
 	/* Run one node: in[] / out[] follow n->in / n->out (absent inputs have
 	 * data == NULL). */
+	/* Optional: 1 when run() takes 4-D views with pstride set for every
+	 * 4-D input and output of n (banded execution then reads and writes
+	 * the full tensors in place instead of copying rows). */
+	int (*strided)(const struct eng_node *n);
 	int (*run)(void *bctx, const struct engine *e, const struct eng_node *n,
 		   const struct tensor_view *in, struct tensor_view *out);
 	/* Optional: wait for queued work (device backends). */

@@ -55,6 +55,7 @@ struct engine_band {
 	struct engine_ctx *c;
 	void *bctx;
 	int first, last, bands, next;
+	int force_copy;			/* SPLITD_BAND_COPY=1: copy rows even for strided kernels */
 	struct band_node *nodes;	/* last - first */
 	struct band_tensor *t;		/* e->nt, indexed like e->t */
 	int *cut, n_cut;		/* tensors of cut `last` */
@@ -281,6 +282,7 @@ int engine_band_new(const struct engine *e, struct engine_ctx *c, int first, int
 		goto out;
 	}
 	b->first = first, b->last = last, b->bands = bands;
+	b->force_copy = getenv("SPLITD_BAND_COPY") && atoi(getenv("SPLITD_BAND_COPY")) == 1;
 	b->nodes = calloc(last - first, sizeof(*b->nodes));
 	b->t = calloc(e->nt, sizeof(*b->t));
 	b->cut = calloc(e->nt + 1, sizeof(int));
@@ -454,6 +456,10 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 	size_t need = 0, off = 0;
 	struct eng_node sub;
 	int rc;
+	/* a kernel that takes plane strides reads and writes the full
+	 * tensors in place (4-D ones); the others get copied rows */
+	int strided = !b->force_copy && e->be->strided && e->be->strided(n);
+#define COPY(t, h, r0, r1) (needs_copy(t, h, r0, r1) && !(strided && (t)->ndim == 4))
 
 	/* scratch for the slices that need a copy */
 	for (int j = 0; j < n->n_in; j++) {
@@ -461,11 +467,11 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 			continue;
 		const struct eng_tensor *x = &e->t[n->in[j]];
 		input_rows(bn, j, x, o0, o1, &ir0[j], &ir1[j]);
-		if (bn->mode[j] != IN_WHOLE && needs_copy(x, x->ndim - 2, ir0[j], ir1[j]))
+		if (bn->mode[j] != IN_WHOLE && COPY(x, x->ndim - 2, ir0[j], ir1[j]))
 			need += slice_bytes(x, x->ndim - 2, ir0[j], ir1[j]);
 	}
 	for (int j = 0; j < n->n_out; j++)
-		if (n->out[j] >= 0 && needs_copy(&e->t[n->out[j]], 2, o0, o1))
+		if (n->out[j] >= 0 && COPY(&e->t[n->out[j]], 2, o0, o1))
 			need += slice_bytes(&e->t[n->out[j]], 2, o0, o1);
 	if ((rc = reserve(b, need)))
 		return rc;
@@ -483,12 +489,14 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 			continue;
 		}
 		in[j] = rows_view(x, data, h, ir0[j], ir1[j]);
-		if (needs_copy(x, h, ir0[j], ir1[j])) {
+		if (COPY(x, h, ir0[j], ir1[j])) {
 			in[j].data = (char *)b->scratch + off;
 			off += slice_bytes(x, h, ir0[j], ir1[j]);
 			b->st.copy_bytes += copy_rows(x, h, data, in[j].data, ir0[j], ir1[j], 1);
 		} else {
 			in[j].data = slice_ptr(x, data, h, ir0[j]);
+			if (needs_copy(x, h, ir0[j], ir1[j]))
+				in[j].pstride = x->shape[2] * x->shape[3];
 		}
 	}
 	for (int j = 0; j < n->n_out; j++) {
@@ -499,11 +507,13 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 		const struct eng_tensor *y = &e->t[n->out[j]];
 		void *data = b->t[n->out[j]].data;
 		out[j] = rows_view(y, data, 2, o0, o1);
-		if (needs_copy(y, 2, o0, o1)) {
+		if (COPY(y, 2, o0, o1)) {
 			out[j].data = (char *)b->scratch + off;
 			off += slice_bytes(y, 2, o0, o1);
 		} else {
 			out[j].data = slice_ptr(y, data, 2, o0);
+			if (needs_copy(y, 2, o0, o1))
+				out[j].pstride = y->shape[2] * y->shape[3];
 		}
 	}
 
@@ -526,9 +536,10 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 		if (n->out[j] < 0)
 			continue;
 		const struct eng_tensor *y = &e->t[n->out[j]];
-		if (needs_copy(y, 2, o0, o1))
+		if (COPY(y, 2, o0, o1))
 			b->st.copy_bytes += copy_rows(y, 2, b->t[n->out[j]].data, out[j].data, o0, o1, 0);
 	}
+#undef COPY
 	if (n->kind == OP_CONV) {
 		/* counted from the views the kernel was given */
 		const struct tensor_view *x = &in[0], *y = &out[0];

@@ -23,6 +23,7 @@ struct conv_plan {
 
 struct conv_geom {
 	int64_t N, C, H, W, M, OH, OW, G, Cg, Mg, K, kh, kw, sh, sw, dh, dw, pt, pl;
+	int64_t sx, sy, ss;	/* plane strides of x, y and the fused sum (elements) */
 };
 
 static void geom(const struct eng_node *n, const struct tensor_view *x, const struct tensor_view *y,
@@ -45,6 +46,9 @@ static void geom(const struct eng_node *n, const struct tensor_view *x, const st
 	g->dh = p->dil[0], g->dw = p->dil[1];
 	g->pt = p->pads[0], g->pl = p->pads[1];
 	g->K = g->Cg * g->kh * g->kw;
+	g->sx = x->pstride ? x->pstride : g->H * g->W;
+	g->sy = y->pstride ? y->pstride : g->OH * g->OW;
+	g->ss = g->sy;
 }
 
 static enum conv_algo choose(const struct conv_params *p, const struct conv_geom *g)
@@ -131,7 +135,7 @@ static void im2col(const struct conv_geom *g, const float *x, int64_t c0, int64_
 		for (int64_t ki = 0; ki < g->kh; ki++)
 			for (int64_t kj = 0; kj < g->kw; kj++) {
 				float *d = dst + ((ci * g->kh + ki) * g->kw + kj) * nt;
-				const float *src = x + ci * g->H * g->W;
+				const float *src = x + ci * g->sx;
 				int64_t off = kj * g->dw - g->pl;
 				for (int64_t p = c0; p < c1;) {
 					int64_t oh = p / g->OW, ow0 = p % g->OW;
@@ -175,6 +179,22 @@ struct conv_job {
 	const float *cols;	/* msplit: the image's im2col, shared */
 };
 
+/* Bias, fused sum and activation over rows (channels) x cols of y; y and
+ * the sum may have different plane strides. */
+static void conv_bias_act(const struct conv_job *j, float *y, const float *sum, const float *bias,
+			  int64_t rows, int64_t cols)
+{
+	const struct conv_geom *g = &j->g;
+
+	if (!sum || g->ss == g->sy) {
+		cpu_bias_act(y, rows, cols, g->sy, bias, sum, &j->n->p.conv.act);
+		return;
+	}
+	for (int64_t r = 0; r < rows; r++)
+		cpu_bias_act(y + r * g->sy, 1, cols, g->sy, bias ? bias + r : NULL, sum + r * g->ss,
+			     &j->n->p.conv.act);
+}
+
 static void conv_gemm_task(void *arg, int index, int count)
 {
 	struct conv_job *j = arg;
@@ -188,12 +208,12 @@ static void conv_gemm_task(void *arg, int index, int count)
 		if (m0 >= m1)
 			return;
 		const float *B = j->algo == CONV_GEMM ? j->cols : j->x;
-		int64_t ldb = ohw;
+		int64_t ldb = j->algo == CONV_GEMM ? ohw : g->sx;
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)ohw,
 			    (int)g->K, 1.f, j->w + m0 * g->K, (int)g->K, B, (int)ldb, 0.f,
-			    j->y + m0 * ohw, (int)ohw);
-		cpu_bias_act(j->y + m0 * ohw, m1 - m0, ohw, ohw, j->b ? j->b + m0 : NULL,
-			     j->sum ? j->sum + m0 * ohw : NULL, &j->n->p.conv.act);
+			    j->y + m0 * g->sy, (int)g->sy);
+		conv_bias_act(j, j->y + m0 * g->sy, j->sum ? j->sum + m0 * g->ss : NULL, j->b ? j->b + m0 : NULL,
+			      m1 - m0, ohw);
 		return;
 	}
 	int64_t t0, t1;
@@ -202,8 +222,9 @@ static void conv_gemm_task(void *arg, int index, int count)
 		int64_t img = t / j->tiles_per_img, tile = t % j->tiles_per_img;
 		int64_t ni = img / g->G, gi = img % g->G;
 		int64_t c0 = tile * j->tile, c1 = c0 + j->tile < ohw ? c0 + j->tile : ohw;
-		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->H * g->W;
-		int64_t yoff = (ni * g->M + gi * g->Mg) * ohw + c0;
+		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
+		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
+		int64_t soff = (ni * g->M + gi * g->Mg) * g->ss + c0;
 		const float *B;
 		int64_t ldb;
 		if (j->algo == CONV_GEMM) {
@@ -212,13 +233,13 @@ static void conv_gemm_task(void *arg, int index, int count)
 			ldb = c1 - c0;
 		} else {
 			B = xin + c0;
-			ldb = ohw;
+			ldb = g->sx;
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Mg, (int)(c1 - c0),
 			    (int)g->K, 1.f, j->w + gi * g->Mg * g->K, (int)g->K, B, (int)ldb, 0.f,
-			    j->y + yoff, (int)ohw);
-		cpu_bias_act(j->y + yoff, g->Mg, c1 - c0, ohw, j->b ? j->b + gi * g->Mg : NULL,
-			     j->sum ? j->sum + yoff : NULL, &j->n->p.conv.act);
+			    j->y + yoff, (int)g->sy);
+		conv_bias_act(j, j->y + yoff, j->sum ? j->sum + soff : NULL, j->b ? j->b + gi * g->Mg : NULL,
+			      g->Mg, c1 - c0);
 	}
 }
 
@@ -327,14 +348,14 @@ static void dw_range(void *arg, int64_t b, int64_t e)
 	int64_t plane = g->OH * g->OW;
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
-		float *y = j->y + t * plane;
+		float *y = j->y + t * g->sy;
 		if (g->kh == 3 && g->kw == 3 && j->zero)
-			dw3x3_plane(g, j->x + t * g->H * g->W, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y,
+			dw3x3_plane(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y,
 				    j->zero);
 		else
-			dw_plane(g, j->x + t * g->H * g->W, j->w + ch * g->kh * g->kw,
+			dw_plane(g, j->x + t * g->sx, j->w + ch * g->kh * g->kw,
 				 j->b ? j->b[ch] : 0.f, y);
-		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * plane : NULL,
+		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
 			     &j->n->p.conv.act);
 	}
 }
@@ -351,6 +372,10 @@ CPU_KERNEL(cpu_conv)
 	j.w = in[1].data;
 	j.b = n->n_in > 2 && in[2].data ? in[2].data : NULL;
 	j.sum = n->p.conv.has_sum ? in[3].data : NULL;
+	if (j.sum && in[3].pstride)
+		g->ss = in[3].pstride;
+	else if (j.sum)
+		g->ss = g->OH * g->OW;
 	j.y = out[0].data;
 	j.algo = pl ? pl->algo : choose(&n->p.conv, g);
 	if (j.algo == CONV_DEPTHWISE) {

@@ -96,6 +96,13 @@ static int cpu_ctx_new(const struct engine *e, void **out)
 	return rc;
 }
 
+/* Conv (every algorithm) and Max/AveragePool index their planes by the
+ * views' pstride. */
+static int cpu_strided(const struct eng_node *n)
+{
+	return n->kind == OP_CONV || n->kind == OP_MAXPOOL || n->kind == OP_AVGPOOL;
+}
+
 static int cpu_supports(const struct engine *e, const struct eng_node *n)
 {
 	switch (n->kind) {
@@ -188,5 +195,6 @@ const struct backend_ops backend_cpu = {
 	.release = cpu_release,
 	.ctx_new = cpu_ctx_new,
 	.ctx_free = cpu_ctx_free,
+	.strided = cpu_strided,
 	.run = cpu_run,
 };

@@ -10,6 +10,7 @@ struct pool_job {
 	const float *x;
 	float *y;
 	int64_t H, W, OH, OW;
+	int64_t sx, sy;		/* plane strides (elements) */
 	int is_max;
 	_Atomic int failed;	/* a worker could not allocate */
 };
@@ -99,7 +100,7 @@ static void pool_range(void *arg, int64_t b, int64_t e)
 		return;
 	}
 	for (int64_t t = b; t < e; t++)
-		pool_plane(j, j->x + t * j->H * j->W, j->y + t * j->OH * j->OW, ncol);
+		pool_plane(j, j->x + t * j->sx, j->y + t * j->sy, ncol);
 	if (ncol != stack)
 		free(ncol);
 }
@@ -114,6 +115,8 @@ CPU_KERNEL(cpu_pool)
 		.OH = sp == 2 ? yv->shape[2] : 1, .OW = yv->shape[yv->ndim - 1],
 		.is_max = n->kind == OP_MAXPOOL,
 	};
+	j.sx = x->pstride ? x->pstride : j.H * j.W;
+	j.sy = yv->pstride ? yv->pstride : j.OH * j.OW;
 	cpu_parallel(c, x->shape[0] * x->shape[1], pool_range, &j);
 	return j.failed ? -ENOMEM : 0;
 }

@@ -25,6 +25,10 @@ struct tensor_view {
 	int ndim;
 	int64_t shape[TENSOR_MAX_DIMS];
 	void *data;
+	/* Elements from one plane (the last two dims) to the next; 0 = packed.
+	 * Set only on 4-D views of some rows of a larger tensor, given only to
+	 * kernels whose backend says they take it (backend_ops.strided). */
+	int64_t pstride;
 };
 
 static inline size_t tensor_dtype_size(enum tensor_dtype t)

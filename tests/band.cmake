@@ -43,6 +43,12 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
   add_test(NAME band_graphs_exact COMMAND test_band graphs ${SPLITD_BAND_GRAPHS_DIR})
   set_tests_properties(band_graphs_exact PROPERTIES
     FIXTURES_REQUIRED band_graphs LABELS unit TIMEOUT 120 ENVIRONMENT "${_band_exact_env}")
+  # the same with every row copied (no in-place strided kernels): both
+  # ways of handing rows to the kernels must give the same bits
+  add_test(NAME band_graphs_exact_copy COMMAND test_band graphs ${SPLITD_BAND_GRAPHS_DIR})
+  set_tests_properties(band_graphs_exact_copy PROPERTIES
+    FIXTURES_REQUIRED band_graphs LABELS unit TIMEOUT 120
+    ENVIRONMENT "${_band_exact_env};SPLITD_BAND_COPY=1")
   foreach(m resnet18 mobilenet_v2 yolo_320)
     add_test(NAME band_model_${m}_exact
       COMMAND test_band models ${CMAKE_BINARY_DIR}/models ${m})

@@ -349,7 +349,7 @@ static void test_i8_fast_equals_portable(void **state)
 	enum { N = 100003 };
 	float *x = malloc(N * 4), *y = malloc(N * 4);
 	int8_t *a = malloc(N), *b = malloc(N);
-	struct tensor_view v = { TENSOR_F32, 1, { N }, x };
+	struct tensor_view v = { TENSOR_F32, 1, { N }, x, 0 };
 	struct link_encoding e;
 	size_t len;
 	float scale = 0.25f;
@@ -385,7 +385,7 @@ static void test_i8_fast_equals_portable(void **state)
 static void test_codec_roundtrip_bounds(void **state)
 {
 	enum { N = 64 * 28 * 28 };
-	struct tensor_view v = { TENSOR_F32, 4, { 1, 64, 28, 28 }, NULL };
+	struct tensor_view v = { TENSOR_F32, 4, { 1, 64, 28, 28 }, NULL, 0 };
 	float *x = malloc(N * 4), *y = malloc(N * 4);
 
 	(void)state;
@@ -448,7 +448,7 @@ static void test_codec_roundtrip_bounds(void **state)
 static void test_codec_special_values(void **state)
 {
 	float x[8] = { 1.0f, INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 65504.0f, 2.0f }, y[8];
-	struct tensor_view v = { TENSOR_F32, 1, { 8 }, x };
+	struct tensor_view v = { TENSOR_F32, 1, { 8 }, x, 0 };
 	struct link_encoding e;
 	size_t len;
 	float scale;
@@ -488,7 +488,7 @@ static void test_codec_special_values(void **state)
 static void test_codec_raw_dtypes(void **state)
 {
 	int64_t a[300], b[300];
-	struct tensor_view v = { TENSOR_I64, 2, { 3, 100 }, a }, d = v;
+	struct tensor_view v = { TENSOR_I64, 2, { 3, 100 }, a, 0 }, d = v;
 	struct link_encoding e, eff;
 	uint8_t buf[4096];
 	size_t len;
@@ -515,7 +515,7 @@ static void test_codec_malformed(void **state)
 {
 	enum { N = 4096 };
 	float *x = malloc(N * 4), *y = malloc((N + 64) * 4);
-	struct tensor_view v = { TENSOR_F32, 2, { 64, 64 }, NULL }, d;
+	struct tensor_view v = { TENSOR_F32, 2, { 64, 64 }, NULL, 0 }, d;
 	struct link_encoding e;
 	uint8_t *buf = malloc(N * 8);
 	size_t len;
@@ -562,7 +562,7 @@ static void test_codec_malformed(void **state)
 	assert_int_equal(link_decode(buf, len, &e, INFINITY, &d, err, sizeof(err)), -EBADMSG);
 	/* a zstd frame that declares more than the tensor holds (a bomb) */
 	{
-		struct tensor_view big = { TENSOR_F32, 1, { 1 << 20 }, NULL };
+		struct tensor_view big = { TENSOR_F32, 1, { 1 << 20 }, NULL, 0 };
 		float *z = calloc(1 << 20, 4);
 		size_t cap;
 
@@ -660,7 +660,7 @@ static void test_proto_request_roundtrip(void **state)
 {
 	static const char *const encs[] = { "f32", "f16+zstd", "i8+lz4", "i8" };
 	float *a = malloc(test_cut[0].bytes), *b = malloc(test_cut[1].bytes);
-	struct tensor_view va = { TENSOR_F32, 4, { 1, 8, 16, 16 }, a }, vb = va;
+	struct tensor_view va = { TENSOR_F32, 4, { 1, 8, 16, 16 }, a, 0 }, vb = va;
 
 	(void)state;
 	vb.data = b;
@@ -875,7 +875,7 @@ static void test_proto_response_roundtrip(void **state)
 					   .timing = &t };
 	struct peer_msg m;
 	struct peer_response pr;
-	struct tensor_view v = { TENSOR_F32, 2, { 1, 10 }, z };
+	struct tensor_view v = { TENSOR_F32, 2, { 1, 10 }, z, 0 };
 	uint8_t *flat;
 	size_t flen;
 	char err[256];
@@ -1028,7 +1028,7 @@ static enum MHD_Result srv_infer(struct srv *s, struct MHD_Connection *c, struct
 		struct peer_timing t;
 		struct peer_response_spec spec = { .id = pr.id, .model = "m", .outputs = &out, .n_outputs = 1,
 						   .timing = &t };
-		struct tensor_view yv = { TENSOR_F32, 2, { 1, 256 }, y };
+		struct tensor_view yv = { TENSOR_F32, 2, { 1, 256 }, y, 0 };
 		struct peer_msg m;
 		uint8_t *flat;
 		size_t flen;
@@ -1241,7 +1241,7 @@ struct testreq {
 
 static void make_req(struct testreq *r, const char *encs, const struct link_encoding *out_enc)
 {
-	struct tensor_view v = { TENSOR_F32, 4, { 1, 4, 8, 8 }, r->x }, d = v;
+	struct tensor_view v = { TENSOR_F32, 4, { 1, 4, 8, 8 }, r->x, 0 }, d = v;
 	struct peer_request_spec spec = { .id = "t", .cut = 5, .model_sha256 = test_sha, .n_inputs = 1 };
 	char err[200];
 
@@ -1267,7 +1267,7 @@ static void free_req(struct testreq *r)
 static void check_reply(struct peer_reply *rep, const struct testreq *r, double tol_rel)
 {
 	float y[256];
-	struct tensor_view v = { TENSOR_F32, 2, { 1, 256 }, y };
+	struct tensor_view v = { TENSOR_F32, 2, { 1, 256 }, y, 0 };
 	char err[200];
 
 	assert_int_equal(rep->http_status, 200);

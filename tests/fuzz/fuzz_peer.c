@@ -67,7 +67,7 @@ static void fuzz_response(const uint8_t *body, size_t len, size_t hlen)
 		return;
 	for (int i = 0; i < r.n_outputs; i++) {
 		const struct peer_tensor *t = &r.outputs[i];
-		struct tensor_view v = { t->dtype, t->ndim, { 0 }, NULL };
+		struct tensor_view v = { t->dtype, t->ndim, { 0 }, NULL, 0 };
 		size_t esz = tensor_dtype_size(t->dtype);
 		int64_t n = 1;
 
@@ -91,7 +91,7 @@ static void fuzz_codec(const uint8_t *h, size_t hlen, const uint8_t *bin, size_t
 	static const char *const encs[] = { "f32", "f16", "i8", "f32+zstd", "f16+zstd", "i8+zstd",
 					    "f32+lz4", "f16+lz4", "i8+lz4" };
 	struct link_encoding e;
-	struct tensor_view v = { TENSOR_F32, 1, { 0 }, NULL };
+	struct tensor_view v = { TENSOR_F32, 1, { 0 }, NULL, 0 };
 	char err[256];
 
 	if (hlen < 3)
@@ -167,8 +167,8 @@ static void make_seeds(void)
 	for (int i = 0; i < 256; i++)
 		a[i] = (i % 3) ? (float)i * 0.37f - 20.0f : 0.0f;
 	for (int k = 0; k < 6; k++) {
-		struct tensor_view va = { TENSOR_F32, 4, { 1, 4, 8, 8 }, a };
-		struct tensor_view vb = { TENSOR_I64, 1, { 3 }, b };
+		struct tensor_view va = { TENSOR_F32, 4, { 1, 4, 8, 8 }, a, 0 };
+		struct tensor_view vb = { TENSOR_I64, 1, { 3 }, b, 0 };
 		struct link_encoding e, f32;
 		struct peer_tensor t[2];
 		struct peer_request_spec spec = { .id = "s", .cut = 4, .model_sha256 = sha, .inputs = t,
