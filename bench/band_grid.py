@@ -35,6 +35,9 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+CTYPE = "image/jpeg"
+
+
 def run_cands(lab, model, jpeg, cands, rounds):
     """cands: (cut, enc, bands) tuples; interleaved rounds; per candidate the
     totals and parts, and one timeline."""
@@ -42,11 +45,11 @@ def run_cands(lab, model, jpeg, cands, rounds):
             for c in cands}
     for c in cands:     # warm-up
         k, e, b = c
-        lab.infer(model, jpeg, k, None if e == "local" else e, b)
+        lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE)
     for _ in range(rounds):
         for c in cands:
             k, e, b = c
-            r = lab.infer(model, jpeg, k, None if e == "local" else e, b)
+            r = lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE)
             t = r["timing_ms"]
             row = rows[c]
             row["fallbacks"] += bool(r["placement"].get("fallback"))
@@ -59,7 +62,7 @@ def run_cands(lab, model, jpeg, cands, rounds):
 
 
 def band_legal(lab, model, jpeg, k):
-    st, body = lab.http("POST", f"/v1/infer?model={model}&cut={k}&bands=2&encoding=f16", jpeg, "image/jpeg")
+    st, body = lab.http("POST", f"/v1/infer?model={model}&cut={k}&bands=2&encoding=f16", jpeg, CTYPE)
     return st == 200
 
 
@@ -73,7 +76,8 @@ def name(c):
 def cell(lab, model, jpeg, requests, confirm, top, bands_list):
     n, f32 = sg.model_cuts(lab, model)
     cuts = [k for k in sg.frontier(n, f32) if 0 < k < n]
-    layer = [(0, "input", 1), (n, "local", 1)] + [(k, e, 1) for k in cuts for e in ("f16", "i8")]
+    first = [(0, "input", 1)] if CTYPE == "image/jpeg" else [(0, "f16", 1), (0, "i8", 1)]
+    layer = first + [(n, "local", 1)] + [(k, e, 1) for k in cuts for e in ("f16", "i8")]
     scr = run_cands(lab, model, jpeg, layer, requests)
     ranked = sorted(layer, key=lambda c: med(scr[c]["total"]))
     conf = run_cands(lab, model, jpeg, ranked[:3], confirm)
@@ -149,9 +153,12 @@ def main():
     ap.add_argument("--confirm", type=int, default=7)
     ap.add_argument("--top", type=int, default=2)
     ap.add_argument("--bands", default="2,4,8")
+    ap.add_argument("--input", default="jpeg", choices=("jpeg", "npy"),
+                    help="npy: the request is a float tensor (a sensor frame that does not compress)")
     ap.add_argument("--out")
     ap.add_argument("--json")
     a = ap.parse_args()
+    global CTYPE
     why = sg.can_run()
     if why:
         sg.log("band_grid: " + why)
@@ -161,8 +168,15 @@ def main():
     bl = [int(x) for x in a.bands.split(",")]
     lab = sg.Lab(a.splitd, models)
     jpeg = sg.make_jpeg(os.path.join(lab.tmp, "frame.jpg"))
+    if a.input == "npy":
+        import io
+        import numpy as np
+        CTYPE = "application/x-npy"
+        buf = io.BytesIO()
+        np.save(buf, np.random.default_rng(5).standard_normal((1, 3, 224, 224)).astype(np.float32))
+        jpeg = buf.getvalue()
     md = [f"# banded vs layer split: {', '.join(models)}; rates {rates} Mbit/s; robot cpu {cpus}; "
-          f"JPEG {len(jpeg)} B", "", f"`{' '.join(sys.argv)}`", "",
+          f"input {a.input} {len(jpeg)} B", "", f"`{' '.join(sys.argv)}`", "",
           "| model | Mbit/s | cpu | best layer split | p50 ms | p95 | best banded | p50 ms | p95 | vs layer | "
           "same cut B=1 (ms) | gain vs it (ms) | bound min(C,X)(1-1/B) |",
           "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---|---:|---|"]

@@ -298,7 +298,7 @@ backoff_max_ms = 1000
                 return float(line.split()[-1])
         return None
 
-    def infer(self, model, jpeg, cut=None, enc=None, bands=None):
+    def infer(self, model, jpeg, cut=None, enc=None, bands=None, ctype="image/jpeg"):
         q = f"?model={model}"
         if cut is not None:
             q += f"&cut={cut}"
@@ -307,7 +307,7 @@ backoff_max_ms = 1000
         if enc is not None:
             q += "&encoding=" + enc.replace("+", "%2B")
         t0 = time.perf_counter()
-        st, b = self.http("POST", "/v1/infer" + q, jpeg, "image/jpeg")
+        st, b = self.http("POST", "/v1/infer" + q, jpeg, ctype)
         wall = (time.perf_counter() - t0) * 1e3
         if st != 200:
             raise RuntimeError(f"infer {q}: {st} {b[:300]!r}")

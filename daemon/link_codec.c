@@ -553,6 +553,11 @@ void link_i8_quantize_ref(const float *x, int8_t *q, size_t n, float scale)
 		q[i] = quantize_one(x[i], inv);
 }
 
+int link_i8_scale(const float *x, size_t n, float *scale)
+{
+	return i8_scale(x, n, scale);
+}
+
 void link_i8_quantize(const float *x, int8_t *q, size_t n, float scale)
 {
 	i8_quantize(x, q, n, scale);

@@ -105,6 +105,9 @@ void link_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 uint16_t link_f32_to_f16_ref(float f);
 float link_f16_to_f32_ref(uint16_t h);
 /* int8 with a given scale (SSE2 / NEON, and the portable reference). */
+/* The int8 scale of x (max|x| / 127, nudged so nothing clamps); -EDOM when
+ * some element is not finite. */
+int link_i8_scale(const float *x, size_t n, float *scale);
 void link_i8_quantize(const float *x, int8_t *q, size_t n, float scale);
 void link_i8_quantize_ref(const float *x, int8_t *q, size_t n, float scale);
 /* Which routine link_f32_to_f16() uses: "f16c", "neon" or "portable". */

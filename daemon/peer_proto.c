@@ -821,7 +821,14 @@ static size_t band_elem(const struct peer_tensor *t)
 {
 	if (t->is_bytes || t->dtype != TENSOR_F32 || t->ndim < 2 || t->enc.comp != LINK_COMP_NONE)
 		return 0;
-	return t->enc.value == LINK_VALUE_F32 ? 4 : t->enc.value == LINK_VALUE_F16 ? 2 : 0;
+	return t->enc.value == LINK_VALUE_F32 ? 4 : t->enc.value == LINK_VALUE_F16 ? 2
+	       : t->enc.value == LINK_VALUE_I8 ? 1 : 0;
+}
+
+/* int8 bands carry their own scale: a float32 (little-endian) first */
+static size_t band_head(const struct peer_tensor *t)
+{
+	return t->enc.value == LINK_VALUE_I8 ? 4 : 0;
 }
 
 /* planes (dims before ndim-2) and row width (dims after it) of t */
@@ -850,7 +857,7 @@ size_t peer_band_bytes(const struct peer_tensor *t, int64_t r0, int64_t r1)
 
 	if (!es || band_geom(t, &planes, &rows, &width) < 0 || r0 < 0 || r1 < r0 || r1 > rows)
 		return 0;
-	return (size_t)(planes * (r1 - r0) * width) * es;
+	return band_head(t) + (size_t)(planes * (r1 - r0) * width) * es;
 }
 
 int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t errlen)
@@ -860,7 +867,7 @@ int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t er
 	if (!band_elem(t))
 		return fail(-EBADMSG, err, errlen,
 			    "input '%.64s' cannot travel banded: only float tensors of rank >= 2 "
-			    "encoded f32 or f16 without compression do", t->name);
+			    "encoded f32, f16 or i8 without compression do", t->name);
 	if (band_geom(t, &planes, &rows, &width) < 0)
 		return fail(-EBADMSG, err, errlen, "input '%.64s' has an absurd shape", t->name);
 	if (!t->band_ends || t->n_band_ends != bands)
@@ -876,7 +883,7 @@ int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t er
 	if (prev != rows)
 		return fail(-EBADMSG, err, errlen, "input '%.64s': the last band must end at row %" PRId64,
 			    t->name, rows);
-	if ((size_t)(planes * rows * width) * band_elem(t) != t->len)
+	if ((size_t)(planes * rows * width) * band_elem(t) + (size_t)bands * band_head(t) != t->len)
 		return fail(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
 			    t->name, t->len);
 	return 0;
@@ -884,41 +891,69 @@ int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t er
 
 int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err, size_t errlen)
 {
-	size_t total = 0, off = 0, base[PEER_MAX_TENSORS];
-	const uint8_t *src;
-	uint8_t *dst;
+	size_t total = 0, off = 0, outlen = 0, base[PEER_MAX_TENSORS], obase[PEER_MAX_TENSORS];
+	uint8_t *dst, *cat;
 	int r;
 
 	*out = NULL;
 	if (n < 1 || n > PEER_MAX_TENSORS || bands < 1)
 		return fail(-EBADMSG, err, errlen, "a banded request needs 1 to %d inputs", PEER_MAX_TENSORS);
 	for (int j = 0; j < n; j++) {
+		int64_t planes, rows, width;
+
 		if ((r = peer_band_check(&ts[j], bands, err, errlen)) < 0)
 			return r;
+		band_geom(&ts[j], &planes, &rows, &width);
 		base[j] = total;
 		total += ts[j].len;
+		obase[j] = outlen;
+		/* int8 bands come out as float32, each with its own scale */
+		outlen += (size_t)(planes * rows * width) * (band_head(&ts[j]) ? 4 : band_elem(&ts[j]));
+		outlen = (outlen + 63) & ~(size_t)63;
 	}
 	/* the body as sent: the inputs' slices in order (a v2 parser may have
 	 * moved them apart, e.g. to align each) */
-	uint8_t *cat = malloc(total ? total : 1);
-	if (!cat || !(dst = malloc(total ? total : 1))) {
+	cat = malloc(total ? total : 1);
+	if (!cat || !(dst = malloc(outlen ? outlen : 1))) {
 		free(cat);
 		return fail(-ENOMEM, err, errlen, "out of memory reordering a banded request");
 	}
 	for (int j = 0; j < n; j++)
 		if (ts[j].len)
 			memcpy(cat + base[j], ts[j].data, ts[j].len);
-	src = cat;
 	for (int b = 0; b < bands; b++)
 		for (int j = 0; j < n; j++) {
 			int64_t planes, rows, width;
 			int64_t r0 = b ? ts[j].band_ends[b - 1] : 0, r1 = ts[j].band_ends[b];
 			size_t es = band_elem(&ts[j]);
+			float scale = 1;
 
 			band_geom(&ts[j], &planes, &rows, &width);
-			size_t seg = (size_t)((r1 - r0) * width) * es, plane = (size_t)(rows * width) * es;
+			if (band_head(&ts[j])) {
+				uint32_t u = (uint32_t)cat[off] | (uint32_t)cat[off + 1] << 8 |
+					     (uint32_t)cat[off + 2] << 16 | (uint32_t)cat[off + 3] << 24;
+				memcpy(&scale, &u, 4);
+				off += 4;
+				if (!(scale >= 0.0f && scale <= 3.4028234663852886e38f)) {
+					free(cat);
+					free(dst);
+					return fail(-EBADMSG, err, errlen,
+						    "input '%.64s' band %d: the int8 scale is not a finite float >= 0",
+						    ts[j].name, b);
+				}
+				es = 1;
+			}
+			size_t n_el = (size_t)((r1 - r0) * width), seg = n_el * es;
 			for (int64_t p = 0; p < planes; p++) {
-				memcpy(dst + base[j] + (size_t)p * plane + (size_t)(r0 * width) * es, src + off, seg);
+				size_t at = (size_t)(p * rows + r0) * (size_t)width;
+				if (band_head(&ts[j])) {
+					const int8_t *q = (const int8_t *)(cat + off);
+					float *x = (float *)(dst + obase[j]) + at;
+					for (size_t i = 0; i < n_el; i++)
+						x[i] = (float)q[i] * scale;
+				} else {
+					memcpy(dst + obase[j] + at * es, cat + off, seg);
+				}
 				off += seg;
 			}
 		}
@@ -928,8 +963,16 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 		free(dst);
 		return fail(-EBADMSG, err, errlen, "banded layout does not cover the binary part");
 	}
-	for (int j = 0; j < n; j++)
-		ts[j].data = dst + base[j];
+	for (int j = 0; j < n; j++) {
+		if (band_head(&ts[j])) {
+			int64_t planes, rows, width;
+			band_geom(&ts[j], &planes, &rows, &width);
+			ts[j].enc = (struct link_encoding){ LINK_VALUE_F32, LINK_COMP_NONE, 0 };
+			ts[j].scale = 1;
+			ts[j].len = (size_t)(planes * rows * width) * 4;
+		}
+		ts[j].data = dst + obase[j];
+	}
 	*out = dst;
 	return 0;
 }

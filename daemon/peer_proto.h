@@ -153,8 +153,10 @@ int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out,
  * ndim-2), rows [end[j][b-1], end[j][b]) of the plane (end[j][-1] = 0).
  * Each input says its band ends as "splitd_band_rows": [e0, .., H]; the
  * inputs' binary_data_size are their whole sizes, as unbanded. Only
- * fixed-width encodings travel banded (f32 or f16, no compression), and
- * only float tensors of rank >= 2. */
+ * fixed-width encodings travel banded (f32, f16 or i8, no compression), and
+ * only float tensors of rank >= 2. An i8 band segment (band b, input j)
+ * starts with its own scale, a little-endian float32, so binary_data_size is
+ * numel + 4 * B; the peer dequantizes each band with its scale. */
 
 /* Bytes of rows [r0, r1) of every plane of t as encoded; 0 when t cannot
  * travel banded (see above). */

@@ -50,6 +50,9 @@ struct pipe_model {
 	struct plan *plan;		/* under lock */
 	bool calibrated;		/* the peer's whole-model time is known */
 	struct engine_ctx *wctx[PIPE_MAX_WORKERS];	/* one per worker */
+	/* the last banded run of each worker (its buffers stay allocated) */
+	struct engine_band *wband[PIPE_MAX_WORKERS];
+	int wband_cut[PIPE_MAX_WORKERS], wband_bands[PIPE_MAX_WORKERS];
 
 	pthread_mutex_t lock;		/* plan, histograms, EWMAs */
 	double decode_ms_ewma, peer_decode_ms_ewma;

@@ -420,8 +420,11 @@ static void free_model(struct pipe_model *m)
 		peer_client_free(m->peer);
 	}
 	plan_free(m->plan);
-	for (int w = 0; w < PIPE_MAX_WORKERS; w++)
+	for (int w = 0; w < PIPE_MAX_WORKERS; w++) {
+		engine_band_free(m->wband[w]);
+		m->wband[w] = NULL;
 		engine_ctx_free(m->wctx[w]);
+	}
 	engine_free(m->eng);
 	for (int i = 0; i < m->n_labels; i++)
 		free(m->labels[i]);

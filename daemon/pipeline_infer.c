@@ -277,8 +277,28 @@ static int encode_rows(const struct tensor_view *v, const struct link_encoding *
 		       uint8_t *dst, size_t cap, size_t *len)
 {
 	int64_t planes = v->shape[0] * v->shape[1], H = v->shape[2], W = v->shape[3];
-	size_t off = 0;
+	size_t off = 0, n_el = (size_t)((r1 - r0) * W);
 
+	if (le->value == LINK_VALUE_I8) {
+		/* one scale for the band (all planes), sent before its bytes */
+		float scale = 0, s;
+		uint32_t u;
+		if (cap < 4 + (size_t)planes * n_el)
+			return -ENOSPC;
+		for (int64_t p = 0; p < planes; p++) {
+			int r = link_i8_scale((const float *)v->data + (p * H + r0) * W, n_el, &s);
+			if (r < 0)
+				return r;
+			scale = s > scale ? s : scale;
+		}
+		memcpy(&u, &scale, 4);
+		dst[0] = (uint8_t)u, dst[1] = (uint8_t)(u >> 8), dst[2] = (uint8_t)(u >> 16), dst[3] = (uint8_t)(u >> 24);
+		off = 4;
+		for (int64_t p = 0; p < planes; p++, off += n_el)
+			link_i8_quantize((const float *)v->data + (p * H + r0) * W, (int8_t *)(dst + off), n_el, scale);
+		*len = off;
+		return 0;
+	}
 	for (int64_t p = 0; p < planes; p++) {
 		struct tensor_view row = { .dtype = TENSOR_F32, .ndim = 1, .shape = { (r1 - r0) * W },
 					   .data = (float *)v->data + (p * H + r0) * W };
@@ -297,7 +317,7 @@ static int encode_rows(const struct tensor_view *v, const struct link_encoding *
  * for the peer as soon as they are computed, in one request whose body is
  * sent while it is produced (peer_proto.h, "banded requests"). On any error
  * the band run still completes the cut in ctx, so the caller can fall back. */
-static int offload_banded(struct pipe_model *m, struct engine_ctx *ctx, int cut, int enc, int bands,
+static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, int bands,
 			  const char *id, uint64_t t_origin, struct offload *of, struct banded *bd,
 			  char *err, size_t errlen)
 {
@@ -322,8 +342,18 @@ static int offload_banded(struct pipe_model *m, struct engine_ctx *ctx, int cut,
 		snprintf(err, errlen, "cut %d crosses %d tensors", cut, n);
 		return -EINVAL;
 	}
-	if ((r = engine_band_new(m->eng, ctx, 0, cut, bands, &band, err, errlen)) < 0)
-		return r;
+	/* the worker's last band state when it is for the same cut and B */
+	if (m->wband[worker] && m->wband_cut[worker] == cut && m->wband_bands[worker] == bands) {
+		band = m->wband[worker];
+	} else {
+		engine_band_free(m->wband[worker]);
+		m->wband[worker] = NULL;
+		if ((r = engine_band_new(m->eng, m->wctx[worker], 0, cut, bands, &band, err, errlen)) < 0)
+			return r;
+		m->wband[worker] = band;
+		m->wband_cut[worker] = cut;
+		m->wband_bands[worker] = bands;
+	}
 	memset(pts, 0, sizeof(pts));
 	for (int j = 0; j < n; j++) {
 		struct engine_value_info vi;
@@ -344,9 +374,11 @@ static int offload_banded(struct pipe_model *m, struct engine_ctx *ctx, int cut,
 		pts[j] = (struct peer_tensor){ .name = vi.name, .dtype = TENSOR_F32, .ndim = 4, .enc = le,
 					       .scale = 1, .band_ends = ends[j], .n_band_ends = bands };
 		memcpy(pts[j].shape, views[j].shape, sizeof(pts[j].shape));
-		pts[j].len = peer_band_bytes(&pts[j], 0, views[j].shape[2]);
+		pts[j].len = 0;
+		for (int b = 0; b < bands; b++)
+			pts[j].len += peer_band_bytes(&pts[j], b ? ends[j][b - 1] : 0, ends[j][b]);
 		if (!pts[j].len && tensor_numel(&views[j])) {
-			snprintf(err, errlen, "encoding %s cannot travel banded (f32 or f16 without compression can)",
+			snprintf(err, errlen, "encoding %s cannot travel banded (f32, f16 or i8 without compression can)",
 				 plan_enc_name(enc));
 			r = -EINVAL;
 			goto out;
@@ -455,7 +487,6 @@ out_stream:
 out:
 	peer_msg_fini(&msg);
 	free(wire);
-	engine_band_free(band);
 	return r;
 }
 
@@ -735,8 +766,9 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 			snprintf(err, errlen, "bands=%d streams a cut the robot computes: it needs 0 < cut < %d", rq->bands, n);
 			return -EINVAL;
 		}
-		if (*enc != PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE) && *enc != PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE)) {
-			snprintf(err, errlen, "bands=%d: banded cuts travel as f32 or f16 without compression, not %s",
+		if (*enc != PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE) && *enc != PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE) &&
+		    *enc != PLAN_ENC(PLAN_DTYPE_I8, PLAN_CODEC_NONE)) {
+			snprintf(err, errlen, "bands=%d: banded cuts travel as f32, f16 or i8 without compression, not %s",
 				 rq->bands, plan_enc_name(*enc));
 			return -EINVAL;
 		}
@@ -808,7 +840,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	if (cut < m->n_nodes) {
 		char perr[ERRLEN] = "";
 		if (bands > 1) {
-			r = offload_banded(m, ctx, cut, enc, bands, id, rq->received_ns, &of, &bd, perr, sizeof(perr));
+			r = offload_banded(m, worker, cut, enc, bands, id, rq->received_ns, &of, &bd, perr, sizeof(perr));
 			t_local1 = t_local0 + bd.local_ns;
 			if (r < 0 && !bd.computed) {
 				/* the band run itself failed: the fallback starts from the input */

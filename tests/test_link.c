@@ -1594,10 +1594,88 @@ static void test_client_refused_backoff_recovery(void **state)
 	cmocka_unit_test(test_client_stall_and_garbage), \
 	cmocka_unit_test(test_client_refused_backoff_recovery),
 
+/* Banded bodies (peer_proto.h): two inputs, f32 1x3x5x4 and i8 1x2x6x3,
+ * three bands with uneven ends (one empty for the second input), laid out
+ * band-major by hand; peer_unband gives each input back whole, the int8 one
+ * dequantized with each band's own scale. Then malformed ends, sizes and
+ * scales are refused. */
+static void test_unband(void **state)
+{
+	float a[60], want_b[36];
+	int8_t qb[36];
+	const int64_t ea[3] = { 1, 3, 5 }, eb[3] = { 2, 2, 6 };
+	const float sc[3] = { 0.5f, 1.0f, 0.25f };
+	uint8_t body[60 * 4 + 36 + 12];
+	size_t off = 0;
+
+	(void)state;
+	for (int i = 0; i < 60; i++)
+		a[i] = (float)i * 1.5f - 7;
+	for (int i = 0; i < 36; i++)
+		qb[i] = (int8_t)(i * 7 % 255 - 127);
+	for (int b = 0; b < 3; b++) {
+		int64_t a0 = b ? ea[b - 1] : 0, b0 = b ? eb[b - 1] : 0;
+		for (int p = 0; p < 3; p++)	/* f32: planes x rows [a0, ea[b]) x 4 */
+			for (int64_t r = a0; r < ea[b]; r++, off += 16)
+				memcpy(body + off, a + (p * 5 + r) * 4, 16);
+		uint32_t u;
+		memcpy(&u, &sc[b], 4);
+		for (int k = 0; k < 4; k++)
+			body[off++] = (uint8_t)(u >> (8 * k));
+		for (int p = 0; p < 2; p++)
+			for (int64_t r = b0; r < eb[b]; r++)
+				for (int c = 0; c < 3; c++) {
+					int i = (p * 6 + (int)r) * 3 + c;
+					body[off++] = (uint8_t)qb[i];
+					want_b[i] = (float)qb[i] * sc[b];
+				}
+	}
+	assert_int_equal(off, sizeof(body));
+	for (int bad = 0; bad < 5; bad++) {
+		int64_t ea2[3] = { 1, 3, 5 }, eb2[3] = { 2, 2, 6 };
+		uint8_t copy[sizeof(body)];
+		memcpy(copy, body, sizeof(body));
+		struct peer_tensor ts[2] = {
+			{ .name = "a", .dtype = TENSOR_F32, .ndim = 4, .shape = { 1, 3, 5, 4 },
+			  .enc = { LINK_VALUE_F32, LINK_COMP_NONE, 0 }, .data = copy, .len = 240,
+			  .band_ends = ea2, .n_band_ends = 3 },
+			{ .name = "b", .dtype = TENSOR_F32, .ndim = 4, .shape = { 1, 2, 6, 3 },
+			  .enc = { LINK_VALUE_I8, LINK_COMP_NONE, 0 }, .data = copy + 240, .len = 48,
+			  .band_ends = eb2, .n_band_ends = 3 },
+		};
+		void *buf = NULL;
+		char err[256] = "";
+		if (bad == 1)
+			ea2[1] = 0;		/* decreasing */
+		if (bad == 2)
+			eb2[2] = 5;		/* does not end at H */
+		if (bad == 3)
+			ts[1].len = 47;		/* size off by one */
+		if (bad == 4)
+			memset(copy + 48, 0xff, 4);	/* band 0's scale (after a's 3 x 1 x 4 floats): a NaN */
+		int r = peer_unband(ts, 2, 3, &buf, err, sizeof(err));
+		if (bad) {
+			assert_int_equal(r, -EBADMSG);
+			assert_null(buf);
+			assert_true(strlen(err) > 10);
+			continue;
+		}
+		if (r)
+			print_message("%s\n", err);
+		assert_int_equal(r, 0);
+		assert_memory_equal(ts[0].data, a, sizeof(a));
+		assert_int_equal(ts[1].enc.value, LINK_VALUE_F32);
+		assert_int_equal(ts[1].len, sizeof(want_b));
+		assert_memory_equal(ts[1].data, want_b, sizeof(want_b));
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_f16_numpy_table),
+		cmocka_unit_test(test_unband),
 		cmocka_unit_test(test_f16_decode_exhaustive),
 		cmocka_unit_test(test_f16_encode_boundaries),
 		cmocka_unit_test(test_f16_fast_equals_portable),
