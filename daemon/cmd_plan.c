@@ -24,7 +24,8 @@ struct plan_cli {
 	double power_mw[PLAN_PHASE_COUNT];
 	int have_power;
 	long input_bytes;
-	int bands, threads, runs, json;
+	int bands, threads, runs, json, peer_streams;
+	double band_overhead;
 	enum plan_policy policy;
 	unsigned enc_mask;
 };
@@ -140,7 +141,8 @@ out:
 static int parse_args(int argc, char **argv, struct plan_cli *o)
 {
 	enum { O_BW = 256, O_RTT, O_PEER, O_SPEEDUP, O_POLICY, O_SLO, O_BANDS, O_THREADS,
-	       O_JSON, O_RUNS, O_IMAGE, O_INPUT_BYTES, O_ENC, O_DECODE, O_PEER_DECODE, O_POWER };
+	       O_JSON, O_RUNS, O_IMAGE, O_INPUT_BYTES, O_ENC, O_DECODE, O_PEER_DECODE, O_POWER,
+	       O_BAND_OVERHEAD, O_PEER_STREAMS };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "bandwidth", required_argument, NULL, O_BW },
@@ -150,6 +152,8 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 		{ "policy", required_argument, NULL, O_POLICY },
 		{ "slo-ms", required_argument, NULL, O_SLO },
 		{ "bands", required_argument, NULL, O_BANDS },
+		{ "band-overhead", required_argument, NULL, O_BAND_OVERHEAD },
+		{ "peer-streams", no_argument, NULL, O_PEER_STREAMS },
 		{ "threads", required_argument, NULL, O_THREADS },
 		{ "runs", required_argument, NULL, O_RUNS },
 		{ "image", required_argument, NULL, O_IMAGE },
@@ -194,6 +198,13 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 			if (parse_double(optarg, 1, &d) < 0 || d > PLAN_MAX_BANDS || d != floor(d))
 				return usage_error("--bands wants an integer 1..64", optarg);
 			o->bands = (int)d;
+			break;
+		case O_BAND_OVERHEAD:
+			if (parse_double(optarg, 0, &o->band_overhead) < 0 || o->band_overhead > 10)
+				return usage_error("--band-overhead wants a fraction 0..10 of the compute", optarg);
+			break;
+		case O_PEER_STREAMS:
+			o->peer_streams = 1;
 			break;
 		case O_THREADS:
 			if (parse_double(optarg, 0, &d) < 0 || d > 1024 || d != floor(d))
@@ -306,7 +317,7 @@ static void print_row(const struct plan_candidate *c, int mark, const char *labe
 int cmd_plan(int argc, char **argv)
 {
 	struct plan_cli o = {
-		.bandwidth_bps = 137e6, .rtt_ms = 2, .peer_speedup = 10, .bands = 8,
+		.bandwidth_bps = 137e6, .rtt_ms = 2, .peer_speedup = 10, .bands = 8, .band_overhead = 0.25,
 		.runs = 5, .input_bytes = -1, .policy = PLAN_POLICY_LATENCY,
 	};
 	struct engine_opts eo = { 0 };
@@ -385,6 +396,10 @@ int cmd_plan(int argc, char **argv)
 	pc.policy = o.policy;
 	pc.slo_ms = o.slo_ms;
 	pc.max_bands = o.bands;
+	/* as the daemon plans them (planner.band_overhead; the peer waits for
+	 * the whole cut) unless told otherwise */
+	pc.peer_streams = o.peer_streams;
+	pc.band_overhead_frac = o.band_overhead;
 	pc.enc_mask = o.enc_mask;
 	if (o.have_power)
 		for (int i = 0; i < PLAN_PHASE_COUNT; i++)

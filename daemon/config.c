@@ -190,6 +190,8 @@ static const struct key keys[] = {
 	  "send a small probe when the link has been idle this long" },
 	{ "planner", "max_bands", T_INT, G(max_bands), 1, 64, "8", NULL, F_RELOAD,
 	  "most bands a banded (streamed) cut may use; 1 = layer splits only" },
+	{ "planner", "band_overhead", T_DOUBLE, G(band_overhead), 0, 10, "0.25", NULL, F_RELOAD,
+	  "extra robot compute of a banded run, as a fraction of the unbanded one" },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

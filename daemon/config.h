@@ -122,6 +122,7 @@ struct config {
 	char wifi_interface[32];
 	int probe_idle_ms;
 	int max_bands;
+	double band_overhead;
 };
 
 /* Built-in defaults, no file. */

@@ -571,7 +571,7 @@ static const char *placement_name(int cut, int n_nodes, int fallback)
 }
 
 static void learn(struct pipe_model *m, int cut, int enc, int bands, bool offloaded, const struct offload *of,
-		  uint64_t t_local0, uint64_t t_local1, uint64_t decode_ns, bool decoded,
+		  uint64_t t_local0, uint64_t t_local1, uint64_t t_end, uint64_t decode_ns, bool decoded,
 		  const struct api_v1_request *rq)
 {
 	struct pipeline *p = m->pipe;
@@ -615,6 +615,11 @@ static void learn(struct pipe_model *m, int cut, int enc, int bands, bool offloa
 	pthread_mutex_lock(&m->lock);
 	if (cut > 0 && bands == 1)
 		plan_observe_local(m->plan, 0, cut, ms(t_local1 - t_local0));
+	if (offloaded && bands > 1) {
+		struct plan_inputs in;
+		pipe_plan_inputs(m, &in);
+		plan_observe_banded(m->plan, &in, cut, enc, bands, ms(decode_ns) + ms(t_end - t_local0));
+	}
 	if (offloaded) {
 		const struct peer_timing *pt = &of->reply.resp.timing;
 		if (pt->compute_ns > 0)
@@ -738,6 +743,7 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 		}
 	}
 	*cut = rq->cut >= 0 ? rq->cut : cur.cut;
+	int plan_bands = rq->cut < 0 && !rq->encoding && cur.bands > 1 ? cur.bands : 1;
 	*enc = rq->cut >= 0 ? (*cut == 0 && image ? PLAN_ENC_INPUT : PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE))
 			    : cur.enc;
 	if (rq->encoding && plan_enc_parse(rq->encoding, enc) < 0) {
@@ -755,7 +761,7 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 		snprintf(err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
 		return -EINVAL;
 	}
-	*bands = 1;
+	*bands = plan_bands;
 	if (rq->bands > 1) {
 		char why[ERRLEN] = "";
 		if (rq->bands > BANDS_MAX) {
@@ -970,7 +976,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	pthread_mutex_unlock(&m->lock);
 	log_debug("model %s: %s, cut %d, %.2f ms", m->name, placement_name(cut, m->n_nodes, fallback), cut,
 		  ms(res.timing.total_ns));
-	learn(m, cut, enc, bands, offloaded, &of, t_local0, t_local1, decode_ns, decoded, rq);
+	learn(m, cut, enc, bands, offloaded, &of, t_local0, t_local1, t_end, decode_ns, decoded, rq);
 	goto done;
 fail:
 	if (have_energy && energy_id)

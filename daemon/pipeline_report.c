@@ -253,6 +253,7 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 		if (plan_current(m->plan, &c) == 0) {
 			json_object_set_new(pl, "cut", json_integer(c.cut));
 			json_object_set_new(pl, "encoding", json_string(plan_enc_name(c.enc)));
+			json_object_set_new(pl, "bands", json_integer(c.bands));
 			json_object_set_new(pl, "predicted_ms", json_real(c.total_ms));
 			json_object_set_new(pl, "predicted_joules", json_real(c.energy_uj / 1e6));
 		}
@@ -267,6 +268,14 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 		}
 		json_object_set_new(pl, "phase_power", pw);
 		json_object_set_new(pl, "peer_calibrated", json_boolean(m->calibrated));
+		{
+			int nb = 0;
+			double eff = plan_band_efficiency(m->plan, &nb);
+			json_t *be = json_object();
+			json_object_set_new(be, "efficiency", json_real(eff));
+			json_object_set_new(be, "samples", json_integer(nb));
+			json_object_set_new(pl, "banded_overlap", be);
+		}
 		json_object_set_new(pl, "explorations", json_integer((json_int_t)atomic_load(&m->explorations)));
 		if (explain) {
 			struct plan_inputs in;

@@ -32,6 +32,10 @@ struct plan {
 	struct plan_candidate cur;
 	struct plan_snapshot snap;
 	int dirty;			/* a ratio was learnt since the snapshot */
+	/* the share of the modelled overlap saving banded runs achieved,
+	 * learnt from them (1 until one ran; 0 = overlap buys nothing here) */
+	double band_eff;
+	int band_eff_n;
 };
 
 static const double dtype_ratio[PLAN_DTYPE_COUNT] = { 1.0, 0.5, 0.25 };
@@ -75,7 +79,7 @@ static int config_valid(const struct plan_config *c)
 		return 0;
 	if (c->policy == PLAN_POLICY_ENERGY_SLO && !(c->slo_ms > 0))
 		return 0;
-	if (c->max_bands > PLAN_MAX_BANDS || !(c->band_overhead_ms >= 0))
+	if (c->max_bands > PLAN_MAX_BANDS || !(c->band_overhead_ms >= 0) || !(c->band_overhead_frac >= 0))
 		return 0;
 	if (!(c->threshold >= 0) || !(c->hysteresis >= 0) || c->hysteresis >= 1)
 		return 0;
@@ -146,6 +150,7 @@ int plan_new(const struct plan_model *m, const struct plan_config *c, struct pla
 		return -ENOMEM;
 	p->n = m->n_nodes;
 	p->cfg = *c;
+	p->band_eff = 1.0;
 	p->cut_bytes = calloc(n1, sizeof(size_t));
 	p->band_ok = calloc(n1, sizeof(int));
 	p->band_prefix_ok = calloc(n1, sizeof(int));
@@ -287,6 +292,39 @@ int plan_observe_ratio(struct plan *p, int cut, int enc, size_t raw_bytes, size_
 	return 0;
 }
 
+int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, int enc, int bands,
+			double measured_ms)
+{
+	struct plan_candidate plain, model;
+	double eff = p->band_eff, obs, gap;
+	int r;
+
+	if (bands < 2 || !(measured_ms >= 0))
+		return -EINVAL;
+	p->band_eff = 1.0;	/* the model's own saving */
+	r = plan_predict(p, in, cut, enc, bands, &model);
+	p->band_eff = eff;
+	if (r < 0 || (r = plan_predict(p, in, cut, enc, 1, &plain)) < 0)
+		return r;
+	gap = plain.total_ms - model.total_ms;
+	if (gap < 0.5)		/* nothing to learn from a saving of noise size */
+		return 0;
+	obs = (plain.total_ms - measured_ms) / gap;
+	obs = obs < 0 ? 0 : obs > 1.5 ? 1.5 : obs;
+	p->band_eff = p->band_eff_n == 0 ? obs : p->band_eff + p->cfg.ewma_alpha * (obs - p->band_eff);
+	p->band_eff_n++;
+	if (fabs(p->band_eff - eff) > p->cfg.threshold * (eff > 0.1 ? eff : 0.1))
+		p->dirty = 1;
+	return 0;
+}
+
+double plan_band_efficiency(const struct plan *p, int *samples)
+{
+	if (samples)
+		*samples = p->band_eff_n;
+	return p->band_eff;
+}
+
 int plan_band_legal(const struct plan *p, int cut)
 {
 	return cut >= 1 && cut < p->n && p->band_prefix_ok[cut];
@@ -362,13 +400,15 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 		double C, X, Rb, c, x, r, mx, plain;
 		int nb;
 
-		if (!plan_band_legal(p, cut) || enc == PLAN_ENC_INPUT)
+		/* bands travel uncompressed (fixed size, sent as computed) */
+		if (!plan_band_legal(p, cut) || enc == PLAN_ENC_INPUT || enc < 0 || enc >= PLAN_ENC_COUNT ||
+		    enc % PLAN_CODEC_COUNT != PLAN_CODEC_NONE)
 			return -EINVAL;
 		C = o->local_ms - decode;
 		X = o->transfer_ms;
 		nb = p->cfg.peer_streams ? p->next_barrier[cut] : cut;
 		Rb = p->peer_prefix[nb] - p->peer_prefix[cut];
-		c = C / bands + p->cfg.band_overhead_ms;
+		c = C * (1 + p->cfg.band_overhead_frac) / bands + p->cfg.band_overhead_ms;
 		x = X / bands;
 		r = Rb / bands;
 		mx = fmax(c, fmax(x, r));
@@ -376,6 +416,8 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 			      (o->remote_ms - Rb) + o->net_ms;
 		o->local_ms = decode + c * bands;
 		plain = decode + C + X + o->remote_ms + o->net_ms;
+		/* only the share of the saving this robot has achieved */
+		o->total_ms = plain - p->band_eff * (plain - o->total_ms);
 		o->overlap_saving_ms = plain - o->total_ms;
 		o->overlap_bound_ms = (C + X + Rb - fmax(C, fmax(X, Rb))) * (1.0 - 1.0 / bands);
 	}

@@ -50,6 +50,7 @@ struct plan_config {
 	int max_bands;			/* banded candidates B = 2,4,.. <= this; <= 1 = off */
 	int peer_streams;		/* peer computes bands as they arrive */
 	double band_overhead_ms;	/* robot cost per extra band (framing, smaller kernels) */
+	double band_overhead_frac;	/* and in proportion to the compute (row bookkeeping) */
 	double codec_ns_per_byte[PLAN_CODEC_COUNT]; /* robot compression cost per raw byte */
 	double power_default_mw[PLAN_PHASE_COUNT];
 	double threshold;		/* re-plan when an input moved by more than this fraction */
@@ -93,6 +94,14 @@ int plan_observe_remote(struct plan *p, int first, int last, double measured_ms)
 int plan_set_peer_profile(struct plan *p, const double *node_ms, int n);
 int plan_observe_power(struct plan *p, enum plan_power_phase ph, double power_mw);
 int plan_observe_ratio(struct plan *p, int cut, int enc, size_t raw_bytes, size_t wire_bytes);
+/* A banded request took measured_ms (decode to answer): the share of the
+ * modelled overlap saving it achieved, against the plain cut under in,
+ * updates the efficiency every banded prediction is scaled by (clamped to
+ * [0, 1.5]; 1 until the first). A robot that cannot send while computing
+ * (one throttled core) learns a low one, and the plan leaves banded cuts. */
+int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, int enc, int bands,
+			double measured_ms);
+double plan_band_efficiency(const struct plan *p, int *samples);
 /* Phase power in use; *learnt 0 = the configured default. */
 double plan_power_mw(const struct plan *p, enum plan_power_phase ph, int *learnt);
 

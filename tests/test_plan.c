@@ -256,6 +256,47 @@ static void test_banded_bounds(void **state)
 	}
 }
 
+/* Banded predictions are scaled by the overlap the robot achieved: a banded
+ * run that took as long as the plain cut teaches efficiency 0 (the banded
+ * candidate then predicts the plain time and is not chosen); one that took
+ * what the model said keeps 1; half-way gives about one half. */
+static void test_band_efficiency(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan_candidate plain, band;
+	int ns;
+
+	(void)state;
+	c.enc_mask = 1u << F32;
+	c.ewma_alpha = 1.0;	/* the last observation, to check each step */
+	in.input_bytes = 0;
+	struct plan *p = a_plan(&c);
+	assert_int_equal(plan_predict(p, &in, 2, F32, 1, &plain), 0);
+	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &band), 0);
+	double gap = plain.total_ms - band.total_ms;
+	assert_true(gap > 5);
+	assert_float_equal(plan_band_efficiency(p, &ns), 1.0, 0);
+	assert_int_equal(ns, 0);
+	/* measured = plain: no overlap at all */
+	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, plain.total_ms), 0);
+	assert_float_equal(plan_band_efficiency(p, &ns), 0.0, 1e-9);
+	assert_int_equal(ns, 1);
+	struct plan_candidate b2;
+	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &b2), 0);
+	assert_float_equal(b2.total_ms, plain.total_ms, 1e-9);
+	/* half the modelled saving */
+	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, plain.total_ms - gap / 2), 0);
+	assert_float_equal(plan_band_efficiency(p, NULL), 0.5, 1e-9);
+	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &b2), 0);
+	assert_float_equal(b2.total_ms, plain.total_ms - gap / 2, 1e-9);
+	/* slower than plain clamps at 0; a plain cut is not a banded observation */
+	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, plain.total_ms * 3), 0);
+	assert_float_equal(plan_band_efficiency(p, NULL), 0.0, 1e-9);
+	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 1, 1.0), -EINVAL);
+	plan_free(p);
+}
+
 static void test_policies(void **state)
 {
 	struct plan_config c = a_config();
@@ -871,7 +912,8 @@ static void test_cli(void **state)
 	/* the hand-computed policy case of test_policies, through the CLI */
 	assert_int_equal(run_cli(&j, "-m", "stub.onnx", "--bandwidth", "80Mbit", "--rtt-ms", "2",
 				 "--peer-profile", prof, "--encodings", "f32", "--input-bytes", "0",
-				 "--decode-ms", "5", "--power-mw", "10000,2000,1000", "--json", NULL), 0);
+				 "--decode-ms", "5", "--power-mw", "10000,2000,1000", "--band-overhead", "0",
+				 "--peer-streams", "--json", NULL), 0);
 	assert_non_null(j);
 	ch = json_object_get(j, "choice");
 	assert_int_equal(json_integer_value(json_object_get(ch, "cut")), 2);
@@ -937,6 +979,7 @@ int main(void)
 		cmocka_unit_test(test_linkest_probe),
 		cmocka_unit_test(test_linkest_restarts_after_idle),
 		cmocka_unit_test(test_linkest_kernel_rtt),
+		cmocka_unit_test(test_band_efficiency),
 		cmocka_unit_test(test_linkest_no_feedback),
 		cmocka_unit_test(test_linkest_rtt_window),
 		cmocka_unit_test(test_cli),
