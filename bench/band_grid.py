@@ -94,7 +94,7 @@ def cell(lab, model, jpeg, requests, confirm, top, bands_list):
             break
     bc = []
     for k in bcuts:
-        for e in ("f16", "f32"):
+        for e in ("i8", "f16"):
             bc.append((k, e, 1))
             bc += [(k, e, b) for b in bands_list]
     cands = [best_layer] + [c for c in bc if c != best_layer]

@@ -13,7 +13,8 @@ planner chooses; then the few best candidates, the planner's choice forced
 and the planner unforced are measured again, interleaved (sg.confirm: the
 best of ~60 screened medians is biased low). Checks per cell:
   * the planner's choice, measured, is within 10 % of the best measured
-    candidate (the oracle);
+    candidate (the oracle), or is that candidate (the two medians then
+    differ by noise only);
   * the planner's own prediction (/v1/status predicted_ms) is within 15 %
     of what its choice measured.
 Then the link rate changes while requests run: the plan follows within a
@@ -149,8 +150,9 @@ def main():
                               f"{'n/a' if pe is None else f'{pe * 100:+.0f}%'} |")
                     tag = f"{model} {rate:g} Mbit/s cpu {cpu:g}"
                     check(f"{tag}: choice cut {ch[0]} {ch[1]} {orc['chosen_ms']:.1f} ms within 10% of best "
-                          f"cut {b[0]} {b[1]} {cf['best_ms']:.1f} ms ({orc['ratio']:.2f})",
-                          orc["ratio"] <= 1.10)
+                          f"cut {b[0]} {b[1]} {cf['best_ms']:.1f} ms ({orc['ratio']:.2f}"
+                          f"{', the same candidate' if tuple(ch[:2]) == tuple(b[:2]) else ''})",
+                          orc["ratio"] <= 1.10 or tuple(ch[:2]) == tuple(b[:2]))
                     check(f"{tag}: predicted {orc['predicted_ms'] or float('nan'):.1f} ms within 15% of measured "
                           f"{orc['chosen_ms']:.1f} ms", pe is not None and abs(pe) <= 0.15)
             for model in models:
