@@ -530,6 +530,9 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 				 (long long)timeout_ms, cerr[0] ? cerr : curl_easy_strerror(rc));
 		else if (x->too_big)
 			r = fail(-EMSGSIZE, err, errlen, "peer answer exceeds %zu bytes", c->max_resp);
+		else if (rc == CURLE_ABORTED_BY_CALLBACK && x->msg && x->msg->stream && x->msg->stream->failed)
+			/* the robot stopped producing the body: not the peer's fault */
+			r = fail(-ECANCELED, err, errlen, "the robot stopped sending the request");
 		else if (rc == CURLE_COULDNT_CONNECT)
 			r = fail(-ECONNREFUSED, err, errlen, "cannot connect to the peer: %s",
 				 cerr[0] ? cerr : curl_easy_strerror(rc));
@@ -687,6 +690,8 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 	atomic_fetch_add(&c->requests, 1);
 	r = perform(c, path, req, timeout_ms, &x, &status, &out->xfer, err, errlen);
 	atomic_store(&c->last_activity_ns, now_ns());
+	if (r == -ECANCELED)
+		goto fallback;
 	if (r < 0)
 		goto failed;
 	out->http_status = status;

@@ -278,6 +278,17 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     st, r = infer(rport, body, "application/x-npy", "?cut=2&bands=4&encoding=f16%2Bzstd")
     check("a banded cut refuses encodings of variable size", st == 400 and "without compression" in json.dumps(r), r)
 
+    # A band the robot cannot encode (int8 of a non-finite value) stops the
+    # upload: the request is answered locally, and the peer is not blamed —
+    # the next request goes to it.
+    xn = x.copy()
+    xn[0, 0, :8, :8] = np.inf
+    st, r = infer(rport, npy_bytes(xn), "application/x-npy", "?cut=2&bands=4&encoding=i8&outputs=none")
+    st2, r2 = infer(rport, body, "application/x-npy", "?cut=2&encoding=f16")
+    check("a band that cannot be encoded: answered locally, the peer not put in backoff",
+          st == 200 and r["placement"]["fallback"] and st2 == 200 and not r2["placement"]["fallback"],
+          (st, r.get("placement"), st2, r2.get("placement")))
+
     # The received JPEG at cut 0 vs decoding it here.
     try:
         from PIL import Image
