@@ -48,11 +48,34 @@ static void fuzz_request(const uint8_t *h, size_t hlen, const uint8_t *bin, size
 	if (!root)
 		return;
 	if (peer_request_parse(root, bin, blen, &r, err, sizeof(err)) == 0) {
+		void *unbanded = NULL;
+		static int64_t ends[PEER_MAX_TENSORS][64];
+		const json_t *in = json_object_get(root, "inputs");
+
+		/* a banded body: each input's splitd_band_rows, then the reorder
+		 * the peer does (pipeline_infer.c reads the same keys) */
+		if (r.bands > 1 && r.bands <= 64) {
+			for (int i = 0; i < r.n_inputs; i++) {
+				const json_t *rows = json_object_get(json_object_get(json_array_get(in, (size_t)i),
+										     "parameters"), "splitd_band_rows");
+				int nb = 0;
+				for (size_t k = 0; json_is_array(rows) && k < json_array_size(rows) && k < 64; k++)
+					ends[i][nb++] = json_integer_value(json_array_get(rows, k));
+				r.inputs[i].band_ends = ends[i];
+				r.inputs[i].n_band_ends = nb;
+			}
+			if (peer_unband(r.inputs, r.n_inputs, r.bands, &unbanded, err, sizeof(err)) < 0) {
+				peer_request_fini(&r);
+				json_decref(root);
+				return;
+			}
+		}
 		if (peer_cut_alloc(cut, 2, views, &mem) == 0) {
 			(void)peer_request_decode(&r, sha, cut, 2, views, &img, &ilen, err, sizeof(err));
 			(void)peer_request_decode(&r, NULL, cut, 1, views, NULL, NULL, err, sizeof(err));
 			free(mem);
 		}
+		free(unbanded);
 		peer_request_fini(&r);
 	}
 	json_decref(root);
@@ -155,8 +178,41 @@ static void add_seed(int kind, const struct peer_msg *m)
 	free(flat);
 }
 
+/* A banded request: "a" (1x4x8x8) in bands ending at rows 3, 5, 8, as i8,
+ * and "b" (1x2x4x2) f16 in bands ending at 1, 1, 4; band-major body. */
+static void banded_seed(void)
+{
+	static const int64_t ea[3] = { 3, 5, 8 }, eb[3] = { 1, 1, 4 };
+	static uint8_t body[4 * 64 + 12 + 2 * 16];
+	struct peer_tensor t[2] = {
+		{ .name = "a", .dtype = TENSOR_F32, .ndim = 4, .shape = { 1, 4, 8, 8 },
+		  .enc = { LINK_VALUE_I8, LINK_COMP_NONE, 0 }, .scale = 1, .data = body, .len = 4 * 64 + 12,
+		  .band_ends = ea, .n_band_ends = 3 },
+		{ .name = "b", .dtype = TENSOR_F32, .ndim = 4, .shape = { 1, 2, 4, 2 },
+		  .enc = { LINK_VALUE_F16, LINK_COMP_NONE, 0 }, .scale = 1, .data = body + 4 * 64 + 12,
+		  .len = 32, .band_ends = eb, .n_band_ends = 3 },
+	};
+	struct peer_request_spec spec = { .id = "b", .cut = 4, .model_sha256 = sha, .bands = 3,
+					  .inputs = t, .n_inputs = 2 };
+	struct peer_msg m;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (uint8_t)(i * 37 + 11);
+	for (int b = 0, off = 0; b < 3; b++) {	/* each int8 band's scale: 0.125f */
+		int rows = (int)(ea[b] - (b ? ea[b - 1] : 0));
+		memcpy(body + off, &(float){ 0.125f }, 4);
+		off += 4 + 4 * rows * 8 + 2 * (int)(eb[b] - (b ? eb[b - 1] : 0)) * 2 * 2;
+	}
+	if (peer_request_build(&spec, &m, err, sizeof(err)) < 0)
+		exit(1);
+	add_seed(0, &m);
+	peer_msg_fini(&m);
+}
+
 static void make_seeds(void)
 {
+	banded_seed();
 	static const char *const encs[] = { "f32", "f16", "i8", "f16+zstd", "i8+lz4", "f32+zstd" };
 	static float a[256];
 	static int64_t b[3] = { 7, -1, 1 << 30 };
