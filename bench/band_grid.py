@@ -9,9 +9,11 @@ For each cell (model x link rate x robot CPU share):
   2. banded plans: the --top best band-legal cuts of the screening (f16 and
      f32) x B in --bands, measured interleaved with the confirmed best layer
      split and the same cut unbanded (B = 1, the control);
-  3. one row per cell: best layer split and best banded plan (p50, p95),
-     the gain, and the bound min(C, X) x (1 - 1/B) with C and X the local
-     compute and the transfer of the same cut unbanded, measured.
+  3. one row per cell: best layer split and best banded plan (p50, p95,
+     robot energy as the daemon reports it), the gain, the bound
+     min(C, X) x (1 - 1/B) with C and X the local compute and the transfer
+     of the same cut unbanded, measured, and the planner's own choice
+     (requests without cut=), measured in the same rounds.
 The peer computes after the whole body has arrived (no peer wavefront), so
 the overlap is the robot's compute with the link.
 
@@ -41,22 +43,34 @@ CTYPE = "image/jpeg"
 def run_cands(lab, model, jpeg, cands, rounds):
     """cands: (cut, enc, bands) tuples; interleaved rounds; per candidate the
     totals and parts, and one timeline."""
-    rows = {c: {"total": [], "local": [], "transfer": [], "remote": [], "fallbacks": 0, "timeline": None}
-            for c in cands}
-    for c in cands:     # warm-up
+    rows = {c: {"total": [], "local": [], "transfer": [], "remote": [], "joules": [], "method": None,
+                "fallbacks": 0, "timeline": None} for c in cands}
+    def one(c):
         k, e, b = c
-        lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE)
+        if k == "plan":     # the planner's own choice: no cut= in the request
+            return lab.infer(model, jpeg, None, None, None, CTYPE)
+        return lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE)
+
+    for c in cands:     # warm-up
+        one(c)
     for _ in range(rounds):
         for c in cands:
-            k, e, b = c
-            r = lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE)
+            r = one(c)
             t = r["timing_ms"]
             row = rows[c]
+            pl = r["placement"]
+            row.setdefault("placements", set()).add(
+                "all-local" if pl["remote_nodes"] == 0 and not pl.get("fallback") else
+                f"cut {pl['cut']} {pl['encoding']}" + (f" x{pl['bands']}" if pl.get("bands", 1) > 1 else ""))
             row["fallbacks"] += bool(r["placement"].get("fallback"))
             row["total"].append(t["total"])
             for f in ("local", "transfer", "remote"):
                 row[f].append(t.get(f, 0.0) or 0.0)
-            if b and b > 1:
+            en = r.get("energy")
+            if en:
+                row["joules"].append(en["joules"])
+                row["method"] = en.get("method")
+            if r.get("timeline"):
                 row["timeline"] = r.get("timeline")
     return rows
 
@@ -97,38 +111,47 @@ def cell(lab, model, jpeg, requests, confirm, top, bands_list):
         for e in ("i8", "f16"):
             bc.append((k, e, 1))
             bc += [(k, e, b) for b in bands_list]
-    cands = [best_layer] + [c for c in bc if c != best_layer]
+    plan = ("plan", None, None)
+    cands = [best_layer] + [c for c in bc if c != best_layer] + [plan]
     rows = run_cands(lab, model, jpeg, cands, confirm)
     layer_ms = med(rows[best_layer]["total"])
-    banded = [c for c in cands if c[2] > 1]
+    banded = [c for c in cands if c[0] != "plan" and c[2] > 1]
     best_b = min(banded, key=lambda c: med(rows[c]["total"])) if banded else None
     out = {"model": model, "n": n, "best_layer": name(best_layer), "layer_p50": layer_ms,
+           "layer_mj": med(rows[best_layer]["joules"]) * 1e3, "method": rows[best_layer]["method"],
+           "plan_p50": med(rows[plan]["total"]), "plan_mj": med(rows[plan]["joules"]) * 1e3,
+           "plan_chose": ", ".join(sorted(rows[plan].get("placements", []))),
            "layer_p95": sg.pct(rows[best_layer]["total"], 0.95), "layer_parts": {
                f: med(rows[best_layer][f]) for f in ("local", "transfer", "remote")}}
     if best_b:
         ctrl = (best_b[0], best_b[1], 1)
         C, X = med(rows[ctrl]["local"]), med(rows[ctrl]["transfer"])
         out.update({"best_banded": name(best_b), "banded_p50": med(rows[best_b]["total"]),
+                    "banded_mj": med(rows[best_b]["joules"]) * 1e3,
                     "banded_p95": sg.pct(rows[best_b]["total"], 0.95),
                     "control": name(ctrl), "control_p50": med(rows[ctrl]["total"]),
                     "C": C, "X": X, "bound": min(C, X) * (1 - 1 / best_b[2]),
                     "gain_vs_control": med(rows[ctrl]["total"]) - med(rows[best_b]["total"]),
                     "timeline": rows[best_b]["timeline"],
                     "fallbacks": sum(r["fallbacks"] for r in rows.values())})
-    out["all"] = {name(c): {"p50": med(r["total"]), "local": med(r["local"]), "transfer": med(r["transfer"]),
-                            "remote": med(r["remote"])} for c, r in rows.items()}
+    out["all"] = {(name(c) if c[0] != "plan" else "planner"): {
+        "p50": med(r["total"]), "local": med(r["local"]), "transfer": med(r["transfer"]),
+        "remote": med(r["remote"])} for c, r in rows.items()}
     return out
 
 
 def fmt_row(rate, cpu, o):
     if "best_banded" not in o:
         return (f"| {o['model']} | {rate:g} | {cpu:g} | {o['best_layer']} | {o['layer_p50']:.1f} | "
-                f"{o['layer_p95']:.1f} | (no legal banded cut) | | | | | | |")
+                f"{o['layer_p95']:.1f} | {o['layer_mj']:.0f} | (no legal banded cut) | | | | | | | | "
+                f"{o['plan_chose']} | {o['plan_p50']:.1f} | {o['plan_p50'] / o['layer_p50']:.2f} |")
     gain = (o["layer_p50"] - o["banded_p50"]) / o["layer_p50"] * 100
     return (f"| {o['model']} | {rate:g} | {cpu:g} | {o['best_layer']} | {o['layer_p50']:.1f} | "
-            f"{o['layer_p95']:.1f} | {o['best_banded']} | {o['banded_p50']:.1f} | {o['banded_p95']:.1f} | "
+            f"{o['layer_p95']:.1f} | {o['layer_mj']:.0f} | {o['best_banded']} | {o['banded_p50']:.1f} | "
+            f"{o['banded_p95']:.1f} | {o['banded_mj']:.0f} | "
             f"{gain:+.0f}% | {o['control']} {o['control_p50']:.1f} | {o['gain_vs_control']:.1f} | "
-            f"{o['bound']:.1f} (C {o['C']:.1f}, X {o['X']:.1f}) |")
+            f"{o['bound']:.1f} (C {o['C']:.1f}, X {o['X']:.1f}) | {o['plan_chose']} | {o['plan_p50']:.1f} | "
+            f"{o['plan_p50'] / o['layer_p50']:.2f} |")
 
 
 def fmt_timeline(o):
@@ -177,9 +200,10 @@ def main():
         jpeg = buf.getvalue()
     md = [f"# banded vs layer split: {', '.join(models)}; rates {rates} Mbit/s; robot cpu {cpus}; "
           f"input {a.input} {len(jpeg)} B", "", f"`{' '.join(sys.argv)}`", "",
-          "| model | Mbit/s | cpu | best layer split | p50 ms | p95 | best banded | p50 ms | p95 | vs layer | "
-          "same cut B=1 (ms) | gain vs it (ms) | bound min(C,X)(1-1/B) |",
-          "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---|---:|---|"]
+          "| model | Mbit/s | cpu | best layer split | p50 ms | p95 | robot mJ | best banded | p50 ms | p95 | "
+          "robot mJ | vs layer | same cut B=1 (ms) | gain vs it (ms) | bound min(C,X)(1-1/B) | "
+          "planner chose | p50 ms | planner / best layer |",
+          "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|---|---:|---:|"]
     dump, timelines = [], []
     try:
         for cpu in cpus:
@@ -201,7 +225,9 @@ def main():
             lab.stop()
     finally:
         lab.down()
-    md += [""] + timelines
+    methods = sorted({o.get("method") or "none" for o in dump})
+    md += ["", f"robot mJ: the energy of the request's window as the robot's daemon reports it "
+               f"(method: {', '.join(methods)}; median).", ""] + timelines
     text = "\n".join(md) + "\n"
     if a.out:
         with open(a.out, "w") as f:

@@ -269,11 +269,18 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 		json_object_set_new(pl, "phase_power", pw);
 		json_object_set_new(pl, "peer_calibrated", json_boolean(m->calibrated));
 		{
-			int nb = 0;
-			double eff = plan_band_efficiency(m->plan, &nb);
+			/* per band count: efficiency and how many banded runs taught it */
 			json_t *be = json_object();
-			json_object_set_new(be, "efficiency", json_real(eff));
-			json_object_set_new(be, "samples", json_integer(nb));
+			for (int b = 2; b <= PLAN_MAX_BANDS; b *= 2) {
+				int nb = 0;
+				double eff = plan_band_efficiency(m->plan, b, &nb);
+				char key[8];
+				json_t *e = json_object();
+				snprintf(key, sizeof(key), "%d", b);
+				json_object_set_new(e, "efficiency", json_real(eff));
+				json_object_set_new(e, "samples", json_integer(nb));
+				json_object_set_new(be, key, e);
+			}
 			json_object_set_new(pl, "banded_overlap", be);
 		}
 		json_object_set_new(pl, "explorations", json_integer((json_int_t)atomic_load(&m->explorations)));

@@ -32,10 +32,12 @@ struct plan {
 	struct plan_candidate cur;
 	struct plan_snapshot snap;
 	int dirty;			/* a ratio was learnt since the snapshot */
-	/* the share of the modelled overlap saving banded runs achieved,
-	 * learnt from them (1 until one ran; 0 = overlap buys nothing here) */
-	double band_eff;
-	int band_eff_n;
+	/* per band count B: the share of the modelled overlap saving banded
+	 * runs achieved, learnt from them (1 until one ran; 0 = overlap buys
+	 * nothing here). Per B, since the cost of more, smaller kernel calls
+	 * grows with B in a way the model does not know. */
+	double band_eff[PLAN_MAX_BANDS + 1];
+	int band_eff_n[PLAN_MAX_BANDS + 1];
 };
 
 static const double dtype_ratio[PLAN_DTYPE_COUNT] = { 1.0, 0.5, 0.25 };
@@ -150,7 +152,8 @@ int plan_new(const struct plan_model *m, const struct plan_config *c, struct pla
 		return -ENOMEM;
 	p->n = m->n_nodes;
 	p->cfg = *c;
-	p->band_eff = 1.0;
+	for (int b = 0; b <= PLAN_MAX_BANDS; b++)
+		p->band_eff[b] = 1.0;
 	p->cut_bytes = calloc(n1, sizeof(size_t));
 	p->band_ok = calloc(n1, sizeof(int));
 	p->band_prefix_ok = calloc(n1, sizeof(int));
@@ -296,14 +299,15 @@ int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, i
 			double measured_ms)
 {
 	struct plan_candidate plain, model;
-	double eff = p->band_eff, obs, gap;
+	double eff, obs, gap;
 	int r;
 
-	if (bands < 2 || !(measured_ms >= 0))
+	if (bands < 2 || bands > PLAN_MAX_BANDS || !(measured_ms >= 0))
 		return -EINVAL;
-	p->band_eff = 1.0;	/* the model's own saving */
+	eff = p->band_eff[bands];
+	p->band_eff[bands] = 1.0;	/* the model's own saving */
 	r = plan_predict(p, in, cut, enc, bands, &model);
-	p->band_eff = eff;
+	p->band_eff[bands] = eff;
 	if (r < 0 || (r = plan_predict(p, in, cut, enc, 1, &plain)) < 0)
 		return r;
 	gap = plain.total_ms - model.total_ms;
@@ -311,18 +315,23 @@ int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, i
 		return 0;
 	obs = (plain.total_ms - measured_ms) / gap;
 	obs = obs < 0 ? 0 : obs > 1.5 ? 1.5 : obs;
-	p->band_eff = p->band_eff_n == 0 ? obs : p->band_eff + p->cfg.ewma_alpha * (obs - p->band_eff);
-	p->band_eff_n++;
-	if (fabs(p->band_eff - eff) > p->cfg.threshold * (eff > 0.1 ? eff : 0.1))
+	p->band_eff[bands] = p->band_eff_n[bands] == 0 ? obs : eff + p->cfg.ewma_alpha * (obs - eff);
+	p->band_eff_n[bands]++;
+	if (fabs(p->band_eff[bands] - eff) > p->cfg.threshold * (eff > 0.1 ? eff : 0.1))
 		p->dirty = 1;
 	return 0;
 }
 
-double plan_band_efficiency(const struct plan *p, int *samples)
+double plan_band_efficiency(const struct plan *p, int bands, int *samples)
 {
+	if (bands < 2 || bands > PLAN_MAX_BANDS) {
+		if (samples)
+			*samples = 0;
+		return 1.0;
+	}
 	if (samples)
-		*samples = p->band_eff_n;
-	return p->band_eff;
+		*samples = p->band_eff_n[bands];
+	return p->band_eff[bands];
 }
 
 int plan_band_legal(const struct plan *p, int cut)
@@ -417,7 +426,7 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 		o->local_ms = decode + c * bands;
 		plain = decode + C + X + o->remote_ms + o->net_ms;
 		/* only the share of the saving this robot has achieved */
-		o->total_ms = plain - p->band_eff * (plain - o->total_ms);
+		o->total_ms = plain - p->band_eff[bands] * (plain - o->total_ms);
 		o->overlap_saving_ms = plain - o->total_ms;
 		o->overlap_bound_ms = (C + X + Rb - fmax(C, fmax(X, Rb))) * (1.0 - 1.0 / bands);
 	}

@@ -276,24 +276,27 @@ static void test_band_efficiency(void **state)
 	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &band), 0);
 	double gap = plain.total_ms - band.total_ms;
 	assert_true(gap > 5);
-	assert_float_equal(plan_band_efficiency(p, &ns), 1.0, 0);
+	assert_float_equal(plan_band_efficiency(p, 8, &ns), 1.0, 0);
 	assert_int_equal(ns, 0);
 	/* measured = plain: no overlap at all */
 	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, plain.total_ms), 0);
-	assert_float_equal(plan_band_efficiency(p, &ns), 0.0, 1e-9);
+	assert_float_equal(plan_band_efficiency(p, 8, &ns), 0.0, 1e-9);
 	assert_int_equal(ns, 1);
 	struct plan_candidate b2;
 	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &b2), 0);
 	assert_float_equal(b2.total_ms, plain.total_ms, 1e-9);
 	/* half the modelled saving */
 	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, plain.total_ms - gap / 2), 0);
-	assert_float_equal(plan_band_efficiency(p, NULL), 0.5, 1e-9);
+	assert_float_equal(plan_band_efficiency(p, 8, NULL), 0.5, 1e-9);
 	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &b2), 0);
 	assert_float_equal(b2.total_ms, plain.total_ms - gap / 2, 1e-9);
 	/* slower than plain clamps at 0; a plain cut is not a banded observation */
 	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, plain.total_ms * 3), 0);
-	assert_float_equal(plan_band_efficiency(p, NULL), 0.0, 1e-9);
+	assert_float_equal(plan_band_efficiency(p, 8, NULL), 0.0, 1e-9);
 	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 1, 1.0), -EINVAL);
+	/* what B = 8 taught says nothing of B = 2 */
+	assert_float_equal(plan_band_efficiency(p, 2, &ns), 1.0, 0);
+	assert_int_equal(ns, 0);
 	plan_free(p);
 }
 
