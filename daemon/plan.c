@@ -38,6 +38,10 @@ struct plan {
 	 * grows with B in a way the model does not know. */
 	double band_eff[PLAN_MAX_BANDS + 1];
 	int band_eff_n[PLAN_MAX_BANDS + 1];
+	/* the same per (cut, B), where that pair has run: what a cut's few
+	 * rows per band cost depends on the cut (n + 1) x (PLAN_MAX_BANDS + 1) */
+	double *cut_eff;
+	int *cut_eff_n;
 };
 
 static const double dtype_ratio[PLAN_DTYPE_COUNT] = { 1.0, 0.5, 0.25 };
@@ -128,6 +132,8 @@ void plan_free(struct plan *p)
 	free(p->local_prefix);
 	free(p->peer_prefix);
 	free(p->ratio);
+	free(p->cut_eff);
+	free(p->cut_eff_n);
 	free(p->snap.local_ms);
 	free(p->snap.peer_ms);
 	free(p);
@@ -163,11 +169,13 @@ int plan_new(const struct plan_model *m, const struct plan_config *c, struct pla
 	p->local_prefix = calloc(n1, sizeof(double));
 	p->peer_prefix = calloc(n1, sizeof(double));
 	p->ratio = calloc(n1 * PLAN_ENC_COUNT, sizeof(double));
+	p->cut_eff = calloc(n1 * (PLAN_MAX_BANDS + 1), sizeof(double));
+	p->cut_eff_n = calloc(n1 * (PLAN_MAX_BANDS + 1), sizeof(int));
 	p->snap.local_ms = calloc(n1, sizeof(double));
 	p->snap.peer_ms = calloc(n1, sizeof(double));
 	if (!p->cut_bytes || !p->band_ok || !p->band_prefix_ok || !p->next_barrier ||
 	    !p->local_ms || !p->peer_ms || !p->local_prefix || !p->peer_prefix ||
-	    !p->ratio || !p->snap.local_ms || !p->snap.peer_ms) {
+	    !p->ratio || !p->snap.local_ms || !p->snap.peer_ms || !p->cut_eff || !p->cut_eff_n) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -295,19 +303,35 @@ int plan_observe_ratio(struct plan *p, int cut, int enc, size_t raw_bytes, size_
 	return 0;
 }
 
+/* The efficiency a prediction of (cut, B) uses: that pair's own once it
+ * has run, else B's, else 1. */
+static double band_eff_of(const struct plan *p, int cut, int bands)
+{
+	size_t i = (size_t)cut * (PLAN_MAX_BANDS + 1) + (size_t)bands;
+
+	return p->cut_eff_n[i] ? p->cut_eff[i] : p->band_eff[bands];
+}
+
 int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, int enc, int bands,
 			double measured_ms)
 {
 	struct plan_candidate plain, model;
-	double eff, obs, gap;
-	int r;
+	double eff, ceff, obs, gap;
+	size_t i;
+	int r, cn;
 
-	if (bands < 2 || bands > PLAN_MAX_BANDS || !(measured_ms >= 0))
+	if (bands < 2 || bands > PLAN_MAX_BANDS || cut < 0 || cut > p->n || !(measured_ms >= 0))
 		return -EINVAL;
+	i = (size_t)cut * (PLAN_MAX_BANDS + 1) + (size_t)bands;
 	eff = p->band_eff[bands];
-	p->band_eff[bands] = 1.0;	/* the model's own saving */
+	ceff = p->cut_eff[i];
+	cn = p->cut_eff_n[i];
+	/* the model's own saving */
+	p->band_eff[bands] = 1.0;
+	p->cut_eff_n[i] = 0;
 	r = plan_predict(p, in, cut, enc, bands, &model);
 	p->band_eff[bands] = eff;
+	p->cut_eff_n[i] = cn;
 	if (r < 0 || (r = plan_predict(p, in, cut, enc, 1, &plain)) < 0)
 		return r;
 	gap = plain.total_ms - model.total_ms;
@@ -317,7 +341,10 @@ int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, i
 	obs = obs < 0 ? 0 : obs > 1.5 ? 1.5 : obs;
 	p->band_eff[bands] = p->band_eff_n[bands] == 0 ? obs : eff + p->cfg.ewma_alpha * (obs - eff);
 	p->band_eff_n[bands]++;
-	if (fabs(p->band_eff[bands] - eff) > p->cfg.threshold * (eff > 0.1 ? eff : 0.1))
+	p->cut_eff[i] = cn == 0 ? obs : ceff + p->cfg.ewma_alpha * (obs - ceff);
+	p->cut_eff_n[i]++;
+	if (cn == 0 || fabs(p->cut_eff[i] - ceff) > p->cfg.threshold * (ceff > 0.1 ? ceff : 0.1) ||
+	    fabs(p->band_eff[bands] - eff) > p->cfg.threshold * (eff > 0.1 ? eff : 0.1))
 		p->dirty = 1;
 	return 0;
 }
@@ -426,7 +453,7 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 		o->local_ms = decode + c * bands;
 		plain = decode + C + X + o->remote_ms + o->net_ms;
 		/* only the share of the saving this robot has achieved */
-		o->total_ms = plain - p->band_eff[bands] * (plain - o->total_ms);
+		o->total_ms = plain - band_eff_of(p, cut, bands) * (plain - o->total_ms);
 		o->overlap_saving_ms = plain - o->total_ms;
 		o->overlap_bound_ms = (C + X + Rb - fmax(C, fmax(X, Rb))) * (1.0 - 1.0 / bands);
 	}

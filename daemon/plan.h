@@ -96,12 +96,14 @@ int plan_observe_power(struct plan *p, enum plan_power_phase ph, double power_mw
 int plan_observe_ratio(struct plan *p, int cut, int enc, size_t raw_bytes, size_t wire_bytes);
 /* A banded request took measured_ms (decode to answer): the share of the
  * modelled overlap saving it achieved, against the plain cut under in,
- * updates the efficiency that predictions with this many bands are scaled
- * by (clamped to [0, 1.5]; 1 until the first). A robot that cannot send
+ * updates the efficiency that predictions of this (cut, B) are scaled by,
+ * and the one of B that pairs not yet run use (clamped to [0, 1.5]; 1
+ * until the first). A robot that cannot send
  * while computing (one throttled core), or whose kernels lose too much on
  * B small bands, learns a low one, and the plan leaves those cuts. */
 int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, int enc, int bands,
 			double measured_ms);
+/* B's efficiency (what (cut, B) pairs not yet run use). */
 double plan_band_efficiency(const struct plan *p, int bands, int *samples);
 /* Phase power in use; *learnt 0 = the configured default. */
 double plan_power_mw(const struct plan *p, enum plan_power_phase ph, int *learnt);

@@ -297,6 +297,21 @@ static void test_band_efficiency(void **state)
 	/* what B = 8 taught says nothing of B = 2 */
 	assert_float_equal(plan_band_efficiency(p, 2, &ns), 1.0, 0);
 	assert_int_equal(ns, 0);
+	/* a cut that has run uses its own: cut 2 x8 achieved its full saving,
+	 * cut 1 x8 saved nothing; B = 8 itself learnt the mean of 0 and 1 */
+	c.ewma_alpha = 0.5;
+	plan_free(p);
+	p = a_plan(&c);
+	struct plan_candidate p1, b1;
+	assert_int_equal(plan_predict(p, &in, 1, F32, 1, &p1), 0);
+	assert_int_equal(plan_predict(p, &in, 1, F32, 8, &b1), 0);
+	assert_int_equal(plan_observe_banded(p, &in, 1, F32, 8, p1.total_ms), 0);	/* cut 1: none */
+	assert_int_equal(plan_observe_banded(p, &in, 2, F32, 8, band.total_ms), 0);	/* cut 2: all */
+	assert_int_equal(plan_predict(p, &in, 2, F32, 8, &b2), 0);
+	assert_float_equal(b2.total_ms, band.total_ms, 1e-9);
+	assert_int_equal(plan_predict(p, &in, 1, F32, 8, &b2), 0);
+	assert_float_equal(b2.total_ms, p1.total_ms, 1e-9);
+	assert_float_equal(plan_band_efficiency(p, 8, NULL), 0.5, 1e-9);
 	plan_free(p);
 }
 
