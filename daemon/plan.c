@@ -339,7 +339,10 @@ int plan_observe_banded(struct plan *p, const struct plan_inputs *in, int cut, i
 		return 0;
 	obs = (plain.total_ms - measured_ms) / gap;
 	obs = obs < 0 ? 0 : obs > 1.5 ? 1.5 : obs;
-	p->band_eff[bands] = p->band_eff_n[bands] == 0 ? obs : eff + p->cfg.ewma_alpha * (obs - eff);
+	/* B's efficiency, which cuts not yet run at B use, drops at once to a
+	 * worse observation and rises slowly: a banded try that lost is not
+	 * repeated at every other cut first */
+	p->band_eff[bands] = p->band_eff_n[bands] == 0 || obs < eff ? obs : eff + p->cfg.ewma_alpha * (obs - eff);
 	p->band_eff_n[bands]++;
 	p->cut_eff[i] = cn == 0 ? obs : ceff + p->cfg.ewma_alpha * (obs - ceff);
 	p->cut_eff_n[i]++;
