@@ -208,8 +208,10 @@ static void plan_config_from(const struct config *cfg, struct plan_config *pc)
 	pc->power_default_mw[PLAN_PHASE_COMPUTE] = cfg->p_compute_w * 1000.0;
 	pc->power_default_mw[PLAN_PHASE_TX] = cfg->p_tx_w * 1000.0;
 	pc->power_default_mw[PLAN_PHASE_WAIT] = cfg->p_wait_w * 1000.0;
-	/* Banded cuts: the peer computes once the whole cut has arrived. */
-	pc->max_bands = cfg->max_bands;
+	/* Banded cuts: the peer computes once the whole cut has arrived. A peer
+	 * that may not be a splitd (allow_unverified: Triton with an exported
+	 * tail) cannot read banded bodies. */
+	pc->max_bands = cfg->peer_allow_unverified ? 1 : cfg->max_bands;
 	pc->peer_streams = 0;
 	pc->band_overhead_frac = cfg->band_overhead;
 	if (cfg->peer_encoding.type != CONFIG_ENC_AUTO) {

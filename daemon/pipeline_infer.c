@@ -772,6 +772,14 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 			snprintf(err, errlen, "bands=%d streams a cut the robot computes: it needs 0 < cut < %d", rq->bands, n);
 			return -EINVAL;
 		}
+		pthread_mutex_lock(&m->pipe->cfg_lock);
+		bool unverified = m->pipe->cfg->peer_allow_unverified;
+		pthread_mutex_unlock(&m->pipe->cfg_lock);
+		if (unverified) {
+			snprintf(err, errlen, "bands=%d: the peer may not be a splitd (peer.allow_unverified), "
+				 "and only a splitd reads banded requests", rq->bands);
+			return -EINVAL;
+		}
 		if (*enc != PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE) && *enc != PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE) &&
 		    *enc != PLAN_ENC(PLAN_DTYPE_I8, PLAN_CODEC_NONE)) {
 			snprintf(err, errlen, "bands=%d: banded cuts travel as f32, f16 or i8 without compression, not %s",
