@@ -189,7 +189,9 @@ def main():
     models = {m: os.path.join(a.models, m, "model.onnx") for m in (a.model or ["resnet18", "mobilenet_v2"])}
     rates, cpus = a.rate or [20.0, 137.0, 400.0], a.cpu or [0.125, 1.0]
     bl = [int(x) for x in a.bands.split(",")]
-    lab = sg.Lab(a.splitd, models)
+    # banded plans are opt-in (planner.max_bands = 1 by default): on here,
+    # so the planner column shows what it does with them
+    lab = sg.Lab(a.splitd, models, robot_planner="max_bands = 8")
     jpeg = sg.make_jpeg(os.path.join(lab.tmp, "frame.jpg"))
     if a.input == "npy":
         import io

@@ -108,12 +108,13 @@ def make_jpeg(path, w=640, h=480, quality=85):
 class Lab:
     """tools/netlab.sh, the TLS material, and the two daemons."""
 
-    def __init__(self, splitd, models, tmp=None, peer_threads=1, robot_threads=1):
+    def __init__(self, splitd, models, tmp=None, peer_threads=1, robot_threads=1, robot_planner=""):
         self.splitd = os.path.abspath(splitd)
         self.models = models            # name -> model.onnx
         self.tmp = tmp or tempfile.mkdtemp(prefix="splitd-netlab-")
         self.peer = self.robot = None
         self.peer_threads, self.robot_threads = peer_threads, robot_threads
+        self.robot_planner = robot_planner    # extra [planner] lines of the robot
         self.conn = None
         self.is_up = False
         certs = os.path.join(self.tmp, "tls")
@@ -188,7 +189,7 @@ connect_timeout_ms = 1000
 request_timeout_ms = 10000
 probe_interval_ms = 500
 backoff_max_ms = 1000
-""" + self._models_ini())
+""" + (f"[planner]\n{self.robot_planner}\n" if self.robot_planner else "") + self._models_ini())
         self.peer_log = open(os.path.join(self.tmp, "peer.log"), "a")
         self.robot_log = open(os.path.join(self.tmp, "robot.log"), "a")
         self.peer = subprocess.Popen(["sh", NETLAB, "exec-peer", self.splitd, "serve", "-c", peer_conf],

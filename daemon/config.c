@@ -188,8 +188,8 @@ static const struct key keys[] = {
 	  "Wi-Fi interface for link telemetry (wlan0); empty = none" },
 	{ "planner", "probe_idle_ms", T_INT, G(probe_idle_ms), 10, 3600000, "2000", NULL, F_RELOAD,
 	  "send a small probe when the link has been idle this long" },
-	{ "planner", "max_bands", T_INT, G(max_bands), 1, 64, "8", NULL, F_RELOAD,
-	  "most bands a banded (streamed) cut may use; 1 = layer splits only" },
+	{ "planner", "max_bands", T_INT, G(max_bands), 1, 64, "1", NULL, F_RELOAD,
+	  "most bands the planner may choose for a banded (streamed) cut; 1 = layer splits only" },
 	{ "planner", "band_overhead", T_DOUBLE, G(band_overhead), 0, 10, "0.25", NULL, F_RELOAD,
 	  "extra robot compute of a banded run, as a fraction of the unbanded one" },
 };
