@@ -274,7 +274,7 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 			for (int b = 2; b <= PLAN_MAX_BANDS; b *= 2) {
 				int nb = 0;
 				double eff = plan_band_efficiency(m->plan, b, &nb);
-				char key[8];
+				char key[16];
 				json_t *e = json_object();
 				snprintf(key, sizeof(key), "%d", b);
 				json_object_set_new(e, "efficiency", json_real(eff));
