@@ -250,7 +250,6 @@ out:
 #define BANDS_MAX 64
 
 struct banded {
-	int bands;
 	struct api_v1_band tl[BANDS_MAX];
 	uint64_t local_ns;		/* the band run, encoding included */
 	int computed;			/* the cut is in ctx (else run 0..cut for a fallback) */
@@ -327,7 +326,7 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 	struct peer_tensor pts[PEER_MAX_TENSORS];
 	struct tensor_view views[PEER_MAX_TENSORS];
 	int64_t ends[PEER_MAX_TENSORS][BANDS_MAX];
-	size_t marks[BANDS_MAX];
+	size_t marks[BANDS_MAX], band_bytes[BANDS_MAX] = { 0 };
 	uint64_t marked[BANDS_MAX] = { 0 };
 	struct peer_msg msg = { 0 };
 	struct peer_stream st = { .n_marks = bands, .marks = marks, .marked_ns = marked };
@@ -337,7 +336,6 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 	size_t total = 0, off = 0;
 	pthread_t th;
 
-	bd->bands = bands;
 	if (n < 1 || n > PEER_MAX_TENSORS) {
 		snprintf(err, errlen, "cut %d crosses %d tensors", cut, n);
 		return -EINVAL;
@@ -375,8 +373,11 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 					       .scale = 1, .band_ends = ends[j], .n_band_ends = bands };
 		memcpy(pts[j].shape, views[j].shape, sizeof(pts[j].shape));
 		pts[j].len = 0;
-		for (int b = 0; b < bands; b++)
-			pts[j].len += peer_band_bytes(&pts[j], b ? ends[j][b - 1] : 0, ends[j][b]);
+		for (int b = 0; b < bands; b++) {
+			size_t bb = peer_band_bytes(&pts[j], b ? ends[j][b - 1] : 0, ends[j][b]);
+			pts[j].len += bb;
+			band_bytes[b] += bb;
+		}
 		if (!pts[j].len && tensor_numel(&views[j])) {
 			snprintf(err, errlen, "encoding %s cannot travel banded (f32, f16 or i8 without compression can)",
 				 plan_enc_name(enc));
@@ -401,13 +402,8 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 	msg.iov[1] = (struct iovec){ wire, total };
 	msg.n_iov = 2;
 	msg.total_len = msg.header_len + total;
-	for (int b = 0, acc = 0; b < bands; b++) {
-		size_t bb = 0;
-		for (int j = 0; j < n; j++)
-			bb += peer_band_bytes(&pts[j], b ? ends[j][b - 1] : 0, ends[j][b]);
-		marks[b] = msg.header_len + (size_t)acc + bb;
-		acc += (int)bb;
-	}
+	for (int b = 0; b < bands; b++)	/* where each band's bytes end in the message */
+		marks[b] = (b ? marks[b - 1] : msg.header_len) + band_bytes[b];
 	pthread_mutex_init(&st.mu, NULL);
 	pthread_cond_init(&st.cv, NULL);
 	st.ready = msg.header_len;
@@ -425,9 +421,12 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 		goto out_stream;
 	}
 	uint64_t t_run0 = pipe_now_ns();
-	for (int b = 0; b < bands; b++) {
+	int b = 0, broken = 0;
+	for (; b < bands; b++) {
 		if ((r = engine_band_step(band, b)) < 0) {
+			/* the run is broken: the caller recomputes 0..cut */
 			snprintf(err, errlen, "band %d of nodes 0..%d: %s", b, cut, strerror(-r));
+			broken = 1;
 			break;
 		}
 		size_t b0 = off;
@@ -440,8 +439,10 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 					 r == -ERANGE ? " (beyond f16's range)" : "");
 			off += len;
 		}
-		if (r < 0)
+		if (r < 0) {
+			b++;	/* this band was computed; its bytes could not be encoded */
 			break;
+		}
 		uint64_t t_ready = pipe_now_ns();
 		pthread_mutex_lock(&st.mu);
 		st.ready = msg.header_len + off;
@@ -455,24 +456,21 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 						  .compute_end_ns = (uint64_t)bt.end_ns - t_origin,
 						  .ready_ns = t_ready - t_origin };
 	}
-	/* a failed band: finish the cut for the local fallback, abort the send */
-	bd->computed = r == 0;
-	if (r < 0) {
-		int b = 0;
-		while (b < bands && engine_band_step(band, b) == 0)
-			b++;
-		bd->computed = b == bands;
-	}
-	bd->local_ns = pipe_now_ns() - t_run0;
-	if (r < 0) {
+	if (r < 0) {	/* abort the send at once, then finish the cut for the fallback */
 		pthread_mutex_lock(&st.mu);
 		st.failed = 1;
 		pthread_cond_signal(&st.cv);
 		pthread_mutex_unlock(&st.mu);
+		while (!broken && b < bands && engine_band_step(band, b) == 0)
+			b++;
 	}
+	bd->computed = b == bands;
+	bd->local_ns = pipe_now_ns() - t_run0;
 	pthread_join(th, NULL);
-	for (int b = 0; b < bands; b++)
-		bd->tl[b].sent_ns = marked[b] ? marked[b] - t_origin : 0;
+	/* an empty band (a small tensor in many bands) has nothing to send:
+	 * it is on its way once it is ready */
+	for (int k = 0; k < bands; k++)
+		bd->tl[k].sent_ns = !band_bytes[k] ? bd->tl[k].ready_ns : marked[k] ? marked[k] - t_origin : 0;
 	if (r == 0 && snd.rc < 0) {
 		r = snd.rc;
 		snprintf(err, errlen, "%s", snd.err);
