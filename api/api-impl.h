@@ -78,6 +78,17 @@ struct api_call {
 	struct api_v2_request v2;
 	struct api_v2_message *msg;
 
+	/* streamed v2 body (api_handlers.stream_v2): the header and binary
+	 * part land in stream_buf, the binary part 64-byte aligned */
+	int stream_tried, streaming, stream_done, gone;
+	void *stream_mem;		/* the allocation */
+	char *stream_buf;
+	size_t stream_len, stream_total;	/* bytes in / announced, header included */
+	int stream_err;
+	int stream_fd;			/* the connection's socket, to see a close */
+	char stream_msg[160];
+	pthread_cond_t cond;		/* stream_len, stream_err, stream_done */
+
 	pthread_mutex_t lock;
 	enum call_state state;
 	int status;

@@ -125,6 +125,13 @@ enum api_v2_kind { API_V2_REQUEST, API_V2_RESPONSE };
 int api_v2_parse(enum api_v2_kind kind, const void *body, size_t len,
 		 size_t header_len, struct api_v2_message **out,
 		 char *err, size_t errlen);
+/* Parse only the JSON header of a v2 body whose binary part is still to
+ * come: tensors' data point into `binary` at their offsets (NULL when
+ * binary is NULL: only counting), not copied; *binary_len is the binary
+ * part's size the header announces, refused past max_binary. */
+int api_v2_parse_header(enum api_v2_kind kind, const void *header, size_t header_len,
+			const void *binary, size_t max_binary, struct api_v2_message **out,
+			size_t *binary_len, char *err, size_t errlen);
 void api_v2_message_free(struct api_v2_message *m);
 /* Build a v2 body; *header_len < *len when some tensor is binary. */
 int api_v2_build(enum api_v2_kind kind, const struct api_v2_message *m,
@@ -146,7 +153,9 @@ int api_params_bool(const struct api_params *p, const char *key, int *out);
 struct api_v2_request {
 	const struct api_model *model;
 	const struct api_v2_message *msg;
-	uint64_t received_ns;
+	uint64_t received_ns;		/* body complete; streamed: header complete */
+	int streamed;			/* the binary part is still arriving:
+					   api_call_body_wait before reading it */
 };
 
 /* ---- the handler table --------------------------------------------- */
@@ -162,6 +171,12 @@ struct api_handlers {
 	int (*ready)(void *ctx, const struct api_model *model);
 	void (*infer_v1)(void *ctx, struct api_call *call, const struct api_v1_request *req);
 	void (*infer_v2)(void *ctx, struct api_call *call, const struct api_v2_request *req);
+	/* Optional: asked on the connection's thread once a v2 request's JSON
+	 * header is in while its binary part still arrives (req->msg's data
+	 * not readable yet). 1: hand the call to infer_v2 now, streamed (the
+	 * handler reads the bytes as they come with api_call_body_wait); 0:
+	 * the usual way, once the body is complete. */
+	int (*stream_v2)(void *ctx, const struct api_v2_request *req);
 	void (*status)(void *ctx, struct api_call *call);	/* JSON */
 	/* GET /metrics: write families into m (format chosen by Accept) */
 	int (*metrics)(void *ctx, struct api_metrics *m);
@@ -171,6 +186,13 @@ void api_call_respond(struct api_call *call, int status, const char *content_typ
 		      void *body, size_t len);	/* takes body (malloc'd) */
 void api_call_error(struct api_call *call, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* A streamed v2 call (api_v2_request.streamed): block until at least
+ * `bytes` bytes of the binary part are in; *have (may be NULL) gets how many
+ * are. 0; or, with a sentence in err: -ECONNRESET when the client went away,
+ * -EPIPE when the body ended short, -EMSGSIZE when it ran past what its
+ * header announced (the call must still be answered). Other calls: their
+ * body is complete, so 0 when it holds `bytes`, else -EPIPE. */
+int api_call_body_wait(struct api_call *call, size_t bytes, size_t *have, char *err, size_t errlen);
 /* Extra response header, before answering (copied; up to 8). */
 int api_call_header(struct api_call *call, const char *name, const char *value);
 /* Any query argument (copied at request time); NULL when absent. */
@@ -227,6 +249,10 @@ struct api_v1_band {
 	int64_t row0, row1;		/* rows of the first cut tensor */
 	uint64_t bytes;
 	uint64_t compute_start_ns, compute_end_ns, ready_ns, sent_ns;
+	/* the peer's side, when it ran the request as a wavefront: all bytes of
+	 * the band in, and its step after them (peer_known 0: not reported) */
+	int peer_known;
+	uint64_t peer_arrived_ns, peer_start_ns, peer_end_ns;
 };
 
 struct api_v1_result {

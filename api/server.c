@@ -4,11 +4,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef SPLITD_API_HAVE_GNUTLS
@@ -41,6 +44,8 @@ static void call_free(struct api_call *c)
 	api_v2_message_free(c->msg);
 	free(c->resp_type);
 	free(c->resp_body);
+	free(c->stream_mem);
+	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -83,6 +88,14 @@ void api_call_respond(struct api_call *c, int status, const char *content_type,
 		      void *body, size_t len)
 {
 	pthread_mutex_lock(&c->lock);
+	if (c->gone) {
+		/* a streamed call whose client went away: the handler's answer
+		 * was the last use of it */
+		pthread_mutex_unlock(&c->lock);
+		free(body);
+		call_free(c);
+		return;
+	}
 	if (c->state == CALL_ANSWERED || c->state == CALL_SENT) {
 		/* answered twice: a programmer error; keep the first */
 		pthread_mutex_unlock(&c->lock);
@@ -133,6 +146,55 @@ int api_call_header(struct api_call *c, const char *name, const char *value)
 	c->hdr[c->n_hdr][1] = v;
 	c->n_hdr++;
 	return 0;
+}
+
+int api_call_body_wait(struct api_call *c, size_t bytes, size_t *have, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!c->streaming) {
+		size_t n = c->body.len > c->header_len ? c->body.len - c->header_len : 0;
+		if (have)
+			*have = n;
+		if (n >= bytes)
+			return 0;
+		snprintf(err, errlen, "the body holds %zu bytes after its header, not %zu", n, bytes);
+		return -EPIPE;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (c->stream_len - c->header_len < bytes && !c->stream_err && !c->stream_done) {
+		/* libmicrohttpd may notice a client that closed mid-body only at
+		 * its idle timeout: look at the socket every 50 ms (a robot
+		 * never half-closes a request it still sends) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) != ETIMEDOUT || c->stream_fd < 0)
+			continue;
+		struct pollfd pf = { .fd = c->stream_fd, .events = POLLRDHUP };
+		int unread = 0;
+		/* closed, and nothing left unread that could still complete it */
+		if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)) &&
+		    (ioctl(c->stream_fd, FIONREAD, &unread) != 0 || unread == 0)) {
+			c->stream_err = -ECONNRESET;
+			snprintf(c->stream_msg, sizeof(c->stream_msg),
+				 "the client closed the connection after %zu of the %zu bytes of the body",
+				 c->stream_len, c->stream_total);
+		}
+	}
+	if (have)
+		*have = c->stream_len - c->header_len;
+	rc = c->stream_err;
+	if (!rc && c->stream_len - c->header_len < bytes)
+		rc = -EPIPE;	/* done, short: stream_err says so; never reached */
+	if (rc)
+		snprintf(err, errlen, "%s", c->stream_msg[0] ? c->stream_msg : "the body ended short");
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 const char *api_call_query(const struct api_call *c, const char *key)
@@ -467,6 +529,102 @@ static void dispatch(struct api_call *c)
 	}
 }
 
+/* A v2 request's JSON header is in: offer the call to stream_v2; when it
+ * takes it, the rest of the body lands in an aligned buffer of the size the
+ * header announces and the handler runs now. Any failure here leaves the
+ * call to the usual way (whose parse of the whole body reports it). */
+static void try_stream(struct api_call *c)
+{
+	struct api_server *s = c->srv;
+	struct api_v2_message *m = NULL;
+	size_t bin = 0, max = s->opts.max_body_bytes - c->header_len;
+	char err[256];
+
+	c->stream_tried = 1;
+	if (c->header_len > s->opts.max_body_bytes ||
+	    api_v2_parse_header(API_V2_REQUEST, c->body.p, c->header_len, NULL, max, &m, &bin, err,
+				sizeof(err)))
+		return;
+	struct api_v2_request rq = { .model = c->model, .msg = m, .received_ns = api_now_ns(),
+				     .streamed = 1 };
+	int want = s->h.stream_v2(s->h.ctx, &rq);
+	api_v2_message_free(m);
+	m = NULL;
+	size_t total = c->header_len + bin, pad = (64 - c->header_len % 64) % 64;
+	if (want != 1 || c->body.len > total)
+		return;
+	void *mem = NULL;
+	if (posix_memalign(&mem, 64, pad + total + 1))
+		return;
+	char *buf = (char *)mem + pad;
+	memcpy(buf, c->body.p, c->body.len);
+	if (api_v2_parse_header(API_V2_REQUEST, buf, c->header_len, buf + c->header_len, bin, &m, &bin,
+				err, sizeof(err))) {
+		free(mem);
+		return;
+	}
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	c->stream_fd = ci ? ci->connect_fd : -1;
+	c->stream_mem = mem;
+	c->stream_buf = buf;
+	c->stream_len = c->body.len;
+	c->stream_total = total;
+	free(c->body.p);
+	c->body = (struct buf){ 0 };
+	c->msg = m;
+	c->v2.model = c->model;
+	c->v2.msg = m;
+	c->v2.received_ns = rq.received_ns;
+	c->v2.streamed = 1;
+	c->streaming = 1;
+	c->dispatched = 1;
+	atomic_fetch_add(&s->pending, 1);
+	s->h.infer_v2(s->h.ctx, c, &c->v2);
+}
+
+/* More of a streamed body. */
+static void stream_put(struct api_call *c, const char *data, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t room = c->stream_total - c->stream_len;
+	if (n > room && !c->stream_err) {
+		c->stream_err = -EMSGSIZE;
+		snprintf(c->stream_msg, sizeof(c->stream_msg),
+			 "the body runs past the %zu bytes its header announces", c->stream_total);
+	}
+	memcpy(c->stream_buf + c->stream_len, data, n < room ? n : room);
+	c->stream_len += n < room ? n : room;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The upload of a streamed body ended (or a resumed call wants its answer). */
+static enum MHD_Result stream_end(struct api_call *c)
+{
+	enum MHD_Result ret = MHD_YES;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->stream_done) {
+		c->stream_done = 1;
+		if (c->stream_len < c->stream_total && !c->stream_err) {
+			c->stream_err = -EPIPE;
+			snprintf(c->stream_msg, sizeof(c->stream_msg),
+				 "the body ended after %zu of the %zu bytes its header announces",
+				 c->stream_len, c->stream_total);
+		}
+		pthread_cond_broadcast(&c->cond);
+	}
+	if (c->state == CALL_ANSWERED) {
+		ret = send_answer(c);
+	} else if (c->state == CALL_RECEIVING) {
+		c->state = CALL_SUSPENDED;
+		MHD_suspend_connection(c->conn);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 				 const char *url, const char *method,
 				 const char *version, const char *upload_data,
@@ -484,11 +642,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		c->conn = conn;
 		c->start_ns = api_now_ns();
 		pthread_mutex_init(&c->lock, NULL);
+		pthread_cond_init(&c->cond, NULL);
 		*con_cls = c;
 		on_headers(c, url, method);
 		if (c->early_status)
 			goto answer_early;	/* before reading a body */
 		return MHD_YES;
+	}
+	if (c->streaming) {
+		if (*upload_size) {
+			stream_put(c, upload_data, *upload_size);
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		return stream_end(c);
 	}
 	if (*upload_size) {
 		if (!c->early_status) {
@@ -503,6 +670,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 			}
 		}
 		*upload_size = 0;
+		if (!c->early_status && !c->stream_tried && c->route == ROUTE_V2_INFER &&
+		    s->h.stream_v2 && s->h.infer_v2 && c->header_len && c->body.len >= c->header_len)
+			try_stream(c);
 		return MHD_YES;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -547,6 +717,26 @@ answer_early:;
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct api_call *c = *con_cls;
+
+	if (c && c->streaming) {
+		/* a handler still reading the body: wake it; its answer frees */
+		pthread_mutex_lock(&c->lock);
+		if (c->state != CALL_ANSWERED && c->state != CALL_SENT) {
+			c->gone = 1;
+			if (!c->stream_err) {
+				c->stream_err = -ECONNRESET;
+				snprintf(c->stream_msg, sizeof(c->stream_msg),
+					 "the client went away after %zu of the %zu bytes of the body",
+					 c->stream_len, c->stream_total);
+			}
+			pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->lock);
+			*con_cls = NULL;
+			return;
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
 	call_free(*con_cls);
 	*con_cls = NULL;
 }

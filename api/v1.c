@@ -253,6 +253,14 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 			buf_ms(&b, t->ready_ns);
 			buf_puts(&b, ",\"sent_ms\":");
 			buf_ms(&b, t->sent_ns);
+			if (t->peer_known) {
+				buf_puts(&b, ",\"peer_arrived_ms\":");
+				buf_ms(&b, t->peer_arrived_ns);
+				buf_puts(&b, ",\"peer_compute_start_ms\":");
+				buf_ms(&b, t->peer_start_ns);
+				buf_puts(&b, ",\"peer_compute_end_ms\":");
+				buf_ms(&b, t->peer_end_ns);
+			}
 			buf_puts(&b, "}");
 		}
 		buf_puts(&b, "]");

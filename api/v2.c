@@ -305,8 +305,17 @@ static int flatten(struct pctx *pc, json_t *a, int depth, int di, struct buf *ou
 	return 0;
 }
 
+/* The binary part: tensors take their bytes from base + *off, at most cap in
+ * all. Streamed (partial) parses point into bytes still to come and leave
+ * them where they will land; base NULL only counts. */
+struct bin_part {
+	const char *base;
+	size_t off, cap;
+	int partial;
+};
+
 static int parse_tensor(struct pctx *pc, json_t *t, struct api_v2_tensor *o,
-			const char **bin_base, const char *bin_end, int response)
+			struct bin_part *bp, int response)
 {
 	static const char *const keys[] = {"name", "shape", "datatype", "parameters", "data", NULL};
 	json_t *name = json_object_get(t, "name"), *shape = json_object_get(t, "shape");
@@ -349,14 +358,14 @@ static int parse_tensor(struct pctx *pc, json_t *t, struct api_v2_tensor *o,
 	if (!rc) {
 		if (data)
 			return FAIL(pc, "tensor '%s' has both \"data\" and binary_data_size", o->name);
-		if (bsize > bin_end - *bin_base)
+		if ((uint64_t)bsize > bp->cap - bp->off)
 			return FAIL(pc, "tensor '%s': binary_data_size %lld runs past the body",
 				    o->name, (long long)bsize);
 		o->binary = 1;
 		o->data_len = (size_t)bsize;
-		o->data = *bin_base;
-		*bin_base += bsize;
-		if (((uintptr_t)o->data & 7) && bsize > 0) {	/* align for views */
+		o->data = bp->base ? bp->base + bp->off : NULL;
+		bp->off += (size_t)bsize;
+		if (!bp->partial && ((uintptr_t)o->data & 7) && bsize > 0) {	/* align for views */
 			void *c = malloc((size_t)bsize);
 			if (!c || own(pc->vm, c))
 				return -ENOMEM;
@@ -405,8 +414,8 @@ static size_t count_params(json_t *root)
 	return n;
 }
 
-int api_v2_parse(enum api_v2_kind kind, const void *body, size_t len, size_t header_len,
-		 struct api_v2_message **out, char *err, size_t errlen)
+static int parse(enum api_v2_kind kind, const void *body, size_t len, size_t header_len,
+		 struct bin_part *bp, struct api_v2_message **out, char *err, size_t errlen)
 {
 	struct v2_msg *vm = NULL;
 	struct pctx pc = {NULL, 0, err, errlen};
@@ -490,9 +499,8 @@ int api_v2_parse(enum api_v2_kind kind, const void *body, size_t len, size_t hea
 		rc = -ENOMEM;
 		goto out;
 	}
-	const char *bin = (const char *)body + header_len, *bin_end = (const char *)body + len;
 	json_array_foreach(arr, i, v) {
-		if ((rc = parse_tensor(&pc, v, &m->tensors[i], &bin, bin_end, kind)))
+		if ((rc = parse_tensor(&pc, v, &m->tensors[i], bp, kind)))
 			goto out;
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(m->tensors[j].name, m->tensors[i].name)) {
@@ -500,9 +508,9 @@ int api_v2_parse(enum api_v2_kind kind, const void *body, size_t len, size_t hea
 				goto out;
 			}
 	}
-	if (bin != bin_end) {
+	if (!bp->partial && bp->off != bp->cap) {
 		rc = FAIL(&pc, "%zu bytes after the JSON header belong to no tensor",
-			  (size_t)(bin_end - bin));
+			  bp->cap - bp->off);
 		goto out;
 	}
 	arr = json_object_get(root, "outputs");
@@ -548,6 +556,33 @@ out:
 	else
 		json_decref(root);
 	return rc;
+}
+
+int api_v2_parse(enum api_v2_kind kind, const void *body, size_t len, size_t header_len,
+		 struct api_v2_message **out, char *err, size_t errlen)
+{
+	size_t hl = header_len ? header_len : len;
+	struct bin_part bp = { (const char *)body + (hl <= len ? hl : len), 0,
+			       hl <= len ? len - hl : 0, 0 };
+	return parse(kind, body, len, header_len, &bp, out, err, errlen);
+}
+
+int api_v2_parse_header(enum api_v2_kind kind, const void *header, size_t header_len,
+			const void *binary, size_t max_binary, struct api_v2_message **out,
+			size_t *binary_len, char *err, size_t errlen)
+{
+	struct bin_part bp = { binary, 0, max_binary, 1 };
+	int rc;
+
+	*binary_len = 0;
+	if (!header_len) {
+		snprintf(err, errlen, "a streamed body needs Inference-Header-Content-Length");
+		return -EBADMSG;
+	}
+	if ((rc = parse(kind, header, header_len, header_len, &bp, out, err, errlen)))
+		return rc;
+	*binary_len = bp.off;
+	return 0;
 }
 
 void api_v2_message_free(struct api_v2_message *m)

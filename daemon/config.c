@@ -169,6 +169,8 @@ static const struct key keys[] = {
 	  "peer role: CA whose client certificates robots must present" },
 	{ "peer_server", "plain", T_BOOL, G(server_plain), 0, 0, "false", NULL, 0,
 	  "peer role: serve plain HTTP without TLS (loopback listen only)" },
+	{ "peer_server", "wavefront", T_BOOL, G(server_wavefront), 0, 0, "true", NULL, 0,
+	  "peer role: run a banded request's row-local layers as its bands arrive (false: wait for all)" },
 
 	{ "planner", "policy", T_ENUM, G(policy), 0, 0, "latency", policies, F_RELOAD,
 	  "latency, energy, or energy_slo (least energy within slo_ms)" },

@@ -112,6 +112,7 @@ struct config {
 	char server_tls_key[CONFIG_PATH_MAX];
 	char server_client_ca[CONFIG_PATH_MAX];
 	bool server_plain;
+	bool server_wavefront;
 
 	/* [planner] */
 	int policy; /* enum config_policy */

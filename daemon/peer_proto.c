@@ -65,6 +65,7 @@ void peer_timing_init(struct peer_timing *t)
 {
 	t->queue_ns = t->decode_ns = t->compute_ns = t->total_ns = t->energy_uj = -1;
 	t->backend[0] = '\0';
+	t->n_bands = 0;
 }
 
 void peer_msg_fini(struct peer_msg *m)
@@ -299,6 +300,16 @@ int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *
 		if (t->backend[0] &&
 		    json_object_set_new(params, "splitd_peer_backend", json_string(t->backend)))
 			goto nomem;
+		if (t->n_bands > 0) {
+			json_t *a = json_array();
+			if (!a || json_object_set_new(params, "splitd_peer_bands_ns", a))
+				goto nomem;
+			for (int b = 0; b < t->n_bands && b < PEER_MAX_BANDS; b++)
+				if (json_array_append_new(a, json_integer(t->band_arrived_ns[b])) ||
+				    json_array_append_new(a, json_integer(t->band_start_ns[b])) ||
+				    json_array_append_new(a, json_integer(t->band_end_ns[b])))
+					goto nomem;
+		}
 	}
 	for (int i = 0; i < spec->n_outputs; i++) {
 		json_t *o = tensor_json(&spec->outputs[i], err, errlen);
@@ -578,7 +589,8 @@ void peer_request_fini(struct peer_request *r)
 	r->root = NULL;
 }
 
-int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out, char *err, size_t errlen)
+/* t's type and shape are out's */
+static int check_like(const struct peer_tensor *t, const struct tensor_view *out, char *err, size_t errlen)
 {
 	if (t->is_bytes)
 		return fail(-EBADMSG, err, errlen, "tensor '%.64s' is BYTES, a tensor of %s was expected",
@@ -601,6 +613,15 @@ int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out, cha
 		return fail(-EBADMSG, err, errlen, "tensor '%.64s' has shape [%s], [%s] was expected", t->name,
 			    got, want);
 	}
+	return 0;
+}
+
+int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out, char *err, size_t errlen)
+{
+	int rc;
+
+	if ((rc = check_like(t, out, err, errlen)) < 0)
+		return rc;
 	{
 		char e2[200];
 		int r = link_decode(t->data, t->len, &t->enc, t->scale, out, e2, sizeof(e2));
@@ -639,7 +660,7 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 			struct tensor_view *views, const void **image, size_t *image_len,
 			char *err, size_t errlen)
 {
-	int used[PEER_MAX_TENSORS] = { 0 };
+	int which[PEER_MAX_TENSORS];
 	int rc;
 
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS)
@@ -672,6 +693,36 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 	}
 	if (n_cut && (!cut || !views))
 		return fail(-EINVAL, err, errlen, "invalid decode arguments");
+	if ((rc = peer_request_match(r, NULL, cut, n_cut, which, err, errlen)) < 0)
+		return rc;
+	for (int j = 0; j < n_cut; j++) {
+		if (views[j].dtype != cut[j].dtype || views[j].ndim != cut[j].ndim || !views[j].data)
+			return fail(-EINVAL, err, errlen, "view %d does not match the cut", j);
+		if ((rc = peer_tensor_decode(&r->inputs[which[j]], &views[j], err, errlen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256,
+		       const struct engine_value_info *cut, int n_cut, int *which, char *err, size_t errlen)
+{
+	int used[PEER_MAX_TENSORS] = { 0 };
+
+	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS || (n_cut && (!cut || !which)))
+		return fail(-EINVAL, err, errlen, "invalid match arguments");
+	if (model_sha256) {
+		char want[65], got[65];
+
+		if (!r->has_sha)
+			return fail(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
+		if (memcmp(r->model_sha256, model_sha256, 32)) {
+			peer_sha256_hex(model_sha256, want);
+			peer_sha256_hex(r->model_sha256, got);
+			return fail(-EBADMSG, err, errlen,
+				    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
+		}
+	}
 	if (r->n_inputs != n_cut)
 		return fail(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
 			    r->n_inputs);
@@ -685,10 +736,7 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 			return fail(-EBADMSG, err, errlen, "cut %d tensor '%.64s' is missing from the request",
 				    r->cut, cut[j].name);
 		used[found] = 1;
-		if (views[j].dtype != cut[j].dtype || views[j].ndim != cut[j].ndim || !views[j].data)
-			return fail(-EINVAL, err, errlen, "view %d does not match the cut", j);
-		if ((rc = peer_tensor_decode(&r->inputs[found], &views[j], err, errlen)) < 0)
-			return rc;
+		which[j] = found;
 	}
 	return 0;
 }
@@ -763,6 +811,24 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 	out->timing.energy_uj = opt_int(params, "splitd_peer_energy_uj");
 	copy_str(out->timing.backend, sizeof(out->timing.backend),
 		 params ? json_object_get(params, "splitd_peer_backend") : NULL);
+	{
+		/* [arrived, start, end] per band, ns after the peer took the
+		 * request; anything else is ignored (these are only reported) */
+		const json_t *a = params ? json_object_get(params, "splitd_peer_bands_ns") : NULL;
+		size_t n = json_is_array(a) ? json_array_size(a) : 0;
+		if (n % 3 == 0 && n / 3 <= PEER_MAX_BANDS) {
+			int ok = 1;
+			for (size_t i = 0; i < n && ok; i++)
+				ok = json_is_integer(json_array_get(a, i)) &&
+				     json_integer_value(json_array_get(a, i)) >= 0;
+			for (size_t k = 0; ok && k < n / 3; k++) {
+				out->timing.band_arrived_ns[k] = json_integer_value(json_array_get(a, 3 * k));
+				out->timing.band_start_ns[k] = json_integer_value(json_array_get(a, 3 * k + 1));
+				out->timing.band_end_ns[k] = json_integer_value(json_array_get(a, 3 * k + 2));
+			}
+			out->timing.n_bands = ok ? (int)(n / 3) : 0;
+		}
+	}
 	outputs = json_object_get(root, "outputs");
 	if (!json_is_array(outputs) || json_array_size(outputs) > PEER_MAX_TENSORS) {
 		r = fail(-EBADMSG, err, errlen, "response \"outputs\" is not an array of at most %d tensors",
@@ -886,6 +952,53 @@ int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t er
 	if ((size_t)(planes * rows * width) * band_elem(t) + (size_t)bands * band_head(t) != t->len)
 		return fail(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
 			    t->name, t->len);
+	return 0;
+}
+
+int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, size_t len,
+		     struct tensor_view *out, char *err, size_t errlen)
+{
+	int64_t planes, rows, width;
+	int rc;
+
+	if ((rc = check_like(t, out, err, errlen)) < 0)
+		return rc;
+	if (out->dtype != TENSOR_F32 || !band_elem(t) || band_geom(t, &planes, &rows, &width) < 0 ||
+	    !t->band_ends || band < 0 || band >= t->n_band_ends)
+		return fail(-EBADMSG, err, errlen, "input '%.64s' band %d cannot be decoded", t->name, band);
+	int64_t r0 = band ? t->band_ends[band - 1] : 0, r1 = t->band_ends[band];
+	if (len != peer_band_bytes(t, r0, r1))
+		return fail(-EBADMSG, err, errlen, "input '%.64s' band %d: %zu bytes, rows %" PRId64 "..%" PRId64
+			    " take %zu", t->name, band, len, r0, r1, peer_band_bytes(t, r0, r1));
+	const uint8_t *src = seg;
+	float scale = 1;
+	if (band_head(t)) {
+		uint32_t u = (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 |
+			     (uint32_t)src[3] << 24;
+		memcpy(&scale, &u, 4);
+		src += 4;
+		if (!(scale >= 0.0f && scale <= 3.4028234663852886e38f))
+			return fail(-EBADMSG, err, errlen,
+				    "input '%.64s' band %d: the int8 scale is not a finite float >= 0", t->name, band);
+	}
+	size_t n_el = (size_t)((r1 - r0) * width), es = band_elem(t);
+	uint16_t h[256];
+	for (int64_t p = 0; p < planes; p++, src += n_el * es) {
+		float *x = (float *)out->data + (size_t)(p * rows + r0) * (size_t)width;
+		if (t->enc.value == LINK_VALUE_I8) {
+			for (size_t i = 0; i < n_el; i++)
+				x[i] = (float)(int8_t)src[i] * scale;
+		} else if (t->enc.value == LINK_VALUE_F16) {
+			/* through an aligned buffer: the segment may start anywhere */
+			for (size_t i = 0; i < n_el; i += 256) {
+				size_t k = n_el - i < 256 ? n_el - i : 256;
+				memcpy(h, src + 2 * i, 2 * k);
+				link_f16_to_f32(h, x + i, k);
+			}
+		} else {
+			memcpy(x, src, n_el * 4);
+		}
+	}
 	return 0;
 }
 

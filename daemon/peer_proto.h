@@ -45,6 +45,7 @@
 #include "tensor.h"
 
 #define PEER_MAX_TENSORS 64	/* inputs or outputs of one message */
+#define PEER_MAX_BANDS 64	/* bands of a banded (streamed) request */
 #define PEER_NAME_MAX 256	/* bytes of a tensor name, with the NUL */
 #define PEER_ID_MAX 128
 #define PEER_MAX_HEADER_BYTES (1u << 20)	/* JSON header limit */
@@ -104,6 +105,12 @@ struct peer_timing {
 	int64_t total_ns;
 	int64_t energy_uj;
 	char backend[16];
+	/* a streamed banded request: per band of the robot, when its bytes
+	 * were all in and the peer's wavefront step after it, ns after the
+	 * peer took the request (its header complete) */
+	int n_bands;
+	int64_t band_arrived_ns[PEER_MAX_BANDS], band_start_ns[PEER_MAX_BANDS],
+		band_end_ns[PEER_MAX_BANDS];
 };
 void peer_timing_init(struct peer_timing *t);	/* all -1, backend "" */
 
@@ -163,6 +170,12 @@ int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out,
 size_t peer_band_bytes(const struct peer_tensor *t, int64_t r0, int64_t r1);
 /* Checks t's band ends (B of them, non-decreasing, the last = rows). */
 int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t errlen);
+/* Decode band `band` of t (its segment of the band-major binary part: seg,
+ * len = peer_band_bytes of its rows, the int8 scale included) into rows
+ * band_ends[band-1]..band_ends[band] of every plane of out (float32, t's
+ * shape). */
+int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, size_t len,
+		     struct tensor_view *out, char *err, size_t errlen);
 /* Reorders a band-major binary part into the usual one (each input's bytes
  * contiguous) in a new buffer *out (free() it) and points ts[j].data into
  * it. ts[j].data/len on entry: as the v2 parse split the body (each
@@ -212,6 +225,10 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 			const struct engine_value_info *cut, int n_cut,
 			struct tensor_view *views, const void **image, size_t *image_len,
 			char *err, size_t errlen);
+/* The model check of peer_request_decode and which input is cut tensor j
+ * (which[j]), by name; model_sha256 NULL: no model check. */
+int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256,
+		       const struct engine_value_info *cut, int n_cut, int *which, char *err, size_t errlen);
 /* One allocation holding every tensor of a cut; free(*mem) releases it. */
 int peer_cut_alloc(const struct engine_value_info *cut, int n_cut,
 		   struct tensor_view *views, void **mem);

@@ -52,7 +52,9 @@ struct pipe_model {
 	struct engine_ctx *wctx[PIPE_MAX_WORKERS];	/* one per worker */
 	/* the last banded run of each worker (its buffers stay allocated) */
 	struct engine_band *wband[PIPE_MAX_WORKERS];
-	int wband_cut[PIPE_MAX_WORKERS], wband_bands[PIPE_MAX_WORKERS];
+	int wband_first[PIPE_MAX_WORKERS], wband_cut[PIPE_MAX_WORKERS], wband_bands[PIPE_MAX_WORKERS];
+	/* peer role: engine_band_reach(cut) + 1 per cut, 0 = not yet asked */
+	_Atomic int *band_reach;
 
 	pthread_mutex_t lock;		/* plan, histograms, EWMAs */
 	double decode_ms_ewma, peer_decode_ms_ewma;
@@ -116,6 +118,8 @@ struct pipeline {
 /* pipeline_infer.c */
 void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job);
 int pipe_calibrate(struct pipe_model *m, int worker);
+/* The end of the row-local range from cut (engine_band_reach), cached. */
+int pipe_band_reach(struct pipe_model *m, int cut);
 void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in);
 void pipe_replan(struct pipe_model *m, int force);
 

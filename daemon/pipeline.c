@@ -129,6 +129,35 @@ static void h_infer_v2(void *ctx, struct api_call *call, const struct api_v2_req
 	submit(p, call, &job);
 }
 
+int pipe_band_reach(struct pipe_model *m, int cut)
+{
+	if (cut < 0 || cut >= m->n_nodes || !m->band_reach)
+		return cut;
+	int v = atomic_load(&m->band_reach[cut]);
+	if (!v) {
+		v = engine_band_reach(m->eng, cut) + 1;
+		atomic_store(&m->band_reach[cut], v);
+	}
+	return v - 1;
+}
+
+/* A robot's banded request whose first layers here are row-local runs as
+ * its bands arrive (the wavefront); any other waits for its whole body. */
+static int h_stream_v2(void *ctx, const struct api_v2_request *req)
+{
+	struct pipeline *p = ctx;
+	struct pipe_model *m = req->model->user;
+	int64_t cut, bands;
+
+	if (!p->cfg->server_wavefront || p->cfg->role != CONFIG_ROLE_PEER ||
+	    api_params_int(req->msg->params, "splitd_cut", &cut) ||
+	    api_params_int(req->msg->params, "splitd_bands", &bands) || bands < 2 ||
+	    bands > PEER_MAX_BANDS || cut < 0 || cut >= m->n_nodes ||
+	    strcmp(engine_backend_name(m->eng), "cpu"))
+		return 0;
+	return pipe_band_reach(m, (int)cut) > cut;
+}
+
 /* ---- models ----------------------------------------------------------- */
 
 static int read_labels(struct pipe_model *m, const char *path)
@@ -366,7 +395,8 @@ static int load_model(struct pipeline *p, struct pipe_model *m, const struct con
 	m->in_meta = calloc((size_t)m->api.n_inputs, sizeof(*m->in_meta));
 	m->out_meta = calloc((size_t)m->api.n_outputs, sizeof(*m->out_meta));
 	m->local_ms = calloc((size_t)m->n_nodes + 1, sizeof(*m->local_ms));
-	if (!m->in_meta || !m->out_meta || !m->local_ms)
+	m->band_reach = calloc((size_t)m->n_nodes + 1, sizeof(*m->band_reach));
+	if (!m->in_meta || !m->out_meta || !m->local_ms || !m->band_reach)
 		return -ENOMEM;
 	for (int i = 0; i < m->api.n_inputs; i++) {
 		struct engine_value_info vi;
@@ -436,6 +466,7 @@ static void free_model(struct pipe_model *m)
 	free(m->in_meta);
 	free(m->out_meta);
 	free(m->local_ms);
+	free((void *)m->band_reach);
 	pthread_mutex_destroy(&m->lock);
 }
 
@@ -534,7 +565,7 @@ static int start_api(struct pipeline *p, struct serve_listeners *ls)
 	const struct config *cfg = p->cfg;
 	static const struct api_handlers handlers_template = {
 		.model = h_model, .ready = h_ready,
-		.infer_v1 = h_infer_v1, .infer_v2 = h_infer_v2,
+		.infer_v1 = h_infer_v1, .infer_v2 = h_infer_v2, .stream_v2 = h_stream_v2,
 		.status = pipe_status, .metrics = pipe_metrics,
 	};
 	struct api_handlers h = handlers_template;

@@ -312,6 +312,29 @@ static int encode_rows(const struct tensor_view *v, const struct link_encoding *
 	return 0;
 }
 
+/* The worker's band state for [first, last) in B bands: its last one when
+ * it is for the same range and B (its buffers stay allocated). */
+static int worker_band(struct pipe_model *m, int worker, int first, int last, int bands,
+		       struct engine_band **out, char *err, size_t errlen)
+{
+	int r;
+
+	if (m->wband[worker] && m->wband_first[worker] == first && m->wband_cut[worker] == last &&
+	    m->wband_bands[worker] == bands) {
+		*out = m->wband[worker];
+		return 0;
+	}
+	engine_band_free(m->wband[worker]);
+	m->wband[worker] = NULL;
+	if ((r = engine_band_new(m->eng, m->wctx[worker], first, last, bands, out, err, errlen)) < 0)
+		return r;
+	m->wband[worker] = *out;
+	m->wband_first[worker] = first;
+	m->wband_cut[worker] = last;
+	m->wband_bands[worker] = bands;
+	return 0;
+}
+
 /* Nodes [0, cut) run as B bands; each band's rows of every cut tensor leave
  * for the peer as soon as they are computed, in one request whose body is
  * sent while it is produced (peer_proto.h, "banded requests"). On any error
@@ -340,18 +363,8 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 		snprintf(err, errlen, "cut %d crosses %d tensors", cut, n);
 		return -EINVAL;
 	}
-	/* the worker's last band state when it is for the same cut and B */
-	if (m->wband[worker] && m->wband_cut[worker] == cut && m->wband_bands[worker] == bands) {
-		band = m->wband[worker];
-	} else {
-		engine_band_free(m->wband[worker]);
-		m->wband[worker] = NULL;
-		if ((r = engine_band_new(m->eng, m->wctx[worker], 0, cut, bands, &band, err, errlen)) < 0)
-			return r;
-		m->wband[worker] = band;
-		m->wband_cut[worker] = cut;
-		m->wband_bands[worker] = bands;
-	}
+	if ((r = worker_band(m, worker, 0, cut, bands, &band, err, errlen)) < 0)
+		return r;
 	memset(pts, 0, sizeof(pts));
 	for (int j = 0; j < n; j++) {
 		struct engine_value_info vi;
@@ -475,10 +488,21 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 		r = snd.rc;
 		snprintf(err, errlen, "%s", snd.err);
 	}
-	if (r == 0)
+	if (r == 0) {
 		of->have_reply = true;
-	else if (snd.rc == 0)
+		/* the peer's wavefront, on our clock from when the request left
+		 * (no clock sync: late by the header's one-way delay) */
+		const struct peer_timing *pt = &of->reply.resp.timing;
+		for (int k = 0; k < bands && pt->n_bands == bands; k++) {
+			uint64_t t0 = of->send_ns - t_origin;
+			bd->tl[k].peer_known = 1;
+			bd->tl[k].peer_arrived_ns = t0 + (uint64_t)pt->band_arrived_ns[k];
+			bd->tl[k].peer_start_ns = t0 + (uint64_t)pt->band_start_ns[k];
+			bd->tl[k].peer_end_ns = t0 + (uint64_t)pt->band_end_ns[k];
+		}
+	} else if (snd.rc == 0) {
 		peer_reply_fini(&of->reply);
+	}
 out_stream:
 	pthread_cond_destroy(&st.cv);
 	pthread_mutex_destroy(&st.mu);
@@ -1083,8 +1107,9 @@ fail:
 }
 
 /* Read the splitd parameters of a robot's request from the API's parse. */
-static int read_peer_request(const struct api_v2_message *msg, int64_t cut, struct peer_request *pr,
-			     int64_t (*ends)[BANDS_MAX], void **unbanded, char *err, size_t errlen)
+static int read_peer_request(const struct api_v2_message *msg, int64_t cut, int streamed,
+			     struct peer_request *pr, int64_t (*ends)[BANDS_MAX], void **unbanded,
+			     char *err, size_t errlen)
 {
 	const char *s;
 	int64_t b;
@@ -1171,10 +1196,98 @@ static int read_peer_request(const struct api_v2_message *msg, int64_t cut, stru
 		snprintf(err, errlen, "splitd_bands %d: at most %d", pr->bands, BANDS_MAX);
 		return -EBADMSG;
 	}
+	if (streamed) {
+		/* the bytes are still arriving: only their layout now */
+		for (int i = 0; i < pr->n_inputs; i++)
+			if ((r = peer_band_check(&pr->inputs[i], pr->bands, err, errlen)) < 0)
+				return r;
+		return 0;
+	}
 	/* band-major bytes back into one block per tensor */
 	if (pr->bands > 1)
 		return peer_unband(pr->inputs, pr->n_inputs, pr->bands, unbanded, err, errlen);
 	return 0;
+}
+
+/* A streamed banded request (api_handlers.stream_v2 took it): as each band
+ * of the robot's arrives, decode its rows into the cut tensors in ctx and
+ * advance the wavefront over the row-local nodes [cut, reach); then the
+ * rest, [reach, N), once every band is in. Per-band times go into tm. */
+static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call, const struct peer_request *pr,
+			 const struct engine_value_info *cutv, int n_cut, int cut, uint64_t t_origin,
+			 struct peer_timing *tm, char *err, size_t errlen)
+{
+	struct engine_ctx *ctx = m->wctx[worker];
+	struct engine_band *band = NULL;
+	struct tensor_view views[PEER_MAX_TENSORS];
+	int which[PEER_MAX_TENSORS], r, B = pr->bands, reach = pipe_band_reach(m, cut), complete = 0;
+	const uint8_t *bin = n_cut > 0 ? pr->inputs[0].data : NULL;
+	size_t off = 0, total = 0;
+
+	if (B < 2 || B > PEER_MAX_BANDS || reach <= cut || n_cut < 1 || !bin) {
+		snprintf(err, errlen, "cut %d cannot run as a wavefront here", cut);
+		return -EINVAL;
+	}
+	if ((r = peer_request_match(pr, engine_sha256(m->eng), cutv, n_cut, which, err, errlen)) < 0)
+		return r;
+	for (int j = 0; j < n_cut; j++) {
+		if ((r = engine_ctx_get(ctx, cutv[j].name, &views[j])) < 0) {
+			snprintf(err, errlen, "cut %d tensor '%s' has no place here", cut, cutv[j].name);
+			return r;
+		}
+		total += pr->inputs[which[j]].len;
+	}
+	if ((r = worker_band(m, worker, cut, reach, B, &band, err, errlen)) < 0)
+		return r;
+	engine_band_begin(band);
+	tm->n_bands = B;
+	for (int b = 0; b < B; b++) {
+		/* band b of each input in the robot's order of inputs */
+		for (int i = 0; i < pr->n_inputs; i++) {
+			const struct peer_tensor *t = &pr->inputs[i];
+			int j = 0;
+			while (j < n_cut && which[j] != i)
+				j++;
+			int64_t r0 = b ? t->band_ends[b - 1] : 0, r1 = t->band_ends[b];
+			size_t len = peer_band_bytes(t, r0, r1);
+			if ((r = api_call_body_wait(call, off + len, NULL, err, errlen)) < 0)
+				goto fail;
+			if ((r = peer_band_decode(t, b, bin + off, len, &views[j], err, errlen)) < 0)
+				goto fail;
+			if ((r = engine_band_feed(band, cutv[j].name, r1)) < 0) {
+				snprintf(err, errlen, "cut %d tensor '%s' cannot be fed to the wavefront", cut,
+					 cutv[j].name);
+				goto fail;
+			}
+			off += len;
+		}
+		uint64_t t0 = pipe_now_ns();
+		tm->band_arrived_ns[b] = (int64_t)(t0 - t_origin);
+		if ((r = engine_band_advance(band)) < 0) {
+			snprintf(err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
+			goto fail;
+		}
+		complete = r == 1;
+		tm->band_start_ns[b] = (int64_t)(t0 - t_origin);
+		tm->band_end_ns[b] = (int64_t)(pipe_now_ns() - t_origin);
+	}
+	/* nothing may follow the last band */
+	if ((r = api_call_body_wait(call, total, NULL, err, errlen)) < 0)
+		goto fail;
+	if (off != total || !complete) {
+		snprintf(err, errlen, "the bands cover %zu of %zu bytes", off, total);
+		r = -EBADMSG;
+		goto fail;
+	}
+	if (reach < m->n_nodes && (r = engine_run_range(ctx, reach, m->n_nodes)) < 0) {
+		snprintf(err, errlen, "running nodes %d..%d: %s", reach, m->n_nodes, strerror(-r));
+		return r;
+	}
+	return 0;
+fail:
+	if (r == -ECONNRESET || r == -EPIPE || r == -EMSGSIZE)
+		return r;
+	return r < 0 ? r : -EBADMSG;
 }
 
 /* A robot's cut: run [cut, N) and answer outputs + our own times. */
@@ -1189,6 +1302,7 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	void *outbuf[PEER_MAX_TENSORS] = { 0 };
 	void *mem = NULL;
 	struct peer_request pr;
+	struct peer_timing tm;
 	struct peer_msg msg = { 0 };
 	struct power_request pw = { 0 };
 	int64_t (*band_ends)[BANDS_MAX] = NULL;
@@ -1211,7 +1325,8 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 		r = -ENOMEM;
 		goto fail;
 	}
-	if ((r = read_peer_request(rq->msg, cut, &pr, band_ends, &unbanded, err, sizeof(err))) < 0)
+	if ((r = read_peer_request(rq->msg, cut, rq->streamed, &pr, band_ends, &unbanded, err,
+				   sizeof(err))) < 0)
 		goto fail;
 	n_cut = engine_cut_count(m->eng, (int)cut);
 	if (n_cut < 0 || n_cut > PEER_MAX_TENSORS) {
@@ -1226,6 +1341,17 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	}
 	for (int j = 0; j < n_cut; j++)
 		engine_cut_tensor(m->eng, (int)cut, j, &cutv[j]);
+	peer_timing_init(&tm);
+	if (rq->streamed) {
+		t_dec1 = pipe_now_ns();
+		if ((r = tail_streamed(m, worker, job->call, &pr, cutv, n_cut, (int)cut, rq->received_ns, &tm,
+				       err, sizeof(err))) < 0) {
+			status = r == -EINVAL || r == -ENOMEM || r == -EIO ? 500 : 400;
+			goto fail;
+		}
+		t_run1 = pipe_now_ns();
+		goto outputs;
+	}
 	if ((r = peer_cut_alloc(cutv, n_cut, views, &mem)) < 0)
 		goto fail;
 	if ((r = peer_request_decode(&pr, engine_sha256(m->eng), cutv, n_cut, views, &image, &image_len,
@@ -1256,6 +1382,7 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 		goto fail;
 	}
 	t_run1 = pipe_now_ns();
+outputs:;
 	int n_out = m->api.n_outputs > PEER_MAX_TENSORS ? PEER_MAX_TENSORS : m->api.n_outputs;
 	for (int i = 0; i < n_out; i++) {
 		struct tensor_view v;
@@ -1280,8 +1407,6 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 						.enc = le, .scale = scale, .data = outbuf[i], .len = len };
 		memcpy(outs[i].shape, v.shape, sizeof(outs[i].shape));
 	}
-	struct peer_timing tm;
-	peer_timing_init(&tm);
 	uint64_t t_end = pipe_now_ns();
 	tm.queue_ns = (int64_t)(t_deq - rq->received_ns);
 	tm.decode_ns = (int64_t)(t_dec1 - t_deq);

@@ -22,6 +22,7 @@
  * shared with another tensor the range touches gets a private buffer; the
  * private ones of the cut are copied into the arena after the last band. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,7 +48,9 @@ struct band_tensor {
 	void *priv;			/* private buffer, or NULL */
 	void *arena;			/* its place in the engine_ctx */
 	int64_t need;			/* rows wanted by the current band */
+	int64_t fed;			/* wavefront: rows of a cut-`first` tensor that are final */
 	int in_range;			/* produced by a node of the range */
+	int is_input;			/* a tensor of cut `first` */
 };
 
 struct engine_band {
@@ -63,6 +66,7 @@ struct engine_band {
 	size_t scratch_bytes;
 	struct engine_band_stats st;
 	struct engine_band_time *tl;	/* bands */
+	int advances;			/* wavefront: engine_band_advance calls this run */
 };
 
 static int64_t now_ns(void)
@@ -230,6 +234,25 @@ int engine_band_check(const struct engine *e, int first, int last, char *err, si
 	return 0;
 }
 
+int engine_band_reach(const struct engine *e, int first)
+{
+	struct band_node bn;
+	int best = first;
+
+	if (first < 0 || first >= e->nn)
+		return first;
+	for (int j = first + 1; j <= e->nn; j++) {
+		if (classify(e, j - 1, &bn, NULL, 0))
+			break;
+		int ok = 1;
+		for (int i = 0; i < e->nt && ok; i++)
+			ok = !(in_cut(&e->t[i], j) && e->t[i].ndim != 4);
+		if (ok)
+			best = j;
+	}
+	return best;
+}
+
 /* Rows [*r0, *r1) of band `band` of a tensor of h rows. */
 static void band_rows(int64_t h, int band, int bands, int64_t *r0, int64_t *r1)
 {
@@ -303,6 +326,7 @@ int engine_band_new(const struct engine *e, struct engine_ctx *c, int first, int
 			goto out;
 		bt->arena = bt->data = v.data;
 		bt->in_range = t->producer >= first && t->producer < last;
+		bt->is_input = in_cut(t, first);
 		if (in_cut(t, last))
 			b->cut[b->n_cut++] = i;
 	}
@@ -662,6 +686,104 @@ int engine_band_run(struct engine_band *b, engine_band_fn on_band, void *ud)
 		}
 	}
 	return 0;
+}
+
+/* ---- wavefront driven by arriving input rows ------------------------------ */
+
+int engine_band_begin(struct engine_band *b)
+{
+	int64_t pb = b->st.private_bytes;
+	memset(&b->st, 0, sizeof(b->st));
+	b->st.private_bytes = pb;
+	b->st.start_ns = now_ns();
+	for (int i = 0; i < b->last - b->first; i++)
+		b->nodes[i].done = b->nodes[i].rows = 0;
+	for (int i = 0; i < b->e->nt; i++)
+		b->t[i].fed = 0;
+	b->next = 0;
+	b->advances = 0;
+	return 0;
+}
+
+int engine_band_feed(struct engine_band *b, const char *name, int64_t rows)
+{
+	int ti = eng_tensor_find(b->e, name);
+	if (ti < 0 || !b->t[ti].is_input)
+		return -ENOENT;
+	const struct eng_tensor *t = &b->e->t[ti];
+	int64_t h = t->ndim >= 2 ? t->shape[t->ndim - 2] : 1;
+	if (rows < b->t[ti].fed || rows > h)
+		return -EINVAL;
+	b->t[ti].fed = rows;
+	return 0;
+}
+
+/* Output rows [0, o) node bn can reach when its input j holds rows [0, avail). */
+static int64_t reachable(const struct band_node *bn, int j, const struct eng_tensor *x, int64_t avail)
+{
+	int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
+	if (avail >= h)
+		return bn->oh;
+	switch (bn->mode[j]) {
+	case IN_ALIGNED:
+		return avail < bn->oh ? avail : bn->oh;
+	case IN_WINDOW: {
+		int64_t o = bn->done;
+		while (o < bn->oh && window_end(bn, o + 1, h) <= avail)
+			o++;
+		return o;
+	}
+	default:
+		return 0;
+	}
+}
+
+int engine_band_advance(struct engine_band *b)
+{
+	const struct engine *e = b->e;
+	int nn = b->last - b->first, complete = 1, rc;
+	int64_t t0 = now_ns(), macs0 = b->st.macs;
+
+	for (int i = 0; i < nn; i++) {
+		struct band_node *bn = &b->nodes[i];
+		const struct eng_node *n = &e->n[bn->node];
+		int64_t o = bn->oh;
+		for (int j = 0; j < n->n_in && o > bn->done; j++) {
+			if (n->in[j] < 0 || !is_activation(&e->t[n->in[j]]))
+				continue;
+			const struct eng_tensor *x = &e->t[n->in[j]];
+			const struct band_tensor *bt = &b->t[n->in[j]];
+			int64_t avail = bt->in_range ? b->nodes[x->producer - b->first].done
+				      : bt->is_input ? bt->fed : INT64_MAX;
+			int64_t oj = reachable(bn, j, x, avail);
+			if (oj < o)
+				o = oj;
+		}
+		if (o > bn->done && (rc = run_rows(b, bn, bn->done, o)))
+			return rc;
+		complete &= bn->done == bn->oh;
+	}
+	if (e->be->synchronize && (rc = e->be->synchronize(b->bctx)))
+		return rc;
+	int64_t t1 = now_ns();
+	if (b->advances < b->bands) {
+		b->tl[b->advances].start_ns = t0;
+		b->tl[b->advances].end_ns = t1;
+		b->tl[b->advances].macs = b->st.macs - macs0;
+	}
+	b->advances++;
+	b->st.end_ns = t1;
+	if (!complete)
+		return 0;
+	for (int i = 0; i < nn; i++)
+		if (b->nodes[i].rows != b->nodes[i].oh)
+			return -EIO;
+	for (int j = 0; j < b->n_cut; j++) {
+		struct band_tensor *bt = &b->t[b->cut[j]];
+		if (bt->priv)
+			memcpy(bt->arena, bt->priv, e->t[b->cut[j]].bytes);
+	}
+	return 1;
 }
 
 int engine_band_count(const struct engine_band *b)

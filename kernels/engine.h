@@ -134,6 +134,10 @@ struct engine_band;
 /* 0 when [first, last) can run banded; -ENOTSUP with err naming the barrier
  * node or the cut tensor that is not 4-D; -EINVAL for a bad range. */
 int engine_band_check(const struct engine *e, int first, int last, char *err, size_t errlen);
+/* The largest last for which [first, last) can run banded (the first
+ * barrier's index, or before it when a cut there is not 4-D); first when
+ * none. */
+int engine_band_reach(const struct engine *e, int first);
 
 /* Band state for one range on one ctx of engine e (borrowed; free the band
  * first). The tensors of cut `first` must be set in c before each run. */
@@ -155,6 +159,18 @@ int engine_band_rows(const struct engine_band *b, int band, int j, int *row0, in
 /* Where cut tensor j is written during the run (valid until engine_band_free):
  * its final rows can be sent before the run ends. */
 int engine_band_cut_view(const struct engine_band *b, int j, struct tensor_view *out);
+
+/* The wavefront driven by arriving input rows (the peer's side of a banded
+ * offload): engine_band_begin starts a run; engine_band_feed says rows
+ * [0, rows) of tensor `name` of cut `first` are final (never fewer than
+ * before); engine_band_advance then computes every row of every node those
+ * rows allow, and returns 1 once cut `last` is complete (every input fed
+ * whole), 0 while rows are still missing. Each row of each node is computed
+ * once, as in engine_band_run; the first `bands` advances are timed
+ * (engine_band_time). -ENOENT: name is not a tensor of cut `first`. */
+int engine_band_begin(struct engine_band *b);
+int engine_band_feed(struct engine_band *b, const char *name, int64_t rows);
+int engine_band_advance(struct engine_band *b);
 
 struct engine_band_stats {
 	int64_t macs;		/* multiply-adds run: Conv counted from the row

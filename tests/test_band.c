@@ -12,6 +12,14 @@
  *    banded run counted from its kernel calls equal the sum of
  *    engine_node_info().macs;
  *  - [k, N) run unbanded after it gives the whole run's outputs.
+ * The peer's side, the wavefront driven by arriving rows: for every start k
+ * with a row-local range [k, engine_band_reach(k)), the tensors of cut k
+ * start as NaN and get their unbanded rows in B steps; after each step
+ * engine_band_advance may compute only from rows fed so far (a row read
+ * early would carry a NaN into the result), says complete once the rows fed
+ * give all of cut `reach` (at the last step, or before when the range never
+ * reads the last rows), and then cut `reach` equals the unbanded run with
+ * the same multiply-adds.
  * Cuts past a barrier must be refused with a message naming the node. The
  * graphs have no barrier before their last node except `barrier`, so all but
  * that one must be legal at every cut.
@@ -386,9 +394,166 @@ static void check_one(const struct fixture *f)
 	engine_free(e);
 }
 
+/* Rows [r0, r1) of every plane of v from src (same shape); rank < 2 whole. */
+static void put_rows(struct tensor_view *v, const struct tensor_view *src, int64_t r0, int64_t r1)
+{
+	int h_ax = v->ndim - 2;
+	if (v->ndim < 2) {
+		memcpy(v->data, src->data, tensor_bytes(v));
+		return;
+	}
+	int64_t outer = 1, inner = (int64_t)tensor_dtype_size(v->dtype), h = v->shape[h_ax];
+	for (int d = 0; d < h_ax; d++)
+		outer *= v->shape[d];
+	inner *= v->shape[v->ndim - 1];
+	for (int64_t o = 0; o < outer; o++)
+		memcpy((char *)v->data + (o * h + r0) * inner, (const char *)src->data + (o * h + r0) * inner,
+		       (size_t)((r1 - r0) * inner));
+}
+
+/* The wavefront fed row by row (see the top of the file). */
+static void check_wavefront(const struct fixture *f)
+{
+	struct engine_opts opts = { .threads = n_threads };
+	struct engine *e = NULL;
+	struct engine_ctx *cu = NULL, *cb = NULL;
+	struct copy in[MAX_TENSORS] = { 0 }, src[MAX_TENSORS], ref[MAX_TENSORS];
+	char err[512];
+	int n_in, nn, ranges = 0, longest = 0, early = 0;
+	double worst = 0;
+
+	assert_int_equal(engine_load(f->path, &opts, &e, err, sizeof(err)), 0);
+	nn = engine_num_nodes(e);
+	assert_int_equal(load_inputs(f, e, in, &n_in), 0);
+	assert_int_equal(engine_ctx_new(e, &cu), 0);
+	assert_int_equal(engine_ctx_new(e, &cb), 0);
+	for (int k = 0; k < nn; k++) {
+		int to = engine_band_reach(e, k);
+		if (to == k) {
+			assert_int_equal(engine_band_check(e, k, k + 1, NULL, 0) != 0 ||
+					 engine_band_reach(e, k) == k, 1);
+			continue;
+		}
+		assert_int_equal(engine_band_check(e, k, to, err, sizeof(err)), 0);
+		if (to < nn)	/* reach is the largest legal end */
+			for (int j = to + 1; j <= nn; j++)
+				assert_int_not_equal(engine_band_check(e, k, j, NULL, 0), 0);
+		ranges++;
+		if (to - k > longest)
+			longest = to - k;
+		int64_t macs = 0;
+		for (int i = k; i < to; i++) {
+			struct engine_node_info ni;
+			assert_int_equal(engine_node_info(e, i, &ni), 0);
+			macs += ni.macs;
+		}
+		/* the unbanded run: cut k (the rows to feed) and cut `to` */
+		int n_src = engine_cut_count(e, k), n_ref = engine_cut_count(e, to);
+		assert_true(n_src >= 1 && n_src <= MAX_TENSORS && n_ref >= 1 && n_ref <= MAX_TENSORS);
+		set_inputs(cu, in, n_in);
+		assert_int_equal(engine_run_range(cu, 0, k), 0);
+		for (int j = 0; j < n_src; j++) {
+			struct engine_value_info vi;
+			struct tensor_view v;
+			assert_int_equal(engine_cut_tensor(e, k, j, &vi), 0);
+			assert_int_equal(engine_ctx_get(cu, vi.name, &v), 0);
+			copy_of(&src[j], vi.name, &v);
+		}
+		assert_int_equal(engine_run_range(cu, k, to), 0);
+		for (int j = 0; j < n_ref; j++) {
+			struct engine_value_info vi;
+			struct tensor_view v;
+			assert_int_equal(engine_cut_tensor(e, to, j, &vi), 0);
+			assert_int_equal(engine_ctx_get(cu, vi.name, &v), 0);
+			copy_of(&ref[j], vi.name, &v);
+		}
+		for (int bi = 0; bi < f->n_bands; bi++) {
+			int B = f->bands[bi];
+			struct engine_band *b = NULL;
+			struct engine_band_stats st;
+			if (engine_band_new(e, cb, k, to, B, &b, err, sizeof(err))) {
+				print_error("%s wavefront [%d, %d) B %d: %s\n", f->name, k, to, B, err);
+				fail();
+			}
+			set_inputs(cb, in, n_in);
+			assert_int_equal(engine_run_range(cb, 0, k), 0);	/* arena state as the peer's */
+			for (int j = 0; j < n_src; j++) {
+				struct tensor_view v;
+				assert_int_equal(engine_ctx_get(cb, src[j].name, &v), 0);
+				for (int64_t x = 0; x < tensor_numel(&v) && v.dtype == TENSOR_F32; x++)
+					((float *)v.data)[x] = NAN;
+			}
+			int done_at = 0;
+			assert_int_equal(engine_band_begin(b), 0);
+			assert_int_equal(engine_band_feed(b, "no such tensor", 1), -ENOENT);
+			for (int step = 1; step <= B; step++) {
+				for (int j = 0; j < n_src; j++) {
+					struct tensor_view v;
+					assert_int_equal(engine_ctx_get(cb, src[j].name, &v), 0);
+					int64_t h = v.ndim >= 2 ? v.shape[v.ndim - 2] : 1;
+					int64_t r0 = h * (step - 1) / B, r1 = h * step / B;
+					put_rows(&v, &src[j].v, r0, r1);
+					assert_int_equal(engine_band_feed(b, src[j].name, r1), 0);
+					if (step > 1 && r0 > 0)	/* never fewer rows than before */
+						assert_int_equal(engine_band_feed(b, src[j].name, r0 - 1), -EINVAL);
+				}
+				int rc = engine_band_advance(b);
+				/* complete at the last step, or earlier when the
+				 * range never reads the rows still missing (then the
+				 * NaNs there must not have reached the cut) */
+				assert_true(rc == 1 || (rc == 0 && !done_at));
+				if (rc == 1 && !done_at) {
+					done_at = step;
+					for (int j = 0; j < n_ref; j++) {
+						struct tensor_view v;
+						assert_int_equal(engine_ctx_get(cb, ref[j].name, &v), 0);
+						assert_true(max_abs_diff(&v, &ref[j].v) <= ref[j].tol);
+					}
+				}
+			}
+			assert_int_equal(done_at > 0, 1);
+			if (done_at < B)
+				early++;
+			assert_int_equal(engine_band_stats(b, &st), 0);
+			if (st.macs != macs)
+				print_error("%s wavefront [%d, %d) B %d: %lld MACs, %lld unbanded\n", f->name, k,
+					    to, B, (long long)st.macs, (long long)macs);
+			assert_true(st.macs == macs);
+			int64_t tl = 0;
+			for (int band = 0; band < B; band++) {
+				struct engine_band_time t;
+				assert_int_equal(engine_band_time(b, band, &t), 0);
+				tl += t.macs;
+			}
+			assert_true(tl == macs);
+			for (int j = 0; j < n_ref; j++) {
+				struct tensor_view v;
+				assert_int_equal(engine_ctx_get(cb, ref[j].name, &v), 0);
+				double d = max_abs_diff(&v, &ref[j].v);
+				worst = fmax(worst, d);
+				if (!(d <= ref[j].tol))
+					print_error("%s wavefront [%d, %d) B %d: '%s' differs by %g\n", f->name, k,
+						    to, B, ref[j].name, d);
+				assert_true(d <= ref[j].tol);
+			}
+			engine_band_free(b);
+		}
+		copy_free(src, n_src);
+		copy_free(ref, n_ref);
+	}
+	print_message("%s: wavefront checked from %d starts (longest range %d nodes; %d runs complete "
+		      "before the last rows came); max |diff| %g\n", f->name, ranges, longest, early, worst);
+	assert_true(ranges >= 1);
+	copy_free(in, n_in);
+	engine_ctx_free(cu);
+	engine_ctx_free(cb);
+	engine_free(e);
+}
+
 static void test_fixture(void **state)
 {
 	check_one(*state);
+	check_wavefront(*state);
 }
 
 static void test_bad_args(void **state)

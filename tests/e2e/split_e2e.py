@@ -249,7 +249,7 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     # {2, 4, 8}, f32, f16 and i8: the outputs of the banded run + peer equal the
     # all-local ones, the timeline has one entry per band with its rows in
     # order, covering the cut tensor; past the barrier a clear 400.
-    banded, refused, bad, barrier_msgs = 0, 0, [], set()
+    banded, refused, bad, barrier_msgs, wavefront, no_wave, refused_at = 0, 0, [], set(), 0, set(), set()
     bcuts = range(1, n) if not quick else sorted(set([1, n // 4, n // 3, n // 2]))
     for k in bcuts:
         for b in (2, 4, 8):
@@ -257,6 +257,7 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
                 st, r = infer(rport, body, "application/x-npy", f"?cut={k}&bands={b}&encoding={enc}")
                 if st == 400:
                     refused += 1
+                    refused_at.add(k)
                     barrier_msgs.add(json.dumps(r.get("error", ""))[:160])
                     continue
                 if st != 200 or r["placement"]["fallback"] or r["placement"]["bands"] != b:
@@ -269,10 +270,26 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
                     all(tl[i]["rows"][0] == tl[i - 1]["rows"][1] for i in range(1, b)) and \
                     all(t["compute_end_ms"] <= t["ready_ms"] + 1e-3 and t["sent_ms"] >= t["ready_ms"] - 1e-3
                         for t in tl)
+                # the peer ran its wavefront on the bands as they came: each
+                # band's step after its bytes, in order
+                peer_ok = all("peer_arrived_ms" in t for t in tl) and \
+                    all(t["peer_compute_start_ms"] >= t["peer_arrived_ms"] - 1e-3 and
+                        t["peer_compute_end_ms"] >= t["peer_compute_start_ms"] for t in tl) and \
+                    all(tl[i]["peer_arrived_ms"] >= tl[i - 1]["peer_compute_end_ms"] - 1e-3 for i in range(1, b))
+                if peer_ok:
+                    wavefront += 1
+                else:
+                    no_wave.add(k)
                 if d > tol or not rows_ok:
                     bad.append((k, b, enc, d, tl[:2]))
     check(f"banded cuts x B in (2, 4, 8) x (f32, f16, i8) equal local ({banded} streamed, {refused} refused "
           f"at barriers)", banded > 0 and not bad, bad[:3])
+    # ... all but at the last cut before the barrier, where the peer's first
+    # node is the barrier itself
+    last_banded = max((k for k in bcuts if k not in refused_at), default=-1)
+    check(f"the peer ran every banded request as a wavefront but at the barrier ({wavefront} of {banded}; "
+          f"not at cuts {sorted(no_wave)})", no_wave <= {last_banded} and wavefront >= banded - 9,
+          (sorted(no_wave), last_banded))
     check("banded requests past a barrier are refused with the reason",
           all("barrier" in m_ or "band" in m_ for m_ in barrier_msgs), barrier_msgs)
     st, r = infer(rport, body, "application/x-npy", "?cut=2&bands=4&encoding=f16%2Bzstd")
