@@ -363,13 +363,15 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 		snprintf(err, errlen, "cut %d crosses %d tensors", cut, n);
 		return -EINVAL;
 	}
-	if ((r = worker_band(m, worker, 0, cut, bands, &band, err, errlen)) < 0)
+	/* cut 0: the inputs, already in ctx, travel in bands (nothing to compute) */
+	if (cut > 0 && (r = worker_band(m, worker, 0, cut, bands, &band, err, errlen)) < 0)
 		return r;
 	memset(pts, 0, sizeof(pts));
 	for (int j = 0; j < n; j++) {
 		struct engine_value_info vi;
 		if ((r = engine_cut_tensor(m->eng, cut, j, &vi)) < 0 ||
-		    (r = engine_band_cut_view(band, j, &views[j])) < 0)
+		    (r = band ? engine_band_cut_view(band, j, &views[j])
+			      : engine_ctx_get(m->wctx[worker], vi.name, &views[j])) < 0)
 			goto out;
 		if (views[j].dtype != TENSOR_F32 || views[j].ndim != 4) {
 			snprintf(err, errlen, "cut %d: tensor '%s' is not a float NCHW tensor: it cannot travel banded",
@@ -378,8 +380,9 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 			goto out;
 		}
 		for (int b = 0; b < bands; b++) {
-			int r0, r1;
-			engine_band_rows(band, b, j, &r0, &r1);
+			int r0 = 0, r1 = (int)(views[j].shape[2] * (b + 1) / bands);
+			if (band)
+				engine_band_rows(band, b, j, &r0, &r1);
 			ends[j][b] = r1;
 		}
 		pts[j] = (struct peer_tensor){ .name = vi.name, .dtype = TENSOR_F32, .ndim = 4, .enc = le,
@@ -436,7 +439,10 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 	uint64_t t_run0 = pipe_now_ns();
 	int b = 0, broken = 0;
 	for (; b < bands; b++) {
-		if ((r = engine_band_step(band, b)) < 0) {
+		struct engine_band_time bt = { 0 };
+		if (!band) {
+			bt.start_ns = bt.end_ns = (int64_t)pipe_now_ns();
+		} else if ((r = engine_band_step(band, b)) < 0) {
 			/* the run is broken: the caller recomputes 0..cut */
 			snprintf(err, errlen, "band %d of nodes 0..%d: %s", b, cut, strerror(-r));
 			broken = 1;
@@ -461,8 +467,8 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 		st.ready = msg.header_len + off;
 		pthread_cond_signal(&st.cv);
 		pthread_mutex_unlock(&st.mu);
-		struct engine_band_time bt;
-		engine_band_time(band, b, &bt);
+		if (band)
+			engine_band_time(band, b, &bt);
 		bd->tl[b] = (struct api_v1_band){ .row0 = b ? ends[0][b - 1] : 0, .row1 = ends[0][b],
 						  .bytes = off - b0,
 						  .compute_start_ns = (uint64_t)bt.start_ns - t_origin,
@@ -474,8 +480,10 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 		st.failed = 1;
 		pthread_cond_signal(&st.cv);
 		pthread_mutex_unlock(&st.mu);
-		while (!broken && b < bands && engine_band_step(band, b) == 0)
+		while (!broken && band && b < bands && engine_band_step(band, b) == 0)
 			b++;
+		if (!band)
+			b = bands;
 	}
 	bd->computed = b == bands;
 	bd->local_ns = pipe_now_ns() - t_run0;
@@ -790,8 +798,8 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 			snprintf(err, errlen, "bands=%d: at most %d", rq->bands, BANDS_MAX);
 			return -EINVAL;
 		}
-		if (*cut <= 0 || *cut >= n) {
-			snprintf(err, errlen, "bands=%d streams a cut the robot computes: it needs 0 < cut < %d", rq->bands, n);
+		if (*cut < 0 || *cut >= n) {
+			snprintf(err, errlen, "bands=%d streams a cut to the peer: it needs 0 <= cut < %d", rq->bands, n);
 			return -EINVAL;
 		}
 		pthread_mutex_lock(&m->pipe->cfg_lock);
@@ -808,9 +816,19 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 				 rq->bands, plan_enc_name(*enc));
 			return -EINVAL;
 		}
-		if (engine_band_check(m->eng, 0, *cut, why, sizeof(why)) < 0) {
+		if (*cut > 0 && engine_band_check(m->eng, 0, *cut, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "bands=%d at cut %d: %s", rq->bands, *cut, why);
 			return -EINVAL;
+		}
+		/* at cut 0 the input itself travels in bands (the peer's
+		 * wavefront overlaps its compute with the upload) */
+		for (int j = 0; *cut == 0 && j < engine_cut_count(m->eng, 0); j++) {
+			struct engine_value_info vi;
+			if (engine_cut_tensor(m->eng, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4) {
+				snprintf(err, errlen, "bands=%d at cut 0: input '%s' is not a float NCHW tensor",
+					 rq->bands, vi.name);
+				return -EINVAL;
+			}
 		}
 		*bands = rq->bands;
 	}

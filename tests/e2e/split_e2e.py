@@ -250,7 +250,8 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     # all-local ones, the timeline has one entry per band with its rows in
     # order, covering the cut tensor; past the barrier a clear 400.
     banded, refused, bad, barrier_msgs, wavefront, no_wave, refused_at = 0, 0, [], set(), 0, set(), set()
-    bcuts = range(1, n) if not quick else sorted(set([1, n // 4, n // 3, n // 2]))
+    # (cut 0: the input itself in bands, for the peer's wavefront)
+    bcuts = range(0, n) if not quick else sorted(set([0, 1, n // 4, n // 3, n // 2]))
     for k in bcuts:
         for b in (2, 4, 8):
             for enc, tol in (("f32", 1e-5), ("f16", 1e-2), ("i8", 0.2)):
