@@ -76,6 +76,8 @@ struct api_v1_request {
 	struct api_image_info image;	/* for JPEG/PNG once decoded */
 	int cut;			/* ?cut=K, -1 = planner's choice */
 	int bands;			/* ?bands=B, 0 = planner's choice */
+	int no_wavefront;		/* ?wavefront=0: the peer waits for the whole
+					   banded body (an experiment's control) */
 	const char *encoding;		/* ?encoding=E, NULL = planner's */
 	const char *policy;		/* ?policy=P, NULL = default */
 	int outputs_none;		/* ?outputs=none */

@@ -142,6 +142,12 @@ void api_route_v1_infer(struct api_call *c)
 		api_call_error(c, 400, "bands must be 1..4096, not '%.40s'", v);
 		return;
 	}
+	int wf = 1;
+	if ((v = api_call_query(c, "wavefront")) && parse_int(v, 0, 1, &wf)) {
+		api_call_error(c, 400, "wavefront must be 0 or 1, not '%.40s'", v);
+		return;
+	}
+	r->no_wavefront = !wf;
 	if ((v = api_call_query(c, "encoding"))) {
 		if (!word_ok(v)) {
 			api_call_error(c, 400, "encoding '%.40s' is not a plain name", v);

@@ -226,6 +226,9 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 		goto nomem;
 	if (spec->bands > 0 && json_object_set_new(params, "splitd_bands", json_integer(spec->bands)))
 		goto nomem;
+	if (spec->bands > 1 && spec->no_wavefront &&
+	    json_object_set_new(params, "splitd_wavefront", json_false()))
+		goto nomem;
 	if (spec->output_enc) {
 		char enc[LINK_ENCODING_STRLEN];
 

@@ -121,6 +121,7 @@ struct peer_request_spec {
 	int cut;
 	const uint8_t *model_sha256;		/* 32 bytes */
 	int bands;				/* 0: not banded */
+	int no_wavefront;			/* ask the peer to wait for all bands */
 	const struct peer_tensor *inputs;
 	int n_inputs;
 	const char *const *outputs;		/* requested outputs; n_outputs 0 = all */

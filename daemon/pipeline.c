@@ -148,7 +148,10 @@ static int h_stream_v2(void *ctx, const struct api_v2_request *req)
 	struct pipeline *p = ctx;
 	struct pipe_model *m = req->model->user;
 	int64_t cut, bands;
+	int wf = 1;
 
+	if (api_params_bool(req->msg->params, "splitd_wavefront", &wf) == 0 && !wf)
+		return 0;
 	if (!p->cfg->server_wavefront || p->cfg->role != CONFIG_ROLE_PEER ||
 	    api_params_int(req->msg->params, "splitd_cut", &cut) ||
 	    api_params_int(req->msg->params, "splitd_bands", &bands) || bands < 2 ||

@@ -339,7 +339,7 @@ static int worker_band(struct pipe_model *m, int worker, int first, int last, in
  * for the peer as soon as they are computed, in one request whose body is
  * sent while it is produced (peer_proto.h, "banded requests"). On any error
  * the band run still completes the cut in ctx, so the caller can fall back. */
-static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, int bands,
+static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, int bands, int no_wavefront,
 			  const char *id, uint64_t t_origin, struct offload *of, struct banded *bd,
 			  char *err, size_t errlen)
 {
@@ -411,7 +411,7 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 	for (int j = 0; j < n; j++)
 		pts[j].data = wire;	/* placeholders: the body is one region, see below */
 	struct peer_request_spec spec = { .id = id, .cut = cut, .model_sha256 = engine_sha256(m->eng),
-					  .bands = bands, .inputs = pts, .n_inputs = n };
+					  .bands = bands, .no_wavefront = no_wavefront, .inputs = pts, .n_inputs = n };
 	if ((r = peer_request_build(&spec, &msg, err, errlen)) < 0)
 		goto out;
 	/* the binary part is the band-major region, filled as bands complete */
@@ -894,7 +894,8 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	if (cut < m->n_nodes) {
 		char perr[ERRLEN] = "";
 		if (bands > 1) {
-			r = offload_banded(m, worker, cut, enc, bands, id, rq->received_ns, &of, &bd, perr, sizeof(perr));
+			r = offload_banded(m, worker, cut, enc, bands, rq->no_wavefront, id, rq->received_ns, &of, &bd,
+					   perr, sizeof(perr));
 			t_local1 = t_local0 + bd.local_ns;
 			if (r < 0 && !bd.computed) {
 				/* the band run itself failed: the fallback starts from the input */

@@ -291,6 +291,13 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
     check(f"the peer ran every banded request as a wavefront but at the barrier ({wavefront} of {banded}; "
           f"not at cuts {sorted(no_wave)})", no_wave <= {last_banded} and wavefront >= banded - 9,
           (sorted(no_wave), last_banded))
+    st, r = infer(rport, body, "application/x-npy", "?cut=1&bands=4&encoding=f32&wavefront=0")
+    check("wavefront=0: the peer waits for the whole banded body (no peer times), same outputs",
+          st == 200 and not r["placement"]["fallback"] and
+          all("peer_arrived_ms" not in t for t in r.get("timeline", [{}])) and
+          float(np.abs(out0(r) - y).max()) / scale <= 1e-5, (st, r.get("timeline", [])[:1]))
+    st, r = infer(rport, body, "application/x-npy", "?cut=1&bands=4&wavefront=2")
+    check("wavefront=2 is refused", st == 400 and "wavefront" in json.dumps(r), r)
     check("banded requests past a barrier are refused with the reason",
           all("barrier" in m_ or "band" in m_ for m_ in barrier_msgs), barrier_msgs)
     st, r = infer(rport, body, "application/x-npy", "?cut=2&bands=4&encoding=f16%2Bzstd")
