@@ -6,16 +6,20 @@ For each cell (model x link rate x robot CPU share):
   1. the layer-split oracle: every frontier cut x {f16, i8} plus the JPEG at
      cut 0 and all-local, screened with --requests rounds, then the best
      three confirmed in --confirm interleaved rounds (medians);
-  2. banded plans: the --top best band-legal cuts of the screening (f16 and
-     f32) x B in --bands, measured interleaved with the confirmed best layer
-     split and the same cut unbanded (B = 1, the control);
+  2. banded plans: the --top best band-legal cuts of the screening (cut 0,
+     the input in bands, included; i8 and f16) x B in --bands, measured
+     interleaved with the confirmed best layer split, the same cut unbanded
+     (B = 1, the control) and the best banded plan with the peer's wavefront
+     off (?wavefront=0: the peer waits for the whole body; the robot-only
+     overlap);
   3. one row per cell: best layer split and best banded plan (p50, p95,
      robot energy as the daemon reports it), the gain, the bound
      min(C, X) x (1 - 1/B) with C and X the local compute and the transfer
      of the same cut unbanded, measured, and the planner's own choice
      (requests without cut=), measured in the same rounds.
-The peer computes after the whole body has arrived (no peer wavefront), so
-the overlap is the robot's compute with the link.
+The peer runs its wavefront (peer_server.wavefront, default on): it computes
+its row-local layers as the bands arrive, so the link overlaps both the
+robot's compute and the peer's.
 
   sudo /usr/bin/python3 bench/band_grid.py --splitd build/daemon/splitd \\
        --models build/models --rate 20 --rate 137 --rate 400 --cpu 0.125 --cpu 1 \\
@@ -46,10 +50,11 @@ def run_cands(lab, model, jpeg, cands, rounds):
     rows = {c: {"total": [], "local": [], "transfer": [], "remote": [], "joules": [], "method": None,
                 "fallbacks": 0, "timeline": None} for c in cands}
     def one(c):
-        k, e, b = c
+        k, e, b = c[:3]
         if k == "plan":     # the planner's own choice: no cut= in the request
             return lab.infer(model, jpeg, None, None, None, CTYPE)
-        return lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE)
+        return lab.infer(model, jpeg, k, None if e == "local" else e, b, CTYPE,
+                         "&wavefront=0" if len(c) > 3 else "")
 
     for c in cands:     # warm-up
         one(c)
@@ -81,10 +86,10 @@ def band_legal(lab, model, jpeg, k):
 
 
 def name(c):
-    k, e, b = c
+    k, e, b = c[:3]
     if e == "local":
         return "all-local"
-    return f"cut {k} {e}" + (f" x{b}" if b and b > 1 else "")
+    return f"cut {k} {e}" + (f" x{b}" if b and b > 1 else "") + (" (no peer wavefront)" if len(c) > 3 else "")
 
 
 def cell(lab, model, jpeg, requests, confirm, top, bands_list):
@@ -100,7 +105,7 @@ def cell(lab, model, jpeg, requests, confirm, top, bands_list):
     seen, bcuts = set(), []
     for c in ranked:
         k = c[0]
-        if 0 < k < n and k not in seen:
+        if 0 <= k < n and k not in seen:
             seen.add(k)
             if band_legal(lab, model, jpeg, k):
                 bcuts.append(k)
@@ -117,6 +122,14 @@ def cell(lab, model, jpeg, requests, confirm, top, bands_list):
     layer_ms = med(rows[best_layer]["total"])
     banded = [c for c in cands if c[0] != "plan" and c[2] > 1]
     best_b = min(banded, key=lambda c: med(rows[c]["total"])) if banded else None
+    if best_b:
+        # the winner again with its control, the best layer split and the
+        # peer's wavefront off, interleaved: the final figures of the cell
+        ctrl = (best_b[0], best_b[1], 1)
+        nowf = best_b + ("nowave",)
+        fin = list(dict.fromkeys([best_layer, best_b, ctrl, nowf, plan]))
+        rows.update(run_cands(lab, model, jpeg, fin, confirm))
+        layer_ms = med(rows[best_layer]["total"])
     out = {"model": model, "n": n, "best_layer": name(best_layer), "layer_p50": layer_ms,
            "layer_mj": med(rows[best_layer]["joules"]) * 1e3, "method": rows[best_layer]["method"],
            "plan_p50": med(rows[plan]["total"]), "plan_mj": med(rows[plan]["joules"]) * 1e3,
@@ -132,36 +145,54 @@ def cell(lab, model, jpeg, requests, confirm, top, bands_list):
                     "control": name(ctrl), "control_p50": med(rows[ctrl]["total"]),
                     "C": C, "X": X, "bound": min(C, X) * (1 - 1 / best_b[2]),
                     "gain_vs_control": med(rows[ctrl]["total"]) - med(rows[best_b]["total"]),
+                    "nowave_p50": med(rows[nowf]["total"]), "nowave_mj": med(rows[nowf]["joules"]) * 1e3,
+                    "R": med(rows[ctrl]["remote"]),
+                    # with the peer's wavefront three stages overlap
+                    "bound3": (C + X + med(rows[ctrl]["remote"]) - max(C, X, med(rows[ctrl]["remote"])))
+                    * (1 - 1 / best_b[2]),
                     "timeline": rows[best_b]["timeline"],
                     "fallbacks": sum(r["fallbacks"] for r in rows.values())})
     out["all"] = {(name(c) if c[0] != "plan" else "planner"): {
         "p50": med(r["total"]), "local": med(r["local"]), "transfer": med(r["transfer"]),
         "remote": med(r["remote"])} for c, r in rows.items()}
+    # the issue's target cells: the best layer split's local compute and
+    # transfer each at least a quarter of its time
+    lp = out["layer_parts"]
+    out["target_cell"] = lp["local"] >= layer_ms / 4 and lp["transfer"] >= layer_ms / 4
     return out
 
 
 def fmt_row(rate, cpu, o):
     if "best_banded" not in o:
         return (f"| {o['model']} | {rate:g} | {cpu:g} | {o['best_layer']} | {o['layer_p50']:.1f} | "
-                f"{o['layer_p95']:.1f} | {o['layer_mj']:.0f} | (no legal banded cut) | | | | | | | | "
+                f"{o['layer_p95']:.1f} | {o['layer_mj']:.0f} | (no legal banded cut) | | | | | | | | | | | "
                 f"{o['plan_chose']} | {o['plan_p50']:.1f} | {o['plan_p50'] / o['layer_p50']:.2f} |")
     gain = (o["layer_p50"] - o["banded_p50"]) / o["layer_p50"] * 100
+    egain = (o["layer_mj"] - o["banded_mj"]) / o["layer_mj"] * 100 if o["layer_mj"] else float("nan")
     return (f"| {o['model']} | {rate:g} | {cpu:g} | {o['best_layer']} | {o['layer_p50']:.1f} | "
             f"{o['layer_p95']:.1f} | {o['layer_mj']:.0f} | {o['best_banded']} | {o['banded_p50']:.1f} | "
             f"{o['banded_p95']:.1f} | {o['banded_mj']:.0f} | "
-            f"{gain:+.0f}% | {o['control']} {o['control_p50']:.1f} | {o['gain_vs_control']:.1f} | "
-            f"{o['bound']:.1f} (C {o['C']:.1f}, X {o['X']:.1f}) | {o['plan_chose']} | {o['plan_p50']:.1f} | "
+            f"{gain:+.0f}% | {egain:+.0f}% | {o['nowave_p50']:.1f} | {o['control']} {o['control_p50']:.1f} | "
+            f"{o['gain_vs_control']:.1f} | "
+            f"{o['bound']:.1f} / {o['bound3']:.1f} (C {o['C']:.1f}, X {o['X']:.1f}, R {o['R']:.1f}) | "
+            f"{'yes' if o.get('target_cell') else 'no'} | {o['plan_chose']} | {o['plan_p50']:.1f} | "
             f"{o['plan_p50'] / o['layer_p50']:.2f} |")
 
 
 def fmt_timeline(o):
     tl = o.get("timeline") or []
-    lines = [f"timeline of one request, {o['model']} {o['best_banded']} (ms from arrival):", "",
-             "| band | rows | bytes | compute start | compute end | ready | all handed to the socket |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = [f"timeline of one request, {o['model']} {o['best_banded']} (ms from its arrival at the robot; "
+             "the peer's times are placed on the robot's clock at the moment the request left, so they "
+             "are late by the headers' one-way delay):", "",
+             "| band | rows | bytes | robot compute start | end | ready | all handed to the socket | "
+             "all in at the peer | peer step start | end |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def f(t, k):
+        return f"{t[k]:.2f}" if k in t else "-"
     for t in tl:
         lines.append(f"| {t['band']} | {t['rows'][0]}-{t['rows'][1]} | {t['bytes']} | {t['compute_start_ms']:.2f} | "
-                     f"{t['compute_end_ms']:.2f} | {t['ready_ms']:.2f} | {t['sent_ms']:.2f} |")
+                     f"{t['compute_end_ms']:.2f} | {t['ready_ms']:.2f} | {t['sent_ms']:.2f} | "
+                     f"{f(t, 'peer_arrived_ms')} | {f(t, 'peer_compute_start_ms')} | {f(t, 'peer_compute_end_ms')} |")
     return "\n".join(lines)
 
 
@@ -203,9 +234,9 @@ def main():
     md = [f"# banded vs layer split: {', '.join(models)}; rates {rates} Mbit/s; robot cpu {cpus}; "
           f"input {a.input} {len(jpeg)} B", "", f"`{' '.join(sys.argv)}`", "",
           "| model | Mbit/s | cpu | best layer split | p50 ms | p95 | robot mJ | best banded | p50 ms | p95 | "
-          "robot mJ | vs layer | same cut B=1 (ms) | gain vs it (ms) | bound min(C,X)(1-1/B) | "
-          "planner chose | p50 ms | planner / best layer |",
-          "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|---|---:|---:|"]
+          "robot mJ | latency vs layer | energy vs layer | same, peer wavefront off (ms) | same cut B=1 (ms) | "
+          "gain vs it (ms) | bound min(C,X)(1-1/B) / with the peer (C+X+R-max)(1-1/B) | target cell | planner chose | p50 ms | planner / best layer |",
+          "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---|---:|---:|"]
     dump, timelines = [], []
     try:
         for cpu in cpus:

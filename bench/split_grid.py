@@ -299,12 +299,13 @@ backoff_max_ms = 1000
                 return float(line.split()[-1])
         return None
 
-    def infer(self, model, jpeg, cut=None, enc=None, bands=None, ctype="image/jpeg"):
+    def infer(self, model, jpeg, cut=None, enc=None, bands=None, ctype="image/jpeg", extra=""):
         q = f"?model={model}"
         if cut is not None:
             q += f"&cut={cut}"
         if bands is not None and bands > 1:
             q += f"&bands={bands}"
+        q += extra
         if enc is not None:
             q += "&encoding=" + enc.replace("+", "%2B")
         t0 = time.perf_counter()
