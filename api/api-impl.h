@@ -17,6 +17,7 @@
 #define API_MAX_QUERY 16
 #define API_V2_MAX_TENSORS 64
 #define API_V2_MAX_JSON_DEPTH 16
+#define API_STREAM_MARKS 1024
 
 /* growable byte buffer */
 struct buf {
@@ -86,6 +87,10 @@ struct api_call {
 	size_t stream_len, stream_total;	/* bytes in / announced, header included */
 	int stream_err;
 	int stream_fd;			/* the connection's socket, to see a close */
+	/* when the body reached each length (the first API_STREAM_MARKS pieces) */
+	size_t arr_len[API_STREAM_MARKS];
+	uint64_t arr_ns[API_STREAM_MARKS];
+	int n_arr;
 	char stream_msg[160];
 	pthread_cond_t cond;		/* stream_len, stream_err, stream_done */
 

@@ -195,6 +195,10 @@ void api_call_error(struct api_call *call, int status, const char *fmt, ...)
  * header announced (the call must still be answered). Other calls: their
  * body is complete, so 0 when it holds `bytes`, else -EPIPE. */
 int api_call_body_wait(struct api_call *call, size_t bytes, size_t *have, char *err, size_t errlen);
+/* A streamed call: when (CLOCK_MONOTONIC ns) the binary part first held
+ * `bytes` bytes; 0 when not yet, or not recorded (past the first 1024
+ * pieces of the upload). */
+uint64_t api_call_body_arrival(struct api_call *call, size_t bytes);
 /* Extra response header, before answering (copied; up to 8). */
 int api_call_header(struct api_call *call, const char *name, const char *value);
 /* Any query argument (copied at request time); NULL when absent. */

@@ -197,6 +197,20 @@ int api_call_body_wait(struct api_call *c, size_t bytes, size_t *have, char *err
 	return rc;
 }
 
+uint64_t api_call_body_arrival(struct api_call *c, size_t bytes)
+{
+	uint64_t t = 0;
+
+	if (!c->streaming)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < c->n_arr && !t; i++)
+		if (c->arr_len[i] >= c->header_len + bytes)
+			t = c->arr_ns[i];
+	pthread_mutex_unlock(&c->lock);
+	return t;
+}
+
 const char *api_call_query(const struct api_call *c, const char *key)
 {
 	for (int i = 0; i < c->n_query; i++)
@@ -570,6 +584,9 @@ static void try_stream(struct api_call *c)
 	c->stream_buf = buf;
 	c->stream_len = c->body.len;
 	c->stream_total = total;
+	c->arr_len[0] = c->body.len;	/* what came with the header */
+	c->arr_ns[0] = rq.received_ns;
+	c->n_arr = 1;
 	free(c->body.p);
 	c->body = (struct buf){ 0 };
 	c->msg = m;
@@ -595,6 +612,10 @@ static void stream_put(struct api_call *c, const char *data, size_t n)
 	}
 	memcpy(c->stream_buf + c->stream_len, data, n < room ? n : room);
 	c->stream_len += n < room ? n : room;
+	if (c->n_arr < API_STREAM_MARKS) {
+		c->arr_len[c->n_arr] = c->stream_len;
+		c->arr_ns[c->n_arr++] = api_now_ns();
+	}
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }

@@ -1280,8 +1280,8 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 			}
 			off += len;
 		}
-		uint64_t t0 = pipe_now_ns();
-		tm->band_arrived_ns[b] = (int64_t)(t0 - t_origin);
+		uint64_t t0 = pipe_now_ns(), ta = api_call_body_arrival(call, off);
+		tm->band_arrived_ns[b] = (int64_t)((ta && ta <= t0 ? ta : t0) - t_origin);
 		if ((r = engine_band_advance(band)) < 0) {
 			snprintf(err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
 			goto fail;

@@ -35,7 +35,14 @@ static const struct api_tensor_meta m_out[] = { { "y", TENSOR_F32, 1, { 1 } } };
 static const struct api_model model = { .name = "m", .inputs = m_in, .outputs = m_out,
 					.n_inputs = 1, .n_outputs = 1 };
 
-static atomic_int started, last_rc, streamed_calls, plain_calls;
+static atomic_int started, last_rc, streamed_calls, plain_calls, bad_arrivals;
+
+static uint64_t api_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static int h_model(void *ctx, const char *name, const struct api_model **out)
 {
@@ -79,6 +86,10 @@ static void *reader(void *arg)
 				break;
 			for (size_t q = k; q < k + n; q++)
 				sum += (uint64_t)d[q] * (off + q + 1);
+			/* the bytes are in, so their arrival is known and past */
+			uint64_t ta = api_call_body_arrival(j->call, off + k + n), now = api_now();
+			if (!ta || ta > now || ta < j->req->received_ns)
+				atomic_fetch_add(&bad_arrivals, 1);
 		}
 		off += m->tensors[i].data_len;
 	}
@@ -213,6 +224,7 @@ static void test_streamed_reads_as_it_comes(void **state)
 		snprintf(want, sizeof(want), "{\"sum\":%llu}", (unsigned long long)sum);
 		assert_non_null(strstr(ans, want));
 		assert_int_equal(atomic_load(&streamed_calls) - s0, stream);
+		assert_int_equal(atomic_load(&bad_arrivals), stream ? 0 : (int)((n1 + 999) / 1000 + (n2 + 999) / 1000));
 		assert_int_equal(atomic_load(&plain_calls) - p0, !stream);
 		close(fd);
 		free(bin);
