@@ -276,7 +276,9 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
                 peer_ok = all("peer_arrived_ms" in t for t in tl) and \
                     all(t["peer_compute_start_ms"] >= t["peer_arrived_ms"] - 1e-3 and
                         t["peer_compute_end_ms"] >= t["peer_compute_start_ms"] for t in tl) and \
-                    all(tl[i]["peer_arrived_ms"] >= tl[i - 1]["peer_compute_end_ms"] - 1e-3 for i in range(1, b))
+                    all(tl[i]["peer_arrived_ms"] >= tl[i - 1]["peer_arrived_ms"] - 1e-3 and
+                        tl[i]["peer_compute_start_ms"] >= tl[i - 1]["peer_compute_end_ms"] - 1e-3
+                        for i in range(1, b))
                 if peer_ok:
                     wavefront += 1
                 else:
