@@ -224,15 +224,22 @@ def main():
     # so the planner column shows what it does with them
     lab = sg.Lab(a.splitd, models, robot_planner="max_bands = 8")
     jpeg = sg.make_jpeg(os.path.join(lab.tmp, "frame.jpg"))
+    bodies = {m: jpeg for m in models}
     if a.input == "npy":
+        # a float frame of the model's own input shape (a depth sensor's or
+        # a voxel grid's: noise, nothing a codec could shrink)
         import io
         import numpy as np
         CTYPE = "application/x-npy"
-        buf = io.BytesIO()
-        np.save(buf, np.random.default_rng(5).standard_normal((1, 3, 224, 224)).astype(np.float32))
-        jpeg = buf.getvalue()
+        for m in models:
+            with open(os.path.join(a.models, m, "model.json")) as f:
+                shape = json.load(f)["inputs"][0]["shape"]
+            buf = io.BytesIO()
+            np.save(buf, np.random.default_rng(5).standard_normal(shape).astype(np.float32))
+            bodies[m] = buf.getvalue()
     md = [f"# banded vs layer split: {', '.join(models)}; rates {rates} Mbit/s; robot cpu {cpus}; "
-          f"input {a.input} {len(jpeg)} B", "", f"`{' '.join(sys.argv)}`", "",
+          f"input {a.input} " + ", ".join(f"{len(b)} B" for b in bodies.values()), "",
+          f"`{' '.join(sys.argv)}`", "",
           "| model | Mbit/s | cpu | best layer split | p50 ms | p95 | robot mJ | best banded | p50 ms | p95 | "
           "robot mJ | latency vs layer | energy vs layer | same, peer wavefront off (ms) | same cut B=1 (ms) | "
           "gain vs it (ms) | bound min(C,X)(1-1/B) / with the peer (C+X+R-max)(1-1/B) | target cell | planner chose | p50 ms | planner / best layer |",
@@ -247,7 +254,7 @@ def main():
                 lab.set_rate(rate)
                 for model in models:
                     sg.log(f"cell {model} {rate:g} Mbit/s cpu {cpu:g}")
-                    o = cell(lab, model, jpeg, a.requests, a.confirm, a.top, bl)
+                    o = cell(lab, model, bodies[model], a.requests, a.confirm, a.top, bl)
                     o.update(rate=rate, cpu=cpu)
                     row = fmt_row(rate, cpu, o)
                     print(row, flush=True)
