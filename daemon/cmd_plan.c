@@ -142,7 +142,7 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 {
 	enum { O_BW = 256, O_RTT, O_PEER, O_SPEEDUP, O_POLICY, O_SLO, O_BANDS, O_THREADS,
 	       O_JSON, O_RUNS, O_IMAGE, O_INPUT_BYTES, O_ENC, O_DECODE, O_PEER_DECODE, O_POWER,
-	       O_BAND_OVERHEAD, O_PEER_STREAMS };
+	       O_BAND_OVERHEAD, O_PEER_STREAMS, O_PEER_WAITS };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "bandwidth", required_argument, NULL, O_BW },
@@ -153,7 +153,8 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 		{ "slo-ms", required_argument, NULL, O_SLO },
 		{ "bands", required_argument, NULL, O_BANDS },
 		{ "band-overhead", required_argument, NULL, O_BAND_OVERHEAD },
-		{ "peer-streams", no_argument, NULL, O_PEER_STREAMS },
+		{ "peer-streams", no_argument, NULL, O_PEER_STREAMS },	/* the default */
+		{ "peer-waits", no_argument, NULL, O_PEER_WAITS },
 		{ "threads", required_argument, NULL, O_THREADS },
 		{ "runs", required_argument, NULL, O_RUNS },
 		{ "image", required_argument, NULL, O_IMAGE },
@@ -205,6 +206,9 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 			break;
 		case O_PEER_STREAMS:
 			o->peer_streams = 1;
+			break;
+		case O_PEER_WAITS:
+			o->peer_streams = 0;
 			break;
 		case O_THREADS:
 			if (parse_double(optarg, 0, &d) < 0 || d > 1024 || d != floor(d))
@@ -318,7 +322,7 @@ int cmd_plan(int argc, char **argv)
 {
 	struct plan_cli o = {
 		.bandwidth_bps = 137e6, .rtt_ms = 2, .peer_speedup = 10, .bands = 8, .band_overhead = 0.25,
-		.runs = 5, .input_bytes = -1, .policy = PLAN_POLICY_LATENCY,
+		.runs = 5, .input_bytes = -1, .policy = PLAN_POLICY_LATENCY, .peer_streams = 1,
 	};
 	struct engine_opts eo = { 0 };
 	struct engine *e = NULL;
@@ -358,6 +362,12 @@ int cmd_plan(int argc, char **argv)
 		if (engine_node_info(e, i, &ni) == 0)
 			band[i] = ni.band_ok;
 	}
+	int in_band = engine_cut_count(e, 0) > 0;	/* cut 0 in bands: float NCHW inputs */
+	for (int j = 0; j < engine_cut_count(e, 0); j++) {
+		struct engine_value_info vi;
+		if (engine_cut_tensor(e, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4)
+			in_band = 0;
+	}
 	rc = engine_profile(e, o.runs, local);
 	if (rc < 0) {
 		fprintf(stderr, "splitd plan: profiling %s: %s\n", o.model, strerror(-rc));
@@ -396,8 +406,8 @@ int cmd_plan(int argc, char **argv)
 	pc.policy = o.policy;
 	pc.slo_ms = o.slo_ms;
 	pc.max_bands = o.bands;
-	/* as the daemon plans them (planner.band_overhead; the peer waits for
-	 * the whole cut) unless told otherwise */
+	/* as the daemon plans them (planner.band_overhead; the peer's
+	 * wavefront) unless told otherwise */
 	pc.peer_streams = o.peer_streams;
 	pc.band_overhead_frac = o.band_overhead;
 	pc.enc_mask = o.enc_mask;
@@ -405,7 +415,7 @@ int cmd_plan(int argc, char **argv)
 		for (int i = 0; i < PLAN_PHASE_COUNT; i++)
 			pc.power_default_mw[i] = o.power_mw[i];
 	{
-		struct plan_model m = { n, cut, band, local, peer };
+		struct plan_model m = { n, cut, band, local, peer, in_band };
 
 		rc = plan_new(&m, &pc, &p);
 	}

@@ -52,12 +52,12 @@ static const struct command commands[] = {
 	{ "plan", cmd_plan, "the split table for a model and a link",
 	  "usage: splitd plan -m MODEL [--bandwidth 137M] [--rtt-ms R] [--peer-profile FILE]\n"
 	  "                   [--policy latency|energy|energy_slo] [--bands B] [--band-overhead F]\n"
-	  "                   [--peer-streams] [--json]\n"
+	  "                   [--peer-waits] [--json]\n"
 	  "\n"
 	  "For every cut: bytes crossing it, local, transfer, remote and total ms, robot joules,\n"
 	  "and the choice; banded options (B = 2, 4, .. up to --bands, 8 by default) beside the\n"
-	  "plain ones, their robot compute F (0.25) more than unbanded, the peer waiting for the\n"
-	  "whole cut unless --peer-streams.\n" },
+	  "plain ones, their robot compute F (0.25) more than unbanded, the peer running its\n"
+	  "row-local layers as the bands arrive (its wavefront) unless --peer-waits.\n" },
 	{ "export-tail", cmd_export_tail, "write the part after a cut as an ONNX model",
 	  "usage: splitd export-tail -m MODEL --cut K -o tail.onnx\n"
 	  "\n"

@@ -240,11 +240,12 @@ static void plan_config_from(const struct config *cfg, struct plan_config *pc)
 	pc->power_default_mw[PLAN_PHASE_COMPUTE] = cfg->p_compute_w * 1000.0;
 	pc->power_default_mw[PLAN_PHASE_TX] = cfg->p_tx_w * 1000.0;
 	pc->power_default_mw[PLAN_PHASE_WAIT] = cfg->p_wait_w * 1000.0;
-	/* Banded cuts: the peer computes once the whole cut has arrived. A peer
-	 * that may not be a splitd (allow_unverified: Triton with an exported
-	 * tail) cannot read banded bodies. */
+	/* Banded cuts: a splitd peer runs its row-local layers as the bands
+	 * arrive (peer_server.wavefront; one that does not shows as a lower
+	 * learnt efficiency). A peer that may not be a splitd (allow_unverified:
+	 * Triton with an exported tail) cannot read banded bodies. */
 	pc->max_bands = cfg->peer_allow_unverified ? 1 : cfg->max_bands;
-	pc->peer_streams = 0;
+	pc->peer_streams = 1;
 	pc->band_overhead_frac = cfg->band_overhead;
 	if (cfg->peer_encoding.type != CONFIG_ENC_AUTO) {
 		int d = cfg->peer_encoding.type == CONFIG_ENC_F16 ? PLAN_DTYPE_F16 :
@@ -298,6 +299,13 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 
 		if (engine_node_info(m->eng, i, &ni) == 0)
 			band_ok[i] = ni.band_ok;
+	}
+	/* cut 0 in bands: float NCHW inputs only */
+	pm.input_band_ok = engine_cut_count(m->eng, 0) > 0;
+	for (int j = 0; j < engine_cut_count(m->eng, 0); j++) {
+		struct engine_value_info vi;
+		if (engine_cut_tensor(m->eng, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4)
+			pm.input_band_ok = 0;
 	}
 	pm.cut_bytes = cut_bytes;
 	pm.band_ok = band_ok;

@@ -20,6 +20,7 @@ struct plan {
 	int n;
 	size_t *cut_bytes;		/* n + 1 */
 	int *band_ok;			/* n */
+	int input_band_ok;
 	int *band_prefix_ok;		/* n + 1: nodes [0, k) all band_ok */
 	int *next_barrier;		/* n + 1: first j >= k with !band_ok, or n */
 	double *local_ms, *peer_ms;	/* n */
@@ -184,6 +185,7 @@ int plan_new(const struct plan_model *m, const struct plan_config *c, struct pla
 	memcpy(p->peer_ms, m->peer_node_ms, (n1 - 1) * sizeof(double));
 	for (int i = 0; i < p->n; i++)
 		p->band_ok[i] = m->band_ok ? !!m->band_ok[i] : 0;
+	p->input_band_ok = m->input_band_ok;
 	p->band_prefix_ok[0] = 1;
 	for (int k = 1; k <= p->n; k++)
 		p->band_prefix_ok[k] = p->band_prefix_ok[k - 1] && p->band_ok[k - 1];
@@ -366,7 +368,7 @@ double plan_band_efficiency(const struct plan *p, int bands, int *samples)
 
 int plan_band_legal(const struct plan *p, int cut)
 {
-	return cut >= 1 && cut < p->n && p->band_prefix_ok[cut];
+	return cut == 0 ? p->input_band_ok && p->n > 0 : cut > 0 && cut < p->n && p->band_prefix_ok[cut];
 }
 
 static double bits_ms(size_t bytes, double bandwidth_bps)

@@ -41,6 +41,7 @@ struct plan_model {		/* borrowed arrays; copied by plan_new */
 	const int *band_ok;		/* n_nodes: row-local node (NULL: none) */
 	const double *local_node_ms;	/* n_nodes: robot profile */
 	const double *peer_node_ms;	/* n_nodes: peer profile */
+	int input_band_ok;		/* the inputs may travel in bands (cut 0) */
 };
 
 struct plan_config {

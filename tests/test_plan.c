@@ -53,7 +53,7 @@ static struct plan_inputs a_inputs(void)
 
 static struct plan *a_plan(const struct plan_config *c)
 {
-	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer };
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0 };
 	struct plan *p = NULL;
 
 	assert_int_equal(plan_new(&m, c, &p), 0);
@@ -208,7 +208,7 @@ static void test_banded_bounds(void **state)
 		int band[32];
 		struct plan_config c = a_config();
 		struct plan_inputs in = a_inputs();
-		struct plan_model m = { n, cut, band, local, peer };
+		struct plan_model m = { n, cut, band, local, peer, 0 };
 		struct plan_candidate *v;
 		struct plan *p;
 		int streams = trial & 1;
@@ -408,7 +408,7 @@ static struct flap_run run_link(double threshold, double hysteresis, double bw_b
 	double local[8], peer[8];
 	size_t cut[9] = { 600000, 500000, 400000, 200000, 30000, 200000, 100000, 50000, 4000 };
 	int band[8] = { 0 };
-	struct plan_model m = { 8, cut, band, local, peer };
+	struct plan_model m = { 8, cut, band, local, peer, 0 };
 	struct plan_config c;
 	struct linkest_config lc;
 	struct linkest *le;
@@ -538,7 +538,7 @@ static void test_profile_and_power_learning(void **state)
 static void test_bad_inputs(void **state)
 {
 	struct plan_config c = a_config();
-	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer };
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0 };
 	double neg[4] = { 1, -1, 1, 1 };
 	struct plan *p = NULL;
 	struct plan_inputs in = a_inputs();
