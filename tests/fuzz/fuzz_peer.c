@@ -64,6 +64,32 @@ static void fuzz_request(const uint8_t *h, size_t hlen, const uint8_t *bin, size
 				r.inputs[i].band_ends = ends[i];
 				r.inputs[i].n_band_ends = nb;
 			}
+			/* the streaming peer's way: band b of each input decoded
+			 * straight into the cut tensor (pipeline_infer.c) */
+			int ok = 1;
+			size_t total = 0;
+			for (int i = 0; i < r.n_inputs && ok; i++) {
+				ok = peer_band_check(&r.inputs[i], r.bands, err, sizeof(err)) == 0;
+				total += r.inputs[i].len;
+			}
+			if (ok && r.n_inputs > 0) {
+				const uint8_t *base = r.inputs[0].data;
+				size_t off = 0;
+				for (int b = 0; b < r.bands && ok; b++)
+					for (int i = 0; i < r.n_inputs && ok; i++) {
+						struct peer_tensor *t = &r.inputs[i];
+						struct tensor_view v = { .dtype = TENSOR_F32, .ndim = t->ndim };
+						memcpy(v.shape, t->shape, sizeof(v.shape));
+						size_t len = peer_band_bytes(t, b ? t->band_ends[b - 1] : 0, t->band_ends[b]);
+						if (off + len > total || !(v.data = malloc(tensor_bytes(&v) + 1))) {
+							ok = 0;
+							break;
+						}
+						(void)peer_band_decode(t, b, base + off, len, &v, err, sizeof(err));
+						free(v.data);
+						off += len;
+					}
+			}
 			if (peer_unband(r.inputs, r.n_inputs, r.bands, &unbanded, err, sizeof(err)) < 0) {
 				peer_request_fini(&r);
 				json_decref(root);
