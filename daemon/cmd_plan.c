@@ -326,6 +326,7 @@ int cmd_plan(int argc, char **argv)
 	};
 	struct engine_opts eo = { 0 };
 	struct engine *e = NULL;
+	double *wave = NULL;
 	struct plan *p = NULL;
 	struct plan_config pc;
 	struct plan_inputs in = { 0 };
@@ -367,6 +368,11 @@ int cmd_plan(int argc, char **argv)
 		struct engine_value_info vi;
 		if (engine_cut_tensor(e, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4)
 			in_band = 0;
+	}
+	wave = malloc(((size_t)n + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
+	if (wave && engine_band_wave_table(e, PLAN_WAVE_STEPS, wave) < 0) {
+		free(wave);
+		wave = NULL;
 	}
 	rc = engine_profile(e, o.runs, local);
 	if (rc < 0) {
@@ -415,7 +421,7 @@ int cmd_plan(int argc, char **argv)
 		for (int i = 0; i < PLAN_PHASE_COUNT; i++)
 			pc.power_default_mw[i] = o.power_mw[i];
 	{
-		struct plan_model m = { n, cut, band, local, peer, in_band };
+		struct plan_model m = { n, cut, band, local, peer, in_band, wave };
 
 		rc = plan_new(&m, &pc, &p);
 	}
@@ -572,5 +578,6 @@ out:
 	free(peer);
 	free(cut);
 	free(band);
+	free(wave);
 	return ret;
 }

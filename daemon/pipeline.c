@@ -307,12 +307,17 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 		if (engine_cut_tensor(m->eng, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4)
 			pm.input_band_ok = 0;
 	}
+	/* how far the peer's wavefront gets as the rows of each cut arrive */
+	double *wave = malloc(((size_t)m->n_nodes + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
+	if (wave && engine_band_wave_table(m->eng, PLAN_WAVE_STEPS, wave) == 0)
+		pm.peer_wave = wave;
 	pm.cut_bytes = cut_bytes;
 	pm.band_ok = band_ok;
 	plan_config_from(cfg, &pc);
 	r = plan_new(&pm, &pc, &m->plan);
 	free(cut_bytes);
 	free(band_ok);
+	free(wave);
 	if (r < 0)
 		return log_err(r, "model %s: planner: %s", m->name, strerror(-r));
 

@@ -21,6 +21,7 @@ struct plan {
 	size_t *cut_bytes;		/* n + 1 */
 	int *band_ok;			/* n */
 	int input_band_ok;
+	double *wave;			/* (n + 1) x (PLAN_WAVE_STEPS + 1), or NULL */
 	int *band_prefix_ok;		/* n + 1: nodes [0, k) all band_ok */
 	int *next_barrier;		/* n + 1: first j >= k with !band_ok, or n */
 	double *local_ms, *peer_ms;	/* n */
@@ -128,6 +129,7 @@ void plan_free(struct plan *p)
 	free(p->band_ok);
 	free(p->band_prefix_ok);
 	free(p->next_barrier);
+	free(p->wave);
 	free(p->local_ms);
 	free(p->peer_ms);
 	free(p->local_prefix);
@@ -186,6 +188,16 @@ int plan_new(const struct plan_model *m, const struct plan_config *c, struct pla
 	for (int i = 0; i < p->n; i++)
 		p->band_ok[i] = m->band_ok ? !!m->band_ok[i] : 0;
 	p->input_band_ok = m->input_band_ok;
+	if (m->peer_wave) {
+		size_t nw = n1 * (PLAN_WAVE_STEPS + 1);
+		if (!(p->wave = malloc(nw * sizeof(double)))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < nw; i++)	/* out of range: as if linear */
+			p->wave[i] = m->peer_wave[i] >= 0 && m->peer_wave[i] <= 1 ? m->peer_wave[i]
+				     : (double)(i % (PLAN_WAVE_STEPS + 1)) / PLAN_WAVE_STEPS;
+	}
 	p->band_prefix_ok[0] = 1;
 	for (int k = 1; k <= p->n; k++)
 		p->band_prefix_ok[k] = p->band_prefix_ok[k - 1] && p->band_ok[k - 1];
@@ -371,6 +383,18 @@ int plan_band_legal(const struct plan *p, int cut)
 	return cut == 0 ? p->input_band_ok && p->n > 0 : cut > 0 && cut < p->n && p->band_prefix_ok[cut];
 }
 
+/* The share of the peer's row-local work after cut that can run once the
+ * fraction q of the cut's rows has arrived. */
+static double wave(const struct plan *p, int cut, double q)
+{
+	if (q >= 1)
+		return 1;
+	if (!p->wave)
+		return q;
+	int i = (int)floor(q * PLAN_WAVE_STEPS + 1e-9);
+	return p->wave[(size_t)cut * (PLAN_WAVE_STEPS + 1) + (size_t)(i < 0 ? 0 : i)];
+}
+
 static double bits_ms(size_t bytes, double bandwidth_bps)
 {
 	return (double)bytes * 8.0 / bandwidth_bps * 1e3;
@@ -451,10 +475,18 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 		Rb = p->peer_prefix[nb] - p->peer_prefix[cut];
 		c = C * (1 + p->cfg.band_overhead_frac) / bands + p->cfg.band_overhead_ms;
 		x = X / bands;
-		r = Rb / bands;
-		mx = fmax(c, fmax(x, r));
-		o->total_ms = decode + c + x + r + (bands - 1) * mx +
-			      (o->remote_ms - Rb) + o->net_ms;
+		/* the three stages band by band: the robot computes band b, the
+		 * link carries it, the peer runs what its rows let its wavefront
+		 * reach (the receptive field holds work back to the last band) */
+		double tc = 0, tx = 0, tp = 0;
+		for (int b = 0; b < bands; b++) {
+			tc += c;
+			tx = fmax(tx, tc) + x;
+			r = Rb * (wave(p, cut, (double)(b + 1) / bands) - wave(p, cut, (double)b / bands));
+			tp = fmax(tp, tx) + r;
+		}
+		(void)mx;
+		o->total_ms = decode + tp + (o->remote_ms - Rb) + o->net_ms;
 		o->local_ms = decode + c * bands;
 		plain = decode + C + X + o->remote_ms + o->net_ms;
 		/* only the share of the saving this robot has achieved */

@@ -42,7 +42,12 @@ struct plan_model {		/* borrowed arrays; copied by plan_new */
 	const double *local_node_ms;	/* n_nodes: robot profile */
 	const double *peer_node_ms;	/* n_nodes: peer profile */
 	int input_band_ok;		/* the inputs may travel in bands (cut 0) */
+	/* (n_nodes + 1) x (PLAN_WAVE_STEPS + 1), or NULL: the share of the
+	 * peer's row-local work after cut k it can do once i/PLAN_WAVE_STEPS
+	 * of the cut's rows are in (engine_band_wave_frac); NULL assumes i/STEPS */
+	const double *peer_wave;
 };
+#define PLAN_WAVE_STEPS 64
 
 struct plan_config {
 	enum plan_policy policy;

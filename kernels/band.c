@@ -688,6 +688,81 @@ int engine_band_run(struct engine_band *b, engine_band_fn on_band, void *ud)
 	return 0;
 }
 
+/* Output rows [0, o) of bn a wavefront reaches from input j's rows [0, avail)
+ * (the largest o whose window ends within them; closed form). */
+static int64_t reach_rows(const struct band_node *bn, int j, const struct eng_tensor *x, int64_t avail)
+{
+	int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1, o;
+	if (avail >= h)
+		return bn->oh;
+	switch (bn->mode[j]) {
+	case IN_ALIGNED:
+		return avail < bn->oh ? avail : bn->oh;
+	case IN_WINDOW: {
+		/* window_end(o) = (o-1)s - pt + (k-1)d + 1 <= avail */
+		int64_t num = avail - 1 + bn->pt - (bn->k - 1) * bn->d;
+		o = num < 0 ? -((-num + bn->s - 1) / bn->s) + 1 : num / bn->s + 1;
+		return o < 0 ? 0 : o > bn->oh ? bn->oh : o;
+	}
+	default:
+		return 0;
+	}
+}
+
+double engine_band_wave_frac(const struct engine *e, int first, int last, double q)
+{
+	struct band_node bn;
+	int64_t *rows;
+	double done = 0, total = 0;
+
+	if (first < 0 || last > e->nn || first >= last || !(q >= 0))
+		return -1;
+	if (q >= 1)
+		return 1;
+	if (!(rows = calloc((size_t)(last - first), sizeof(*rows))))
+		return -1;
+	for (int i = first; i < last; i++) {
+		const struct eng_node *n = &e->n[i];
+		if (classify(e, i, &bn, NULL, 0)) {
+			free(rows);
+			return -1;
+		}
+		int64_t o = bn.oh;
+		for (int j = 0; j < n->n_in && o > 0; j++) {
+			if (n->in[j] < 0 || !is_activation(&e->t[n->in[j]]))
+				continue;
+			const struct eng_tensor *x = &e->t[n->in[j]];
+			int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
+			int64_t avail = x->producer >= first && x->producer < last ? rows[x->producer - first]
+				      : in_cut(x, first) ? (int64_t)(q * (double)h + 1e-9) : INT64_MAX;
+			int64_t oj = reach_rows(&bn, j, x, avail);
+			if (oj < o)
+				o = oj;
+		}
+		rows[i - first] = o;
+		total += (double)n->macs;
+		if (bn.oh)
+			done += (double)n->macs * (double)o / (double)bn.oh;
+	}
+	free(rows);
+	return total > 0 ? done / total : q;
+}
+
+int engine_band_wave_table(const struct engine *e, int steps, double *out)
+{
+	if (steps < 1 || !out)
+		return -EINVAL;
+	for (int k = 0; k <= e->nn; k++) {
+		double *row = out + (size_t)k * (size_t)(steps + 1);
+		int to = k < e->nn ? engine_band_reach(e, k) : k;
+		for (int i = 0; i <= steps; i++) {
+			double f = to > k ? engine_band_wave_frac(e, k, to, (double)i / steps) : -1;
+			row[i] = f >= 0 ? f : i == steps;
+		}
+	}
+	return 0;
+}
+
 /* ---- wavefront driven by arriving input rows ------------------------------ */
 
 int engine_band_begin(struct engine_band *b)

@@ -168,6 +168,16 @@ int engine_band_cut_view(const struct engine_band *b, int j, struct tensor_view 
  * whole), 0 while rows are still missing. Each row of each node is computed
  * once, as in engine_band_run; the first `bands` advances are timed
  * (engine_band_time). -ENOENT: name is not a tensor of cut `first`. */
+/* The share of [first, last)'s multiply-adds such a wavefront can run once
+ * rows [0, floor(q*H)) of every tensor of cut `first` are in (H its height):
+ * 1 at q = 1; less than q where windows reach below (a planner's model of
+ * how much of the peer's work overlaps the upload). -1 for a range that
+ * cannot run banded. */
+double engine_band_wave_frac(const struct engine *e, int first, int last, double q);
+/* That share for every cut k (its range [k, engine_band_reach(k))) at
+ * q = i/steps: out[k * (steps + 1) + i], (num_nodes + 1) x (steps + 1); a
+ * cut with no row-local node after it gets 0 until q = 1. */
+int engine_band_wave_table(const struct engine *e, int steps, double *out);
 int engine_band_begin(struct engine_band *b);
 int engine_band_feed(struct engine_band *b, const char *name, int64_t rows);
 int engine_band_advance(struct engine_band *b);

@@ -498,6 +498,21 @@ static void check_wavefront(const struct fixture *f)
 						assert_int_equal(engine_band_feed(b, src[j].name, r0 - 1), -EINVAL);
 				}
 				int rc = engine_band_advance(b);
+				/* the model of how far the wavefront gets: exactly the
+				 * multiply-adds run so far */
+				if (step < B) {
+					struct engine_band_stats sn;
+					engine_band_stats(b, &sn);
+					double fr = engine_band_wave_frac(e, k, to, (double)step / B);
+					int same = macs ? fabs(fr * (double)macs - (double)sn.macs) <= 1e-6 * (double)macs + 1
+							: 1;
+					if (!same)
+						print_error("%s wavefront [%d, %d) B %d step %d: %lld MACs run, model %.1f\n",
+							    f->name, k, to, B, step, (long long)sn.macs, fr * (double)macs);
+					/* each input was fed floor(step/B * H) rows, as the model assumes */
+					assert_true(same);
+					assert_true(fr >= 0 && fr <= 1);
+				}
 				/* complete at the last step, or earlier when the
 				 * range never reads the rows still missing (then the
 				 * NaNs there must not have reached the cut) */

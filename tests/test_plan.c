@@ -53,7 +53,7 @@ static struct plan_inputs a_inputs(void)
 
 static struct plan *a_plan(const struct plan_config *c)
 {
-	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0 };
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0, NULL };
 	struct plan *p = NULL;
 
 	assert_int_equal(plan_new(&m, c, &p), 0);
@@ -208,10 +208,24 @@ static void test_banded_bounds(void **state)
 		int band[32];
 		struct plan_config c = a_config();
 		struct plan_inputs in = a_inputs();
-		struct plan_model m = { n, cut, band, local, peer, 0 };
+		static double wave[33 * (PLAN_WAVE_STEPS + 1)];
+		struct plan_model m = { n, cut, band, local, peer, 0, NULL };
 		struct plan_candidate *v;
 		struct plan *p;
 		int streams = trial & 1;
+
+		/* a random wavefront: non-decreasing, at most the rows' share */
+		if (trial & 2) {
+			for (int k = 0; k <= n; k++) {
+				double f = 0;
+				for (int i = 0; i <= PLAN_WAVE_STEPS; i++) {
+					double q = (double)i / PLAN_WAVE_STEPS;
+					f = fmin(q, f + urand() * 2.0 / PLAN_WAVE_STEPS);
+					wave[k * (PLAN_WAVE_STEPS + 1) + i] = i == PLAN_WAVE_STEPS ? 1 : f;
+				}
+			}
+			m.peer_wave = wave;
+		}
 
 		for (int i = 0; i < n; i++) {
 			local[i] = urand() * 20;
@@ -254,6 +268,44 @@ static void test_banded_bounds(void **state)
 		free(v);
 		plan_free(p);
 	}
+}
+
+/* A peer whose wavefront can do nothing before the last rows arrive (every
+ * window reaches the bottom) is predicted as a peer that waits. */
+static void test_banded_wave_none(void **state)
+{
+	static double none[5 * (PLAN_WAVE_STEPS + 1)];
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0, none };
+	struct plan_candidate *vw, *vs;
+	struct plan *pw, *ps;
+	int nw, ns, bw, bs, checked = 0;
+
+	(void)state;
+	for (int k = 0; k <= 4; k++)
+		for (int i = 0; i <= PLAN_WAVE_STEPS; i++)
+			none[k * (PLAN_WAVE_STEPS + 1) + i] = i == PLAN_WAVE_STEPS;
+	c.max_bands = 8;
+	c.peer_streams = 1;
+	assert_int_equal(plan_new(&m, &c, &ps), 0);
+	c.peer_streams = 0;
+	assert_int_equal(plan_new(&m, &c, &pw), 0);
+	assert_int_equal(plan_enumerate(ps, &in, &vs, &ns, &bs), 0);
+	assert_int_equal(plan_enumerate(pw, &in, &vw, &nw, &bw), 0);
+	for (int i = 0; i < ns; i++) {
+		if (vs[i].bands < 2)
+			continue;
+		const struct plan_candidate *w = find(vw, nw, vs[i].cut, vs[i].enc, vs[i].bands);
+		assert_non_null(w);
+		assert_true(fabs(w->total_ms - vs[i].total_ms) < 1e-9);
+		checked++;
+	}
+	assert_true(checked > 0);
+	free(vs);
+	free(vw);
+	plan_free(ps);
+	plan_free(pw);
 }
 
 /* Banded predictions are scaled by the overlap the robot achieved: a banded
@@ -408,7 +460,7 @@ static struct flap_run run_link(double threshold, double hysteresis, double bw_b
 	double local[8], peer[8];
 	size_t cut[9] = { 600000, 500000, 400000, 200000, 30000, 200000, 100000, 50000, 4000 };
 	int band[8] = { 0 };
-	struct plan_model m = { 8, cut, band, local, peer, 0 };
+	struct plan_model m = { 8, cut, band, local, peer, 0, NULL };
 	struct plan_config c;
 	struct linkest_config lc;
 	struct linkest *le;
@@ -538,7 +590,7 @@ static void test_profile_and_power_learning(void **state)
 static void test_bad_inputs(void **state)
 {
 	struct plan_config c = a_config();
-	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0 };
+	struct plan_model m = { 4, a_cut, a_band, a_local, a_peer, 0, NULL };
 	double neg[4] = { 1, -1, 1, 1 };
 	struct plan *p = NULL;
 	struct plan_inputs in = a_inputs();
@@ -885,6 +937,7 @@ int engine_cut_tensor(const struct engine *e, int k, int j, struct engine_value_
 	return 0;
 }
 size_t engine_cut_bytes(const struct engine *e, int k) { return a_cut[k]; }
+int engine_band_wave_table(const struct engine *e, int steps, double *out) { return -ENOTSUP; }
 int engine_profile(const struct engine *e, int runs, double *node_ms)
 {
 	memcpy(node_ms, a_local, sizeof(a_local));
@@ -989,6 +1042,7 @@ int main(void)
 		cmocka_unit_test(test_compression_ratio),
 		cmocka_unit_test(test_banded_costs),
 		cmocka_unit_test(test_banded_bounds),
+		cmocka_unit_test(test_banded_wave_none),
 		cmocka_unit_test(test_policies),
 		cmocka_unit_test(test_hysteresis),
 		cmocka_unit_test(test_profile_and_power_learning),
