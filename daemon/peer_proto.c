@@ -658,6 +658,24 @@ int peer_cut_alloc(const struct engine_value_info *cut, int n_cut, struct tensor
 	return 0;
 }
 
+/* The request names this peer's model (model_sha256 NULL: no check). */
+static int check_model(const struct peer_request *r, const uint8_t *model_sha256, char *err, size_t errlen)
+{
+	char want[65], got[65];
+
+	if (!model_sha256)
+		return 0;
+	if (!r->has_sha)
+		return fail(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
+	if (memcmp(r->model_sha256, model_sha256, 32)) {
+		peer_sha256_hex(model_sha256, want);
+		peer_sha256_hex(r->model_sha256, got);
+		return fail(-EBADMSG, err, errlen,
+			    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
+	}
+	return 0;
+}
+
 int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha256,
 			const struct engine_value_info *cut, int n_cut,
 			struct tensor_view *views, const void **image, size_t *image_len,
@@ -668,18 +686,8 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS)
 		return fail(-EINVAL, err, errlen, "invalid decode arguments");
-	if (model_sha256) {
-		char want[65], got[65];
-
-		if (!r->has_sha)
-			return fail(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
-		if (memcmp(r->model_sha256, model_sha256, 32)) {
-			peer_sha256_hex(model_sha256, want);
-			peer_sha256_hex(r->model_sha256, got);
-			return fail(-EBADMSG, err, errlen,
-				    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
-		}
-	}
+	if ((rc = check_model(r, model_sha256, err, errlen)) < 0)
+		return rc;
 	if (image)
 		*image = NULL;
 	if (image_len)
@@ -712,20 +720,12 @@ int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256
 {
 	int used[PEER_MAX_TENSORS] = { 0 };
 
+	int rc;
+
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS || (n_cut && (!cut || !which)))
 		return fail(-EINVAL, err, errlen, "invalid match arguments");
-	if (model_sha256) {
-		char want[65], got[65];
-
-		if (!r->has_sha)
-			return fail(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
-		if (memcmp(r->model_sha256, model_sha256, 32)) {
-			peer_sha256_hex(model_sha256, want);
-			peer_sha256_hex(r->model_sha256, got);
-			return fail(-EBADMSG, err, errlen,
-				    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
-		}
-	}
+	if ((rc = check_model(r, model_sha256, err, errlen)) < 0)
+		return rc;
 	if (r->n_inputs != n_cut)
 		return fail(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
 			    r->n_inputs);

@@ -462,7 +462,7 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 		o->total_ms = o->local_ms + o->transfer_ms + o->remote_ms + o->net_ms;
 	} else {
 		/* 3-stage pipeline: robot bands, upload, peer's row-local part */
-		double C, X, Rb, c, x, r, mx, plain;
+		double C, X, Rb, c, x, r, plain;
 		int nb;
 
 		/* bands travel uncompressed (fixed size, sent as computed) */
@@ -485,7 +485,6 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 			r = Rb * (wave(p, cut, (double)(b + 1) / bands) - wave(p, cut, (double)b / bands));
 			tp = fmax(tp, tx) + r;
 		}
-		(void)mx;
 		o->total_ms = decode + tp + (o->remote_ms - Rb) + o->net_ms;
 		o->local_ms = decode + c * bands;
 		plain = decode + C + X + o->remote_ms + o->net_ms;

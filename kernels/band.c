@@ -580,6 +580,21 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 	return 0;
 }
 
+/* The run's end: every row of every node computed exactly once, and the
+ * cut's private buffers copied into the arena. */
+static int finish_run(struct engine_band *b)
+{
+	for (int i = 0; i < b->last - b->first; i++)
+		if (b->nodes[i].rows != b->nodes[i].oh)
+			return -EIO;
+	for (int j = 0; j < b->n_cut; j++) {
+		struct band_tensor *bt = &b->t[b->cut[j]];
+		if (bt->priv)
+			memcpy(bt->arena, bt->priv, b->e->t[b->cut[j]].bytes);
+	}
+	return 0;
+}
+
 int engine_band_step(struct engine_band *b, int band)
 {
 	const struct engine *e = b->e;
@@ -651,15 +666,8 @@ int engine_band_step(struct engine_band *b, int band)
 		return rc;
 	b->next = band + 1;
 	if (band == b->bands - 1) {
-		/* every row of every node exactly once */
-		for (int i = 0; i < nn; i++)
-			if (b->nodes[i].rows != b->nodes[i].oh)
-				return -EIO;
-		for (int j = 0; j < b->n_cut; j++) {
-			struct band_tensor *bt = &b->t[b->cut[j]];
-			if (bt->priv)
-				memcpy(bt->arena, bt->priv, e->t[b->cut[j]].bytes);
-		}
+		if ((rc = finish_run(b)))
+			return rc;
 		b->next = 0;
 	}
 	b->tl[band].start_ns = t0;
@@ -793,26 +801,6 @@ int engine_band_feed(struct engine_band *b, const char *name, int64_t rows)
 	return 0;
 }
 
-/* Output rows [0, o) node bn can reach when its input j holds rows [0, avail). */
-static int64_t reachable(const struct band_node *bn, int j, const struct eng_tensor *x, int64_t avail)
-{
-	int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
-	if (avail >= h)
-		return bn->oh;
-	switch (bn->mode[j]) {
-	case IN_ALIGNED:
-		return avail < bn->oh ? avail : bn->oh;
-	case IN_WINDOW: {
-		int64_t o = bn->done;
-		while (o < bn->oh && window_end(bn, o + 1, h) <= avail)
-			o++;
-		return o;
-	}
-	default:
-		return 0;
-	}
-}
-
 int engine_band_advance(struct engine_band *b)
 {
 	const struct engine *e = b->e;
@@ -830,7 +818,9 @@ int engine_band_advance(struct engine_band *b)
 			const struct band_tensor *bt = &b->t[n->in[j]];
 			int64_t avail = bt->in_range ? b->nodes[x->producer - b->first].done
 				      : bt->is_input ? bt->fed : INT64_MAX;
-			int64_t oj = reachable(bn, j, x, avail);
+			int64_t oj = reach_rows(bn, j, x, avail);
+			if (oj < bn->done)	/* rows fed never shrink */
+				oj = bn->done;
 			if (oj < o)
 				o = oj;
 		}
@@ -850,15 +840,7 @@ int engine_band_advance(struct engine_band *b)
 	b->st.end_ns = t1;
 	if (!complete)
 		return 0;
-	for (int i = 0; i < nn; i++)
-		if (b->nodes[i].rows != b->nodes[i].oh)
-			return -EIO;
-	for (int j = 0; j < b->n_cut; j++) {
-		struct band_tensor *bt = &b->t[b->cut[j]];
-		if (bt->priv)
-			memcpy(bt->arena, bt->priv, e->t[b->cut[j]].bytes);
-	}
-	return 1;
+	return (rc = finish_run(b)) ? rc : 1;
 }
 
 int engine_band_count(const struct engine_band *b)
