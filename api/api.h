@@ -195,6 +195,9 @@ void api_call_error(struct api_call *call, int status, const char *fmt, ...)
  * header announced (the call must still be answered). Other calls: their
  * body is complete, so 0 when it holds `bytes`, else -EPIPE. */
 int api_call_body_wait(struct api_call *call, size_t bytes, size_t *have, char *err, size_t errlen);
+/* A streamed call: wait until the upload ended; 0 when the body was exactly
+ * what its header announced, else as api_call_body_wait. Other calls: 0. */
+int api_call_body_end(struct api_call *call, char *err, size_t errlen);
 /* A streamed call: when (CLOCK_MONOTONIC ns) the binary part first held
  * `bytes` bytes; 0 when not yet, or not recorded (past the first 1024
  * pieces of the upload). */

@@ -148,21 +148,11 @@ int api_call_header(struct api_call *c, const char *name, const char *value)
 	return 0;
 }
 
-int api_call_body_wait(struct api_call *c, size_t bytes, size_t *have, char *err, size_t errlen)
+/* Under c->lock: wait until the binary part holds `bytes` (to_end: until the
+ * upload ended), or it failed. */
+static void stream_wait(struct api_call *c, size_t bytes, int to_end)
 {
-	int rc;
-
-	if (!c->streaming) {
-		size_t n = c->body.len > c->header_len ? c->body.len - c->header_len : 0;
-		if (have)
-			*have = n;
-		if (n >= bytes)
-			return 0;
-		snprintf(err, errlen, "the body holds %zu bytes after its header, not %zu", n, bytes);
-		return -EPIPE;
-	}
-	pthread_mutex_lock(&c->lock);
-	while (c->stream_len - c->header_len < bytes && !c->stream_err && !c->stream_done) {
+	while ((to_end || c->stream_len - c->header_len < bytes) && !c->stream_err && !c->stream_done) {
 		/* libmicrohttpd may notice a client that closed mid-body only at
 		 * its idle timeout: look at the socket every 50 ms (a robot
 		 * never half-closes a request it still sends) */
@@ -186,13 +176,48 @@ int api_call_body_wait(struct api_call *c, size_t bytes, size_t *have, char *err
 				 c->stream_len, c->stream_total);
 		}
 	}
+}
+
+int api_call_body_wait(struct api_call *c, size_t bytes, size_t *have, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!c->streaming) {
+		size_t n = c->body.len > c->header_len ? c->body.len - c->header_len : 0;
+		if (have)
+			*have = n;
+		if (n >= bytes)
+			return 0;
+		snprintf(err, errlen, "the body holds %zu bytes after its header, not %zu", n, bytes);
+		return -EPIPE;
+	}
+	pthread_mutex_lock(&c->lock);
+	stream_wait(c, bytes, 0);
 	if (have)
 		*have = c->stream_len - c->header_len;
 	rc = c->stream_err;
-	if (!rc && c->stream_len - c->header_len < bytes)
-		rc = -EPIPE;	/* done, short: stream_err says so; never reached */
+	if (!rc && c->stream_len - c->header_len < bytes) {
+		rc = -EPIPE;
+		snprintf(c->stream_msg, sizeof(c->stream_msg),
+			 "%zu bytes asked for, the header announces %zu", bytes,
+			 c->stream_total - c->header_len);
+	}
 	if (rc)
-		snprintf(err, errlen, "%s", c->stream_msg[0] ? c->stream_msg : "the body ended short");
+		snprintf(err, errlen, "%s", c->stream_msg);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int api_call_body_end(struct api_call *c, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!c->streaming)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	stream_wait(c, 0, 1);
+	if ((rc = c->stream_err))
+		snprintf(err, errlen, "%s", c->stream_msg);
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }

@@ -363,12 +363,7 @@ int cmd_plan(int argc, char **argv)
 		if (engine_node_info(e, i, &ni) == 0)
 			band[i] = ni.band_ok;
 	}
-	int in_band = engine_cut_count(e, 0) > 0;	/* cut 0 in bands: float NCHW inputs */
-	for (int j = 0; j < engine_cut_count(e, 0); j++) {
-		struct engine_value_info vi;
-		if (engine_cut_tensor(e, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4)
-			in_band = 0;
-	}
+	int in_band = engine_band_inputs_check(e, NULL, 0) == 0;	/* cut 0 in bands */
 	wave = malloc(((size_t)n + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
 	if (wave && engine_band_wave_table(e, PLAN_WAVE_STEPS, wave) < 0) {
 		free(wave);

@@ -300,13 +300,7 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 		if (engine_node_info(m->eng, i, &ni) == 0)
 			band_ok[i] = ni.band_ok;
 	}
-	/* cut 0 in bands: float NCHW inputs only */
-	pm.input_band_ok = engine_cut_count(m->eng, 0) > 0;
-	for (int j = 0; j < engine_cut_count(m->eng, 0); j++) {
-		struct engine_value_info vi;
-		if (engine_cut_tensor(m->eng, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4)
-			pm.input_band_ok = 0;
-	}
+	pm.input_band_ok = engine_band_inputs_check(m->eng, NULL, 0) == 0;
 	/* how far the peer's wavefront gets as the rows of each cut arrive */
 	double *wave = malloc(((size_t)m->n_nodes + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
 	if (wave && engine_band_wave_table(m->eng, PLAN_WAVE_STEPS, wave) == 0)

@@ -822,13 +822,9 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 		}
 		/* at cut 0 the input itself travels in bands (the peer's
 		 * wavefront overlaps its compute with the upload) */
-		for (int j = 0; *cut == 0 && j < engine_cut_count(m->eng, 0); j++) {
-			struct engine_value_info vi;
-			if (engine_cut_tensor(m->eng, 0, j, &vi) < 0 || vi.dtype != TENSOR_F32 || vi.ndim != 4) {
-				snprintf(err, errlen, "bands=%d at cut 0: input '%s' is not a float NCHW tensor",
-					 rq->bands, vi.name);
-				return -EINVAL;
-			}
+		if (*cut == 0 && engine_band_inputs_check(m->eng, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "bands=%d at cut 0: %s", rq->bands, why);
+			return -EINVAL;
 		}
 		*bands = rq->bands;
 	}
@@ -1239,9 +1235,10 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 	struct engine_ctx *ctx = m->wctx[worker];
 	struct engine_band *band = NULL;
 	struct tensor_view views[PEER_MAX_TENSORS];
-	int which[PEER_MAX_TENSORS], r, B = pr->bands, reach = pipe_band_reach(m, cut), complete = 0;
+	int which[PEER_MAX_TENSORS], slot[PEER_MAX_TENSORS], r, B = pr->bands;
+	int reach = pipe_band_reach(m, cut), complete = 0;
 	const uint8_t *bin = n_cut > 0 ? pr->inputs[0].data : NULL;
-	size_t off = 0, total = 0;
+	size_t off = 0;
 
 	if (B < 2 || B > PEER_MAX_BANDS || reach <= cut || n_cut < 1 || !bin) {
 		snprintf(err, errlen, "cut %d cannot run as a wavefront here", cut);
@@ -1254,7 +1251,7 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 			snprintf(err, errlen, "cut %d tensor '%s' has no place here", cut, cutv[j].name);
 			return r;
 		}
-		total += pr->inputs[which[j]].len;
+		slot[which[j]] = j;	/* input i is cut tensor slot[i] */
 	}
 	if ((r = worker_band(m, worker, cut, reach, B, &band, err, errlen)) < 0)
 		return r;
@@ -1264,19 +1261,16 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 		/* band b of each input in the robot's order of inputs */
 		for (int i = 0; i < pr->n_inputs; i++) {
 			const struct peer_tensor *t = &pr->inputs[i];
-			int j = 0;
-			while (j < n_cut && which[j] != i)
-				j++;
+			int j = slot[i];
 			int64_t r0 = b ? t->band_ends[b - 1] : 0, r1 = t->band_ends[b];
 			size_t len = peer_band_bytes(t, r0, r1);
-			if ((r = api_call_body_wait(call, off + len, NULL, err, errlen)) < 0)
-				goto fail;
-			if ((r = peer_band_decode(t, b, bin + off, len, &views[j], err, errlen)) < 0)
-				goto fail;
+			if ((r = api_call_body_wait(call, off + len, NULL, err, errlen)) < 0 ||
+			    (r = peer_band_decode(t, b, bin + off, len, &views[j], err, errlen)) < 0)
+				return r;
 			if ((r = engine_band_feed(band, cutv[j].name, r1)) < 0) {
 				snprintf(err, errlen, "cut %d tensor '%s' cannot be fed to the wavefront", cut,
 					 cutv[j].name);
-				goto fail;
+				return r;
 			}
 			off += len;
 		}
@@ -1284,29 +1278,25 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 		tm->band_arrived_ns[b] = (int64_t)((ta && ta <= t0 ? ta : t0) - t_origin);
 		if ((r = engine_band_advance(band)) < 0) {
 			snprintf(err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
-			goto fail;
+			return r;
 		}
 		complete = r == 1;
 		tm->band_start_ns[b] = (int64_t)(t0 - t_origin);
 		tm->band_end_ns[b] = (int64_t)(pipe_now_ns() - t_origin);
 	}
-	/* nothing may follow the last band */
-	if ((r = api_call_body_wait(call, total, NULL, err, errlen)) < 0)
-		goto fail;
-	if (off != total || !complete) {
-		snprintf(err, errlen, "the bands cover %zu of %zu bytes", off, total);
-		r = -EBADMSG;
-		goto fail;
+	/* the body must end with the last band (peer_band_check made the
+	 * bands' bytes sum to the inputs' sizes) */
+	if ((r = api_call_body_end(call, err, errlen)) < 0)
+		return r;
+	if (!complete) {	/* every row fed: the wavefront must have finished */
+		snprintf(err, errlen, "the wavefront over nodes %d..%d did not complete", cut, reach);
+		return -EIO;
 	}
 	if (reach < m->n_nodes && (r = engine_run_range(ctx, reach, m->n_nodes)) < 0) {
 		snprintf(err, errlen, "running nodes %d..%d: %s", reach, m->n_nodes, strerror(-r));
 		return r;
 	}
 	return 0;
-fail:
-	if (r == -ECONNRESET || r == -EPIPE || r == -EMSGSIZE)
-		return r;
-	return r < 0 ? r : -EBADMSG;
 }
 
 /* A robot's cut: run [cut, N) and answer outputs + our own times. */

@@ -253,6 +253,18 @@ int engine_band_reach(const struct engine *e, int first)
 	return best;
 }
 
+int engine_band_inputs_check(const struct engine *e, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = 0;
+	for (int i = 0; i < e->nt; i++) {
+		const struct eng_tensor *t = &e->t[i];
+		if (in_cut(t, 0) && (t->dtype != TENSOR_F32 || t->ndim != 4))
+			return ERR("input '%s' is not a float NCHW tensor", t->name);
+	}
+	return 0;
+}
+
 /* Rows [*r0, *r1) of band `band` of a tensor of h rows. */
 static void band_rows(int64_t h, int band, int bands, int64_t *r0, int64_t *r1)
 {
@@ -580,6 +592,21 @@ static int run_rows(struct engine_band *b, struct band_node *bn, int64_t o0, int
 	return 0;
 }
 
+int engine_band_begin(struct engine_band *b)
+{
+	int64_t pb = b->st.private_bytes;
+	memset(&b->st, 0, sizeof(b->st));
+	b->st.private_bytes = pb;
+	b->st.start_ns = now_ns();
+	for (int i = 0; i < b->last - b->first; i++)
+		b->nodes[i].done = b->nodes[i].rows = 0;
+	for (int i = 0; i < b->e->nt; i++)
+		b->t[i].fed = 0;
+	b->next = 0;
+	b->advances = 0;
+	return 0;
+}
+
 /* The run's end: every row of every node computed exactly once, and the
  * cut's private buffers copied into the arena. */
 static int finish_run(struct engine_band *b)
@@ -605,13 +632,9 @@ int engine_band_step(struct engine_band *b, int band)
 	int64_t t0 = now_ns();
 	int64_t macs0 = b->st.macs;
 	if (band == 0) {
-		int64_t pb = b->st.private_bytes;
-		memset(&b->st, 0, sizeof(b->st));
-		b->st.private_bytes = pb;
+		engine_band_begin(b);
 		b->st.start_ns = t0;
 		macs0 = 0;
-		for (int i = 0; i < nn; i++)
-			b->nodes[i].done = b->nodes[i].rows = 0;
 	}
 	/* backwards: the rows each tensor must reach by the end of this band */
 	for (int i = 0; i < e->nt; i++)
@@ -772,21 +795,6 @@ int engine_band_wave_table(const struct engine *e, int steps, double *out)
 }
 
 /* ---- wavefront driven by arriving input rows ------------------------------ */
-
-int engine_band_begin(struct engine_band *b)
-{
-	int64_t pb = b->st.private_bytes;
-	memset(&b->st, 0, sizeof(b->st));
-	b->st.private_bytes = pb;
-	b->st.start_ns = now_ns();
-	for (int i = 0; i < b->last - b->first; i++)
-		b->nodes[i].done = b->nodes[i].rows = 0;
-	for (int i = 0; i < b->e->nt; i++)
-		b->t[i].fed = 0;
-	b->next = 0;
-	b->advances = 0;
-	return 0;
-}
 
 int engine_band_feed(struct engine_band *b, const char *name, int64_t rows)
 {

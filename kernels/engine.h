@@ -138,6 +138,9 @@ int engine_band_check(const struct engine *e, int first, int last, char *err, si
  * barrier's index, or before it when a cut there is not 4-D); first when
  * none. */
 int engine_band_reach(const struct engine *e, int first);
+/* 0 when the model's inputs can travel in bands themselves (cut 0: every
+ * input a float NCHW tensor); -ENOTSUP with err naming one that cannot. */
+int engine_band_inputs_check(const struct engine *e, char *err, size_t errlen);
 
 /* Band state for one range on one ctx of engine e (borrowed; free the band
  * first). The tensors of cut `first` must be set in c before each run. */

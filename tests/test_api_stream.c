@@ -94,7 +94,7 @@ static void *reader(void *arg)
 		off += m->tensors[i].data_len;
 	}
 	if (!rc)
-		rc = api_call_body_wait(j->call, total, NULL, err, sizeof(err));
+		rc = api_call_body_end(j->call, err, sizeof(err));
 	atomic_store(&last_rc, rc);
 	if (rc) {
 		api_call_error(j->call, 400, "%s", err);

@@ -938,6 +938,7 @@ int engine_cut_tensor(const struct engine *e, int k, int j, struct engine_value_
 }
 size_t engine_cut_bytes(const struct engine *e, int k) { return a_cut[k]; }
 int engine_band_wave_table(const struct engine *e, int steps, double *out) { return -ENOTSUP; }
+int engine_band_inputs_check(const struct engine *e, char *err, size_t errlen) { return -ENOTSUP; }
 int engine_profile(const struct engine *e, int runs, double *node_ms)
 {
 	memcpy(node_ms, a_local, sizeof(a_local));
