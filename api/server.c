@@ -717,16 +717,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		}
 		*upload_size = 0;
 		if (!c->early_status && !c->stream_tried && c->route == ROUTE_V2_INFER &&
-		    s->h.stream_v2 && s->h.infer_v2 && c->header_len && c->body.len >= c->header_len) {
-			/* a body already complete gains nothing from streaming */
-			const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-								     MHD_HTTP_HEADER_CONTENT_LENGTH);
-			size_t total = 0;
-			if (!cl || parse_size(cl, &total) || c->body.len < total)
-				try_stream(c);
-			else
-				c->stream_tried = 1;
-		}
+		    s->h.stream_v2 && s->h.infer_v2 && c->header_len && c->body.len >= c->header_len)
+			try_stream(c);	/* also when the body came whole: one way for banded requests */
 		return MHD_YES;
 	}
 	pthread_mutex_lock(&c->lock);
