@@ -27,7 +27,7 @@ static void tj_key_init(void)
 	pthread_key_create(&tj_key, tj_destroy);
 }
 
-/* one decompressor per thread, freed when the thread ends */
+/* One decompressor per thread, freed when the thread ends. */
 static tjhandle tj_handle(void)
 {
 	pthread_once(&tj_once, tj_key_init);
@@ -40,39 +40,77 @@ static tjhandle tj_handle(void)
 	return h;
 }
 
+/* Throw this thread's decompressor away after any error or warning: an error
+ * that longjmps out of jpeg_read_header() (tjDecompressHeader3 does not abort
+ * the decompressor then) leaves it mid-header, and the next image on the
+ * thread, however valid, would be read as the rest of that header ("Unsupported
+ * marker type"). A fresh handle is the only reset TurboJPEG offers. */
+static void tj_drop(void)
+{
+	tjhandle h = pthread_getspecific(tj_key);
+
+	if (h) {
+		pthread_setspecific(tj_key, NULL);
+		tjDestroy(h);
+	}
+}
+
 static int decode_jpeg(const void *buf, size_t len, int64_t max_pixels, uint8_t **rgb,
 		       int *w, int *h, char *err, size_t errlen)
 {
 	tjhandle tj = tj_handle();
-	int sub, cs;
+	int sub = -1, cs = -1, width = 0, height = 0, rc = -EINVAL;
+	uint8_t *p = NULL;
 
 	if (!tj)
 		return -ENOMEM;
-	if (len > 0xffffffffu || tjDecompressHeader3(tj, buf, (unsigned long)len, w, h, &sub, &cs)) {
+	if (len > 0xffffffffu) {
+		snprintf(err, errlen, "JPEG of %zu bytes is too large", len);
+		return -EINVAL;
+	}
+	if (tjDecompressHeader3(tj, buf, (unsigned long)len, &width, &height, &sub, &cs)) {
 		snprintf(err, errlen, "JPEG header does not decode: %s", tjGetErrorStr2(tj));
-		return -EINVAL;
+		goto out;
 	}
-	if (*w <= 0 || *h <= 0 || *w > MAX_SIDE || *h > MAX_SIDE ||
-	    (int64_t)*w * *h > max_pixels) {
-		snprintf(err, errlen, "JPEG of %dx%d exceeds the limit of %lld pixels", *w, *h,
+	/* a tables-only stream (or one cut short after its SOI, where the
+	 * source manager inserts an EOI) "succeeds" without an image: the
+	 * outputs are left as they were, so they start at 0 above */
+	if (width <= 0 || height <= 0) {
+		snprintf(err, errlen, "JPEG has no image (a tables-only or truncated stream)");
+		goto out;
+	}
+	if (width > MAX_SIDE || height > MAX_SIDE || (int64_t)width * height > max_pixels) {
+		snprintf(err, errlen, "JPEG of %dx%d exceeds the limit of %lld pixels", width, height,
 			 (long long)max_pixels);
-		return -EINVAL;
+		goto out;
 	}
-	uint8_t *p = malloc((size_t)*w * (size_t)*h * 3);
-	if (!p)
-		return -ENOMEM;
-	if (tjDecompress2(tj, buf, (unsigned long)len, p, *w, 0, *h, TJPF_RGB, 0)) {
+	p = malloc((size_t)width * (size_t)height * 3);
+	if (!p) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (tjDecompress2(tj, buf, (unsigned long)len, p, width, 0, height, TJPF_RGB, 0)) {
 		/* warnings (e.g. premature end) still give an image; errors do not */
 		if (tjGetErrorCode(tj) != TJERR_WARNING) {
 			snprintf(err, errlen, "JPEG does not decode: %s", tjGetErrorStr2(tj));
 			free(p);
-			return -EINVAL;
+			p = NULL;
+			goto out;
 		}
+		tj_drop();	/* the image is complete; the handle starts afresh */
+		tj = NULL;
 	}
+	*w = width;
+	*h = height;
 	*rgb = p;
 	return 0;
+out:
+	if (tj)
+		tj_drop();
+	return rc;
 }
 
+/* libspng keeps no state between images: a context per call. */
 static int decode_png(const void *buf, size_t len, int64_t max_pixels, uint8_t **rgb,
 		      int *w, int *h, char *err, size_t errlen)
 {
@@ -125,6 +163,7 @@ int api_image_decode_rgb(const void *buf, size_t len, int64_t max_pixels, uint8_
 	const unsigned char *b = buf;
 
 	*rgb = NULL;
+	*width = *height = 0;
 	if (max_pixels <= 0)
 		max_pixels = DEFAULT_MAX_PIXELS;
 	if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
@@ -245,8 +284,8 @@ int api_image_to_tensor(const void *buf, size_t len, const struct api_preprocess
 			struct tensor_view *out, struct api_image_info *info,
 			char *err, size_t errlen)
 {
-	uint8_t *rgb;
-	int w, h, rc;
+	uint8_t *rgb = NULL;
+	int w = 0, h = 0, rc;
 
 	memset(out, 0, sizeof(*out));
 	rc = api_image_decode_rgb(buf, len, p->max_pixels, &rgb, &w, &h, err, errlen);
