@@ -7,7 +7,7 @@ if(NOT TARGET PkgConfig::CMOCKA OR EXISTS ${CMAKE_SOURCE_DIR}/kernels/placeholde
 endif()
 
 add_executable(test_band ${CMAKE_CURRENT_SOURCE_DIR}/test_band.c
-  ${CMAKE_CURRENT_SOURCE_DIR}/onnx/refdata.c)
+  ${CMAKE_CURRENT_SOURCE_DIR}/onnx/refdata.c ${CMAKE_CURRENT_SOURCE_DIR}/errbound.c)
 # band.c joins splitd_kernels' source list; until then it is built in here
 get_target_property(_splitd_kernel_srcs splitd_kernels SOURCES)
 if(NOT "band.c" IN_LIST _splitd_kernel_srcs)

@@ -14,7 +14,8 @@ set(SPLITD_CONF_DIR ${CMAKE_CURRENT_SOURCE_DIR}/onnx)
 add_library(splitd_conformance_obj OBJECT
   ${SPLITD_CONF_DIR}/refdata.c
   ${CMAKE_CURRENT_SOURCE_DIR}/test_onnx_node.c
-  ${CMAKE_CURRENT_SOURCE_DIR}/test_models.c)
+  ${CMAKE_CURRENT_SOURCE_DIR}/test_models.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/errbound.c)
 target_include_directories(splitd_conformance_obj PRIVATE
   ${SPLITD_CONF_DIR} ${CMAKE_SOURCE_DIR}/kernels)
 target_link_libraries(splitd_conformance_obj PRIVATE PkgConfig::JANSSON)
@@ -28,7 +29,8 @@ if(NOT TARGET PkgConfig::CMOCKA OR EXISTS ${CMAKE_SOURCE_DIR}/kernels/placeholde
 endif()
 
 foreach(t test_onnx_node test_models)
-  add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/${t}.c ${SPLITD_CONF_DIR}/refdata.c)
+  add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/${t}.c ${SPLITD_CONF_DIR}/refdata.c
+                 ${CMAKE_CURRENT_SOURCE_DIR}/errbound.c)
   target_include_directories(${t} PRIVATE ${SPLITD_CONF_DIR})
   target_link_libraries(${t} PRIVATE splitd_kernels PkgConfig::JANSSON PkgConfig::CMOCKA
                         ${MATH_LIB})

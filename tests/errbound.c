@@ -1,0 +1,540 @@
+/* Rounding-error tolerances for float32 runs of the engine, by Monte Carlo
+ * arithmetic: see errbound.h for the model and why each rule holds.
+ * White-box: reads the engine's graph (engine-impl.h) for each node's op,
+ * parameters and weights. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine-impl.h"
+#include "errbound.h"
+
+#define U ERRBOUND_U
+#define RHO ERRBOUND_ULP_RHO
+#define INV_SQRT3 0.57735026918962576
+
+struct errbound {
+	const struct engine *e;
+	double *tol;		/* per tensor index */
+};
+
+__attribute__((format(printf, 4, 5)))
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static int64_t numel(const struct eng_tensor *t)
+{
+	int64_t n = 1;
+	for (int d = 0; d < t->ndim; d++)
+		n *= t->shape[d];
+	return n;
+}
+
+/* the float values of tensor ti at this point of the run */
+static const float *vals(const struct engine *e, struct engine_ctx *c, int ti)
+{
+	const struct eng_tensor *t = &e->t[ti];
+	struct tensor_view v;
+	if (ti < 0 || t->dtype != TENSOR_F32)
+		return NULL;
+	if (t->is_const)
+		return t->data;
+	return engine_ctx_get(c, t->name, &v) ? NULL : v.data;
+}
+
+/* ---- activations: slope at the result, own rounding ------------------------ */
+
+/* The slope of act at the point that gave y (an upper bound where y does
+ * not tell), and the function's own relative rounding. */
+static int act_rule(const struct act_params *a, double y, double *slope, double *rho)
+{
+	*rho = 0;
+	switch (a->kind) {
+	case ACT_NONE: *slope = 1; return 0;
+	case ACT_RELU: *slope = y > 0; return 0;
+	case ACT_CLIP: *slope = y > a->alpha && y < a->beta; return 0;
+	case ACT_NEG: case ACT_ABS: *slope = 1; return 0;
+	case ACT_LEAKY_RELU: *slope = y >= 0 ? 1 : fabs(a->alpha); *rho = U; return 0;
+	case ACT_SIGMOID: *slope = y * (1 - y) + U; *rho = RHO + 2 * U; return 0;
+	case ACT_SILU: *slope = 1.1; *rho = RHO + 3 * U; return 0;	/* max |d/dz z sig(z)| = 1.0998 */
+	case ACT_HARD_SIGMOID: *slope = y > 0 && y < 1 ? fabs(a->alpha) : 0; *rho = 2 * U; return 0;
+	case ACT_HARD_SWISH: *slope = 1.5; *rho = 3 * U; return 0;
+	case ACT_TANH: *slope = 1 - y * y + U; *rho = RHO; return 0;
+	case ACT_ERF: *slope = 1.1283792; *rho = RHO; return 0;
+	case ACT_EXP: *slope = fabs(y); *rho = RHO; return 0;
+	default: return -ENOTSUP;
+	}
+}
+
+/* ---- per-node standard deviation of the node's own rounding ----------------- */
+
+struct node_io {
+	const struct eng_node *nd;
+	const struct eng_tensor *x, *y;
+	const float *xv, *yv;	/* first input, first output */
+	float *sd;		/* out: per element of the first output */
+};
+
+static int conv_sd(const struct engine *e, struct engine_ctx *c, struct node_io *io, double wrel)
+{
+	const struct eng_node *nd = io->nd;
+	const struct conv_params *p = &nd->p.conv;
+	const struct eng_tensor *x = io->x, *y = io->y, *wt = &e->t[nd->in[1]];
+	const float *w = wt->data, *b = nd->n_in > 2 ? vals(e, c, nd->in[2]) : NULL;
+	const float *sum = nd->n_in > 3 ? vals(e, c, nd->in[3]) : NULL;
+	int sp = x->ndim - 2, tr = nd->kind == OP_CONV_TRANSPOSE;
+	int64_t N = x->shape[0], C = x->shape[1], H = sp == 2 ? x->shape[2] : 1, W = x->shape[sp + 1];
+	int64_t M = y->shape[1], OH = sp == 2 ? y->shape[2] : 1, OW = y->shape[sp + 1];
+	int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
+	int64_t dh = p->dil[0], dw = p->dil[1], pt = p->pads[0], pl = p->pads[1], G = p->group;
+	int64_t Cg = C / G, Mg = M / G, plane = OH * OW;
+	float *ax = malloc((size_t)numel(x) * sizeof(float) + 4), *acc = malloc((size_t)plane * sizeof(float) + 4);
+	if (!ax || !acc || !w) {
+		free(ax), free(acc);
+		return -ENOMEM;
+	}
+	for (int64_t i = 0; i < numel(x); i++)
+		ax[i] = fabsf(io->xv[i]);
+	double nterms = (double)(Cg * kh * kw) + (b != NULL) + (sum != NULL);
+	double k_sd = U * sqrt(nterms / 3) + wrel * INV_SQRT3;
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t m = 0; m < M; m++) {
+			int64_t gi = m / Mg, mo = m % Mg;
+			memset(acc, 0, (size_t)plane * sizeof(float));
+			for (int64_t ci = 0; ci < Cg; ci++) {
+				int64_t ch = gi * Cg + ci;
+				const float *xp = ax + (n * C + ch) * H * W;
+				for (int64_t i = 0; i < kh; i++)
+					for (int64_t jj = 0; jj < kw; jj++) {
+						float wv = tr ? fabsf(w[((ch * Mg + mo) * kh + i) * kw + jj])
+							      : fabsf(w[((m * Cg + ci) * kh + i) * kw + jj]);
+						if (wv == 0)
+							continue;
+						if (tr) {	/* output oh = ih s - pad + i d */
+							for (int64_t ih = 0; ih < H; ih++) {
+								int64_t oh = ih * sh - pt + i * dh;
+								if (oh < 0 || oh >= OH)
+									continue;
+								for (int64_t iw = 0; iw < W; iw++) {
+									int64_t ow = iw * sw - pl + jj * dw;
+									if (ow >= 0 && ow < OW)
+										acc[oh * OW + ow] += wv * xp[ih * W + iw];
+								}
+							}
+							continue;
+						}
+						/* columns ow whose iw = ow sw + off lies in [0, W) */
+						int64_t off = jj * dw - pl;
+						int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+						int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+						if (hi > OW)
+							hi = OW;
+						for (int64_t oh = 0; oh < OH; oh++) {
+							int64_t ih = oh * sh - pt + i * dh;
+							if (ih < 0 || ih >= H)
+								continue;
+							float *ar = acc + oh * OW;
+							const float *xr = xp + ih * W + off;
+							if (sw == 1)
+								for (int64_t ow = lo; ow < hi; ow++)
+									ar[ow] += wv * xr[ow];
+							else
+								for (int64_t ow = lo; ow < hi; ow++)
+									ar[ow] += wv * xr[ow * sw];
+						}
+					}
+			}
+			double bv = b ? fabs((double)b[m]) : 0;
+			for (int64_t o = 0; o < plane; o++) {
+				int64_t yi = (n * M + m) * plane + o;
+				double mag = acc[o] * (1 + 1e-3) + bv + (sum ? fabs((double)sum[yi]) : 0);
+				double slope, rho;
+				if (act_rule(&p->act, io->yv[yi], &slope, &rho))
+					goto unsupported;
+				io->sd[yi] = (float)(slope * k_sd * mag + rho * INV_SQRT3 * fabs((double)io->yv[yi]));
+			}
+		}
+	free(ax), free(acc);
+	return 0;
+unsupported:
+	free(ax), free(acc);
+	return -ENOTSUP;
+}
+
+static int matmul_sd(const struct engine *e, struct engine_ctx *c, struct node_io *io, double wrel)
+{
+	const struct eng_node *nd = io->nd;
+	int gemm = nd->kind == OP_GEMM;
+	const struct eng_tensor *at = io->x, *bt = &e->t[nd->in[1]], *y = io->y;
+	const float *a = io->xv, *b = vals(e, c, nd->in[1]);
+	const float *cv = gemm && nd->n_in > 2 ? vals(e, c, nd->in[2]) : NULL;
+	int ra = at->ndim, rb = bt->ndim;
+	int ta = gemm && nd->p.gemm.trans_a, tb = gemm && nd->p.gemm.trans_b;
+	double alpha = gemm ? nd->p.gemm.alpha : 1, beta = gemm ? nd->p.gemm.beta : 0;
+	if (!b || ra < 1 || rb < 1 || (gemm && (ra != 2 || rb != 2)))
+		return -ENOTSUP;
+	int64_t M = ra == 1 ? 1 : at->shape[ra - 2 + ta], K = at->shape[ra - 1 - ta];
+	int64_t Nn = rb == 1 ? 1 : bt->shape[rb - 1 - tb];
+	int64_t batch = numel(y) / (M * Nn);
+	/* y's batch dims and each operand's step along them (0: broadcast) */
+	int yb = y->ndim - (ra > 1) - (rb > 1), nba = ra > 2 ? ra - 2 : 0, nbb = rb > 2 ? rb - 2 : 0;
+	int64_t ast[TENSOR_MAX_DIMS] = { 0 }, bst[TENSOR_MAX_DIMS] = { 0 }, sa = M * K, sb = K * Nn;
+	for (int d = yb - 1; d >= 0; d--) {
+		int da = d - (yb - nba), db = d - (yb - nbb);
+		if (da >= 0) {
+			ast[d] = at->shape[da] == 1 ? 0 : sa;
+			sa *= at->shape[da];
+		}
+		if (db >= 0) {
+			bst[d] = bt->shape[db] == 1 ? 0 : sb;
+			sb *= bt->shape[db];
+		}
+	}
+	double k_sd = U * sqrt((K + 2.0) / 3) + wrel * INV_SQRT3;
+	const struct eng_tensor *ct = cv ? &e->t[nd->in[2]] : NULL;
+	for (int64_t t = 0; t < batch; t++) {
+		int64_t oa = 0, ob = 0, rem = t;
+		for (int d = yb - 1; d >= 0; d--) {
+			int64_t id = rem % y->shape[d];
+			rem /= y->shape[d];
+			oa += id * ast[d], ob += id * bst[d];
+		}
+		for (int64_t m = 0; m < M; m++)
+			for (int64_t n = 0; n < Nn; n++) {
+				double mag = 0;
+				for (int64_t k = 0; k < K; k++)
+					mag += fabs((double)a[oa + (ta ? k * M + m : m * K + k)]) *
+					       fabs((double)b[ob + (tb ? n * K + k : k * Nn + n)]);
+				mag *= fabs(alpha);
+				if (cv && beta != 0) {	/* C broadcast to [M, N] */
+					int cr = ct->ndim;
+					int64_t cn = cr >= 1 ? ct->shape[cr - 1] : 1, cm = cr >= 2 ? ct->shape[cr - 2] : 1;
+					mag += fabs(beta) * fabs((double)cv[(cm == 1 ? 0 : m * cn) + (cn == 1 ? 0 : n)]);
+				}
+				io->sd[(t * M + m) * Nn + n] = (float)(k_sd * mag);
+			}
+	}
+	return 0;
+}
+
+/* AveragePool, GlobalAveragePool: a sum of the window's n values, scaled */
+static void avgpool_sd(struct node_io *io)
+{
+	const struct eng_node *nd = io->nd;
+	const struct pool_params *p = &nd->p.pool;
+	const struct eng_tensor *x = io->x, *y = io->y;
+	int glob = nd->kind == OP_GLOBAL_AVGPOOL, sp = x->ndim - 2;
+	int64_t NC = x->shape[0] * x->shape[1], H = 1, W = 1, OH = 1, OW = 1;
+	for (int d = 2; d < x->ndim; d++)
+		W *= x->shape[d];
+	if (!glob && sp == 2)
+		H = x->shape[2], W = x->shape[3];
+	if (!glob)
+		OW = y->shape[sp + 1], OH = sp == 2 ? y->shape[2] : 1;
+	int64_t kh = glob ? H : p->kernel[0], kw = glob ? W : p->kernel[1];
+	int64_t sh = glob ? 1 : p->stride[0], sw = glob ? 1 : p->stride[1];
+	int64_t dh = glob ? 1 : p->dil[0], dw = glob ? 1 : p->dil[1];
+	int64_t pt = glob ? 0 : p->pads[0], pl = glob ? 0 : p->pads[1];
+	for (int64_t nc = 0; nc < NC; nc++)
+		for (int64_t oh = 0; oh < OH; oh++)
+			for (int64_t ow = 0; ow < OW; ow++) {
+				double s = 0;
+				int64_t cnt = 0;
+				for (int64_t i = 0; i < kh; i++) {
+					int64_t ih = oh * sh - pt + i * dh;
+					if (ih < 0 || ih >= H)
+						continue;
+					for (int64_t j = 0; j < kw; j++) {
+						int64_t iw = ow * sw - pl + j * dw;
+						if (iw < 0 || iw >= W)
+							continue;
+						cnt++;
+						s += fabs((double)io->xv[(nc * H + ih) * W + iw]);
+					}
+				}
+				/* mean over the valid taps: a divisor counting pads is larger */
+				io->sd[(nc * OH + oh) * OW + ow] =
+					cnt ? (float)(U * sqrt((cnt + 1.0) / 3) * s / cnt) : 0;
+			}
+}
+
+static double max_abs(const float *v, int64_t n)
+{
+	double m = 0;
+	for (int64_t i = 0; i < n; i++)
+		m = fmax(m, fabs((double)v[i]));
+	return m;
+}
+
+/* sd of node j's own rounding into io->sd; 1 when the node is exact */
+static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io *io, double wrel,
+		   char *err, size_t errlen)
+{
+	const struct eng_node *nd = io->nd;
+	int64_t n = numel(io->y);
+	double s;
+	switch (nd->kind) {
+	case OP_RESHAPE: case OP_TRANSPOSE: case OP_CONCAT: case OP_SPLIT: case OP_SLICE:
+	case OP_GATHER: case OP_PAD: case OP_EXPAND: case OP_IDENTITY: case OP_MAXPOOL:
+	case OP_GLOBAL_MAXPOOL:
+		return 1;
+	case OP_RESIZE:
+		if (nd->p.resize.mode == RESIZE_NEAREST)
+			return 1;
+		/* linear: 4 taps, cubic 16, weights summing to 1 (cubic's up to ~1.5 in |w|) */
+		s = U * sqrt((nd->p.resize.mode == RESIZE_LINEAR ? 5 : 17) / 3.0) * 1.5 *
+		    max_abs(io->xv, numel(io->x));
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)s;
+		return 0;
+	case OP_CAST:
+		if (io->x->dtype != TENSOR_F32)
+			return 1;	/* integers to float: exact below 2^24 */
+		return 1;	/* float to float */
+	case OP_CONV: case OP_CONV_TRANSPOSE:
+		if (conv_sd(e, c, io, wrel))
+			return fail(err, errlen, -ENOTSUP, "%s (%s): no rounding rule for its activation",
+				    nd->name, nd->op);
+		return 0;
+	case OP_GEMM: case OP_MATMUL:
+		if (matmul_sd(e, c, io, wrel))
+			return fail(err, errlen, -ENOTSUP, "%s (%s): operands not covered", nd->name, nd->op);
+		return 0;
+	case OP_AVGPOOL: case OP_GLOBAL_AVGPOOL:
+		avgpool_sd(io);
+		return 0;
+	case OP_REDUCE_MEAN: {
+		int64_t cnt = numel(io->x) / (n ? n : 1);
+		s = U * sqrt((cnt + 1.0) / 3) * max_abs(io->xv, numel(io->x));
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)s;
+		return 0;
+	}
+	case OP_SOFTMAX: {
+		int64_t len = nd->p.softmax.legacy ? n : io->x->shape[(nd->p.softmax.axis + io->x->ndim) %
+									  io->x->ndim];
+		s = RHO + U * sqrt((len + 2.0) / 3);
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)(s * (nd->p.softmax.log ? 1 + fabs((double)io->yv[i]) : fabs((double)io->yv[i])));
+		return 0;
+	}
+	case OP_BATCHNORM: {
+		const float *sc = vals(e, c, nd->in[1]), *bi = vals(e, c, nd->in[2]);
+		const float *mu = vals(e, c, nd->in[3]), *var = vals(e, c, nd->in[4]);
+		int64_t C = io->x->shape[1], plane = n / (io->x->shape[0] * C);
+		for (int64_t i = 0; i < n; i++) {
+			int64_t ch = (i / plane) % C;
+			double ss = sc[ch] / sqrt((double)var[ch] + nd->p.bn.eps), sh = bi[ch] - mu[ch] * ss;
+			double mag = fabs(ss * io->xv[i]) + fabs(sh);
+			io->sd[i] = (float)((U * sqrt(2.0 / 3) + wrel * INV_SQRT3) * mag);
+		}
+		return 0;
+	}
+	case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW:
+		s = (nd->kind == OP_POW ? RHO : U) * INV_SQRT3;
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)(s * fabs((double)io->yv[i]));
+		return 0;
+	case OP_RELU: case OP_LEAKY_RELU: case OP_CLIP: case OP_SIGMOID: case OP_HARD_SIGMOID:
+	case OP_HARD_SWISH: case OP_SILU: case OP_TANH: case OP_EXP: case OP_NEG: case OP_ABS:
+	case OP_ERF: case OP_LOG: case OP_SQRT: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL: {
+		double slope, rho = 0;
+		enum act_kind k = nd->p.act.kind;
+		if (k == ACT_LOG)
+			rho = RHO;
+		else if (k == ACT_SQRT || k == ACT_RECIPROCAL)
+			rho = U;	/* correctly rounded */
+		else if (k == ACT_FLOOR || k == ACT_CEIL)
+			rho = 0;	/* exact */
+		for (int64_t i = 0; i < n; i++) {
+			if (k != ACT_LOG && k != ACT_SQRT && k != ACT_RECIPROCAL && k != ACT_FLOOR && k != ACT_CEIL &&
+			    act_rule(&nd->p.act, io->yv[i], &slope, &rho))
+				return fail(err, errlen, -ENOTSUP, "%s (%s): no rounding rule", nd->name, nd->op);
+			io->sd[i] = (float)(rho * INV_SQRT3 * fabs((double)io->yv[i]));
+		}
+		return 0;
+	}
+	default:
+		return fail(err, errlen, -ENOTSUP, "%s: no rounding rule for op %s", nd->name, nd->op);
+	}
+}
+
+/* ---- the draws ------------------------------------------------------------------ */
+
+/* xorshift; uniform on [-sqrt 3, sqrt 3] (variance 1) */
+static double draw(uint64_t *s)
+{
+	*s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+	return ((double)(*s >> 11) / 9007199254740992.0 * 2 - 1) * 1.7320508075688772;
+}
+
+static int set_inputs(const struct engine *e, struct engine_ctx *c, float **in)
+{
+	char msg[256];
+	for (int i = 0; i < e->n_inputs; i++) {
+		const struct eng_tensor *t = &e->t[e->inputs[i]];
+		struct tensor_view v = eng_view(t, in[i]);
+		int rc = engine_ctx_set(c, t->name, &v, msg, sizeof(msg));
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errbound_opts *o,
+		 struct errbound **out, char *err, size_t errlen)
+{
+	int S = o && o->samples > 0 ? o->samples : ERRBOUND_SAMPLES, rc = 0;
+	double wrel = o ? o->weight_rel : 0;
+	uint64_t seed = 0x9e3779b97f4a7c15ull ^ (o ? o->seed : 0);
+	struct errbound *b = calloc(1, sizeof(*b));
+	float **ref = calloc((size_t)e->nt + 1, sizeof(float *));
+	float **sd = calloc((size_t)e->nt + 1, sizeof(float *));
+	float **in = calloc((size_t)e->n_inputs + 1, sizeof(float *));
+	char msg[256];
+
+	err[0] = 0;
+	if (!b || !ref || !sd || !in || !(b->tol = calloc((size_t)e->nt + 1, sizeof(double)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	b->e = e;
+	for (int i = 0; i < e->n_inputs; i++) {
+		const struct eng_tensor *t = &e->t[e->inputs[i]];
+		struct tensor_view v;
+		if ((rc = engine_ctx_get(c, t->name, &v)) || !(in[i] = malloc(t->bytes + 4))) {
+			rc = fail(err, errlen, rc ? rc : -ENOMEM, "model input '%s' not set", t->name);
+			goto out;
+		}
+		memcpy(in[i], v.data, t->bytes);
+	}
+	/* the plain run, node by node: every result kept, each node's own
+	 * rounding sd from its inputs and result */
+	for (int j = 0; j < e->nn && !rc; j++) {
+		const struct eng_node *nd = &e->n[j];
+		if ((rc = engine_run_range(c, j, j + 1))) {
+			fail(err, errlen, rc, "%s: run failed", nd->name);
+			break;
+		}
+		for (int k = 0; k < nd->n_out && !rc; k++) {
+			const struct eng_tensor *t = &e->t[nd->out[k]];
+			if (t->dtype != TENSOR_F32)
+				continue;
+			if (!(ref[nd->out[k]] = malloc(t->bytes + 4))) {
+				rc = -ENOMEM;
+				break;
+			}
+			memcpy(ref[nd->out[k]], vals(e, c, nd->out[k]), t->bytes);
+		}
+		const struct eng_tensor *yt = &e->t[nd->out[0]];
+		if (rc || yt->dtype != TENSOR_F32)
+			continue;
+		struct node_io io = { .nd = nd, .x = nd->in[0] >= 0 ? &e->t[nd->in[0]] : NULL, .y = yt,
+				      .xv = vals(e, c, nd->in[0]), .yv = ref[nd->out[0]] };
+		if (!io.x || !io.xv) {	/* an integer first input: shape arithmetic, exact */
+			if (nd->kind != OP_CAST && nd->kind != OP_GATHER && nd->kind != OP_EXPAND &&
+			    nd->kind != OP_RESHAPE)
+				rc = fail(err, errlen, -ENOTSUP, "%s (%s): a float result from a non-float input",
+					  nd->name, nd->op);
+			continue;
+		}
+		if (!(io.sd = calloc((size_t)numel(yt) + 1, sizeof(float)))) {
+			rc = -ENOMEM;
+			break;
+		}
+		int r = node_sd(e, c, &io, wrel, err, errlen);
+		if (r < 0)
+			rc = r, free(io.sd);
+		else if (r == 1)
+			free(io.sd);	/* exact */
+		else
+			sd[nd->out[0]] = io.sd;
+	}
+	/* the draws: each node's result plus its own rounding, carried on by
+	 * the engine through every later node */
+	for (int s = 0; s < S && !rc; s++) {
+		if ((rc = set_inputs(e, c, in)))
+			break;
+		for (int j = 0; j < e->nn && !rc; j++) {
+			const struct eng_node *nd = &e->n[j];
+			if ((rc = engine_run_range(c, j, j + 1)))
+				break;
+			for (int k = 0; k < nd->n_out && !rc; k++) {
+				int ti = nd->out[k];
+				const struct eng_tensor *t = &e->t[ti];
+				if (t->dtype != TENSOR_F32 || !ref[ti])
+					continue;
+				float *v = (float *)vals(e, c, ti);
+				if (!v) {
+					rc = -EIO;
+					break;
+				}
+				if (sd[ti]) {
+					float *pv = malloc(t->bytes + 4);
+					if (!pv) {
+						rc = -ENOMEM;
+						break;
+					}
+					for (int64_t i = 0; i < numel(t); i++)
+						pv[i] = (float)(v[i] + sd[ti][i] * draw(&seed));
+					struct tensor_view tv = eng_view(t, pv);
+					rc = engine_ctx_set(c, t->name, &tv, msg, sizeof(msg));
+					free(pv);
+					if (rc || !(v = (float *)vals(e, c, ti))) {
+						rc = fail(err, errlen, rc ? rc : -EIO, "%s: %s", t->name, msg);
+						break;
+					}
+				}
+				double d = 0;
+				for (int64_t i = 0; i < numel(t); i++)
+					d = fmax(d, fabs((double)v[i] - ref[ti][i]));
+				b->tol[ti] = fmax(b->tol[ti], d);
+			}
+		}
+	}
+	for (int i = 0; i < e->nt; i++)
+		b->tol[i] *= ERRBOUND_SAFETY;
+	/* c as after a plain engine_run */
+	if (!rc && !(rc = set_inputs(e, c, in)))
+		rc = engine_run(c);
+out:
+	for (int i = 0; i < e->nt && ref; i++)
+		free(ref[i]);
+	for (int i = 0; i < e->nt && sd; i++)
+		free(sd[i]);
+	for (int i = 0; i < e->n_inputs && in; i++)
+		free(in[i]);
+	free(ref), free(sd), free(in);
+	if (rc) {
+		if (!err[0])
+			fail(err, errlen, rc, "error model failed (%d)", rc);
+		errbound_free(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+}
+
+void errbound_free(struct errbound *b)
+{
+	if (!b)
+		return;
+	free(b->tol);
+	free(b);
+}
+
+double errbound_tol(const struct errbound *b, const char *name)
+{
+	int ti = eng_tensor_find(b->e, name);
+	return ti < 0 ? -1 : b->tol[ti];
+}
