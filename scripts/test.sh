@@ -3,10 +3,13 @@
 #   1. packages (scripts/setup.sh --cross)
 #   2. configure + build with warnings as errors, every test label
 #      (unit, integration, gpu (skips without a GPU), slow, nspawn)
-#   3. AddressSanitizer + UndefinedBehaviorSanitizer build, unit tests
-#   4. CUDA build (-DSPLITD_CUDA=ON): compile and link, when /usr/local/cuda exists
-#   5. aarch64 cross-build, unit tests under qemu-aarch64-static
-# usage: scripts/test.sh [--quick] [--netlab]   (--quick: stage 2 without the slow label, no 4 and 5;
+#   3. the float-comparison tests again under other OpenBLAS kernels
+#      (OPENBLAS_CORETYPE) and thread counts: their tolerances are derived
+#      (tests/errbound.h), not tuned to this CPU; worst margins printed
+#   4. AddressSanitizer + UndefinedBehaviorSanitizer build, unit tests
+#   5. CUDA build (-DSPLITD_CUDA=ON): compile and link, when /usr/local/cuda exists
+#   6. aarch64 cross-build, unit tests under qemu-aarch64-static
+# usage: scripts/test.sh [--quick] [--netlab]   (--quick: stage 2 without the slow label, no 3, 5, 6;
 #        --netlab: also the planner oracle in network namespaces, a timing test)
 # Build trees: build-ci, build-asan, build-cuda, build-arm64 (SPLITD_TEST_BUILD_ROOT to move them).
 set -uo pipefail
@@ -20,7 +23,7 @@ for a in "$@"; do
 	case "$a" in
 	--quick) quick=1 ;;
 	--netlab) netlab=1 ;;
-	-h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
 	*) echo "test.sh: unknown option '$a'" >&2; exit 2 ;;
 	esac
 done
@@ -59,6 +62,32 @@ s_main() {
 	(cd "$OUT/build-ci" && ctest "${args[@]}")
 }
 
+# Every test that compares floats from two evaluations (the engine against
+# torch, banded against unbanded, kernels against float64 references, the
+# ONNX node cases), under each OpenBLAS kernel this x86 machine can run and
+# 1 to 3 engine threads. Each prints "MARGIN <check> <observed/tolerance>";
+# the worst per check across the matrix is the table at the end.
+MATRIX_TESTS='^(kernels|onnx_node|band_graphs|band_model_mobilenet_v2|model_(squeezenet1_1|mobilenet_v3_small|mobilenet_v2|yolo_320|dbnet_320))$'
+s_matrix() {
+	case "$(uname -m)" in x86_64) ;; *) echo "OpenBLAS core types are x86's: skipped"; return 0 ;; esac
+	local log="$OUT/build-ci/matrix.log" rc=0 ct th
+	: >"$log"
+	for combo in Haswell:2 SkylakeX:2 Zen:2 Sandybridge:2 default:2 Haswell:1 default:3; do
+		ct=${combo%%:*} th=${combo##*:}
+		local envs=(SPLITD_TEST_THREADS="$th")
+		[ "$ct" = default ] || envs+=(OPENBLAS_CORETYPE="$ct")
+		echo "-- OPENBLAS_CORETYPE=$ct threads=$th"
+		(cd "$OUT/build-ci" && env -u OPENBLAS_CORETYPE "${envs[@]}" ctest -V -R "$MATRIX_TESTS" 2>&1) >"$OUT/build-ci/matrix-$ct-$th.log"
+		local r=$?
+		grep -E 'tests passed|\*\*\*Failed|Timeout' "$OUT/build-ci/matrix-$ct-$th.log" | sed 's/^[0-9]*: //'
+		[ $r -eq 0 ] || { rc=1; grep -E '^[0-9]+: .*(ERROR|FAILED|differs|error)' "$OUT/build-ci/matrix-$ct-$th.log" | head -20; }
+		sed -n "s/^[0-9]*: MARGIN \([^ ]*\) \(.*\)/\1 \2 $ct:$th/p" "$OUT/build-ci/matrix-$ct-$th.log" >>"$log"
+	done
+	echo "worst margin per check (observed / tolerance; must stay <= 1):"
+	sort -k1,1 -k2,2gr "$log" | awk '!seen[$1]++ { printf "  %-44s %-10s %s\n", $1, $2, $3 }'
+	return $rc
+}
+
 s_asan() {
 	configure "$OUT/build-asan" -DSPLITD_CUDA=OFF -DSPLITD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug || return 1
 	cmake --build "$OUT/build-asan" -j"$JOBS" || return 1
@@ -83,6 +112,9 @@ s_arm64() {
 T0=$SECONDS
 stage "packages" s_setup
 stage "build (-Werror) + all tests" s_main
+if [ $quick = 0 ]; then
+	stage "float tests x OpenBLAS kernels x threads" s_matrix
+fi
 stage "ASan+UBSan, unit tests" s_asan
 if [ $quick = 0 ]; then
 	stage "CUDA compile + link" s_cuda

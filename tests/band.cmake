@@ -25,21 +25,19 @@ set_tests_properties(band_graphs_gen PROPERTIES
   FIXTURES_SETUP band_graphs LABELS unit TIMEOUT 120)
 add_test(NAME band_graphs COMMAND test_band graphs ${SPLITD_BAND_GRAPHS_DIR})
 set_tests_properties(band_graphs PROPERTIES
-  FIXTURES_REQUIRED band_graphs LABELS unit TIMEOUT 120
-  ENVIRONMENT "SPLITD_TEST_THREADS=2")
+  FIXTURES_REQUIRED band_graphs LABELS unit TIMEOUT 120)
 
 foreach(m resnet18 mobilenet_v2 yolo_320)
   add_test(NAME band_model_${m} COMMAND test_band models ${CMAKE_BINARY_DIR}/models ${m})
   set_tests_properties(band_model_${m} PROPERTIES
-    FIXTURES_REQUIRED model_${m} LABELS integration TIMEOUT 900
-    ENVIRONMENT "SPLITD_TEST_THREADS=2")
+    FIXTURES_REQUIRED model_${m} LABELS integration TIMEOUT 900)
 endforeach()
 
 # Bit equality: with an OpenBLAS kernel whose rounding does not depend on the
 # matrix width (no FMA tail paths), banded and unbanded runs must agree
 # exactly. x86 builds of OpenBLAS pick kernels at run time by this variable.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
-  set(_band_exact_env "SPLITD_TEST_THREADS=2;SPLITD_BAND_EXACT=1;OPENBLAS_CORETYPE=Sandybridge")
+  set(_band_exact_env "SPLITD_BAND_EXACT=1;OPENBLAS_CORETYPE=Sandybridge")
   add_test(NAME band_graphs_exact COMMAND test_band graphs ${SPLITD_BAND_GRAPHS_DIR})
   set_tests_properties(band_graphs_exact PROPERTIES
     FIXTURES_REQUIRED band_graphs LABELS unit TIMEOUT 120 ENVIRONMENT "${_band_exact_env}")

@@ -69,6 +69,5 @@ foreach(m IN LISTS SPLITD_UNIT_MODELS SPLITD_INTEGRATION_MODELS)
     FIXTURES_SETUP model_${m} LABELS "${labels}" TIMEOUT 600)
   add_test(NAME model_${m} COMMAND test_models ${SPLITD_MODELS_DIR} ${m})
   set_tests_properties(model_${m} PROPERTIES
-    FIXTURES_REQUIRED model_${m} LABELS "${labels}" TIMEOUT 900
-    ENVIRONMENT "SPLITD_TEST_THREADS=2")
+    FIXTURES_REQUIRED model_${m} LABELS "${labels}" TIMEOUT 900)
 endforeach()

@@ -11,7 +11,8 @@ set_tests_properties(kernels_models_gen PROPERTIES
   FIXTURES_SETUP kernels_models LABELS unit TIMEOUT 120)
 
 if(TARGET PkgConfig::CMOCKA)
-  add_executable(test_kernels ${CMAKE_CURRENT_SOURCE_DIR}/test_kernels.c)
+  add_executable(test_kernels ${CMAKE_CURRENT_SOURCE_DIR}/test_kernels.c
+                 ${CMAKE_CURRENT_SOURCE_DIR}/errbound.c)
   target_link_libraries(test_kernels PRIVATE splitd_kernels PkgConfig::CMOCKA ${MATH_LIB})
   add_test(NAME kernels COMMAND test_kernels ${SPLITD_UNIT_MODELS_DIR})
   set_tests_properties(kernels PROPERTIES

@@ -427,6 +427,9 @@ static void check_one(const struct fixture *f)
 		      f->name, nn, legal, first_barrier, worst_cut, worst_out);
 	print_message("margin %s robot: rows %.3g, cut %.3g, outputs %.3g (observed / tolerance, %s)\n",
 		      f->name, margin_rows, margin_cut, margin_out, exact ? "bit-exact" : "must be <= 1");
+	if (!exact)	/* one machine-readable line per check: scripts/test.sh's matrix */
+		print_message("MARGIN band/%s/robot %.3g\n", f->name,
+			      fmax(margin_rows, fmax(margin_cut, margin_out)));
 	if (!f->is_model) {
 		if (!strcmp(f->name, "barrier"))
 			assert_int_equal(legal, 1);
@@ -612,6 +615,8 @@ static void check_wavefront(const struct fixture *f)
 		      "before the last rows came); max |diff| %g\n", f->name, ranges, longest, early, worst);
 	print_message("margin %s wavefront: %.3g (observed / tolerance, %s)\n", f->name, margin,
 		      exact ? "bit-exact" : "must be <= 1");
+	if (!exact)
+		print_message("MARGIN band/%s/wavefront %.3g\n", f->name, margin);
 	assert_true(ranges >= 1);
 	copy_free(in, n_in);
 	engine_ctx_free(cu);

@@ -1,6 +1,7 @@
 /* Engine and CPU kernels against naive references written here, on small
  * models from tests/models/gen_unit_models.py (argv[1] is their folder);
  * bad models must be refused with a clear message. */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "errbound.h"
 
 static const char *dir;
 
@@ -42,8 +44,21 @@ static float *rnd(size_t n, unsigned seed)
 
 struct io { const char *name; int ndim; int64_t shape[4]; const float *data; };
 
+/* Tolerances. The references below sum in float64 and round once to
+ * float32; the engine's result is one float32 evaluation of the same
+ * arithmetic. Its distance from the exact result is one draw of the
+ * rounding model of tests/errbound.h, covered by errbound_tol() (which
+ * covers the difference of two draws), and the reference's own is at most
+ * half an ulp, u |want|. The BatchNormalization reference applies BN to the
+ * conv's result in float32 where the engine folds it into the weights: up
+ * to 8 roundings of relative size u per product term between them
+ * (KERNELS_WEIGHT_REL; test_models.c has the count). */
+#define KERNELS_WEIGHT_REL (8 * ERRBOUND_U)
+static double last_tol;		/* the last run_model's output tolerance */
+static const char *last_model;
+
 /* Loads model, runs it with `threads` threads on the inputs, returns a copy
- * of the first output and its element count. */
+ * of the first output and its element count; last_tol gets its tolerance. */
 static float *run_model(const char *model, int threads, const struct io *in, int nin,
 			int64_t *count, int *nodes)
 {
@@ -51,6 +66,8 @@ static float *run_model(const char *model, int threads, const struct io *in, int
 	struct engine_opts o = { .threads = threads };
 	struct engine *e;
 	struct engine_ctx *c;
+	struct errbound *eb = NULL;
+	struct errbound_opts eo = { .weight_rel = KERNELS_WEIGHT_REL };
 	snprintf(path, sizeof(path), "%s/%s.onnx", dir, model);
 	int rc = engine_load(path, &o, &e, err, sizeof(err));
 	if (rc)
@@ -62,11 +79,16 @@ static float *run_model(const char *model, int threads, const struct io *in, int
 		if (engine_ctx_set(c, in[i].name, &v, err, sizeof(err)))
 			fail_msg("%s: %s", model, err);
 	}
-	assert_int_equal(engine_run(c), 0);
+	if (errbound_run(e, c, &eo, &eb, err, sizeof(err)))	/* runs it, as engine_run */
+		fail_msg("%s: error model: %s", model, err);
 	struct engine_value_info oi;
 	struct tensor_view y;
 	assert_int_equal(engine_output_info(e, 0, &oi), 0);
 	assert_int_equal(engine_ctx_get(c, oi.name, &y), 0);
+	last_tol = errbound_tol(eb, oi.name);
+	last_model = model;
+	assert_true(last_tol >= 0);
+	errbound_free(eb);
 	*count = tensor_numel(&y);
 	float *out = malloc(*count * sizeof(float) + 4);
 	memcpy(out, y.data, *count * sizeof(float));
@@ -77,13 +99,19 @@ static float *run_model(const char *model, int threads, const struct io *in, int
 	return out;
 }
 
-static void assert_close(const float *got, const float *want, int64_t n, float tol)
+/* |got - want| <= the last run's tolerance + the reference's half ulp */
+static void assert_close(const float *got, const float *want, int64_t n)
 {
+	double margin = 0;
 	for (int64_t i = 0; i < n; i++) {
-		float d = fabsf(got[i] - want[i]);
-		if (!(d <= tol * (1.f + fabsf(want[i]))))
-			fail_msg("element %lld: got %g want %g", (long long)i, got[i], want[i]);
+		double d = fabs((double)got[i] - want[i]), t = last_tol + ERRBOUND_U * fabs((double)want[i]);
+		if (!(d <= t))
+			fail_msg("%s element %lld: got %.9g want %.9g (tolerance %.3g)", last_model,
+				 (long long)i, got[i], want[i], t);
+		if (d > 0)
+			margin = fmax(margin, d / t);
 	}
+	print_message("MARGIN kernels/%s %.3g\n", last_model, margin);
 }
 
 /* ---- naive references ---- */
@@ -113,6 +141,44 @@ static void ref_conv(const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
 				}
 }
 
+/* The engine's exp polynomial (exp_ps, kernels/elementwise.c) through
+ * Sigmoid and x * Sigmoid(x), against float64 on a dense sweep: the
+ * accuracy tests/errbound.h assumes of it (2 ulp = ERRBOUND_ULP_RHO,
+ * relative) with the add and division around it (sigmoid: 2 more
+ * roundings, SiLU 3). Past exp_ps's clamp (|x| > 87.3) sigmoid's tail is
+ * at most e^-88.37 < FLT_MIN instead of e^x: an absolute FLT_MIN, times
+ * |x| for SiLU. */
+static void sweep(const char *model, int silu)
+{
+	enum { N = 65536 };
+	float *x = malloc(N * sizeof(float));
+	assert_non_null(x);
+	for (int i = 0; i < N; i++)	/* [-40, 40] and the clamps' edges */
+		x[i] = i < N - 4 ? -40.f + 80.f * (float)i / (N - 5) : (float[]){ -88.5f, -87.2f, 88.5f, 87.2f }[i - (N - 4)];
+	struct io in = { "x", 4, { 1, 1, 1, N }, x };
+	int64_t n;
+	float *y = run_model(model, 1, &in, 1, &n, NULL);
+	double rel = ERRBOUND_ULP_RHO + (silu ? 3 : 2) * ERRBOUND_U, worst = 0;
+	for (int i = 0; i < N; i++) {
+		double s = 1 / (1 + exp(-(double)x[i])), want = silu ? x[i] * s : s;
+		double d = fabs(y[i] - want), t = rel * fabs(want) + FLT_MIN * fmax(1.0, fabs((double)x[i]));
+		if (!(d <= t))
+			fail_msg("%s(%.9g) = %.9g, float64 %.9g: %.3g relative", model, x[i], y[i], want,
+				 d / fabs(want));
+		worst = fmax(worst, d / t);
+	}
+	print_message("MARGIN kernels/%s-sweep %.3g\n", model, worst);
+	free(x);
+	free(y);
+}
+
+static void test_exp_ps_sweep(void **state)
+{
+	(void)state;
+	sweep("act_sigmoid", 0);
+	sweep("act_silu", 1);
+}
+
 static void test_conv_group(void **state)
 {
 	(void)state;
@@ -126,7 +192,7 @@ static void test_conv_group(void **state)
 		int64_t n;
 		float *y = run_model("conv_group", t, &in, 1, &n, NULL);
 		assert_int_equal(n, 6 * 4 * 8);
-		assert_close(y, want, n, 1e-4f);
+		assert_close(y, want, n);
 		free(y);
 	}
 	free(x), free(w), free(b);
@@ -148,7 +214,7 @@ static void test_conv_dw_relu(void **state)
 		float *y = run_model("conv_dw_relu", t, &in, 1, &n, &nodes);
 		assert_int_equal(nodes, 1);	/* Relu fused */
 		assert_int_equal(n, 8 * 5 * 7);
-		assert_close(y, want, n, 1e-4f);
+		assert_close(y, want, n);
 		free(y);
 	}
 	free(x), free(w), free(b);
@@ -172,7 +238,7 @@ static void test_conv_bn_add_relu(void **state)
 	int nodes;
 	float *y = run_model(m, 2, &in, 1, &n, &nodes);
 	assert_int_equal(nodes, 1);	/* BN folded, Add and Relu fused */
-	assert_close(y, want, n, 1e-4f);
+	assert_close(y, want, n);
 	free(y), free(x), free(w), free(s), free(bb), free(mu), free(v);
 }
 
@@ -220,7 +286,7 @@ static void check_pool(const char *model, int64_t kh, int64_t kw, int64_t sh, in
 	for (int t = 1; t <= 2; t++) {
 		float *y = run_model(model, t, &in, 1, &n, NULL);
 		assert_int_equal(n, 3 * OH * OW);
-		assert_close(y, want, n, 1e-5f);
+		assert_close(y, want, n);
 		free(y);
 	}
 	free(x);
@@ -262,7 +328,7 @@ static void test_broadcast(void **state)
 		struct io in[2] = { { "a", 4, { 2, 3, 4, 5 }, a }, { "b", 3, { 3, 1, 5 }, b } };
 		float *y = run_model("bcast_add", 2, in, 2, &n, NULL);
 		assert_int_equal(n, 120);
-		assert_close(y, want, n, 1e-6f);
+		assert_close(y, want, n);
 		free(y), free(a), free(b);
 	}
 	{
@@ -274,7 +340,7 @@ static void test_broadcast(void **state)
 		struct io in[2] = { { "a", 4, { 2, 1, 4, 1 }, a }, { "b", 3, { 3, 1, 6 }, b } };
 		float *y = run_model("bcast_div", 1, in, 2, &n, NULL);
 		assert_int_equal(n, 144);
-		assert_close(y, want, n, 1e-6f);
+		assert_close(y, want, n);
 		free(y), free(a), free(b);
 	}
 }
@@ -324,17 +390,17 @@ static void test_resize(void **state)
 	ref_resize(0, x, 2, 5, 7, 10, 14, 2, 2, want);
 	float *y = run_model("resize_nearest_asym", 2, &in, 1, &n, NULL);
 	assert_int_equal(n, 2 * 10 * 14);
-	assert_close(y, want, n, 1e-6f);
+	assert_close(y, want, n);
 	free(y);
 	ref_resize(1, x, 2, 5, 7, 10, 10, 2, 1.5, want);
 	y = run_model("resize_linear_half", 2, &in, 1, &n, NULL);
 	assert_int_equal(n, 2 * 10 * 10);
-	assert_close(y, want, n, 1e-5f);
+	assert_close(y, want, n);
 	free(y);
 	ref_resize(2, x, 2, 5, 7, 9, 4, 9 / 5., 4 / 7., want);
 	y = run_model("resize_linear_align", 1, &in, 1, &n, NULL);
 	assert_int_equal(n, 2 * 9 * 4);
-	assert_close(y, want, n, 1e-5f);
+	assert_close(y, want, n);
 	free(y);
 	free(x);
 }
@@ -349,7 +415,7 @@ static void test_reshape_chain_folds(void **state)
 	float *y = run_model("reshape_chain", 1, &in, 1, &n, &nodes);
 	assert_int_equal(nodes, 1);	/* Shape/Gather/Unsqueeze/Concat folded */
 	assert_int_equal(n, 24);
-	assert_close(y, x, 24, 0.f);
+	assert_memory_equal(y, x, 24 * sizeof(float));
 	free(y), free(x);
 }
 
@@ -454,6 +520,7 @@ int main(int argc, char **argv)
 	}
 	dir = argv[1];
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exp_ps_sweep),
 		cmocka_unit_test(test_conv_group),
 		cmocka_unit_test(test_conv_dw_relu),
 		cmocka_unit_test(test_conv_bn_add_relu),

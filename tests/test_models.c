@@ -186,6 +186,8 @@ static void test_vs_torch(void **state)
 			      f->name, f->outputs[i].name, r.max_abs_err, r.max_abs_ref, tol,
 			      tol > 0 ? r.max_abs_err / tol : (r.max_abs_err > 0 ? INFINITY : 0.0),
 			      f->load_ms, run_ms, engine_num_nodes(f->e));
+		print_message("MARGIN model/%s/%s %.3g\n", f->name, f->outputs[i].name,
+			      tol > 0 ? r.max_abs_err / tol : (r.max_abs_err > 0 ? INFINITY : 0.0));
 		if (ret) {
 			print_error("%s %s: %s\n", f->name, f->outputs[i].name, msg);
 			bad++;

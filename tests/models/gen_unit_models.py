@@ -120,6 +120,13 @@ def main(out):
           numpy_helper.from_array(np.array([0], np.int64), "ax"),
           numpy_helper.from_array(np.array([-1], np.int64), "m1")])
 
+    # the engine's exp polynomial, through Sigmoid and x * Sigmoid(x) (SiLU),
+    # swept densely by test_kernels against float64
+    save(out, "act_sigmoid", [helper.make_node("Sigmoid", ["x"], ["y"])],
+         [vi("x", [1, 1, 1, 65536])], [vo("y")])
+    save(out, "act_silu", [helper.make_node("Sigmoid", ["x"], ["s"]),
+                           helper.make_node("Mul", ["x", "s"], ["y"])],
+         [vi("x", [1, 1, 1, 65536])], [vo("y")])
     # a chain for range execution and cuts: Conv; MaxPool; Conv+Add+Sigmoid
     save(out, "chain",
          [helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
