@@ -190,6 +190,8 @@ int ref_compare_allclose(const struct tensor_view *got, const struct tensor_view
 			d = INFINITY;
 		if (d > r.max_abs_err)
 			r.max_abs_err = d;
+		if (d > 0 && (tol > 0 ? d / tol : INFINITY) > r.margin)
+			r.margin = tol > 0 ? d / tol : INFINITY;
 		if (d > tol) {
 			r.n_bad++;
 			if (d - tol > worst_excess) {

@@ -27,6 +27,7 @@ struct ref_cmp {
 	int64_t n_bad;		/* elements out of tolerance */
 	int64_t worst;		/* flat index of the worst element */
 	double worst_got, worst_want;
+	double margin;		/* allclose: max |got - want| / (atol + rtol |want|) */
 };
 
 /* Element-wise |got - want| <= atol + rtol * |want| (numpy's assert_allclose,
