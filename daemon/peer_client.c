@@ -48,7 +48,7 @@ struct peer_client {
 	_Atomic int64_t last_activity_ns;
 
 	_Atomic uint64_t requests, failures, fallbacks, bytes_sent, bytes_received, probes,
-		probe_failures, auth_failures, identity_mismatches;
+		probe_failures, auth_failures, identity_mismatches, refusals, bad_answers;
 	_Atomic int64_t backoff_snapshot_ms, last_probe_rtt_ns;
 
 	pthread_t prober;
@@ -163,6 +163,8 @@ void peer_client_stats(const struct peer_client *cc, struct peer_client_stats *o
 	o->state = (enum peer_state)atomic_load(&c->state);
 	o->requests = atomic_load(&c->requests);
 	o->failures = atomic_load(&c->failures);
+	o->refusals = atomic_load(&c->refusals);
+	o->bad_answers = atomic_load(&c->bad_answers);
 	o->fallbacks = atomic_load(&c->fallbacks);
 	o->bytes_sent = atomic_load(&c->bytes_sent);
 	o->bytes_received = atomic_load(&c->bytes_received);
@@ -451,7 +453,7 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 	x->limit = c->max_resp;
 	*status = 0;
 	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->base, path) >= sizeof(url))
-		return fail(-EINVAL, err, errlen, "peer URL is too long");
+		return fail(-ENAMETOOLONG, err, errlen, "peer URL is too long");
 	if ((r = conn_acquire(c, deadline, &k)) < 0)
 		return fail(r, err, errlen, "no free connection to the peer within %lld ms",
 			    (long long)timeout_ms);
@@ -658,6 +660,21 @@ out:
 
 /* ---- infer ------------------------------------------------------------------ */
 
+/* A 4xx about what the request carries (not about us, the path or the
+ * peer's own state): the sender's data may be at fault. */
+static int refuses_content(long status)
+{
+	return status == 400 || status == 413 || status == 415 || status == 422;
+}
+
+void peer_client_blame(struct peer_client *c, int bad_answer)
+{
+	atomic_fetch_add(&c->failures, 1);
+	if (bad_answer)
+		atomic_fetch_add(&c->bad_answers, 1);
+	mark_failed(c, 0);
+}
+
 void peer_reply_fini(struct peer_reply *r)
 {
 	if (!r)
@@ -698,6 +715,14 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 	if (status != 200) {
 		r = status_error(status, &x, err, errlen);
 		free(x.body);
+		if (refuses_content(status)) {
+			/* the peer is there and read the request; what it
+			 * refused decides the blame, which the caller knows */
+			atomic_fetch_add(&c->refusals, 1);
+			mark_up(c);
+			r = -EINVAL;
+			goto fallback;
+		}
 		goto failed;
 	}
 	if (!x.has_header_len) {

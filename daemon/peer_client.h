@@ -11,7 +11,18 @@
  * blocks past its deadline and sends only when UP (or, in BACKOFF, once the
  * backoff has run out: the request is the retry); otherwise it returns
  * -EAGAIN at once. Every error return counts as a fallback: the caller runs
- * the rest of the model locally. With probe_interval_ms > 0,
+ * the rest of the model locally.
+ *
+ * Blame by cause. A transport failure, a timeout, an answer too big, an
+ * error status or an answer that does not parse is the peer's: counted in
+ * failures, and the peer backs off. A 4xx that refuses the request's
+ * content (400, 413, 415, 422) is returned as -EINVAL and counted in
+ * refusals only: whose data it was decides (the client's received image at
+ * cut 0 is the client's; the robot's own cut tensors are not), so the
+ * caller blames the peer with peer_client_blame() when it was not the
+ * client's. So does a caller that finds a parsed answer unusable (outputs
+ * of the wrong shape or dtype, values the model does not produce).
+ * With probe_interval_ms > 0,
  * peer_client_start() runs a thread that re-probes a down peer when its
  * backoff runs out and an idle one every probe_interval_ms.
  * All counters are atomic; every function is thread-safe. */
@@ -77,7 +88,10 @@ void peer_reply_fini(struct peer_reply *r);
 struct peer_client_stats {
 	enum peer_state state;
 	uint64_t requests;		/* sent to the peer */
-	uint64_t failures;		/* sent, and failed (transport, status, garbage) */
+	uint64_t failures;		/* sent, and failed (transport, status, garbage,
+					   blamed by the caller) */
+	uint64_t refusals;		/* 4xx about the request's content (-EINVAL) */
+	uint64_t bad_answers;		/* parsed answers the caller could not use */
 	uint64_t fallbacks;		/* infer calls that returned an error */
 	uint64_t bytes_sent;		/* request body bytes handed to the network */
 	uint64_t bytes_received;
@@ -112,6 +126,11 @@ const char *peer_state_name(enum peer_state s);
 void peer_client_stats(const struct peer_client *c, struct peer_client_stats *out);
 /* Count a fallback decided by the caller without calling infer. */
 void peer_client_count_fallback(struct peer_client *c);
+/* The peer's fault found by the caller after infer: an answer it could not
+ * use (bad_answer 1: counted in bad_answers too), or a refusal (-EINVAL)
+ * of data that was not the client's. Counts a failure and backs the peer
+ * off, as a failed transfer does; counts no fallback. */
+void peer_client_blame(struct peer_client *c, int bad_answer);
 
 /* 1 when host (an address literal, "[::1]" or "localhost") is loopback. */
 int peer_host_is_loopback(const char *host);

@@ -115,6 +115,29 @@ struct pipeline {
 	_Atomic uint64_t peer_requests_served;
 };
 
+/* pipe_outputs.c: the outputs of one inference, views borrowed from an
+ * engine context or decoded from the peer's answer into owned buffers.
+ * _fini is idempotent and the _from_ functions release what the struct
+ * held first and hold nothing after a failure, so any sequence of them
+ * frees each buffer once. */
+#define PIPE_MAX_OUTPUTS 64
+struct pipe_outputs {
+	int n;
+	struct api_v1_output out[PIPE_MAX_OUTPUTS];
+	struct tensor_view views[PIPE_MAX_OUTPUTS];
+	void *owned[PIPE_MAX_OUTPUTS];	/* NULL: borrowed or unused */
+};
+void pipe_outputs_fini(struct pipe_outputs *o);
+/* The n outputs meta names, as the context holds them. */
+int pipe_outputs_from_ctx(struct pipe_outputs *o, struct engine_ctx *ctx, const struct api_tensor_meta *meta,
+			  int n);
+/* The n outputs meta names, decoded from the peer's answer; each must have
+ * exactly meta's dtype and shape (-EBADMSG with err set otherwise). */
+int pipe_outputs_from_reply(struct pipe_outputs *o, const struct peer_reply *rep,
+			    const struct api_tensor_meta *meta, int n, char *err, size_t errlen);
+/* NaN and infinite values in the floating outputs. */
+int64_t pipe_outputs_nonfinite(const struct pipe_outputs *o);
+
 /* pipeline_infer.c */
 void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job);
 int pipe_calibrate(struct pipe_model *m, int worker);

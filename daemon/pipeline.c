@@ -274,6 +274,22 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 		.probe_interval_ms = cfg->peer_probe_interval_ms,
 	};
 	char err[256];
+
+	/* the answer holds our outputs: its JSON header (bounded by the
+	 * protocol), their bytes and some slack; a peer sending more is wrong,
+	 * and is cut off there instead of at the client's default */
+	size_t out_bytes = 0;
+	for (int i = 0; i < m->api.n_outputs && out_bytes != SIZE_MAX; i++) {
+		struct tensor_view v = { .dtype = m->out_meta[i].dtype, .ndim = m->out_meta[i].ndim };
+		memcpy(v.shape, m->out_meta[i].shape, sizeof(v.shape));
+		for (int d = 0; d < v.ndim; d++)
+			if (v.shape[d] < 0)
+				out_bytes = SIZE_MAX;	/* dynamic: unknown */
+		if (out_bytes != SIZE_MAX)
+			out_bytes += tensor_bytes(&v);
+	}
+	if (out_bytes != SIZE_MAX)
+		pcc.max_response_bytes = PEER_MAX_HEADER_BYTES + 2 * out_bytes + 65536;
 	int r = peer_client_new(&pcc, &m->peer, err, sizeof(err));
 
 	if (r < 0)

@@ -84,76 +84,24 @@ static struct link_encoding enc_from_plan(int enc)
 	return e;
 }
 
-/* Outputs of one inference: views borrowed from the engine context, or
- * decoded from the peer's answer into owned buffers. */
-struct outputs {
-	int n;
-	struct api_v1_output out[64];
-	struct tensor_view views[64];
-	void *owned[64];
-};
-
-static void outputs_fini(struct outputs *o)
-{
-	for (int i = 0; i < o->n; i++)
-		free(o->owned[i]);
-	o->n = 0;
-}
-
-static int outputs_from_ctx(struct pipe_model *m, struct engine_ctx *ctx, struct outputs *o)
-{
-	o->n = m->api.n_outputs > 64 ? 64 : m->api.n_outputs;
-	for (int i = 0; i < o->n; i++) {
-		int r = engine_ctx_get(ctx, m->out_meta[i].name, &o->views[i]);
-		if (r < 0)
-			return r;
-		o->out[i].name = m->out_meta[i].name;
-		o->out[i].t = &o->views[i];
-	}
-	return 0;
-}
-
-static int outputs_from_reply(struct pipe_model *m, const struct peer_reply *rep, struct outputs *o,
-			      char *err, size_t errlen)
-{
-	int n = m->api.n_outputs > 64 ? 64 : m->api.n_outputs;
-
-	for (int i = 0; i < n; i++) {
-		const struct api_tensor_meta *meta = &m->out_meta[i];
-		const struct peer_tensor *t = NULL;
-		struct tensor_view *v = &o->views[i];
-
-		for (int j = 0; j < rep->resp.n_outputs; j++)
-			if (!strcmp(rep->resp.outputs[j].name, meta->name))
-				t = &rep->resp.outputs[j];
-		if (!t) {
-			snprintf(err, errlen, "the peer's answer lacks output '%s'", meta->name);
-			return -EBADMSG;
-		}
-		v->dtype = meta->dtype;
-		v->ndim = meta->ndim;
-		memcpy(v->shape, meta->shape, sizeof(v->shape));
-		if (!(o->owned[i] = malloc(tensor_bytes(v) ? tensor_bytes(v) : 1)))
-			return -ENOMEM;
-		v->data = o->owned[i];
-		o->n = i + 1;
-		int r = peer_tensor_decode(t, v, err, errlen);
-		if (r < 0)
-			return r;
-		o->out[i].name = meta->name;
-		o->out[i].t = v;
-	}
-	return 0;
-}
-
 /* ---- the peer link, robot side ------------------------------------------ */
 
 struct offload {
 	struct peer_reply reply;
 	bool have_reply;
+	bool infer_failed;		/* peer_client_infer returned an error (it
+					   counted the peer's fallback itself) */
 	uint64_t send_ns;		/* when the request left */
 	size_t raw_bytes, wire_bytes;
 };
+
+/* The peer read the request and refused what it carried (a 4xx): its
+ * fault only if the data was not the client's (peer_client.h). */
+static bool refused(const struct offload *of, int r)
+{
+	return of->infer_failed && r == -EINVAL && of->reply.http_status >= 400 &&
+	       of->reply.http_status < 500;
+}
 
 static int offload(struct pipe_model *m, struct engine_ctx *ctx, int cut, int enc,
 		   const struct api_v1_request *rq, const char *id, struct offload *of,
@@ -233,8 +181,10 @@ static int offload(struct pipe_model *m, struct engine_ctx *ctx, int cut, int en
 	int64_t timeout_ms = p->cfg->peer_request_timeout_ms;
 	pthread_mutex_unlock(&p->cfg_lock);
 	of->send_ns = pipe_now_ns();
-	if ((r = peer_client_infer(m->peer, &msg, timeout_ms, &of->reply, err, errlen)) < 0)
+	if ((r = peer_client_infer(m->peer, &msg, timeout_ms, &of->reply, err, errlen)) < 0) {
+		of->infer_failed = true;
 		goto out;
+	}
 	of->have_reply = true;
 out:
 	peer_msg_fini(&msg);
@@ -488,6 +438,7 @@ static int offload_banded(struct pipe_model *m, int worker, int cut, int enc, in
 	bd->computed = b == bands;
 	bd->local_ns = pipe_now_ns() - t_run0;
 	pthread_join(th, NULL);
+	of->infer_failed = snd.rc < 0;
 	/* an empty band (a small tensor in many bands) has nothing to send:
 	 * it is on its way once it is ready */
 	for (int k = 0; k < bands; k++)
@@ -543,7 +494,7 @@ static int window_power_mw(struct pipeline *p, uint64_t t0, uint64_t t1, double 
 
 /* ---- top-k -------------------------------------------------------------- */
 
-static int top_k(const struct pipe_model *m, const struct outputs *o, struct api_topk *tk)
+static int top_k(const struct pipe_model *m, const struct pipe_outputs *o, struct api_topk *tk)
 {
 	if (!m->labels || o->n < 1 || o->views[0].dtype != TENSOR_F32)
 		return 0;
@@ -600,9 +551,13 @@ static const char *placement_name(int cut, int n_nodes, int fallback)
 	return fallback ? "fallback" : cut >= n_nodes ? "local" : cut == 0 ? "offload" : "split";
 }
 
+/* What the planner learns from one request. Everything it reads is the
+ * worker's own (of, the times) or copied out of the request before its
+ * answer went to the HTTP layer, which frees the request on its own thread:
+ * image_bytes is the received JPEG/PNG's size, 0 for a tensor. */
 static void learn(struct pipe_model *m, int cut, int enc, int bands, bool offloaded, const struct offload *of,
 		  uint64_t t_local0, uint64_t t_local1, uint64_t t_end, uint64_t decode_ns, bool decoded,
-		  const struct api_v1_request *rq)
+		  size_t image_bytes)
 {
 	struct pipeline *p = m->pipe;
 	double pw;
@@ -662,8 +617,8 @@ static void learn(struct pipe_model *m, int cut, int enc, int bands, bool offloa
 	}
 	if (decoded)
 		m->decode_ms_ewma = ewma(m->decode_ms_ewma, ms(decode_ns));
-	if (rq->kind != API_BODY_NPY)
-		m->last_input_bytes = rq->body_len;
+	if (image_bytes)
+		m->last_input_bytes = image_bytes;
 	pthread_mutex_unlock(&m->lock);
 
 	/* The robot's power in each phase, from the sampler. */
@@ -736,6 +691,26 @@ static int explore(struct pipe_model *m, bool image, struct plan_candidate *pick
 	return big >= 0;
 }
 
+/* The policy's best candidate for a request without a received image (a
+ * tensor): the plan is one for every request, and its "cut 0 input" sends
+ * the JPEG/PNG as received, which a tensor request does not have. */
+static void tensor_candidate(struct pipe_model *m, struct plan_candidate *pick)
+{
+	struct plan_candidate *v = NULL;
+	struct plan_inputs in;
+	int n = 0, best = -1, r;
+
+	pthread_mutex_lock(&m->lock);
+	pipe_plan_inputs(m, &in);
+	in.input_bytes = 0;	/* no image: no "cut 0 input" candidate */
+	r = plan_enumerate(m->plan, &in, &v, &n, &best);
+	pthread_mutex_unlock(&m->lock);
+	*pick = (struct plan_candidate){ .cut = m->n_nodes, .enc = PLAN_ENC_LOCAL, .bands = 1 };
+	if (r == 0 && best >= 0 && best < n && v[best].enc != PLAN_ENC_INPUT)
+		*pick = v[best];
+	free(v);
+}
+
 static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cut, int *enc, int *bands,
 		  char *err, size_t errlen)
 {
@@ -771,6 +746,8 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 			atomic_fetch_add(&m->explorations, 1);
 			cur = x;
 		}
+		if (!image && cur.enc == PLAN_ENC_INPUT)
+			tensor_candidate(m, &cur);
 	}
 	*cut = rq->cut >= 0 ? rq->cut : cur.cut;
 	int plan_bands = rq->cut < 0 && !rq->encoding && cur.bands > 1 ? cur.bands : 1;
@@ -838,8 +815,9 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	struct api_call *call = job->call;
 	struct engine_ctx *ctx = m->wctx[worker];
 	const struct tensor_view *input = rq->input;
-	struct outputs outs = { 0 };
+	struct pipe_outputs outs = { 0 };
 	struct offload of = { 0 };
+	int64_t peer_nonfinite = 0;
 	struct power_request pr = { 0 };
 	struct api_topk tk[32];
 	char err[ERRLEN] = "", fb_reason[ERRLEN] = "", id[32], enc_name[LINK_ENCODING_STRLEN];
@@ -906,20 +884,30 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 			r = offload(m, ctx, cut, enc, rq, id, &of, perr, sizeof(perr));
 		}
 		if (r == 0)
-			r = outputs_from_reply(m, &of.reply, &outs, perr, sizeof(perr));
+			r = pipe_outputs_from_reply(&outs, &of.reply, m->out_meta, m->api.n_outputs, perr,
+						    sizeof(perr));
+		if (r == 0 && (peer_nonfinite = pipe_outputs_nonfinite(&outs)) > 0) {
+			/* whether the model produces them for this input, the
+			 * rest run here says (below) */
+			snprintf(perr, sizeof(perr), "the peer's answer holds %" PRId64 " non-finite values (NaN/Inf)",
+				 peer_nonfinite);
+			r = -EDOM;
+		}
 		if (r == 0) {
 			offloaded = true;
 		} else {
-			/* The peer is down, late or wrong: finish here. */
-			outputs_fini(&outs);
-			fallback = 1;
+			/* The peer is down, late or wrong, or refused what it was
+			 * sent: finish here. Blame by cause: an answer that came
+			 * and cannot be used is the peer's; so is a refusal of
+			 * data this robot can read (its own cut tensors, or the
+			 * client's image once it decodes here); a refused image
+			 * that does not decode here is the client's (a 400). */
+			bool refusal = refused(&of, r);
+			bool blame = of.have_reply || refusal;
+			int peer_r = r;
+
+			pipe_outputs_fini(&outs);
 			snprintf(fb_reason, sizeof(fb_reason), "%s", perr[0] ? perr : strerror(-r));
-			if (r != -EAGAIN)
-				log_warn("model %s: peer failed at cut %d (%s): running the rest locally",
-					 m->name, cut, fb_reason);
-			if (m->peer)
-				peer_client_count_fallback(m->peer);
-			atomic_fetch_add(&m->fallbacks, 1);
 			if (!need_input) {
 				uint64_t t = pipe_now_ns();
 				if ((r = api_call_decode(call, &input, err, sizeof(err))) < 0) {
@@ -933,6 +921,10 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 					goto fail;
 				}
 			}
+			fallback = 1;
+			if (m->peer && !of.infer_failed)	/* (infer counts its own) */
+				peer_client_count_fallback(m->peer);
+			atomic_fetch_add(&m->fallbacks, 1);
 			uint64_t t = pipe_now_ns();
 			if ((r = engine_run_range(ctx, cut, m->n_nodes)) < 0) {
 				snprintf(err, sizeof(err), "running nodes %d..%d: %s", cut, m->n_nodes, strerror(-r));
@@ -940,9 +932,28 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 			}
 			tail_ns = pipe_now_ns() - t;
 			local_nodes = m->n_nodes;
+			if ((r = pipe_outputs_from_ctx(&outs, ctx, m->out_meta, m->api.n_outputs)) < 0) {
+				snprintf(err, sizeof(err), "reading the outputs: %s", strerror(-r));
+				goto fail;
+			}
+			int64_t own = peer_nonfinite > 0 ? pipe_outputs_nonfinite(&outs) : 0;
+			if (peer_nonfinite > 0) {
+				/* the same nodes here: the peer's fault only if
+				 * they give none */
+				size_t l = strlen(fb_reason);
+				snprintf(fb_reason + l, sizeof(fb_reason) - l,
+					 own ? "; nodes %d..%d here give %" PRId64 " too (the model's own)"
+					     : "; nodes %d..%d here give none", cut, m->n_nodes, own);
+				blame = own == 0;
+			}
+			if (blame && m->peer)
+				peer_client_blame(m->peer, of.have_reply);
+			if (peer_r != -EAGAIN && (blame || !of.have_reply))
+				log_warn("model %s: peer failed at cut %d (%s): ran the rest locally",
+					 m->name, cut, fb_reason);
 		}
 	}
-	if (!offloaded && (r = outputs_from_ctx(m, ctx, &outs)) < 0) {
+	if (!offloaded && !fallback && (r = pipe_outputs_from_ctx(&outs, ctx, m->out_meta, m->api.n_outputs)) < 0) {
 		snprintf(err, sizeof(err), "reading the outputs: %s", strerror(-r));
 		goto fail;
 	}
@@ -1009,6 +1020,9 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 		snprintf(err, sizeof(err), "building the response: %s", strerror(-r));
 		goto fail;
 	}
+	/* rq and call are the HTTP layer's from here on: what learn() reads of
+	 * the request is copied out first */
+	size_t image_bytes = rq->kind != API_BODY_NPY ? rq->body_len : 0;
 	api_call_respond(call, 200, "application/json", body, len);
 
 	atomic_fetch_add(&m->requests[fallback ? PIPE_FALLBACK
@@ -1021,7 +1035,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 	pthread_mutex_unlock(&m->lock);
 	log_debug("model %s: %s, cut %d, %.2f ms", m->name, placement_name(cut, m->n_nodes, fallback), cut,
 		  ms(res.timing.total_ns));
-	learn(m, cut, enc, bands, offloaded, &of, t_local0, t_local1, t_end, decode_ns, decoded, rq);
+	learn(m, cut, enc, bands, offloaded, &of, t_local0, t_local1, t_end, decode_ns, decoded, image_bytes);
 	goto done;
 fail:
 	if (have_energy && energy_id)
@@ -1031,7 +1045,7 @@ fail:
 done:
 	if (of.have_reply)
 		peer_reply_fini(&of.reply);
-	outputs_fini(&outs);
+	pipe_outputs_fini(&outs);
 }
 
 /* ---- v2 ------------------------------------------------------------------ */

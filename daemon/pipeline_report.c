@@ -303,6 +303,8 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 		json_object_set_new(pe, "state", json_string(peer_state_name(st.state)));
 		json_object_set_new(pe, "requests", json_integer((json_int_t)st.requests));
 		json_object_set_new(pe, "failures", json_integer((json_int_t)st.failures));
+		json_object_set_new(pe, "refusals", json_integer((json_int_t)st.refusals));
+		json_object_set_new(pe, "bad_answers", json_integer((json_int_t)st.bad_answers));
 		json_object_set_new(pe, "bytes_sent", json_integer((json_int_t)st.bytes_sent));
 		json_object_set_new(pe, "auth_failures", json_integer((json_int_t)st.auth_failures));
 		json_object_set_new(pe, "identity_mismatches", json_integer((json_int_t)st.identity_mismatches));

@@ -31,3 +31,23 @@ add_test(NAME export_tail_ops
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/export_tail.py
           $<TARGET_FILE:splitd> --ops 7 9 10 11 13 17)
 set_tests_properties(export_tail_ops PROPERTIES LABELS integration TIMEOUT 300)
+
+# The robot's side of a request without HTTP (issue 15): the outputs of one
+# inference (released any number of times, each buffer freed once) and the
+# peer client's blame by cause, against a peer of the test's own. A unit
+# test, so the ASan+UBSan stage runs it.
+if(TARGET PkgConfig::CMOCKA)
+  add_executable(test_pipeline ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline.c)
+  target_link_libraries(test_pipeline PRIVATE splitd_daemon PkgConfig::CMOCKA PkgConfig::MHD)
+  add_test(NAME pipeline COMMAND test_pipeline)
+  set_tests_properties(pipeline PROPERTIES LABELS unit TIMEOUT 60)
+endif()
+
+# A real robot splitd against a misbehaving peer of the test's own (a proxy
+# in front of a real splitd peer answering the wrong shape, dtype, garbage,
+# NaN, a trickle, a hang, too much), under concurrent load; a small model of
+# its own, seconds even in the sanitizer build. Label asan: the ASan+UBSan
+# stage runs it against its build (ctest -L asan).
+add_test(NAME peer_faults
+  COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/peer_faults.py $<TARGET_FILE:splitd>)
+set_tests_properties(peer_faults PROPERTIES LABELS "integration;asan" TIMEOUT 180)
