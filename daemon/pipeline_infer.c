@@ -903,7 +903,7 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 			 * client's image once it decodes here); a refused image
 			 * that does not decode here is the client's (a 400). */
 			bool refusal = refused(&of, r);
-			bool blame = of.have_reply || refusal;
+			bool blame = (of.have_reply && r != -ENOMEM) || refusal;	/* (our memory: ours) */
 			int peer_r = r;
 
 			pipe_outputs_fini(&outs);
@@ -948,7 +948,9 @@ static void run_v1(struct pipeline *p, int worker, struct pipe_job *job)
 			}
 			if (blame && m->peer)
 				peer_client_blame(m->peer, of.have_reply);
-			if (peer_r != -EAGAIN && (blame || !of.have_reply))
+			if (peer_nonfinite > 0 && !blame)
+				log_info("model %s: at cut %d %s: ran the rest locally", m->name, cut, fb_reason);
+			else if (peer_r != -EAGAIN)
 				log_warn("model %s: peer failed at cut %d (%s): ran the rest locally",
 					 m->name, cut, fb_reason);
 		}

@@ -306,7 +306,7 @@ listen = 127.0.0.1:{port}
 [peer]
 url = http://127.0.0.1:{peer_port}
 plain = true
-request_timeout_ms = 1500
+request_timeout_ms = 3000
 probe_interval_ms = 100
 backoff_max_ms = 200
 [power]
