@@ -6,7 +6,8 @@
 #   3. the float-comparison tests again under other OpenBLAS kernels
 #      (OPENBLAS_CORETYPE) and thread counts: their tolerances are derived
 #      (tests/errbound.h), not tuned to this CPU; worst margins printed
-#   4. AddressSanitizer + UndefinedBehaviorSanitizer build, unit tests
+#   4. AddressSanitizer + UndefinedBehaviorSanitizer build: unit tests and the
+#      daemons' tests labelled asan (two daemons, a misbehaving peer, ...)
 #   5. CUDA build (-DSPLITD_CUDA=ON): compile and link, when /usr/local/cuda exists
 #   6. aarch64 cross-build, unit tests under qemu-aarch64-static
 # usage: scripts/test.sh [--quick] [--netlab]   (--quick: stage 2 without the slow label, no 3, 5, 6;
@@ -93,7 +94,7 @@ s_asan() {
 	cmake --build "$OUT/build-asan" -j"$JOBS" || return 1
 	(cd "$OUT/build-asan" &&
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -L unit)
+		ctest --output-on-failure -L 'unit|asan')
 }
 
 s_cuda() {
@@ -115,7 +116,7 @@ stage "build (-Werror) + all tests" s_main
 if [ $quick = 0 ]; then
 	stage "float tests x OpenBLAS kernels x threads" s_matrix
 fi
-stage "ASan+UBSan, unit tests" s_asan
+stage "ASan+UBSan: unit + asan labels" s_asan
 if [ $quick = 0 ]; then
 	stage "CUDA compile + link" s_cuda
 	stage "aarch64 cross-build, unit tests under qemu" s_arm64
