@@ -50,6 +50,30 @@ enum route {
 	ROUTE_V2_INFER,
 };
 
+/* Where a connection is, for its deadlines (server.c) */
+enum conn_phase { CONN_HEADER, CONN_BODY, CONN_HANDLING };
+
+/* One TCP (or unix) connection, from libmicrohttpd's start notice to its
+ * close notice (its socket context); on the server's list under conn_lock. */
+struct api_conn {
+	struct api_conn *prev, *next;
+	struct api_server *srv;
+	int listener;
+	int fd;
+	int shut;			/* shut down by the server (conn_lock) */
+	int many_args;			/* the request line had too many arguments */
+	atomic_int idle;		/* answered, no next request line yet */
+	atomic_int phase;		/* enum conn_phase */
+	atomic_ullong phase_ns;		/* when the phase began */
+	atomic_ullong body_bytes;	/* of the request's body, so far */
+};
+
+/* what libmicrohttpd's per-listener callbacks get */
+struct api_listener {
+	struct api_server *srv;
+	int i;
+};
+
 enum call_state { CALL_RECEIVING, CALL_HANDLING, CALL_SUSPENDED, CALL_ANSWERED, CALL_SENT };
 
 struct api_call {
@@ -58,8 +82,11 @@ struct api_call {
 	enum route route;
 	char *model_name;		/* from the path or ?model= */
 	const struct api_model *model;
+	struct api_conn *cx;		/* its connection; NULL once completed */
 	int slot;			/* holds an in-flight slot */
-	int early_status;		/* answer without reading the body */
+	int early_status;		/* answered without using the body */
+	int discarding;			/* early: reading the body to drop it */
+	size_t received;		/* body bytes in, kept or dropped */
 	char early_msg[160];
 	uint64_t start_ns;
 
@@ -113,6 +140,16 @@ struct api_server {
 	int nd;
 	int quiesced[API_MAX_LISTEN];
 	char *token, *cert, *key, *ca, *version;
+	struct api_listener lst[API_MAX_LISTEN];
+	/* connections and their deadlines: a reaper thread closes those past
+	 * them (shutdown(2): libmicrohttpd then sees the end and closes) */
+	pthread_mutex_t conn_lock;
+	pthread_cond_t conn_cond;
+	struct api_conn *conns;
+	pthread_t reaper;
+	int reaper_started, reaper_stop;
+	uint64_t header_ns, body_ns, body_max_ns;
+	atomic_ullong closed_slow;	/* connections closed for their deadline */
 	atomic_int inflight;		/* infer calls holding a slot */
 	atomic_int pending;		/* calls handed to a handler, unanswered */
 	atomic_int stopping;

@@ -220,8 +220,17 @@ struct api_options {
 	int threads;			/* per listener; 0 = 2 */
 	int max_connections;		/* 0 = 64 */
 	int timeout_s;			/* idle connection timeout; 0 = 30 */
+	/* Deadlines that a byte now and then does not restart (slow clients):
+	 * a request's whole header, from the connection's start or its previous
+	 * answer (so a kept-alive connection idles that long at most); a body, body_timeout_ms and one more second per
+	 * body_min_rate bytes in, never past body_max_ms. A connection past
+	 * its deadline is closed; when a listener nears max_connections, the
+	 * one furthest behind goes first. 0 = 10 s, 10 s, 64 KiB/s, 120 s. */
+	int header_timeout_ms, body_timeout_ms, body_max_ms;
+	int body_min_rate;		/* bytes per second */
 	size_t max_body_bytes;		/* 0 = 16 MiB; beyond: 413 */
-	int max_inflight;		/* accepted, unanswered; 0 = 16; beyond: 503 */
+	int max_inflight;		/* infer calls whose body is in, unanswered;
+					   0 = 16; beyond: 503 */
 	int retry_after_s;		/* 503's Retry-After; 0 = 1 */
 	const char *token;		/* bearer token; NULL = none accepted */
 	int token_on_loopback;		/* require it on loopback/unix too */

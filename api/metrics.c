@@ -210,9 +210,11 @@ static void own_families(struct api_server *s, struct api_metrics *m)
 	const char *busy[] = {"reason", "queue_full", NULL};
 	const char *size[] = {"reason", "too_large", NULL};
 	const char *auth[] = {"reason", "unauthorized", NULL};
+	const char *slow[] = {"reason", "too_slow", NULL};	/* closed past a deadline */
 	api_metrics_value(m, busy, (double)atomic_load(&s->rejected_busy));
 	api_metrics_value(m, size, (double)atomic_load(&s->rejected_size));
 	api_metrics_value(m, auth, (double)atomic_load(&s->rejected_auth));
+	api_metrics_value(m, slow, (double)atomic_load(&s->closed_slow));
 	api_metrics_family(m, "splitd_api_inflight_requests", API_GAUGE,
 			   "Inference requests accepted and not yet answered.");
 	api_metrics_value(m, NULL, atomic_load(&s->inflight));

@@ -21,6 +21,203 @@
 #include "api-impl.h"
 
 #define DEFAULT_BODY_BYTES (16u << 20)
+#define MS_NS 1000000ull
+/* a connection is closed to make room only when this far behind its
+ * schedule: a client whose header comes in one packet never is */
+#define EVICT_GRACE_NS (500 * MS_NS)
+#define REAPER_TICK_NS (100 * MS_NS)
+
+/* ---- connections and their deadlines ---------------------------------- */
+
+static void conn_phase(struct api_conn *x, enum conn_phase ph)
+{
+	if (!x)
+		return;
+	if (ph == CONN_BODY)
+		atomic_store(&x->body_bytes, 0);
+	atomic_store(&x->phase_ns, api_now_ns());
+	atomic_store(&x->phase, (int)ph);
+}
+
+/* How far past its deadline x is (> 0: overdue), and how far behind the
+ * schedule of a client that keeps to the deadlines (for choosing whom to
+ * close when a listener is nearly full). Under conn_lock. */
+static void conn_lateness(const struct api_conn *x, uint64_t now, int64_t *overdue, int64_t *behind)
+{
+	const struct api_server *s = x->srv;
+	int64_t age = (int64_t)(now - atomic_load(&x->phase_ns));
+
+	switch (atomic_load(&x->phase)) {
+	case CONN_HEADER:
+		*overdue = age - (int64_t)s->header_ns;
+		*behind = age;		/* a header takes no time at all */
+		return;
+	case CONN_BODY: {
+		uint64_t earned = atomic_load(&x->body_bytes) * 1000000000ull /
+				  (uint64_t)s->opts.body_min_rate;
+		uint64_t allowed = s->body_ns + earned;
+		if (allowed > s->body_max_ns)
+			allowed = s->body_max_ns;
+		*overdue = age - (int64_t)allowed;
+		*behind = age - (int64_t)earned;
+		return;
+	}
+	default:		/* answering: libmicrohttpd's idle timeout only */
+		*overdue = *behind = INT64_MIN;
+	}
+}
+
+static void conn_shut(struct api_conn *x)
+{
+	if (x->shut)
+		return;
+	x->shut = 1;
+	/* a kept-alive connection with no next request is not a slow client */
+	if (!atomic_load(&x->idle))
+		atomic_fetch_add(&x->srv->closed_slow, 1);
+	shutdown(x->fd, SHUT_RDWR);
+}
+
+/* Listener i holds more than max_connections less a quarter: close the
+ * connections furthest behind (past the grace) until it does not, so that a
+ * new client finds a place while slow ones fill the rest. Under conn_lock. */
+static void conn_make_room(struct api_server *s, int i, uint64_t now)
+{
+	int keep = s->opts.max_connections - (s->opts.max_connections + 3) / 4;
+	int open = 0;
+
+	for (struct api_conn *x = s->conns; x; x = x->next)
+		open += x->listener == i && !x->shut;
+	while (open > keep) {
+		struct api_conn *worst = NULL;
+		int64_t worst_behind = (int64_t)EVICT_GRACE_NS, overdue, behind;
+		for (struct api_conn *x = s->conns; x; x = x->next) {
+			if (x->listener != i || x->shut)
+				continue;
+			conn_lateness(x, now, &overdue, &behind);
+			if (behind > worst_behind) {
+				worst = x;
+				worst_behind = behind;
+			}
+		}
+		if (!worst)
+			return;
+		conn_shut(worst);
+		open--;
+	}
+}
+
+static void *reaper(void *arg)
+{
+	struct api_server *s = arg;
+
+	pthread_mutex_lock(&s->conn_lock);
+	while (!s->reaper_stop) {
+		uint64_t now = api_now_ns();
+		int64_t overdue, behind;
+		for (struct api_conn *x = s->conns; x; x = x->next) {
+			conn_lateness(x, now, &overdue, &behind);
+			if (overdue > 0)
+				conn_shut(x);
+		}
+		for (int i = 0; i < s->nd; i++)
+			conn_make_room(s, i, now);
+		if (!s->conns) {
+			pthread_cond_wait(&s->conn_cond, &s->conn_lock);
+			continue;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)REAPER_TICK_NS;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->conn_cond, &s->conn_lock, &ts);
+	}
+	pthread_mutex_unlock(&s->conn_lock);
+	return NULL;
+}
+
+/* libmicrohttpd's start and close notices: the close comes before it closes
+ * the socket, so the reaper never shuts down a descriptor reused since. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct api_listener *l = cls;
+	struct api_server *s = l->srv;
+	struct api_conn *x = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		x = calloc(1, sizeof(*x));
+		if (!x || !ci)
+			return;	/* no deadlines for it: libmicrohttpd's timeout still holds */
+		x->srv = s;
+		x->listener = l->i;
+		x->fd = ci->connect_fd;
+		conn_phase(x, CONN_HEADER);
+		*socket_context = x;
+		pthread_mutex_lock(&s->conn_lock);
+		x->next = s->conns;
+		if (s->conns)
+			s->conns->prev = x;
+		s->conns = x;
+		conn_make_room(s, l->i, api_now_ns());
+		pthread_cond_signal(&s->conn_cond);
+		pthread_mutex_unlock(&s->conn_lock);
+		return;
+	}
+	if (!x)
+		return;
+	pthread_mutex_lock(&s->conn_lock);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		s->conns = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	pthread_mutex_unlock(&s->conn_lock);
+	free(x);
+	*socket_context = NULL;
+}
+
+static struct api_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* The request line is in and its arguments are not parsed yet. libmicrohttpd
+ * 0.9.75 never answers a request whose arguments overflow its connection's
+ * memory (its 431 is overwritten as it moves on to the headers; the client
+ * waits for the idle timeout): with more than we take, the query ends here
+ * (the '\0' libmicrohttpd itself writes after '?'), nothing is stored, and
+ * on_headers answers 400. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct api_conn *x = conn_of(conn);
+	char *q = strchr(uri, '?');
+	int n = 0;
+
+	(void)cls;
+	if (x) {
+		x->many_args = 0;
+		atomic_store(&x->idle, 0);
+	}
+	if (!q)
+		return NULL;
+	/* the arguments libmicrohttpd would store: the non-empty pieces */
+	for (const char *p = q + 1; *p; p++)
+		n += *p != '&' && (p == q + 1 || p[-1] == '&');
+	if (x && n >= API_MAX_QUERY) {
+		q[1] = '\0';	/* the buffer libmicrohttpd parses: writable */
+		x->many_args = 1;
+	}
+	return NULL;
+}
 
 static void call_free(struct api_call *c)
 {
@@ -434,7 +631,8 @@ static void on_headers(struct api_call *c, const char *url, const char *method)
 		early(c, 401, "a bearer token (or client certificate) is required");
 		return;
 	}
-	if (MHD_get_connection_values(c->conn, MHD_GET_ARGUMENT_KIND, collect_query, c) < 0 ||
+	if ((c->cx && c->cx->many_args) ||
+	    MHD_get_connection_values(c->conn, MHD_GET_ARGUMENT_KIND, collect_query, c) < 0 ||
 	    c->n_query >= API_MAX_QUERY) {
 		early(c, 400, "too many query arguments (at most %d)", API_MAX_QUERY - 1);
 		return;
@@ -498,13 +696,8 @@ static void on_headers(struct api_call *c, const char *url, const char *method)
 		early(c, 503, "the server is stopping");
 		return;
 	}
-	if (atomic_fetch_add(&s->inflight, 1) >= s->opts.max_inflight) {
-		atomic_fetch_sub(&s->inflight, 1);
-		atomic_fetch_add(&s->rejected_busy, 1);
-		early(c, 503, "busy: %d requests in flight", s->opts.max_inflight);
-		return;
-	}
-	c->slot = 1;
+	/* the in-flight slot is taken once the body is in (take_slot): a
+	 * client still sending, however slowly, holds none */
 model:
 	if (c->route == ROUTE_V1_INFER || c->route >= ROUTE_V2_MODEL) {
 		if (s->h.model(s->h.ctx, c->model_name, &c->model) || !c->model) {
@@ -518,6 +711,28 @@ model:
 		if (version && strcmp(version, mv))
 			early(c, 404, "model '%s' has no version '%s'", c->model->name, version);
 	}
+}
+
+/* An infer call whose body is in (or streams to a handler) takes one of the
+ * max_inflight slots; 0, or -EBUSY with the 503 decided. */
+static int take_slot(struct api_call *c)
+{
+	struct api_server *s = c->srv;
+
+	if (c->slot || (c->route != ROUTE_V1_INFER && c->route != ROUTE_V2_INFER))
+		return 0;
+	if (atomic_load(&s->stopping)) {
+		early(c, 503, "the server is stopping");
+		return -EBUSY;
+	}
+	if (atomic_fetch_add(&s->inflight, 1) >= s->opts.max_inflight) {
+		atomic_fetch_sub(&s->inflight, 1);
+		atomic_fetch_add(&s->rejected_busy, 1);
+		early(c, 503, "busy: %d requests in flight", s->opts.max_inflight);
+		return -EBUSY;
+	}
+	c->slot = 1;
+	return 0;
 }
 
 /* The body is complete: run the route. May answer now or later. */
@@ -595,11 +810,25 @@ static void try_stream(struct api_call *c)
 	void *mem = NULL;
 	if (posix_memalign(&mem, 64, pad + total + 1))
 		return;
+	/* the handler runs now: a slot now (none free: the usual way, whose
+	 * take_slot answers 503 once the body is in) */
+	int busy = atomic_load(&s->stopping);
+	if (!busy && atomic_fetch_add(&s->inflight, 1) >= s->opts.max_inflight) {
+		atomic_fetch_sub(&s->inflight, 1);
+		busy = 1;
+	}
+	if (busy) {
+		free(mem);
+		return;
+	}
+	c->slot = 1;
 	char *buf = (char *)mem + pad;
 	memcpy(buf, c->body.p, c->body.len);
 	if (api_v2_parse_header(API_V2_REQUEST, buf, c->header_len, buf + c->header_len, bin, &m, &bin,
 				err, sizeof(err))) {
 		free(mem);
+		atomic_fetch_sub(&s->inflight, 1);
+		c->slot = 0;
 		return;
 	}
 	const union MHD_ConnectionInfo *ci =
@@ -671,6 +900,38 @@ static enum MHD_Result stream_end(struct api_call *c)
 	return ret;
 }
 
+/* What the headers say of a body: 0 none, 1 one of *len bytes, 2 one of
+ * unknown length (chunked). libmicrohttpd refuses a Content-Length it cannot
+ * parse before calling us. */
+static int body_announced(struct api_call *c, size_t *len)
+{
+	const char *v;
+
+	*len = 0;
+	if (MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		return 2;
+	v = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (!v)
+		return 0;
+	if (parse_size(v, len))
+		*len = SIZE_MAX;
+	return *len > 0;
+}
+
+/* The client waits for "100 Continue" before it sends its body. */
+static int expects_continue(struct api_call *c, const char *version)
+{
+	const char *e = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+
+	return e && !strcasecmp(e, "100-continue") && version && !strcmp(version, MHD_HTTP_VERSION_1_1);
+}
+
+/* Most of a refused body we read to drop it: twice the body limit. */
+static size_t discard_max(const struct api_server *s)
+{
+	return s->opts.max_body_bytes > SIZE_MAX / 2 ? SIZE_MAX : 2 * s->opts.max_body_bytes;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 				 const char *url, const char *method,
 				 const char *version, const char *upload_data,
@@ -686,14 +947,41 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		c->srv = s;
 		c->conn = conn;
+		c->cx = conn_of(conn);
 		c->start_ns = api_now_ns();
 		pthread_mutex_init(&c->lock, NULL);
 		pthread_cond_init(&c->cond, NULL);
 		*con_cls = c;
 		on_headers(c, url, method);
-		if (c->early_status)
-			goto answer_early;	/* before reading a body */
+		size_t len;
+		int body = body_announced(c, &len);
+		if (c->early_status && body &&
+		    !expects_continue(c, version) && (body == 2 || len <= discard_max(s))) {
+			/* Refused with a body on its way: answering now would
+			 * close the connection under a client still sending,
+			 * whose kernel then resets it and loses the answer. So
+			 * the body is read and dropped — up to discard_max
+			 * bytes and within the body's deadline (reaper) — and
+			 * the answer goes once it is in. */
+			c->discarding = 1;
+			conn_phase(c->cx, CONN_BODY);
+			return MHD_YES;
+		}
+		if (c->early_status) {
+			/* No body; or the client waits for "100 Continue"
+			 * (libmicrohttpd then sends this answer instead and the
+			 * body never comes); or one larger than we read to drop
+			 * (the client may see a reset if it keeps sending). */
+			conn_phase(c->cx, CONN_HANDLING);
+			goto answer_early;
+		}
+		conn_phase(c->cx, body ? CONN_BODY : CONN_HANDLING);
 		return MHD_YES;
+	}
+	if (*upload_size) {
+		c->received += *upload_size;
+		if (c->cx)
+			atomic_store(&c->cx->body_bytes, c->received);
 	}
 	if (c->streaming) {
 		if (*upload_size) {
@@ -701,6 +989,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 			*upload_size = 0;
 			return MHD_YES;
 		}
+		conn_phase(c->cx, CONN_HANDLING);
 		return stream_end(c);
 	}
 	if (*upload_size) {
@@ -709,6 +998,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 				atomic_fetch_add(&s->rejected_size, 1);
 				early(c, 413, "body exceeds the limit of %zu bytes",
 				      s->opts.max_body_bytes);
+				c->discarding = 1;
 			} else {
 				buf_put(&c->body, upload_data, *upload_size);
 				if (c->body.oom)
@@ -716,6 +1006,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 			}
 		}
 		*upload_size = 0;
+		/* no answer can go mid-body: past the bound, close unanswered */
+		if (c->discarding && c->received > discard_max(s))
+			return MHD_NO;
 		if (!c->early_status && !c->stream_tried && c->route == ROUTE_V2_INFER &&
 		    s->h.stream_v2 && s->h.infer_v2 && c->header_len && c->body.len >= c->header_len)
 			try_stream(c);	/* also when the body came whole: one way for banded requests */
@@ -730,7 +1023,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 	pthread_mutex_unlock(&c->lock);
 	if (c->state != CALL_RECEIVING)
 		return MHD_YES;	/* spurious wake-up */
-	if (c->early_status)
+	conn_phase(c->cx, CONN_HANDLING);
+	if (c->early_status || take_slot(c))
 		goto answer_early;
 
 	c->state = CALL_HANDLING;
@@ -765,6 +1059,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct api_call *c = *con_cls;
 
+	/* the connection waits for its next request: a header deadline again
+	 * (also when libmicrohttpd answered it without us); kept alive and
+	 * idle longer than it, it is closed */
+	struct api_conn *x = c ? c->cx : conn_of(conn);
+	conn_phase(x, CONN_HEADER);
+	if (x)
+		atomic_store(&x->idle, 1);
+	if (c)
+		c->cx = NULL;
 	if (c && c->streaming) {
 		/* a handler still reading the body: wake it; its answer frees */
 		pthread_mutex_lock(&c->lock);
@@ -916,6 +1219,12 @@ int api_server_new(const struct api_options *o, const struct api_handlers *h,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	pthread_mutex_init(&s->conn_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->conn_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	s->opts = *o;
 	s->h = *h;
 	if (!s->opts.threads) s->opts.threads = 2;
@@ -924,6 +1233,19 @@ int api_server_new(const struct api_options *o, const struct api_handlers *h,
 	if (!s->opts.max_body_bytes) s->opts.max_body_bytes = DEFAULT_BODY_BYTES;
 	if (!s->opts.max_inflight) s->opts.max_inflight = 16;
 	if (!s->opts.retry_after_s) s->opts.retry_after_s = 1;
+	if (s->opts.header_timeout_ms <= 0) s->opts.header_timeout_ms = 10000;
+	if (s->opts.body_timeout_ms <= 0) s->opts.body_timeout_ms = 10000;
+	if (s->opts.body_max_ms <= 0) s->opts.body_max_ms = 120000;
+	if (s->opts.body_min_rate <= 0) s->opts.body_min_rate = 64 << 10;
+	s->header_ns = (uint64_t)s->opts.header_timeout_ms * MS_NS;
+	s->body_ns = (uint64_t)s->opts.body_timeout_ms * MS_NS;
+	s->body_max_ns = (uint64_t)s->opts.body_max_ms * MS_NS;
+	if (pthread_create(&s->reaper, NULL, reaper, s)) {
+		rc = -EAGAIN;
+		snprintf(err, errlen, "cannot start the API's deadline thread");
+		goto out;
+	}
+	s->reaper_started = 1;
 	s->token = dup_opt(o->token, &fail);
 	s->cert = dup_opt(o->tls_cert, &fail);
 	s->key = dup_opt(o->tls_key, &fail);
@@ -964,8 +1286,11 @@ int api_server_new(const struct api_options *o, const struct api_handlers *h,
 				tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca};
 		}
 		tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+		s->lst[i] = (struct api_listener){ .srv = s, .i = i };
 		s->d[i] = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+			MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s->lst[i],
+			MHD_OPTION_URI_LOG_CALLBACK, on_uri, &s->lst[i],
 			MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opts.threads,
 			MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.max_connections,
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.timeout_s,
@@ -1032,6 +1357,15 @@ int api_server_free(struct api_server *s, int wait_ms)
 		if (s->d[i])
 			MHD_stop_daemon(s->d[i]);
 	}
+	if (s->reaper_started) {
+		pthread_mutex_lock(&s->conn_lock);
+		s->reaper_stop = 1;
+		pthread_cond_signal(&s->conn_cond);
+		pthread_mutex_unlock(&s->conn_lock);
+		pthread_join(s->reaper, NULL);
+	}
+	pthread_cond_destroy(&s->conn_cond);
+	pthread_mutex_destroy(&s->conn_lock);
 	for (int i = 0; i < API_MAX_LISTEN; i++) {
 		if (s->unix_path[i]) {
 			unlink(s->unix_path[i]);
