@@ -20,6 +20,11 @@
 struct errbound {
 	const struct engine *e;
 	double *tol;		/* per tensor index */
+	float **ref;		/* the plain run's results, per tensor index */
+	float **sd;		/* each node's own rounding sd, per tensor index */
+	float **in;		/* the model inputs */
+	int samples;
+	uint64_t seed;
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -391,32 +396,106 @@ static int set_inputs(const struct engine *e, struct engine_ctx *c, float **in)
 	return 0;
 }
 
+/* One draw: the model's inputs, then every node with its own rounding
+ * added to its result; at cut `cut` (if >= 0) each float tensor also gets
+ * a uniform error within rel |v| + absmax max|v| (an encoding's). Each
+ * tensor's |draw - plain| raises dmax. */
+static int one_draw(struct errbound *b, struct engine_ctx *c, int cut, double rel, double absmax,
+		    double *dmax, char *err, size_t errlen)
+{
+	const struct engine *e = b->e;
+	char msg[256] = "";
+	int rc;
+	if ((rc = set_inputs(e, c, b->in)))
+		return fail(err, errlen, rc, "setting the inputs failed");
+	for (int j = 0; j <= e->nn; j++) {
+		if (j == cut) {
+			int nc = engine_cut_count(e, cut);
+			for (int q = 0; q < nc; q++) {
+				struct engine_value_info vi;
+				struct tensor_view v;
+				if (engine_cut_tensor(e, cut, q, &vi) || vi.dtype != TENSOR_F32 ||
+				    engine_ctx_get(c, vi.name, &v))
+					continue;
+				int64_t n = tensor_numel(&v);
+				double m = max_abs(v.data, n);
+				float *pv = malloc((size_t)n * sizeof(float) + 4);
+				if (!pv)
+					return -ENOMEM;
+				for (int64_t i = 0; i < n; i++) {
+					double h = rel * fabs((double)((float *)v.data)[i]) + absmax * m;
+					pv[i] = (float)(((float *)v.data)[i] + h * draw(&b->seed) * INV_SQRT3);
+				}
+				v.data = pv;
+				rc = engine_ctx_set(c, vi.name, &v, msg, sizeof(msg));
+				free(pv);
+				if (rc)
+					return fail(err, errlen, rc, "%s: %s", vi.name, msg);
+			}
+		}
+		if (j == e->nn)
+			break;
+		const struct eng_node *nd = &e->n[j];
+		if ((rc = engine_run_range(c, j, j + 1)))
+			return fail(err, errlen, rc, "%s: run failed", nd->name);
+		for (int k = 0; k < nd->n_out; k++) {
+			int ti = nd->out[k];
+			const struct eng_tensor *t = &e->t[ti];
+			if (t->dtype != TENSOR_F32 || !b->ref[ti])
+				continue;
+			float *v = (float *)vals(e, c, ti);
+			if (!v)
+				return -EIO;
+			if (b->sd[ti]) {
+				float *pv = malloc(t->bytes + 4);
+				if (!pv)
+					return -ENOMEM;
+				for (int64_t i = 0; i < numel(t); i++)
+					pv[i] = (float)(v[i] + b->sd[ti][i] * draw(&b->seed));
+				struct tensor_view tv = eng_view(t, pv);
+				rc = engine_ctx_set(c, t->name, &tv, msg, sizeof(msg));
+				free(pv);
+				if (rc || !(v = (float *)vals(e, c, ti)))
+					return fail(err, errlen, rc ? rc : -EIO, "%s: %s", t->name, msg);
+			}
+			double d = 0;
+			for (int64_t i = 0; i < numel(t); i++)
+				d = fmax(d, fabs((double)v[i] - b->ref[ti][i]));
+			dmax[ti] = fmax(dmax[ti], d);
+		}
+	}
+	return 0;
+}
+
 int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errbound_opts *o,
 		 struct errbound **out, char *err, size_t errlen)
 {
-	int S = o && o->samples > 0 ? o->samples : ERRBOUND_SAMPLES, rc = 0;
 	double wrel = o ? o->weight_rel : 0;
-	uint64_t seed = 0x9e3779b97f4a7c15ull ^ (o ? o->seed : 0);
 	struct errbound *b = calloc(1, sizeof(*b));
-	float **ref = calloc((size_t)e->nt + 1, sizeof(float *));
-	float **sd = calloc((size_t)e->nt + 1, sizeof(float *));
-	float **in = calloc((size_t)e->n_inputs + 1, sizeof(float *));
-	char msg[256];
+	int rc = 0;
 
 	err[0] = 0;
-	if (!b || !ref || !sd || !in || !(b->tol = calloc((size_t)e->nt + 1, sizeof(double)))) {
+	if (!b)
+		return -ENOMEM;
+	b->e = e;
+	b->samples = o && o->samples > 0 ? o->samples : ERRBOUND_SAMPLES;
+	b->seed = 0x9e3779b97f4a7c15ull ^ (o ? o->seed : 0);
+	b->ref = calloc((size_t)e->nt + 1, sizeof(float *));
+	b->sd = calloc((size_t)e->nt + 1, sizeof(float *));
+	b->in = calloc((size_t)e->n_inputs + 1, sizeof(float *));
+	b->tol = calloc((size_t)e->nt + 1, sizeof(double));
+	if (!b->ref || !b->sd || !b->in || !b->tol) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	b->e = e;
 	for (int i = 0; i < e->n_inputs; i++) {
 		const struct eng_tensor *t = &e->t[e->inputs[i]];
 		struct tensor_view v;
-		if ((rc = engine_ctx_get(c, t->name, &v)) || !(in[i] = malloc(t->bytes + 4))) {
+		if ((rc = engine_ctx_get(c, t->name, &v)) || !(b->in[i] = malloc(t->bytes + 4))) {
 			rc = fail(err, errlen, rc ? rc : -ENOMEM, "model input '%s' not set", t->name);
 			goto out;
 		}
-		memcpy(in[i], v.data, t->bytes);
+		memcpy(b->in[i], v.data, t->bytes);
 	}
 	/* the plain run, node by node: every result kept, each node's own
 	 * rounding sd from its inputs and result */
@@ -430,17 +509,17 @@ int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errb
 			const struct eng_tensor *t = &e->t[nd->out[k]];
 			if (t->dtype != TENSOR_F32)
 				continue;
-			if (!(ref[nd->out[k]] = malloc(t->bytes + 4))) {
+			if (!(b->ref[nd->out[k]] = malloc(t->bytes + 4))) {
 				rc = -ENOMEM;
 				break;
 			}
-			memcpy(ref[nd->out[k]], vals(e, c, nd->out[k]), t->bytes);
+			memcpy(b->ref[nd->out[k]], vals(e, c, nd->out[k]), t->bytes);
 		}
 		const struct eng_tensor *yt = &e->t[nd->out[0]];
 		if (rc || yt->dtype != TENSOR_F32)
 			continue;
 		struct node_io io = { .nd = nd, .x = nd->in[0] >= 0 ? &e->t[nd->in[0]] : NULL, .y = yt,
-				      .xv = vals(e, c, nd->in[0]), .yv = ref[nd->out[0]] };
+				      .xv = vals(e, c, nd->in[0]), .yv = b->ref[nd->out[0]] };
 		if (!io.x || !io.xv) {	/* an integer first input: shape arithmetic, exact */
 			if (nd->kind != OP_CAST && nd->kind != OP_GATHER && nd->kind != OP_EXPAND &&
 			    nd->kind != OP_RESHAPE)
@@ -458,63 +537,18 @@ int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errb
 		else if (r == 1)
 			free(io.sd);	/* exact */
 		else
-			sd[nd->out[0]] = io.sd;
+			b->sd[nd->out[0]] = io.sd;
 	}
 	/* the draws: each node's result plus its own rounding, carried on by
 	 * the engine through every later node */
-	for (int s = 0; s < S && !rc; s++) {
-		if ((rc = set_inputs(e, c, in)))
-			break;
-		for (int j = 0; j < e->nn && !rc; j++) {
-			const struct eng_node *nd = &e->n[j];
-			if ((rc = engine_run_range(c, j, j + 1)))
-				break;
-			for (int k = 0; k < nd->n_out && !rc; k++) {
-				int ti = nd->out[k];
-				const struct eng_tensor *t = &e->t[ti];
-				if (t->dtype != TENSOR_F32 || !ref[ti])
-					continue;
-				float *v = (float *)vals(e, c, ti);
-				if (!v) {
-					rc = -EIO;
-					break;
-				}
-				if (sd[ti]) {
-					float *pv = malloc(t->bytes + 4);
-					if (!pv) {
-						rc = -ENOMEM;
-						break;
-					}
-					for (int64_t i = 0; i < numel(t); i++)
-						pv[i] = (float)(v[i] + sd[ti][i] * draw(&seed));
-					struct tensor_view tv = eng_view(t, pv);
-					rc = engine_ctx_set(c, t->name, &tv, msg, sizeof(msg));
-					free(pv);
-					if (rc || !(v = (float *)vals(e, c, ti))) {
-						rc = fail(err, errlen, rc ? rc : -EIO, "%s: %s", t->name, msg);
-						break;
-					}
-				}
-				double d = 0;
-				for (int64_t i = 0; i < numel(t); i++)
-					d = fmax(d, fabs((double)v[i] - ref[ti][i]));
-				b->tol[ti] = fmax(b->tol[ti], d);
-			}
-		}
-	}
+	for (int s = 0; s < b->samples && !rc; s++)
+		rc = one_draw(b, c, -1, 0, 0, b->tol, err, errlen);
 	for (int i = 0; i < e->nt; i++)
 		b->tol[i] *= ERRBOUND_SAFETY;
 	/* c as after a plain engine_run */
-	if (!rc && !(rc = set_inputs(e, c, in)))
+	if (!rc && !(rc = set_inputs(e, c, b->in)))
 		rc = engine_run(c);
 out:
-	for (int i = 0; i < e->nt && ref; i++)
-		free(ref[i]);
-	for (int i = 0; i < e->nt && sd; i++)
-		free(sd[i]);
-	for (int i = 0; i < e->n_inputs && in; i++)
-		free(in[i]);
-	free(ref), free(sd), free(in);
 	if (rc) {
 		if (!err[0])
 			fail(err, errlen, rc, "error model failed (%d)", rc);
@@ -525,10 +559,41 @@ out:
 	return 0;
 }
 
+double errbound_cut_tol(struct errbound *b, struct engine_ctx *c, int cut, double rel,
+			double absmax, const char *name, char *err, size_t errlen)
+{
+	const struct engine *e = b->e;
+	int ti = eng_tensor_find(e, name), rc = 0;
+	double *dmax = calloc((size_t)e->nt + 1, sizeof(double)), t;
+	err[0] = 0;
+	if (!dmax)
+		return -ENOMEM;
+	if (ti < 0 || cut < 0 || cut > e->nn) {
+		free(dmax);
+		return fail(err, errlen, -EINVAL, "no tensor '%s' or cut %d", name, cut);
+	}
+	for (int s = 0; s < b->samples && !rc; s++)
+		rc = one_draw(b, c, cut, rel, absmax, dmax, err, errlen);
+	t = rc ? rc : ERRBOUND_SAFETY * dmax[ti];
+	free(dmax);
+	if (!rc && !(rc = set_inputs(e, c, b->in)))
+		rc = engine_run(c);
+	return rc ? rc : t;
+}
+
 void errbound_free(struct errbound *b)
 {
 	if (!b)
 		return;
+	for (int i = 0; b->e && i < b->e->nt; i++) {
+		if (b->ref)
+			free(b->ref[i]);
+		if (b->sd)
+			free(b->sd[i]);
+	}
+	for (int i = 0; b->e && b->in && i < b->e->n_inputs; i++)
+		free(b->in[i]);
+	free(b->ref), free(b->sd), free(b->in);
 	free(b->tol);
 	free(b);
 }

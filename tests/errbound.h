@@ -80,4 +80,12 @@ void errbound_free(struct errbound *b);
  * an integer result): bit equality; negative when name is unknown. */
 double errbound_tol(const struct errbound *b, const char *name);
 
+/* The tolerance of tensor `name` when, besides the rounding, every float
+ * tensor of cut `cut` travels through an encoding whose error is within
+ * rel |v| + absmax max|v| (float16: rel 2^-11; int8 with scale max|v|/127:
+ * absmax 1/254): the same draws with a uniform error of that width added at
+ * the cut. Leaves c as after engine_run(). Negative errno on failure. */
+double errbound_cut_tol(struct errbound *b, struct engine_ctx *c, int cut, double rel,
+			double absmax, const char *name, char *err, size_t errlen);
+
 #endif

@@ -20,7 +20,8 @@ set_tests_properties(netlab_planner_oracle PROPERTIES
 # traffic back on the peer). About 15 s on an idle machine.
 add_test(NAME netlab_split
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/netlab/split_netlab.py
-          $<TARGET_FILE:splitd> ${SPLITD_MODELS_DIR} --model mobilenet_v2)
+          $<TARGET_FILE:splitd> ${SPLITD_MODELS_DIR} --model mobilenet_v2
+          --errbound $<TARGET_FILE:errbound_tool>)
 set_tests_properties(netlab_split PROPERTIES
   FIXTURES_REQUIRED model_mobilenet_v2
-  LABELS "integration;lab" TIMEOUT 900 RUN_SERIAL ON SKIP_RETURN_CODE 77)
+  LABELS "integration;lab;asan" TIMEOUT 900 RUN_SERIAL ON SKIP_RETURN_CODE 77)

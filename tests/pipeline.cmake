@@ -5,17 +5,22 @@
 if(EXISTS ${CMAKE_SOURCE_DIR}/kernels/placeholder.c)
   return()
 endif()
+# The tolerances of the split-vs-local comparisons: tests/errbound.h's
+# rounding model, for the test's input, every cut and encoding.
+add_executable(errbound_tool ${CMAKE_CURRENT_SOURCE_DIR}/errbound_tool.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/errbound.c)
+target_link_libraries(errbound_tool PRIVATE splitd_kernels ${MATH_LIB})
 add_test(NAME split_e2e
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/split_e2e.py
           $<TARGET_FILE:splitd> ${CMAKE_BINARY_DIR}/models/mobilenet_v2/model.onnx
-          ${CMAKE_BINARY_DIR}/models/squeezenet1_1/model.onnx)
+          ${CMAKE_BINARY_DIR}/models/squeezenet1_1/model.onnx --errbound $<TARGET_FILE:errbound_tool>)
 set_tests_properties(split_e2e PROPERTIES
   FIXTURES_REQUIRED "model_mobilenet_v2;model_squeezenet1_1"
-  LABELS integration TIMEOUT 600 RUN_SERIAL ON)
+  LABELS "integration;asan" TIMEOUT 900 RUN_SERIAL ON)
 
 add_test(NAME export_tail
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/export_tail.py
-          $<TARGET_FILE:splitd> ${CMAKE_BINARY_DIR}/models/mobilenet_v2)
+          $<TARGET_FILE:splitd> $<TARGET_FILE:errbound_tool> ${CMAKE_BINARY_DIR}/models/mobilenet_v2)
 set_tests_properties(export_tail PROPERTIES
   FIXTURES_REQUIRED model_mobilenet_v2 LABELS integration TIMEOUT 300)
 # the same on a residual net and a detector (multi-tensor cuts, Resize,
@@ -23,13 +28,13 @@ set_tests_properties(export_tail PROPERTIES
 foreach(m resnet18 yolo_320)
   add_test(NAME export_tail_${m}
     COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/export_tail.py
-            $<TARGET_FILE:splitd> ${CMAKE_BINARY_DIR}/models/${m})
+            $<TARGET_FILE:splitd> $<TARGET_FILE:errbound_tool> ${CMAKE_BINARY_DIR}/models/${m})
   set_tests_properties(export_tail_${m} PROPERTIES
     FIXTURES_REQUIRED model_${m} LABELS integration TIMEOUT 300)
 endforeach()
 add_test(NAME export_tail_ops
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/export_tail.py
-          $<TARGET_FILE:splitd> --ops 7 9 10 11 13 17)
+          $<TARGET_FILE:splitd> $<TARGET_FILE:errbound_tool> --ops 7 9 10 11 13 17)
 set_tests_properties(export_tail_ops PROPERTIES LABELS integration TIMEOUT 300)
 
 # The robot's side of a request without HTTP (issue 15): the outputs of one

@@ -3,9 +3,13 @@
 standalone ONNX models that onnx's checker accepts, and that together give
 torch's output for the reference input.
 
-Usage: export_tail.py SPLITD MODEL_DIR   (a tools/export_models.py folder)
-       export_tail.py SPLITD --ops OPSET...  (a small model of the ops whose
-           ONNX form changes with the opset, cut at every node)
+Usage: export_tail.py SPLITD ERRBOUND_TOOL MODEL_DIR   (a tools/export_models.py folder)
+       export_tail.py SPLITD ERRBOUND_TOOL --ops OPSET...  (a small model of the ops
+           whose ONNX form changes with the opset, cut at every node)
+The tolerance of each comparison is tests/errbound.h's rounding model for the
+model and its input: two float32 evaluations (splitd's, and torch's or
+onnxruntime's, neither of which folds BatchNormalization the engine's way:
+the 8 u per term of test_models.c), from ERRBOUND_TOOL.
 Prints 'N passed, N failed'; exits non-zero on a failure.
 
 Cuts crossed by one tensor are run with `splitd run` (head, then tail).
@@ -83,10 +87,25 @@ def ort_chain(tmp, models, x, tag):
     return np.fromfile(outf, dtype=np.float32).reshape(json.loads(r.stdout)), ""
 
 
-def close(name, y, ref):
+ERRBOUND = None
+WEIGHT_REL = 8 * 2.0 ** -24   # test_models.c: TORCH_WEIGHT_REL
+
+
+def tolerance(mdir, tmp):
+    raw = os.path.join(tmp, "x-errbound.f32")
+    np.load(os.path.join(mdir, "input_0.npy")).astype("<f4").tofile(raw)
+    r = subprocess.run([ERRBOUND, os.path.join(mdir, "model.onnx"), raw, "--weight-rel", repr(WEIGHT_REL),
+                        "--f32-only"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"errbound_tool: {r.stderr[-300:]}")
+    return json.loads(r.stdout)["f32"]
+
+
+def close(name, y, ref, bound):
     err = float(np.abs(y - ref).max()) if y.shape == ref.shape else float("inf")
-    bound = 1e-4 * float(np.abs(ref).max())
     check(f"{name} (max err {err:.2e} <= {bound:.2e})", err <= bound, (y.shape, ref.shape))
+    print(f"MARGIN export_tail/{name.split(':')[0].replace(' ', '')} "
+          f"{err / bound if bound > 0 else (0.0 if err == 0 else float('inf')):.3g}")
 
 
 def use_ort():
@@ -99,6 +118,7 @@ def export_cuts(splitd, mdir, tmp, every=False, what="torch"):
     model = os.path.join(mdir, "model.onnx")
     x = os.path.join(mdir, "input_0.npy")
     ref = np.load(os.path.join(mdir, "output_0.npy"))
+    tol = tolerance(mdir, tmp)
     plan = subprocess.run([splitd, "plan", "-m", model, "--json", "--runs", "1"],
                           capture_output=True, text=True)
     if plan.returncode != 0:
@@ -134,7 +154,7 @@ def export_cuts(splitd, mdir, tmp, every=False, what="torch"):
             if y is None:
                 check(f"cut {k}: head then tail run in onnxruntime", False, why)
             else:
-                close(f"cut {k}: onnxruntime head then tail equals {what}", y, ref)
+                close(f"cut {k}: onnxruntime head then tail equals {what}", y, ref, tol)
         if len(info["tail_inputs"]) != 1:
             continue  # splitd run takes one input file
         cutf, outf = os.path.join(tmp, f"cut{k}.npy"), os.path.join(tmp, f"out{k}.npy")
@@ -143,7 +163,7 @@ def export_cuts(splitd, mdir, tmp, every=False, what="torch"):
         if r1.returncode or r2.returncode:
             check(f"cut {k}: head then tail run", False, (r1.stderr[-200:], r2.stderr[-200:]))
             continue
-        close(f"cut {k}: head then tail equals {what}", np.load(outf), ref)
+        close(f"cut {k}: head then tail equals {what}", np.load(outf), ref, tol)
 
 
 def ops_model(opset):
@@ -231,7 +251,9 @@ def ops_model(opset):
 
 
 def main():
-    splitd = sys.argv[1]
+    global ERRBOUND
+    splitd, ERRBOUND = sys.argv[1], sys.argv[2]
+    del sys.argv[2]
     tmp = tempfile.mkdtemp(prefix="splitd-export-")
     if not use_ort():
         print(f"note: no node or {ORT_NODE}: onnxruntime runs skipped")
