@@ -478,8 +478,10 @@ def run(robot):
         res = [a for t in load(jobs) for a in t]
         after = ROBOT.peer()
         PROXY_MODE[0] = "pass"
+        # a fallback runs the rest of the model on the robot itself (threads = 1): the
+        # arithmetic of its all-local answer, in the same order, so the same bits
         good = [st == 200 and r["placement"]["fallback"] and
-                float(np.abs(np.array(r["outputs"][0]["data"], dtype=np.float32) - y).max()) <= 1e-5
+                float(np.abs(np.array(r["outputs"][0]["data"], dtype=np.float32) - y).max()) == 0
                 for st, r in res]
         check(f"peer answers '{mode}': all {len(res)} answered locally (200, fallback)", all(good),
               [r for (st, r), g in zip(res, good) if not g][:2])
