@@ -400,20 +400,120 @@ static int binary_size(const json_t *params, const char *name, size_t *out, char
 	return 0;
 }
 
+/* ---- parameters ---------------------------------------------------------- */
+
+static int json_get_int(const void *obj, const char *key, int64_t *out)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_integer(v))
+		return -EINVAL;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int json_get_number(const void *obj, const char *key, double *out)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_number(v))
+		return -EINVAL;
+	*out = json_number_value(v);
+	return 0;
+}
+
+static int json_get_string(const void *obj, const char *key, const char **out)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_string(v))
+		return -EINVAL;
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int json_get_bool(const void *obj, const char *key, int *out)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_boolean(v))
+		return -EINVAL;
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int json_get_int_array(const void *obj, const char *key, int64_t *out, int max, int *n)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_array(v) || json_array_size(v) > (size_t)max)
+		return -EINVAL;
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		if (!json_is_integer(json_array_get(v, i)))
+			return -EINVAL;
+		out[i] = json_integer_value(json_array_get(v, i));
+	}
+	*n = (int)json_array_size(v);
+	return 0;
+}
+
+struct peer_params peer_params_json(const json_t *obj)
+{
+	return (struct peer_params){ .obj = obj, .get_int = json_get_int, .get_number = json_get_number,
+				     .get_string = json_get_string, .get_bool = json_get_bool,
+				     .get_int_array = json_get_int_array };
+}
+
+/* The look-ups, with no parameters (or no such getter) as absent keys. */
+static int p_int(const struct peer_params *p, const char *key, int64_t *out)
+{
+	return p && p->obj && p->get_int ? p->get_int(p->obj, key, out) : -ENOENT;
+}
+
+static int p_number(const struct peer_params *p, const char *key, double *out)
+{
+	return p && p->obj && p->get_number ? p->get_number(p->obj, key, out) : -ENOENT;
+}
+
+static int p_string(const struct peer_params *p, const char *key, const char **out)
+{
+	return p && p->obj && p->get_string ? p->get_string(p->obj, key, out) : -ENOENT;
+}
+
+static int p_bool(const struct peer_params *p, const char *key, int *out)
+{
+	return p && p->obj && p->get_bool ? p->get_bool(p->obj, key, out) : -ENOENT;
+}
+
+static int p_int_array(const struct peer_params *p, const char *key, int64_t *out, int max, int *n)
+{
+	return p && p->obj && p->get_int_array ? p->get_int_array(p->obj, key, out, max, n) : -ENOENT;
+}
+
 int peer_input_read(const char *name, const char *datatype, int ndim, const int64_t *shape,
-		    const json_t *params, const void *data, size_t len,
+		    const struct peer_params *params, const void *data, size_t len,
 		    struct peer_tensor *out, char *err, size_t errlen)
 {
 	struct peer_tensor t = { 0 };
-	const json_t *enc, *sc;
+	const char *enc;
+	double s;
+	int rc;
 
 	if (!name || !*name || strlen(name) >= PEER_NAME_MAX)
 		return fail(-EBADMSG, err, errlen, "tensor name is empty or longer than %d bytes",
 			    PEER_NAME_MAX - 1);
 	if (!datatype || ndim < 0 || ndim > TENSOR_MAX_DIMS || (ndim && !shape) || (len && !data))
 		return fail(-EBADMSG, err, errlen, "tensor '%.64s' lacks a datatype, shape or data", name);
-	if (params && !json_is_object(params))
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' parameters are not an object", name);
 	t.name = name;
 	t.ndim = ndim;
 	for (int i = 0; i < ndim; i++) {
@@ -428,6 +528,8 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 
 		if (ndim != 1 || shape[0] != 1)
 			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' must have shape [1]", name);
+		if (p_string(params, "splitd_encoding", &enc) != -ENOENT)
+			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' takes no splitd_encoding", name);
 		if (len < 4)
 			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' is shorter than its length prefix",
 				    name);
@@ -446,21 +548,20 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 	if ((t.dtype = dtype_from_name(datatype)) == TENSOR_UNDEFINED)
 		return fail(-EBADMSG, err, errlen, "tensor '%.64s' has unsupported datatype '%.16s'", name,
 			    datatype);
-	enc = params ? json_object_get(params, "splitd_encoding") : NULL;
-	if (enc) {
-		if (!json_is_string(enc) || link_encoding_parse(json_string_value(enc), &t.enc) < 0)
-			return fail(-EBADMSG, err, errlen, "tensor '%.64s' has an unknown splitd_encoding", name);
+	if ((rc = p_string(params, "splitd_encoding", &enc)) != -ENOENT) {
+		if (rc < 0 || link_encoding_parse(enc, &t.enc) < 0)
+			return fail(-EBADMSG, err, errlen, "tensor '%.64s': splitd_encoding is not an encoding string",
+				    name);
 		if (t.enc.value != LINK_VALUE_F32 && t.dtype != TENSOR_F32)
 			return fail(-EBADMSG, err, errlen,
 				    "tensor '%.64s' is %s; lossy encodings apply to FP32 only", name, datatype);
 	}
+	if ((rc = p_number(params, "splitd_scale", &s)) != -ENOENT && t.enc.value != LINK_VALUE_I8)
+		return fail(-EBADMSG, err, errlen, "tensor '%.64s': splitd_scale belongs to i8 encodings only",
+			    name);
 	if (t.enc.value == LINK_VALUE_I8) {
-		double s;
-
-		sc = json_object_get(params, "splitd_scale");
-		if (!json_is_number(sc))
+		if (rc < 0)
 			return fail(-EBADMSG, err, errlen, "int8 tensor '%.64s' has no numeric splitd_scale", name);
-		s = json_number_value(sc);
 		if (!(s >= 0.0 && s <= 3.4028234663852886e38))
 			return fail(-EBADMSG, err, errlen, "int8 tensor '%.64s' scale is not a finite float >= 0",
 				    name);
@@ -472,42 +573,100 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 	return 0;
 }
 
-int peer_request_read_params(const json_t *params, struct peer_request *out, char *err, size_t errlen)
+int peer_request_read_params(const struct peer_params *params, struct peer_request *out, char *err,
+			     size_t errlen)
 {
-	const json_t *v;
+	const char *s;
+	int64_t v;
+	int b, rc;
 
+	memset(out, 0, sizeof(*out));
 	out->cut = -1;
-	out->bands = 0;
-	out->has_sha = 0;
-	out->binary_output = 0;
-	memset(&out->output_enc, 0, sizeof(out->output_enc));
-	if (!params)
+	if (!params || !params->obj)
 		return fail(-EBADMSG, err, errlen, "request has no parameters (splitd_cut is required)");
-	if (!json_is_object(params))
-		return fail(-EBADMSG, err, errlen, "request \"parameters\" is not an object");
-	v = json_object_get(params, "splitd_cut");
-	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 24))
+	if (p_int(params, "splitd_cut", &v) < 0 || v < 0 || v > (1 << 24))
 		return fail(-EBADMSG, err, errlen, "request parameter splitd_cut is not a node position");
-	out->cut = (int)json_integer_value(v);
-	if ((v = json_object_get(params, "splitd_model_sha256"))) {
-		if (!json_is_string(v) || peer_sha256_parse(json_string_value(v), out->model_sha256) < 0)
+	out->cut = (int)v;
+	if ((rc = p_string(params, "splitd_model_sha256", &s)) != -ENOENT) {
+		if (rc < 0 || peer_sha256_parse(s, out->model_sha256) < 0)
 			return fail(-EBADMSG, err, errlen, "splitd_model_sha256 is not 64 hex digits");
 		out->has_sha = 1;
 	}
-	if ((v = json_object_get(params, "splitd_bands"))) {
-		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 4096)
-			return fail(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, 4096]");
-		out->bands = (int)json_integer_value(v);
+	if ((rc = p_int(params, "splitd_bands", &v)) != -ENOENT) {
+		if (rc < 0 || v < 1 || v > PEER_MAX_BANDS)
+			return fail(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, %d]",
+				    PEER_MAX_BANDS);
+		out->bands = (int)v;
 	}
-	if ((v = json_object_get(params, "binary_data_output"))) {
-		if (!json_is_boolean(v))
+	if ((rc = p_bool(params, "splitd_wavefront", &b)) != -ENOENT) {
+		if (rc < 0)
+			return fail(-EBADMSG, err, errlen, "splitd_wavefront is not a boolean");
+		out->no_wavefront = !b;
+	}
+	if ((rc = p_bool(params, "binary_data_output", &b)) != -ENOENT) {
+		if (rc < 0)
 			return fail(-EBADMSG, err, errlen, "binary_data_output is not a boolean");
-		out->binary_output = json_is_true(v);
+		out->binary_output = b;
 	}
-	if ((v = json_object_get(params, "splitd_output_encoding"))) {
-		if (!json_is_string(v) || link_encoding_parse(json_string_value(v), &out->output_enc) < 0)
-			return fail(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding");
+	if ((rc = p_string(params, "splitd_output_encoding", &s)) != -ENOENT) {
+		if (rc < 0 || link_encoding_parse(s, &out->output_enc) < 0)
+			return fail(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding string");
 	}
+	return 0;
+}
+
+int peer_request_add_input(struct peer_request *r, const char *name, const char *datatype, int ndim,
+			   const int64_t *shape, const struct peer_params *params, const void *data,
+			   size_t len, char *err, size_t errlen)
+{
+	struct peer_tensor *t;
+	int i, rc, nb = 0;
+
+	if (!r)
+		return -EINVAL;
+	if ((i = r->n_inputs) >= PEER_MAX_TENSORS)
+		return fail(-EBADMSG, err, errlen, "more than %d inputs", PEER_MAX_TENSORS);
+	t = &r->inputs[i];
+	/* a banded body may still be arriving: nothing here reads its bytes */
+	if (r->bands > 1 && datatype && !strcmp(datatype, "BYTES"))
+		return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' cannot travel banded", name ? name : "");
+	if ((rc = peer_input_read(name, datatype, ndim, shape, params, data, len, t, err, errlen)) < 0)
+		return rc;
+	for (int j = 0; j < i; j++)
+		if (!strcmp(r->inputs[j].name, name))
+			return fail(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
+	rc = p_int_array(params, "splitd_band_rows", r->band_rows[i], PEER_MAX_BANDS, &nb);
+	if (r->bands > 1) {
+		if (rc == -ENOENT)
+			return fail(-EBADMSG, err, errlen, "input '%.64s' of a banded request has no splitd_band_rows",
+				    name);
+		if (rc < 0)
+			return fail(-EBADMSG, err, errlen,
+				    "input '%.64s': splitd_band_rows is not a list of at most %d integers", name,
+				    PEER_MAX_BANDS);
+		t->band_ends = r->band_rows[i];
+		t->n_band_ends = nb;
+		if ((rc = peer_band_check(t, r->bands, err, errlen)) < 0)
+			return rc;
+	} else if (rc != -ENOENT) {
+		return fail(-EBADMSG, err, errlen, "input '%.64s' has splitd_band_rows in a request of one band",
+			    name);
+	}
+	r->n_inputs++;
+	return 0;
+}
+
+int peer_request_add_output(struct peer_request *r, const char *name, int binary, char *err, size_t errlen)
+{
+	if (!r)
+		return -EINVAL;
+	if (r->n_outputs >= PEER_MAX_TENSORS)
+		return fail(-EBADMSG, err, errlen, "more than %d requested outputs", PEER_MAX_TENSORS);
+	if (!name || strlen(name) >= PEER_NAME_MAX)
+		return fail(-EBADMSG, err, errlen, "requested output %d has no valid name", r->n_outputs);
+	r->outputs[r->n_outputs++] = name;
+	if (binary)
+		r->binary_output = 1;
 	return 0;
 }
 
@@ -516,6 +675,7 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 {
 	const json_t *inputs, *outputs, *id;
 	const uint8_t *b = binary;
+	struct peer_params pp;
 	size_t off = 0;
 	int r;
 
@@ -525,14 +685,18 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 	out->cut = -1;
 	if (!json_is_object(header))
 		return fail(-EBADMSG, err, errlen, "request header is not a JSON object");
+	id = json_object_get(header, "parameters");
+	if (id && !json_is_object(id))
+		return fail(-EBADMSG, err, errlen, "request \"parameters\" is not an object");
+	pp = peer_params_json(id);
+	if ((r = peer_request_read_params(&pp, out, err, errlen)) < 0)
+		return r;
 	if ((id = json_object_get(header, "id"))) {
 		if (!json_is_string(id) || strlen(json_string_value(id)) >= PEER_ID_MAX)
 			return fail(-EBADMSG, err, errlen, "request id is not a string under %d bytes",
 				    PEER_ID_MAX);
 		strcpy(out->id, json_string_value(id));
 	}
-	if ((r = peer_request_read_params(json_object_get(header, "parameters"), out, err, errlen)) < 0)
-		return r;
 	inputs = json_object_get(header, "inputs");
 	if (!json_is_array(inputs) || !json_array_size(inputs) ||
 	    json_array_size(inputs) > PEER_MAX_TENSORS)
@@ -554,14 +718,11 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 			return fail(-EBADMSG, err, errlen,
 				    "input '%.64s' declares %zu bytes but only %zu remain in the body", name, sz,
 				    binary_len - off);
-		if ((r = peer_input_read(name, dt, ndim, shape, params, b + off, sz, &out->inputs[i], err,
-					 errlen)) < 0)
+		pp = peer_params_json(params);
+		if ((r = peer_request_add_input(out, name, dt, ndim, shape, &pp, sz ? b + off : NULL, sz, err,
+						errlen)) < 0)
 			return r;
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(out->inputs[j].name, name))
-				return fail(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
 		off += sz;
-		out->n_inputs++;
 	}
 	if (off != binary_len)
 		return fail(-EBADMSG, err, errlen, "%zu bytes follow the last input's data", binary_len - off);
@@ -573,11 +734,11 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 			const json_t *o = json_array_get(outputs, i), *n = json_object_get(o, "name");
 			const json_t *p = json_object_get(o, "parameters");
 
-			if (!json_is_string(n) || strlen(json_string_value(n)) >= PEER_NAME_MAX)
-				return fail(-EBADMSG, err, errlen, "requested output %zu has no valid name", i);
-			out->outputs[out->n_outputs++] = json_string_value(n);
-			if (json_is_object(p) && json_is_true(json_object_get(p, "binary_data")))
-				out->binary_output = 1;
+			if ((r = peer_request_add_output(out, json_is_string(n) ? json_string_value(n) : NULL,
+							 json_is_object(p) &&
+							 json_is_true(json_object_get(p, "binary_data")),
+							 err, errlen)) < 0)
+				return r;
 		}
 	}
 	out->root = json_incref(header);
@@ -706,12 +867,19 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 		return fail(-EINVAL, err, errlen, "invalid decode arguments");
 	if ((rc = peer_request_match(r, NULL, cut, n_cut, which, err, errlen)) < 0)
 		return rc;
-	for (int j = 0; j < n_cut; j++) {
+	for (int j = 0; j < n_cut; j++)
 		if (views[j].dtype != cut[j].dtype || views[j].ndim != cut[j].ndim || !views[j].data)
 			return fail(-EINVAL, err, errlen, "view %d does not match the cut", j);
+	if (r->bands > 1) {	/* band-major: each band of each input where it lies */
+		for (int b = 0; b < r->bands; b++)
+			for (int j = 0; j < n_cut; j++)
+				if ((rc = peer_request_band_decode(r, b, which[j], &views[j], err, errlen)) < 0)
+					return rc;
+		return 0;
+	}
+	for (int j = 0; j < n_cut; j++)
 		if ((rc = peer_tensor_decode(&r->inputs[which[j]], &views[j], err, errlen)) < 0)
 			return rc;
-	}
 	return 0;
 }
 
@@ -857,8 +1025,9 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 				 len - off);
 			goto out;
 		}
-		if ((r = peer_input_read(name, dt, ndim, shape, tp, b + off, sz, &out->outputs[i], err,
-					 errlen)) < 0)
+		struct peer_params pp = peer_params_json(tp);
+		if ((r = peer_input_read(name, dt, ndim, shape, &pp, sz ? b + off : NULL, sz, &out->outputs[i],
+					 err, errlen)) < 0)
 			goto out;
 		off += sz;
 		out->n_outputs++;
@@ -1003,6 +1172,82 @@ int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, siz
 		}
 	}
 	return 0;
+}
+
+/* Segment (band, i) of a banded request: its binary-part offset and size. */
+static int band_seg(const struct peer_request *r, int band, int i, size_t *at, size_t *len)
+{
+	size_t off = 0;
+
+	if (!r || r->bands < 2 || band < 0 || band >= r->bands || i < 0 || i >= r->n_inputs)
+		return -EINVAL;
+	for (int b = 0; b <= band; b++)
+		for (int k = 0; k < r->n_inputs; k++) {
+			const struct peer_tensor *t = &r->inputs[k];
+
+			if (!t->band_ends || t->n_band_ends != r->bands || !band_elem(t))
+				return -EINVAL;
+			size_t l = peer_band_bytes(t, b ? t->band_ends[b - 1] : 0, t->band_ends[b]);
+			if (b == band && k == i) {
+				*at = off;
+				*len = l;
+				return 0;
+			}
+			off += l;
+		}
+	return -EINVAL;
+}
+
+size_t peer_request_band_end(const struct peer_request *r, int band, int i)
+{
+	size_t at, len;
+
+	return band_seg(r, band, i, &at, &len) < 0 ? 0 : at + len;
+}
+
+int peer_request_band_decode(const struct peer_request *r, int band, int i, struct tensor_view *out,
+			     char *err, size_t errlen)
+{
+	static const uint8_t none[4];
+	const uint8_t *seg = none;
+	uint8_t *copy = NULL;
+	size_t at, len, base = 0;
+	int k = 0, rc;
+
+	if (band_seg(r, band, i, &at, &len) < 0)
+		return fail(-EINVAL, err, errlen, "band %d of input %d is not in the request", band, i);
+	/* the slice (input k's bytes) where the segment starts */
+	while (k < r->n_inputs && (!r->inputs[k].len || at >= base + r->inputs[k].len)) {
+		base += r->inputs[k].len;
+		k++;
+	}
+	if (len && k == r->n_inputs)
+		return fail(-EBADMSG, err, errlen, "input '%.64s' band %d lies past the binary part",
+			    r->inputs[i].name, band);
+	if (len && at + len <= base + r->inputs[k].len) {
+		seg = (const uint8_t *)r->inputs[k].data + (at - base);
+	} else if (len) {	/* it straddles slices, which may lie apart: gather it */
+		size_t got = 0, from = at - base;
+
+		if (!(copy = malloc(len)))
+			return fail(-ENOMEM, err, errlen, "out of memory decoding a band");
+		for (; k < r->n_inputs && got < len; k++, from = 0) {
+			size_t n = r->inputs[k].len - from < len - got ? r->inputs[k].len - from : len - got;
+
+			if (n)
+				memcpy(copy + got, (const uint8_t *)r->inputs[k].data + from, n);
+			got += n;
+		}
+		if (got < len) {
+			free(copy);
+			return fail(-EBADMSG, err, errlen, "input '%.64s' band %d runs past the binary part",
+				    r->inputs[i].name, band);
+		}
+		seg = copy;
+	}
+	rc = peer_band_decode(&r->inputs[i], band, seg, len, out, err, errlen);
+	free(copy);
+	return rc;
 }
 
 int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err, size_t errlen)

@@ -185,11 +185,27 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 
 /* ---- peer side ----------------------------------------------------------- */
 
+/* A "parameters" object as the one parser below reads it: typed look-ups
+ * that return 0, -ENOENT (absent) or -EINVAL (present, of another type; for
+ * get_int_array also longer than max). peer_params_json() wraps a jansson
+ * object; the daemon wraps the API's own parse (daemon/peer_v2.c), so the
+ * deployed peer and peer_request_parse() check every key alike. */
+struct peer_params {
+	const void *obj;			/* NULL: no parameters */
+	int (*get_int)(const void *obj, const char *key, int64_t *out);
+	int (*get_number)(const void *obj, const char *key, double *out);
+	int (*get_string)(const void *obj, const char *key, const char **out);
+	int (*get_bool)(const void *obj, const char *key, int *out);
+	int (*get_int_array)(const void *obj, const char *key, int64_t *out, int max, int *n);
+};
+struct peer_params peer_params_json(const json_t *obj);
+
 /* The request as read from its JSON header and binary part. */
 struct peer_request {
 	char id[PEER_ID_MAX];
 	int cut;
-	int bands;
+	int bands;				/* 0 or 1: not banded */
+	int no_wavefront;			/* splitd_wavefront: false */
 	int has_sha;
 	uint8_t model_sha256[32];
 	int binary_output;			/* binary_data_output or per output */
@@ -198,6 +214,8 @@ struct peer_request {
 	struct peer_tensor inputs[PEER_MAX_TENSORS];
 	int n_outputs;				/* 0: all */
 	const char *outputs[PEER_MAX_TENSORS];
+	/* banded: each input's splitd_band_rows (inputs[i].band_ends) */
+	int64_t band_rows[PEER_MAX_TENSORS][PEER_MAX_BANDS];
 	json_t *root;
 };
 /* Read a whole v2 binary request: header (parsed JSON, borrowed; a
@@ -206,16 +224,40 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 		       struct peer_request *out, char *err, size_t errlen);
 void peer_request_fini(struct peer_request *r);
 /* The same, piece by piece, for a server whose own v2 parser has already
- * split the body: the request's "parameters" object (may be NULL) ... */
-int peer_request_read_params(const json_t *params, struct peer_request *out,
+ * split the body (what the deployed peer runs, daemon/peer_v2.c): the
+ * request's "parameters" (obj NULL: none; this clears out first) ... */
+int peer_request_read_params(const struct peer_params *params, struct peer_request *out,
 			     char *err, size_t errlen);
-/* ... and one input: its name, datatype string, shape, "parameters" object
- * and exactly its bytes. */
+/* ... then each input in order: peer_input_read, a name seen twice refused,
+ * and for a banded request its splitd_band_rows, checked against its size
+ * (peer_band_check). Its bytes are not read when the request is banded (a
+ * streamed body's are still arriving). */
+int peer_request_add_input(struct peer_request *r, const char *name, const char *datatype, int ndim,
+			   const int64_t *shape, const struct peer_params *params, const void *data,
+			   size_t len, char *err, size_t errlen);
+/* ... and each requested output. */
+int peer_request_add_output(struct peer_request *r, const char *name, int binary, char *err,
+			    size_t errlen);
+/* One tensor: its name, datatype string, shape, "parameters" and exactly its
+ * bytes (the robot reads the peer's outputs with it too). */
 int peer_input_read(const char *name, const char *datatype, int ndim, const int64_t *shape,
-		    const json_t *params, const void *data, size_t len,
+		    const struct peer_params *params, const void *data, size_t len,
 		    struct peer_tensor *out, char *err, size_t errlen);
 
-/* Check a request against the engine's cut and decode its tensors.
+/* A banded request's segment (band, input i), where it lies: the binary part
+ * is the inputs' bytes as the parse split them (inputs[k].data, .len, in
+ * input order; each may lie anywhere), the segments band-major over it.
+ * peer_request_band_end: the binary-part offset by which the segment is all
+ * in (what a streamed reader waits for); 0 when there is none.
+ * peer_request_band_decode: decode it into its rows of out (float32, the
+ * input's shape), as peer_band_decode, reading across input slices when it
+ * straddles them. Both need a request read as above with bands > 1. */
+size_t peer_request_band_end(const struct peer_request *r, int band, int i);
+int peer_request_band_decode(const struct peer_request *r, int band, int i, struct tensor_view *out,
+			     char *err, size_t errlen);
+
+/* Check a request against the engine's cut and decode its tensors (a
+ * banded one band by band, peer_request_band_decode).
  * model_sha256: the peer's model identity (a request naming another one, or
  * none, is refused); cut: the n_cut tensors engine_cut_tensor(e, r->cut, j)
  * lists. views[j] receives tensor j of the cut: the caller sets data to a

@@ -15,6 +15,7 @@
 #include "link_codec.h"
 #include "log.h"
 #include "peer_proto.h"
+#include "peer_v2.h"
 #include "pipeline-impl.h"
 
 #define ERRLEN 256
@@ -1137,109 +1138,6 @@ fail:
 	api_call_error(job->call, status, "%s", err[0] ? err : strerror(-r));
 }
 
-/* Read the splitd parameters of a robot's request from the API's parse. */
-static int read_peer_request(const struct api_v2_message *msg, int64_t cut, int streamed,
-			     struct peer_request *pr, int64_t (*ends)[BANDS_MAX], void **unbanded,
-			     char *err, size_t errlen)
-{
-	const char *s;
-	int64_t b;
-	int r;
-
-	memset(pr, 0, sizeof(*pr));
-	pr->cut = (int)cut;
-	pr->output_enc = (struct link_encoding){ LINK_VALUE_F32, LINK_COMP_NONE, 0 };
-	if ((r = api_params_int(msg->params, "splitd_bands", &b)) == 0)
-		pr->bands = (int)b;
-	if ((r = api_params_string(msg->params, "splitd_model_sha256", &s)) == 0) {
-		if (peer_sha256_parse(s, pr->model_sha256) < 0) {
-			snprintf(err, errlen, "splitd_model_sha256 is not 64 hex digits");
-			return -EBADMSG;
-		}
-		pr->has_sha = 1;
-	}
-	if (api_params_string(msg->params, "splitd_output_encoding", &s) == 0 &&
-	    link_encoding_parse(s, &pr->output_enc) < 0) {
-		snprintf(err, errlen, "splitd_output_encoding '%.32s' is not an encoding", s);
-		return -EBADMSG;
-	}
-	if (msg->n_tensors > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "%d inputs (at most %d)", msg->n_tensors, PEER_MAX_TENSORS);
-		return -EBADMSG;
-	}
-	pr->n_inputs = msg->n_tensors;
-	for (int i = 0; i < msg->n_tensors; i++) {
-		const struct api_v2_tensor *t = &msg->tensors[i];
-		struct peer_tensor *pt = &pr->inputs[i];
-		double scale = 1;
-
-		pt->name = t->name;
-		pt->dtype = t->dtype;
-		pt->ndim = t->ndim;
-		memcpy(pt->shape, t->shape, sizeof(pt->shape));
-		pt->enc = (struct link_encoding){ LINK_VALUE_F32, LINK_COMP_NONE, 0 };
-		pt->scale = 1;
-		if (api_params_string(t->params, "splitd_encoding", &s) == 0 &&
-		    link_encoding_parse(s, &pt->enc) < 0) {
-			snprintf(err, errlen, "input '%.64s': splitd_encoding '%.32s' is not an encoding", t->name, s);
-			return -EBADMSG;
-		}
-		if (api_params_double(t->params, "splitd_scale", &scale) == 0) {
-			if (!(scale > 0) || !isfinite(scale)) {
-				snprintf(err, errlen, "input '%.64s': splitd_scale must be a positive number", t->name);
-				return -EBADMSG;
-			}
-			pt->scale = (float)scale;
-		}
-		if (!strcmp(t->datatype, "BYTES")) {
-			/* one element: 4-byte little-endian length, then the bytes */
-			const uint8_t *d = t->data;
-			if (t->data_len < 4) {
-				snprintf(err, errlen, "input '%.64s': BYTES element without its length", t->name);
-				return -EBADMSG;
-			}
-			uint32_t n = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
-				     (uint32_t)d[3] << 24;
-			if (n != t->data_len - 4) {
-				snprintf(err, errlen, "input '%.64s': BYTES length %u, %zu bytes sent", t->name,
-					 n, t->data_len - 4);
-				return -EBADMSG;
-			}
-			pt->is_bytes = 1;
-			pt->data = d + 4;
-			pt->len = n;
-		} else {
-			pt->data = t->data;
-			pt->len = t->data_len;
-		}
-		if (pr->bands > 1) {
-			int nb = 0;
-			if (api_params_int_array(t->params, "splitd_band_rows", ends[i], BANDS_MAX, &nb) < 0) {
-				snprintf(err, errlen, "input '%.64s': splitd_band_rows is not a list of at most %d rows",
-					 t->name, BANDS_MAX);
-				return -EBADMSG;
-			}
-			pt->band_ends = ends[i];
-			pt->n_band_ends = nb;
-		}
-	}
-	if (pr->bands > BANDS_MAX) {
-		snprintf(err, errlen, "splitd_bands %d: at most %d", pr->bands, BANDS_MAX);
-		return -EBADMSG;
-	}
-	if (streamed) {
-		/* the bytes are still arriving: only their layout now */
-		for (int i = 0; i < pr->n_inputs; i++)
-			if ((r = peer_band_check(&pr->inputs[i], pr->bands, err, errlen)) < 0)
-				return r;
-		return 0;
-	}
-	/* band-major bytes back into one block per tensor */
-	if (pr->bands > 1)
-		return peer_unband(pr->inputs, pr->n_inputs, pr->bands, unbanded, err, errlen);
-	return 0;
-}
-
 /* A streamed banded request (api_handlers.stream_v2 took it): as each band
  * of the robot's arrives, decode its rows into the cut tensors in ctx and
  * advance the wavefront over the row-local nodes [cut, reach); then the
@@ -1253,10 +1151,9 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 	struct tensor_view views[PEER_MAX_TENSORS];
 	int which[PEER_MAX_TENSORS], slot[PEER_MAX_TENSORS], r, B = pr->bands;
 	int reach = pipe_band_reach(m, cut), complete = 0;
-	const uint8_t *bin = n_cut > 0 ? pr->inputs[0].data : NULL;
 	size_t off = 0;
 
-	if (B < 2 || B > PEER_MAX_BANDS || reach <= cut || n_cut < 1 || !bin) {
+	if (B < 2 || B > PEER_MAX_BANDS || reach <= cut || n_cut < 1) {
 		snprintf(err, errlen, "cut %d cannot run as a wavefront here", cut);
 		return -EINVAL;
 	}
@@ -1274,21 +1171,19 @@ static int tail_streamed(struct pipe_model *m, int worker, struct api_call *call
 	engine_band_begin(band);
 	tm->n_bands = B;
 	for (int b = 0; b < B; b++) {
-		/* band b of each input in the robot's order of inputs */
+		/* band b of each input in the robot's order of inputs, each read
+		 * where it lies (peer_request_band_decode, as the fuzz target) */
 		for (int i = 0; i < pr->n_inputs; i++) {
-			const struct peer_tensor *t = &pr->inputs[i];
 			int j = slot[i];
-			int64_t r0 = b ? t->band_ends[b - 1] : 0, r1 = t->band_ends[b];
-			size_t len = peer_band_bytes(t, r0, r1);
-			if ((r = api_call_body_wait(call, off + len, NULL, err, errlen)) < 0 ||
-			    (r = peer_band_decode(t, b, bin + off, len, &views[j], err, errlen)) < 0)
+			off = peer_request_band_end(pr, b, i);
+			if ((r = api_call_body_wait(call, off, NULL, err, errlen)) < 0 ||
+			    (r = peer_request_band_decode(pr, b, i, &views[j], err, errlen)) < 0)
 				return r;
-			if ((r = engine_band_feed(band, cutv[j].name, r1)) < 0) {
+			if ((r = engine_band_feed(band, cutv[j].name, pr->inputs[i].band_ends[b])) < 0) {
 				snprintf(err, errlen, "cut %d tensor '%s' cannot be fed to the wavefront", cut,
 					 cutv[j].name);
 				return r;
 			}
-			off += len;
 		}
 		uint64_t t0 = pipe_now_ns(), ta = api_call_body_arrival(call, off);
 		tm->band_arrived_ns[b] = (int64_t)((ta && ta <= t0 ? ta : t0) - t_origin);
@@ -1330,8 +1225,6 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	struct peer_timing tm;
 	struct peer_msg msg = { 0 };
 	struct power_request pw = { 0 };
-	int64_t (*band_ends)[BANDS_MAX] = NULL;
-	void *unbanded = NULL;
 	uint64_t energy_id = 0;
 	bool have_energy = false;
 	const void *image = NULL;
@@ -1346,12 +1239,8 @@ static void run_v2_tail(struct pipeline *p, int worker, struct pipe_job *job, in
 	}
 	if (p->power)
 		have_energy = power_request_begin_at(p->power, (int64_t)rq->received_ns, &energy_id) == 0;
-	if (!(band_ends = calloc(PEER_MAX_TENSORS, sizeof(*band_ends)))) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	if ((r = read_peer_request(rq->msg, cut, rq->streamed, &pr, band_ends, &unbanded, err,
-				   sizeof(err))) < 0)
+	/* the one parser of the peer's requests (peer_v2.c, peer_proto.c) */
+	if ((r = peer_v2_request_read(rq->msg, rq->streamed, &pr, err, sizeof(err))) < 0)
 		goto fail;
 	n_cut = engine_cut_count(m->eng, (int)cut);
 	if (n_cut < 0 || n_cut > PEER_MAX_TENSORS) {
@@ -1470,8 +1359,6 @@ out:
 	free(mem);
 	free(views);
 	free(cutv);
-	free(unbanded);
-	free(band_ends);
 }
 
 void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job)

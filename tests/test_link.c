@@ -31,9 +31,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "api.h"
 #include "link_codec.h"
 #include "peer_client.h"
 #include "peer_proto.h"
+#include "peer_v2.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -1701,9 +1703,285 @@ static void test_unband(void **state)
 	}
 }
 
+/* ---- the deployed peer's parser (issue 15) ----------------------------------- */
+
+/* A robot's request as the deployed peer reads it: the API's v2 parse of
+ * header + binary (whole; or streamed: the header first, into a binary
+ * buffer of the size it announces, as api/server.c does), then
+ * peer_v2_request_read. *msg and *buf stay alive as long as pr is used. */
+static int v2_read(const char *header, const void *bin, size_t blen, int streamed, struct peer_request *pr,
+		   struct api_v2_message **msg, uint8_t **buf, char *err, size_t errlen)
+{
+	size_t hl = strlen(header), announced = 0, at;
+	int r;
+
+	*msg = NULL;
+	/* a byte of slack in front so that the binary part starts at an odd
+	 * address: the whole-body parse copies each input apart to align it */
+	assert_non_null(*buf = malloc(hl + blen + 2));
+	at = ((uintptr_t)(*buf + hl) & 1) ? 0 : 1;
+	memcpy(*buf + at, header, hl);
+	if (blen)
+		memcpy(*buf + at + hl, bin, blen);
+	if (!streamed) {
+		r = api_v2_parse(API_V2_REQUEST, *buf + at, hl + blen, hl, msg, err, errlen);
+	} else {
+		r = api_v2_parse_header(API_V2_REQUEST, *buf + at, hl, *buf + at + hl, blen, msg, &announced,
+					err, errlen);
+		if (r == 0 && announced != blen)
+			r = -EPIPE;
+	}
+	if (r < 0)
+		return r;
+	return peer_v2_request_read(*msg, streamed, pr, err, errlen);
+}
+
+static void v2_done(struct api_v2_message *msg, uint8_t *buf)
+{
+	api_v2_message_free(msg);
+	free(buf);
+}
+
+/* Each parameter the deployed peer once ignored or took wrong is refused,
+ * through the path it runs and through the JSON form of the same parser,
+ * with a sentence naming the key; a good request is read as it was sent. */
+static void test_peer_v2_param_refusals(void **state)
+{
+	static const struct {
+		const char *what, *params, *input, *want;
+	} cases[] = {
+		{ "i8 with a string scale", "", "\"splitd_encoding\":\"i8\",\"splitd_scale\":\"0.5\"",
+		  "no numeric splitd_scale" },
+		{ "i8 without a scale", "", "\"splitd_encoding\":\"i8\"", "no numeric splitd_scale" },
+		{ "a non-string encoding", "", "\"splitd_encoding\":5", "splitd_encoding is not an encoding" },
+		{ "an unknown encoding", "", "\"splitd_encoding\":\"f8\"", "splitd_encoding is not an encoding" },
+		{ "bands -1", ",\"splitd_bands\":-1", "", "splitd_bands is not an integer in [1, 64]" },
+		{ "bands \"2\"", ",\"splitd_bands\":\"2\"", "", "splitd_bands is not an integer in [1, 64]" },
+		{ "bands 2^32+2", ",\"splitd_bands\":4294967298", "", "splitd_bands is not an integer in [1, 64]" },
+		{ "bands 65", ",\"splitd_bands\":65", "", "splitd_bands is not an integer in [1, 64]" },
+		{ "a non-string output encoding", ",\"splitd_output_encoding\":1", "",
+		  "splitd_output_encoding is not an encoding" },
+		{ "a wavefront flag that is no boolean", ",\"splitd_wavefront\":0", "",
+		  "splitd_wavefront is not a boolean" },
+		{ "band rows in an unbanded request", "", "\"splitd_band_rows\":[8]", "splitd_band_rows" },
+	};
+	uint8_t bin[256 + 24] = { 0 };
+	char hex[65];
+	static const uint8_t sha[32] = { 7 };
+
+	(void)state;
+	peer_sha256_hex(sha, hex);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		char h[1024], err[256] = "", err2[256] = "";
+		struct peer_request pr;
+		struct api_v2_message *msg;
+		uint8_t *buf;
+		/* "a" is 1x4x8x8 FP32: 256 bytes is its i8 size (other cases are
+		 * refused before its size matters) */
+		snprintf(h, sizeof(h), "{\"parameters\":{\"splitd_cut\":4,\"splitd_model_sha256\":\"%s\"%s},"
+			 "\"inputs\":[{\"name\":\"a\",\"shape\":[1,4,8,8],\"datatype\":\"FP32\",\"parameters\":"
+			 "{\"binary_data_size\":256%s%s}},{\"name\":\"b\",\"shape\":[3],\"datatype\":\"INT64\","
+			 "\"parameters\":{\"binary_data_size\":24}}]}", hex, cases[k].params,
+			 cases[k].input[0] ? "," : "", cases[k].input);
+		int r = v2_read(h, bin, sizeof(bin), 0, &pr, &msg, &buf, err, sizeof(err));
+		if (r != -EBADMSG || !strstr(err, cases[k].want))
+			print_message("%s: %d '%s'\n", cases[k].what, r, err);
+		assert_int_equal(r, -EBADMSG);
+		assert_non_null(strstr(err, cases[k].want));
+		v2_done(msg, buf);
+		/* the JSON form agrees */
+		json_t *root = json_loads(h, 0, NULL);
+		assert_non_null(root);
+		assert_int_equal(peer_request_parse(root, bin, sizeof(bin), &pr, err2, sizeof(err2)), -EBADMSG);
+		assert_string_equal(err2, err);
+		json_decref(root);
+	}
+	/* a BYTES input of shape [2]; a lossy encoding on an INT64 tensor;
+	 * JSON "data" on the link */
+	{
+		static const char *const hs[] = {
+			"{\"parameters\":{\"splitd_cut\":0},\"inputs\":[{\"name\":\"img\",\"shape\":[2],"
+			"\"datatype\":\"BYTES\",\"parameters\":{\"binary_data_size\":12}}]}",
+			"{\"parameters\":{\"splitd_cut\":4},\"inputs\":[{\"name\":\"b\",\"shape\":[3],"
+			"\"datatype\":\"INT64\",\"parameters\":{\"binary_data_size\":12,\"splitd_encoding\":\"f16\"}}]}",
+			"{\"parameters\":{\"splitd_cut\":4},\"inputs\":[{\"name\":\"b\",\"shape\":[3],"
+			"\"datatype\":\"INT64\",\"data\":[1,2,3]}]}",
+		};
+		static const char *const want[] = { "must have shape [1]", "lossy encodings apply to FP32 only",
+						    "carries JSON \"data\"" };
+		static const uint8_t img[12] = { 8, 0, 0, 0, 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+		for (int k = 0; k < 3; k++) {
+			char err[256] = "";
+			struct peer_request pr;
+			struct api_v2_message *msg;
+			uint8_t *buf;
+			int r = v2_read(hs[k], img, k == 2 ? 0 : 12, 0, &pr, &msg, &buf, err, sizeof(err));
+			if (r != -EBADMSG || !strstr(err, want[k]))
+				print_message("case %d: %d '%s'\n", k, r, err);
+			assert_int_equal(r, -EBADMSG);
+			assert_non_null(strstr(err, want[k]));
+			v2_done(msg, buf);
+		}
+	}
+	/* the control: the same request, well formed, read as sent */
+	{
+		char h[1024], err[256] = "";
+		struct peer_request pr;
+		struct api_v2_message *msg;
+		uint8_t *buf;
+		snprintf(h, sizeof(h), "{\"id\":\"r1\",\"parameters\":{\"splitd_cut\":4,\"splitd_model_sha256\":\"%s\","
+			 "\"splitd_output_encoding\":\"f16\",\"binary_data_output\":true},"
+			 "\"inputs\":[{\"name\":\"a\",\"shape\":[1,4,8,8],\"datatype\":\"FP32\",\"parameters\":"
+			 "{\"binary_data_size\":256,\"splitd_encoding\":\"i8\",\"splitd_scale\":0.5}},"
+			 "{\"name\":\"b\",\"shape\":[3],\"datatype\":\"INT64\",\"parameters\":{\"binary_data_size\":24}}],"
+			 "\"outputs\":[{\"name\":\"y\",\"parameters\":{\"binary_data\":true}}]}", hex);
+		int r = v2_read(h, bin, sizeof(bin), 0, &pr, &msg, &buf, err, sizeof(err));
+		if (r)
+			print_message("%s\n", err);
+		assert_int_equal(r, 0);
+		assert_string_equal(pr.id, "r1");
+		assert_int_equal(pr.cut, 4);
+		assert_int_equal(pr.has_sha, 1);
+		assert_memory_equal(pr.model_sha256, sha, 32);
+		assert_int_equal(pr.output_enc.value, LINK_VALUE_F16);
+		assert_int_equal(pr.n_inputs, 2);
+		assert_int_equal(pr.inputs[0].enc.value, LINK_VALUE_I8);
+		assert_true(pr.inputs[0].scale == 0.5f);
+		assert_int_equal(pr.inputs[0].len, 256);
+		assert_int_equal(pr.inputs[1].dtype, TENSOR_I64);
+		assert_int_equal(pr.n_outputs, 1);
+		assert_string_equal(pr.outputs[0], "y");
+		assert_int_equal(pr.binary_output, 1);
+		v2_done(msg, buf);
+	}
+}
+
+/* The band-major body of test_unband: f32 1x3x5x4 ("a") and i8 1x2x6x3
+ * ("b") in three uneven bands; want_b is b dequantized. */
+static void banded_body(uint8_t body[288], float a[60], float want_b[36])
+{
+	const int64_t ea[3] = { 1, 3, 5 }, eb[3] = { 2, 2, 6 };
+	const float sc[3] = { 0.5f, 1.0f, 0.25f };
+	size_t off = 0;
+
+	for (int i = 0; i < 60; i++)
+		a[i] = (float)i * 1.5f - 7;
+	for (int b = 0; b < 3; b++) {
+		int64_t a0 = b ? ea[b - 1] : 0, b0 = b ? eb[b - 1] : 0;
+		for (int p = 0; p < 3; p++)
+			for (int64_t r = a0; r < ea[b]; r++, off += 16)
+				memcpy(body + off, a + (p * 5 + r) * 4, 16);
+		uint32_t u;
+		memcpy(&u, &sc[b], 4);
+		for (int k = 0; k < 4; k++)
+			body[off++] = (uint8_t)(u >> (8 * k));
+		for (int p = 0; p < 2; p++)
+			for (int64_t r = b0; r < eb[b]; r++)
+				for (int c = 0; c < 3; c++) {
+					int i = (p * 6 + (int)r) * 3 + c;
+					int8_t q = (int8_t)(i * 7 % 255 - 127);
+					body[off++] = (uint8_t)q;
+					want_b[i] = (float)q * sc[b];
+				}
+	}
+	assert_int_equal(off, 288);
+}
+
+/* Band decoding reads each input where it lies. Whole body: the API copies
+ * each binary input apart (to align it), so band 2 of "a" (bytes 164..260)
+ * straddles two slices far apart in memory. Streamed: the header first, then
+ * band by band as tail_streamed does, the waits at the segments' ends. A
+ * streamed request whose first input is JSON "data" (the crash of issue 15,
+ * which read every band from that input's buffer) is refused. */
+static void test_peer_v2_band_decode(void **state)
+{
+	uint8_t body[288];
+	float a[60], want_b[36], got_a[60], got_b[36];
+	char h[1024];
+	static const uint8_t sha[32] = { 9 };
+	static const struct engine_value_info cut[2] = {
+		{ "a", TENSOR_F32, 4, { 1, 3, 5, 4 }, 240 },
+		{ "b", TENSOR_F32, 4, { 1, 2, 6, 3 }, 144 },
+	};
+	/* segment ends in the binary part: (band, input) band-major */
+	static const size_t ends[3][2] = { { 48, 64 }, { 160, 164 }, { 260, 288 } };
+	char hex[65];
+
+	(void)state;
+	banded_body(body, a, want_b);
+	peer_sha256_hex(sha, hex);
+	snprintf(h, sizeof(h), "{\"parameters\":{\"splitd_cut\":2,\"splitd_model_sha256\":\"%s\",\"splitd_bands\":3},"
+		 "\"inputs\":[{\"name\":\"a\",\"shape\":[1,3,5,4],\"datatype\":\"FP32\",\"parameters\":"
+		 "{\"binary_data_size\":240,\"splitd_band_rows\":[1,3,5]}},"
+		 "{\"name\":\"b\",\"shape\":[1,2,6,3],\"datatype\":\"FP32\",\"parameters\":"
+		 "{\"binary_data_size\":48,\"splitd_encoding\":\"i8\",\"splitd_scale\":1,"
+		 "\"splitd_band_rows\":[2,2,6]}}]}", hex);
+	for (int streamed = 0; streamed < 2; streamed++) {
+		struct peer_request pr;
+		struct api_v2_message *msg;
+		struct tensor_view v[2] = {
+			{ TENSOR_F32, 4, { 1, 3, 5, 4 }, got_a, 0 },
+			{ TENSOR_F32, 4, { 1, 2, 6, 3 }, got_b, 0 },
+		};
+		uint8_t *buf;
+		char err[256] = "";
+
+		memset(got_a, 0xff, sizeof(got_a));
+		memset(got_b, 0xff, sizeof(got_b));
+		int r = v2_read(h, body, sizeof(body), streamed, &pr, &msg, &buf, err, sizeof(err));
+		if (r)
+			print_message("%s\n", err);
+		assert_int_equal(r, 0);
+		assert_int_equal(pr.bands, 3);
+		if (!streamed) {
+			/* the API moved the inputs apart: the decode must not assume
+			 * one contiguous block after the first */
+			assert_true((const uint8_t *)pr.inputs[0].data + 240 != pr.inputs[1].data);
+			assert_int_equal(peer_request_decode(&pr, sha, cut, 2, v, NULL, NULL, err, sizeof(err)), 0);
+		} else {
+			for (int b = 0; b < 3; b++)
+				for (int i = 0; i < 2; i++) {
+					assert_int_equal(peer_request_band_end(&pr, b, i), ends[b][i]);
+					assert_int_equal(peer_request_band_decode(&pr, b, i, &v[i], err, sizeof(err)), 0);
+				}
+		}
+		assert_memory_equal(got_a, a, sizeof(a));
+		assert_memory_equal(got_b, want_b, sizeof(want_b));
+		v2_done(msg, buf);
+	}
+	/* JSON data first, binary second (and the other way round): refused
+	 * before any band is read */
+	for (int k = 0; k < 2; k++) {
+		char h2[4096], data[400];
+		int n = snprintf(data, sizeof(data), "[");
+		for (int i = 0; i < (k ? 36 : 60); i++)
+			n += snprintf(data + n, sizeof(data) - (size_t)n, "%s%d", i ? "," : "", i);
+		snprintf(data + n, sizeof(data) - (size_t)n, "]");
+		snprintf(h2, sizeof(h2), "{\"parameters\":{\"splitd_cut\":2,\"splitd_model_sha256\":\"%s\",\"splitd_bands\":3},"
+			 "\"inputs\":[{\"name\":\"a\",\"shape\":[1,3,5,4],\"datatype\":\"FP32\",%s%s%s"
+			 "\"parameters\":{%s\"splitd_band_rows\":[1,3,5]}},"
+			 "{\"name\":\"b\",\"shape\":[1,2,6,3],\"datatype\":\"FP32\",%s%s%s\"parameters\":"
+			 "{%s\"splitd_band_rows\":[2,2,6]}}]}", hex,
+			 k ? "" : "\"data\":", k ? "" : data, k ? "" : ",", k ? "\"binary_data_size\":240," : "",
+			 k ? "\"data\":" : "", k ? data : "", k ? "," : "", k ? "" : "\"binary_data_size\":144,");
+		struct peer_request pr;
+		struct api_v2_message *msg;
+		uint8_t *buf, bin[240] = { 0 };
+		char err[256] = "";
+		int r = v2_read(h2, bin, k ? 240 : 144, 1, &pr, &msg, &buf, err, sizeof(err));
+		if (r != -EBADMSG)
+			print_message("%d %s\n", r, err);
+		assert_int_equal(r, -EBADMSG);
+		assert_non_null(strstr(err, "carries JSON \"data\""));
+		v2_done(msg, buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_peer_v2_param_refusals),
+		cmocka_unit_test(test_peer_v2_band_decode),
 		cmocka_unit_test(test_f16_numpy_table),
 		cmocka_unit_test(test_unband),
 		cmocka_unit_test(test_f16_decode_exhaustive),

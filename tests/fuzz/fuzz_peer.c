@@ -1,15 +1,26 @@
-/* libFuzzer target for the offload link's parsers that face the network:
- * the peer's request decoder (v2 JSON header + binary body -> cut tensors),
- * the robot's response parser, and the codec's decoder.
+/* libFuzzer target for the offload link's parsers that face the network,
+ * as the daemon runs them:
+ *   0  the peer's request path (pipeline_infer.c run_v2_tail, a whole
+ *      body): the API's v2 parse, the one peer parser (peer_v2.c,
+ *      peer_proto.c) and peer_request_decode (banded or not) into a cut;
+ *      then the test peers' JSON form of the same parser (peer_request_parse);
+ *   1  the robot's reading of an answer (peer_response_parse, then
+ *      peer_tensor_decode of each output, as pipeline_infer.c does);
+ *   2  the codec's decoder;
+ *   3  a streamed banded request (tail_streamed): the header parsed first
+ *      (api_v2_parse_header) into a binary buffer of exactly the size it
+ *      announces, the same parser, then band by band each segment decoded
+ *      where it lies (peer_request_band_end / peer_request_band_decode).
  *
- * Input layout: byte 0 picks the parser (mod 3), bytes 1..4 are the JSON
+ * Input layout: byte 0 picks the path (mod 4), bytes 1..4 are the JSON
  * header length (little-endian), the rest is header + binary body.
  *
  * Built with -DSPLITD_FUZZ=ON (clang, -fsanitize=fuzzer). With FUZZ_REPLAY
  * it is a plain program instead: it builds valid messages of every kind,
  * replays them and deterministic mutations of them (truncations, bit flips,
- * overwritten length fields), and files named on the command line; with
- * --write-seeds DIR it writes the seeds as a libFuzzer corpus. */
+ * overwritten length fields), and files named on the command line (the
+ * corpus in tests/data/link/seeds/peer); with --write-seeds DIR it writes
+ * the seeds as a libFuzzer corpus. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,15 +29,23 @@
 
 #include <jansson.h>
 
+#include "api.h"
 #include "link_codec.h"
 #include "peer_proto.h"
+#include "peer_v2.h"
 
 static const uint8_t sha[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 				 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
 
+/* two cuts the requests are decoded into: "b" an int64 vector, or (the
+ * banded seeds') a float tensor that can travel in bands */
 static const struct engine_value_info cut[2] = {
 	{ "a", TENSOR_F32, 4, { 1, 4, 8, 8 }, 256 * 4 },
 	{ "b", TENSOR_I64, 1, { 3 }, 3 * 8 },
+};
+static const struct engine_value_info cut_banded[2] = {
+	{ "a", TENSOR_F32, 4, { 1, 4, 8, 8 }, 256 * 4 },
+	{ "b", TENSOR_F32, 4, { 1, 2, 4, 2 }, 16 * 4 },
 };
 
 static uint32_t le32(const uint8_t *p)
@@ -34,77 +53,97 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void fuzz_request(const uint8_t *h, size_t hlen, const uint8_t *bin, size_t blen)
+/* run_v2_tail after the parse, a whole body */
+static void decode_whole(const struct peer_request *r, const struct engine_value_info *c)
 {
-	json_error_t je;
-	json_t *root = json_loadb((const char *)h, hlen, 0, &je);
-	struct peer_request r;
 	struct tensor_view views[2];
 	void *mem = NULL;
 	const void *img;
 	size_t ilen;
 	char err[256];
 
-	if (!root)
+	if (peer_cut_alloc(c, 2, views, &mem) < 0)
 		return;
-	if (peer_request_parse(root, bin, blen, &r, err, sizeof(err)) == 0) {
-		void *unbanded = NULL;
-		static int64_t ends[PEER_MAX_TENSORS][64];
-		const json_t *in = json_object_get(root, "inputs");
+	(void)peer_request_decode(r, sha, c, 2, views, &img, &ilen, err, sizeof(err));
+	(void)peer_request_decode(r, NULL, c, 1, views, NULL, NULL, err, sizeof(err));
+	free(mem);
+}
 
-		/* a banded body: each input's splitd_band_rows, then the reorder
-		 * the peer does (pipeline_infer.c reads the same keys) */
-		if (r.bands > 1 && r.bands <= 64) {
-			for (int i = 0; i < r.n_inputs; i++) {
-				const json_t *rows = json_object_get(json_object_get(json_array_get(in, (size_t)i),
-										     "parameters"), "splitd_band_rows");
-				int nb = 0;
-				for (size_t k = 0; json_is_array(rows) && k < json_array_size(rows) && k < 64; k++)
-					ends[i][nb++] = json_integer_value(json_array_get(rows, k));
-				r.inputs[i].band_ends = ends[i];
-				r.inputs[i].n_band_ends = nb;
-			}
-			/* the streaming peer's way: band b of each input decoded
-			 * straight into the cut tensor (pipeline_infer.c) */
-			int ok = 1;
-			size_t total = 0;
-			for (int i = 0; i < r.n_inputs && ok; i++) {
-				ok = peer_band_check(&r.inputs[i], r.bands, err, sizeof(err)) == 0;
-				total += r.inputs[i].len;
-			}
-			if (ok && r.n_inputs > 0) {
-				const uint8_t *base = r.inputs[0].data;
-				size_t off = 0;
-				for (int b = 0; b < r.bands && ok; b++)
-					for (int i = 0; i < r.n_inputs && ok; i++) {
-						struct peer_tensor *t = &r.inputs[i];
-						struct tensor_view v = { .dtype = TENSOR_F32, .ndim = t->ndim };
-						memcpy(v.shape, t->shape, sizeof(v.shape));
-						size_t len = peer_band_bytes(t, b ? t->band_ends[b - 1] : 0, t->band_ends[b]);
-						if (off + len > total || !(v.data = malloc(tensor_bytes(&v) + 1))) {
-							ok = 0;
-							break;
-						}
-						(void)peer_band_decode(t, b, base + off, len, &v, err, sizeof(err));
-						free(v.data);
-						off += len;
-					}
-			}
-			if (peer_unband(r.inputs, r.n_inputs, r.bands, &unbanded, err, sizeof(err)) < 0) {
-				peer_request_fini(&r);
-				json_decref(root);
-				return;
-			}
+/* tail_streamed: match the cut, then band by band, each input's segment
+ * once the body holds it (binary_len: the bytes that will ever come) */
+static void decode_streamed(const struct peer_request *r, const struct engine_value_info *c,
+			    size_t binary_len)
+{
+	struct tensor_view views[2];
+	int which[PEER_MAX_TENSORS], slot[PEER_MAX_TENSORS];
+	void *mem = NULL;
+	char err[256];
+
+	if (r->bands < 2 || peer_request_match(r, sha, c, 2, which, err, sizeof(err)) < 0 ||
+	    peer_cut_alloc(c, 2, views, &mem) < 0)
+		return;
+	for (int j = 0; j < 2; j++)
+		slot[which[j]] = j;
+	for (int b = 0; b < r->bands; b++)
+		for (int i = 0; i < r->n_inputs; i++) {
+			if (peer_request_band_end(r, b, i) > binary_len ||	/* the body ends short */
+			    peer_request_band_decode(r, b, i, &views[slot[i]], err, sizeof(err)) < 0)
+				goto out;
 		}
-		if (peer_cut_alloc(cut, 2, views, &mem) == 0) {
-			(void)peer_request_decode(&r, sha, cut, 2, views, &img, &ilen, err, sizeof(err));
-			(void)peer_request_decode(&r, NULL, cut, 1, views, NULL, NULL, err, sizeof(err));
-			free(mem);
-		}
-		free(unbanded);
-		peer_request_fini(&r);
+out:
+	free(mem);
+}
+
+static void fuzz_request(const uint8_t *body, size_t len, size_t hlen, int streamed)
+{
+	struct api_v2_message *msg = NULL;
+	struct peer_request r;
+	uint8_t *bin = NULL;
+	size_t blen = 0;
+	char err[256];
+
+	if (hlen > len)
+		return;
+	if (streamed) {
+		/* as server.c: count the binary part, then parse into a buffer
+		 * of that size (its bytes "arrive" as the body has them) */
+		if (api_v2_parse_header(API_V2_REQUEST, body, hlen, NULL, len - hlen, &msg, &blen, err,
+					sizeof(err)) < 0)
+			return;
+		api_v2_message_free(msg);
+		msg = NULL;
+		if (!(bin = malloc(blen ? blen : 1)))
+			return;
+		if (blen)
+			memcpy(bin, body + hlen, blen);
+		if (api_v2_parse_header(API_V2_REQUEST, body, hlen, bin, blen, &msg, &blen, err,
+					sizeof(err)) < 0)
+			goto out;
+	} else if (api_v2_parse(API_V2_REQUEST, body, len, hlen, &msg, err, sizeof(err)) < 0) {
+		return;
 	}
-	json_decref(root);
+	if (peer_v2_request_read(msg, streamed, &r, err, sizeof(err)) == 0) {
+		if (streamed) {
+			decode_streamed(&r, cut_banded, blen);
+			decode_streamed(&r, cut, blen);
+		} else {
+			decode_whole(&r, cut);
+			decode_whole(&r, cut_banded);
+		}
+	}
+	if (!streamed && hlen) {	/* the JSON form the test peers use */
+		json_error_t je;
+		json_t *root = json_loadb((const char *)body, hlen, 0, &je);
+		if (root && peer_request_parse(root, body + hlen, len - hlen, &r, err, sizeof(err)) == 0) {
+			decode_whole(&r, cut);
+			decode_whole(&r, cut_banded);
+			peer_request_fini(&r);
+		}
+		json_decref(root);
+	}
+out:
+	api_v2_message_free(msg);
+	free(bin);
 }
 
 static void fuzz_response(const uint8_t *body, size_t len, size_t hlen)
@@ -162,9 +201,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	hlen = le32(data + 1);
 	if (hlen > size - 5)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
-		fuzz_request(data + 5, hlen, data + 5 + hlen, size - 5 - hlen);
+	case 3:
+		fuzz_request(data + 5, size - 5, hlen, data[0] % 4 == 3);
 		break;
 	case 1:
 		fuzz_response(data + 5, size - 5, hlen);
@@ -233,12 +273,106 @@ static void banded_seed(void)
 	if (peer_request_build(&spec, &m, err, sizeof(err)) < 0)
 		exit(1);
 	add_seed(0, &m);
+	add_seed(3, &m);	/* the same, streamed */
 	peer_msg_fini(&m);
+}
+
+/* header text + binary part, as a seed of the given kind */
+static void add_raw(int kind, const char *header, const uint8_t *bin, size_t blen)
+{
+	size_t hl = strlen(header);
+	struct seed *s = &seeds[n_seeds++];
+
+	s->n = 5 + hl + blen;
+	s->b = malloc(s->n);
+	s->b[0] = (uint8_t)kind;
+	s->b[1] = (uint8_t)hl;
+	s->b[2] = (uint8_t)(hl >> 8);
+	s->b[3] = (uint8_t)(hl >> 16);
+	s->b[4] = (uint8_t)(hl >> 24);
+	memcpy(s->b + 5, header, hl);
+	if (blen)
+		memcpy(s->b + 5 + hl, bin, blen);
+}
+
+/* Requests the deployed peer once took and must refuse (issue 15): a
+ * streamed banded request whose first input is JSON "data" (it read every
+ * band from that input's buffer), and parameters only the fuzzed parser
+ * checked: splitd_bands -1, "2", 2^32+2; an int8 input with a string or no
+ * splitd_scale; a non-string splitd_encoding; a BYTES input of shape [2]. */
+static void crafted_seeds(void)
+{
+	static uint8_t bin[1024 + 64 + 24];
+	static char h[4096], data[1024];
+	static const char *const bands[] = { "-1", "\"2\"", "4294967298" };
+	static const char *const i8[] = { "\"splitd_encoding\":\"i8\",\"splitd_scale\":\"0.5\"",
+					  "\"splitd_encoding\":\"i8\"", "\"splitd_encoding\":5" };
+	char hex[65], par[200];
+	int n = 0;
+
+	peer_sha256_hex(sha, hex);
+	for (size_t i = 0; i < sizeof(bin); i++)
+		bin[i] = (uint8_t)(i * 7 + 3);
+	n += snprintf(data + n, sizeof(data) - (size_t)n, "[");
+	for (int i = 0; i < 256; i++)
+		n += snprintf(data + n, sizeof(data) - (size_t)n, "%s%d", i ? "," : "", i % 10);
+	snprintf(data + n, sizeof(data) - (size_t)n, "]");
+	snprintf(par, sizeof(par), "\"parameters\":{\"splitd_cut\":4,\"splitd_model_sha256\":\"%s\"", hex);
+	/* JSON "data" first, binary second; then the other way round */
+	for (int k = 0; k < 2; k++) {
+		char ja[1300], jb[200];
+
+		if (!k) {	/* a JSON input: no binary_data_size */
+			snprintf(ja, sizeof(ja), "{\"name\":\"a\",\"shape\":[1,4,8,8],\"datatype\":\"FP32\","
+				 "\"data\":%s,\"parameters\":{\"splitd_band_rows\":[4,8]}}", data);
+			snprintf(jb, sizeof(jb), "{\"name\":\"b\",\"shape\":[1,2,4,2],\"datatype\":\"FP32\","
+				 "\"parameters\":{\"binary_data_size\":64,\"splitd_band_rows\":[2,4]}}");
+			snprintf(h, sizeof(h), "{\"id\":\"j\",%s,\"splitd_bands\":2},\"inputs\":[%s,%s]}", par, ja, jb);
+			add_raw(3, h, bin, 64);
+			add_raw(0, h, bin, 64);
+		} else {
+			snprintf(ja, sizeof(ja), "{\"name\":\"a\",\"shape\":[1,4,8,8],\"datatype\":\"FP32\","
+				 "\"parameters\":{\"binary_data_size\":1024,\"splitd_band_rows\":[4,8]}}");
+			snprintf(jb, sizeof(jb), "{\"name\":\"b\",\"shape\":[1,2,4,2],\"datatype\":\"FP32\","
+				 "\"data\":[%s],\"parameters\":{\"splitd_band_rows\":[2,4]}}",
+				 "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16");
+			snprintf(h, sizeof(h), "{\"id\":\"j\",%s,\"splitd_bands\":2},\"inputs\":[%s,%s]}", par, ja, jb);
+			add_raw(3, h, bin, 1024);
+		}
+	}
+	/* splitd_bands the deployed parser ignored or truncated */
+	for (int k = 0; k < 3; k++) {
+		snprintf(h, sizeof(h), "{%s,\"splitd_bands\":%s},\"inputs\":["
+			 "{\"name\":\"a\",\"shape\":[1,4,8,8],\"datatype\":\"FP32\",\"parameters\":"
+			 "{\"binary_data_size\":1024,\"splitd_band_rows\":[4,8]}},"
+			 "{\"name\":\"b\",\"shape\":[1,2,4,2],\"datatype\":\"FP32\",\"parameters\":"
+			 "{\"binary_data_size\":64,\"splitd_band_rows\":[2,4]}}]}", par, bands[k]);
+		add_raw(0, h, bin, 1024 + 64);
+	}
+	/* int8 without a numeric scale, an encoding that is not a string */
+	for (int k = 0; k < 3; k++) {
+		snprintf(h, sizeof(h), "{%s},\"inputs\":["
+			 "{\"name\":\"a\",\"shape\":[1,4,8,8],\"datatype\":\"FP32\",\"parameters\":"
+			 "{\"binary_data_size\":256,%s}},"
+			 "{\"name\":\"b\",\"shape\":[3],\"datatype\":\"INT64\",\"parameters\":"
+			 "{\"binary_data_size\":24}}]}", par, i8[k]);
+		add_raw(0, h, bin, 256 + 24);
+	}
+	/* an image input of two elements */
+	{
+		static const uint8_t img[] = { 8, 0, 0, 0, 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+
+		snprintf(h, sizeof(h), "{\"parameters\":{\"splitd_cut\":0,\"splitd_model_sha256\":\"%s\"},"
+			 "\"inputs\":[{\"name\":\"input\",\"shape\":[2],\"datatype\":\"BYTES\",\"parameters\":"
+			 "{\"binary_data_size\":12}}]}", hex);
+		add_raw(0, h, img, sizeof(img));
+	}
 }
 
 static void make_seeds(void)
 {
 	banded_seed();
+	crafted_seeds();
 	static const char *const encs[] = { "f32", "f16", "i8", "f16+zstd", "i8+lz4", "f32+zstd" };
 	static float a[256];
 	static int64_t b[3] = { 7, -1, 1 << 30 };
