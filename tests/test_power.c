@@ -53,6 +53,7 @@ int nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw)
 #else
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
@@ -74,6 +75,12 @@ int nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *mw)
 #include "commands.h"
 #include "power-impl.h"
 #include "power.h"
+
+/* The energy of a linear ramp over a window: the sampler's trapezoids are
+ * exact for it, so only rounding is left: a sum of at most 128 (the ring)
+ * products of exact integers in double, and ramp_uj's own few operations:
+ * gamma(136) |E| with u = DBL_EPSILON / 2, taken as 136 DBL_EPSILON |E|. */
+#define RAMP_TOL(e) (136 * DBL_EPSILON * fabs(e))
 
 #define MS 1000000LL
 #define SEC 1000000000LL
@@ -759,7 +766,7 @@ static void test_energy_windows(void **state)
 		int64_t a = ramp_start + win[i][0] * MS, b = ramp_start + win[i][1] * MS;
 
 		assert_int_equal(power_energy(s, 0, a, b, &w), 0);
-		assert_true(fabs(w.energy_uj_exact - ramp_uj(a, b)) < 1e-3);
+		assert_true(fabs(w.energy_uj_exact - ramp_uj(a, b)) <= RAMP_TOL(ramp_uj(a, b)));
 	}
 	assert_int_equal(power_energy(s, 0, ramp_start, ramp_start + SEC, &w), 0);
 	assert_int_equal(w.energy_uj, 5000000);
@@ -778,7 +785,7 @@ static void test_energy_windows(void **state)
 		int64_t a = fake_t - 1000 * MS, b = fake_t - 10 * MS;
 
 		assert_int_equal(power_energy(s, 0, a, b, &w), 0);
-		assert_true(fabs(w.energy_uj_exact - ramp_uj(a, b)) < 1e-3);
+		assert_true(fabs(w.energy_uj_exact - ramp_uj(a, b)) <= RAMP_TOL(ramp_uj(a, b)));
 	}
 	power_sampler_free(s);
 }
@@ -836,7 +843,7 @@ static void test_request_sharing(void **state)
 	assert_string_equal(ra.rail, "VDD_IN");
 	assert_string_equal(ra.method, "measured");
 	assert_int_equal(ra.tail_extrapolated_ns, 0);
-	assert_true(fabs(ra.sample_hz - 100.0) < 1e-9);
+	assert_true(fabs(ra.sample_hz - 100.0) <= 4 * DBL_EPSILON * 100.0);	/* a count over a time: a few roundings */
 #undef R
 	power_sampler_free(s);
 }
@@ -1348,15 +1355,21 @@ static void test_cmd_power(void **state)
 		r0 = json_array_get(rails, 0);
 		assert_string_equal(json_string_value(json_object_get(r0, "rail")), "VDD_IN");
 		assert_string_equal(json_string_value(json_object_get(r0, "source")), "ina3221x");
-		assert_true(fabs(json_real_value(json_object_get(r0, "watts")) - 4.912) < 1e-9);
-		assert_true(fabs(json_real_value(json_object_get(r0, "volts")) - 5.072) < 1e-9);
-		assert_true(fabs(json_real_value(json_object_get(r0, "amps")) - 0.968) < 1e-9);
+		/* integer mW, mV, mA over 1000: one rounding, and jansson prints
+		 * doubles so that they read back exactly */
+		assert_true(fabs(json_real_value(json_object_get(r0, "watts")) - 4.912) <= DBL_EPSILON * 4.912);
+		assert_true(fabs(json_real_value(json_object_get(r0, "volts")) - 5.072) <= DBL_EPSILON * 5.072);
+		assert_true(fabs(json_real_value(json_object_get(r0, "amps")) - 0.968) <= DBL_EPSILON * 0.968);
 		/* joules and t_s both from the first sample, at a constant
 		 * 4.912 W: equal up to the printed digits, however late the
 		 * sampler thread ran */
 		assert_true(json_real_value(json_object_get(o, "t_s")) >= 0);
-		assert_true(fabs(json_real_value(json_object_get(r0, "joules")) -
-				 4.912 * json_real_value(json_object_get(o, "t_s"))) < 1e-4);
+		/* energy is kept in whole microjoules: at most 1 uJ of rounding
+		 * per sample interval (t_s x sample_hz of them, and the ends) */
+		double t_s = json_real_value(json_object_get(o, "t_s"));
+		double hz = json_real_value(json_object_get(o, "sample_hz"));
+		assert_true(fabs(json_real_value(json_object_get(r0, "joules")) - 4.912 * t_s) <=
+			    (t_s * hz + 2) * 1e-6);
 		assert_string_equal(json_string_value(json_object_get(o, "board_rail")), "VDD_IN");
 		json_decref(o);
 		lines++;
