@@ -569,6 +569,23 @@ def tls_checks(splitd, model, body, y, scale, tmp):
         except Exception as e:  # a refused handshake is a refusal too
             code = str(e)
         check("a client without a certificate is refused by the peer", code != 200, code)
+        # TLS 1.3 only, as the docs say: a client that offers at most 1.2 (with
+        # the robot's valid certificate) gets no handshake; the same at 1.3 does
+        def handshake(top):
+            c = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+            c.load_cert_chain(os.path.join(certs, "robot.pem"), os.path.join(certs, "robot.key"))
+            c.check_hostname = False
+            c.minimum_version = ssl.TLSVersion.TLSv1_2
+            c.maximum_version = top
+            try:
+                with socket.create_connection(("127.0.0.1", pport), timeout=5) as raw:
+                    with c.wrap_socket(raw) as t:
+                        return t.version()
+            except (ssl.SSLError, OSError) as e:
+                return f"refused: {e}"
+        v12, v13 = handshake(ssl.TLSVersion.TLSv1_2), handshake(ssl.TLSVersion.TLSv1_3)
+        check("the TLS peer refuses TLS 1.2 and speaks TLS 1.3", v12.startswith("refused") and v13 == "TLSv1.3",
+              (v12, v13))
         # plain HTTP to the TLS port is no way in either
         try:
             st, _, _ = http(f"http://127.0.0.1:{pport}/v2/health/ready", timeout=5)
