@@ -151,6 +151,7 @@ struct api_server {
 	uint64_t header_ns, body_ns, body_max_ns;
 	atomic_ullong closed_slow;	/* connections closed for their deadline */
 	atomic_int inflight;		/* infer calls holding a slot */
+	atomic_int open_calls;		/* calls begun (headers in), not completed */
 	atomic_int pending;		/* calls handed to a handler, unanswered */
 	atomic_int stopping;
 	atomic_ullong responses[6];	/* by status class: 1xx..5xx, other */

@@ -245,6 +245,8 @@ int api_server_new(const struct api_options *opts, const struct api_handlers *h,
 		   struct api_server **out, char *err, size_t errlen);
 /* Port of listener i (0 when unix/fd), to use with port 0 in tests. */
 int api_server_port(const struct api_server *s, int i);
+/* Calls begun (headers in) and not completed, bodies still arriving
+ * included: what a stop waits for. */
 int api_server_inflight(const struct api_server *s);
 /* Stop accepting connections (the listening sockets close); requests on
  * open connections, in flight or still arriving, are served. */

@@ -223,6 +223,7 @@ static void call_free(struct api_call *c)
 {
 	if (!c)
 		return;
+	atomic_fetch_sub(&c->srv->open_calls, 1);
 	if (c->slot)
 		atomic_fetch_sub(&c->srv->inflight, 1);
 	if (c->dispatched)
@@ -946,6 +947,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		if (!c)
 			return MHD_NO;
 		c->srv = s;
+		atomic_fetch_add(&s->open_calls, 1);
 		c->conn = conn;
 		c->cx = conn_of(conn);
 		c->start_ns = api_now_ns();
@@ -1329,7 +1331,9 @@ int api_server_port(const struct api_server *s, int i)
 
 int api_server_inflight(const struct api_server *s)
 {
-	return atomic_load(&((struct api_server *)s)->inflight);
+	/* what a stop drains: every begun call, bodies still arriving too (a
+	 * call takes its admission slot only once its body is in) */
+	return atomic_load(&((struct api_server *)s)->open_calls);
 }
 
 void api_server_quiesce(struct api_server *s)
