@@ -306,6 +306,14 @@ void api_call_respond(struct api_call *c, int status, const char *content_type,
 		MHD_resume_connection(c->conn);
 	} else {
 		c->state = CALL_ANSWERED;
+		/* A streamed call whose client stream_wait saw go away while
+		 * libmicrohttpd did not (it may read on only at its idle
+		 * timeout, the call unfreed meanwhile, and a stop waits for
+		 * it): end the socket so that it reads the end now and
+		 * completes the call. Not completed yet (gone is 0 under the
+		 * lock), so the descriptor is still this connection's. */
+		if (c->streaming && c->stream_err == -ECONNRESET && c->stream_fd >= 0)
+			shutdown(c->stream_fd, SHUT_RDWR);
 	}
 	pthread_mutex_unlock(&c->lock);
 }

@@ -1852,6 +1852,41 @@ static void test_http_503(void **state)
 	free(png);
 }
 
+/* An infer request whose body is still arriving counts as in flight (what a
+ * stopping daemon waits for) though it holds no slot yet. */
+static void test_http_inflight_arriving_body(void **state)
+{
+	struct api_options o = {0};
+	struct api_server *s = start(&o);
+	size_t len;
+	char *png = slurp("img_64x48.png", &len), head[256], ans[4096];
+	int hl = snprintf(head, sizeof(head), "POST /v1/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+			  "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n", len);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				.sin_port = htons((uint16_t)api_server_port(s, 0))};
+
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(send(fd, head, (size_t)hl, MSG_NOSIGNAL), hl);
+	assert_int_equal(send(fd, png, len / 2, MSG_NOSIGNAL), (ssize_t)(len / 2));
+	for (double t0 = now_s(); now_s() - t0 < 60 && api_server_inflight(s) < 1;)
+		usleep(5000);
+	assert_int_equal(api_server_inflight(s), 1);
+	assert_int_equal(send(fd, png + len / 2, len - len / 2, MSG_NOSIGNAL), (ssize_t)(len - len / 2));
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < sizeof(ans) && (r = recv(fd, ans + n, sizeof(ans) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	ans[n] = 0;
+	close(fd);
+	free(png);
+	assert_non_null(strstr(ans, "HTTP/1.1 200"));
+	for (double t0 = now_s(); now_s() - t0 < 60 && api_server_inflight(s) > 0;)
+		usleep(5000);
+	assert_int_equal(api_server_inflight(s), 0);
+	assert_int_equal(api_server_free(s, 30000), 0);
+}
+
 /* A header dripped a byte every 100 ms: libmicrohttpd's idle timeout (60 s
  * here) restarts with each byte; the header deadline (1 s) does not. The
  * server closes it unanswered, never before the deadline (measured from
@@ -2282,6 +2317,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_http_auth),
 		cmocka_unit_test(test_http_tls),
 		cmocka_unit_test(test_http_503),
+		cmocka_unit_test(test_http_inflight_arriving_body),
 		cmocka_unit_test(test_http_slow_client),
 		cmocka_unit_test_setup_teardown(test_http_slow_clients, slow_setup, slow_teardown),
 	};
