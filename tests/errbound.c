@@ -296,9 +296,17 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 	case OP_RESIZE:
 		if (nd->p.resize.mode == RESIZE_NEAREST)
 			return 1;
-		/* linear: 4 taps, cubic 16, weights summing to 1 (cubic's up to ~1.5 in |w|) */
-		s = U * sqrt((nd->p.resize.mode == RESIZE_LINEAR ? 5 : 17) / 3.0) * 1.5 *
-		    max_abs(io->xv, numel(io->x));
+		/* linear: 4 taps, cubic 16, weights summing to 1 (cubic's up to
+		 * ~1.5 in |w|); and the source coordinate (d + 0.5) scale - 0.5:
+		 * up to 4 roundings of values up to in + 1 per axis, moving the
+		 * sample by that many pixels along a slope of at most 2 max|x| a
+		 * pixel (a uniform error of that half-width) */
+		{
+			int nd_ = io->x->ndim;
+			double in = (nd_ >= 2 ? io->x->shape[nd_ - 2] : 1) + io->x->shape[nd_ - 1] + 2.0;
+			s = (U * sqrt((nd->p.resize.mode == RESIZE_LINEAR ? 5 : 17) / 3.0) * 1.5 +
+			     4 * U * in * 2 * INV_SQRT3) * max_abs(io->xv, numel(io->x));
+		}
 		for (int64_t i = 0; i < n; i++)
 			io->sd[i] = (float)s;
 		return 0;
