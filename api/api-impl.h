@@ -84,7 +84,6 @@ struct api_call {
 	const struct api_model *model;
 	struct api_conn *cx;		/* its connection; NULL once completed */
 	int slot;			/* holds an in-flight slot */
-	int receiving;			/* counted in srv->receiving */
 	int early_status;		/* answered without using the body */
 	int discarding;			/* early: reading the body to drop it */
 	size_t received;		/* body bytes in, kept or dropped */
@@ -152,7 +151,6 @@ struct api_server {
 	uint64_t header_ns, body_ns, body_max_ns;
 	atomic_ullong closed_slow;	/* connections closed for their deadline */
 	atomic_int inflight;		/* infer calls holding a slot */
-	atomic_int receiving;		/* infer calls accepted, body arriving */
 	atomic_int open_calls;		/* calls begun (headers in), not completed */
 	atomic_int pending;		/* calls handed to a handler, unanswered */
 	atomic_int stopping;
