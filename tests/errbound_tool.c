@@ -3,9 +3,12 @@
  * outputs with the all-local ones.
  *
  * usage: errbound_tool MODEL.onnx INPUT.f32 [--threads N] [--weight-rel R] [--f32-only]
+ *                      [--cuts K,K,...]
  *   INPUT.f32: the model's (single) input as raw little-endian float32;
  *   --weight-rel: errbound_opts.weight_rel (against torch: 8 u, test_models.c);
- *   --f32-only: leave out the per-cut encodings
+ *   --f32-only: leave out the per-cut encodings;
+ *   --cuts: only these cuts' encodings (the others are null): a sanitizer
+ *   build runs the engine many times slower
  * prints one JSON object for the model's first output:
  *   {"output": NAME, "f32": TOL, "f16": [TOL at cut 0 .. N-1], "i8": [...]}
  * f32: two float32 evaluations (the robot's and the peer's); f16 and i8:
@@ -19,11 +22,27 @@
 #include "engine.h"
 #include "errbound.h"
 
+/* cut in the comma-separated list */
+static int listed(const char *list, int cut)
+{
+	for (const char *p = list; *p;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			return 0;
+		if (v == cut)
+			return 1;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct engine_opts o = { .threads = 2 };
 	struct errbound_opts eo = { 0 };
 	int f32_only = 0;
+	const char *cuts = NULL;
 	struct engine *e = NULL;
 	struct engine_ctx *c = NULL;
 	struct errbound *b = NULL;
@@ -38,6 +57,8 @@ int main(int argc, char **argv)
 			eo.weight_rel = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--f32-only"))
 			f32_only = 1;
+		else if (!strcmp(argv[i], "--cuts") && i + 1 < argc)
+			cuts = argv[++i];
 		else
 			argc = 0;
 	}
@@ -70,6 +91,10 @@ int main(int argc, char **argv)
 	for (int k = 0; k < 2 && !f32_only; k++) {
 		printf(", \"%s\": [", enc[k].name);
 		for (int cut = 0; cut < engine_num_nodes(e); cut++) {
+			if (cuts && !listed(cuts, cut)) {
+				printf("%snull", cut ? ", " : "");
+				continue;
+			}
 			double t = errbound_cut_tol(b, c, cut, enc[k].rel, enc[k].absmax, out.name, err, sizeof(err));
 			if (t < 0) {
 				fprintf(stderr, "cut %d: %s\n", cut, err);
