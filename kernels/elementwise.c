@@ -7,11 +7,15 @@
 #include "cpu-impl.h"
 
 /* exp(x) in float: range reduction by ln2 and a degree-6 polynomial; about
- * 1 ulp, branch-free so the loops around it vectorise. */
+ * 1 ulp, branch-free so the loops around it vectorise. NaN in, NaN out: the
+ * exponent's integer path gets a number (a NaN converted to int is
+ * undefined behaviour). */
 static inline float exp_ps(float x)
 {
+	const float in = x;
 	x = x > 88.3762626647949f ? 88.3762626647949f : x;
 	x = x < -87.3365447504f ? -87.3365447504f : x;
+	x = x == x ? x : 0.f;
 	float fx = x * 1.44269504088896341f;
 	fx = __builtin_floorf(fx + 0.5f);
 	float r = x - fx * 0.693359375f;
@@ -25,7 +29,7 @@ static inline float exp_ps(float x)
 	y = y * r + 5.0000001201e-1f;
 	y = y * r2 + r + 1.f;
 	union { int32_t i; float f; } u = { .i = ((int32_t)fx + 127) << 23 };
-	return y * u.f;
+	return in == in ? y * u.f : in;
 }
 
 static inline float sigmoid_ps(float x)

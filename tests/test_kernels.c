@@ -153,13 +153,29 @@ static void sweep(const char *model, int silu)
 	enum { N = 65536 };
 	float *x = malloc(N * sizeof(float));
 	assert_non_null(x);
-	for (int i = 0; i < N; i++)	/* [-40, 40] and the clamps' edges */
-		x[i] = i < N - 4 ? -40.f + 80.f * (float)i / (N - 5) : (float[]){ -88.5f, -87.2f, 88.5f, 87.2f }[i - (N - 4)];
+	for (int i = 0; i < N; i++)	/* [-40, 40], the clamps' edges, NaN and infinities */
+		x[i] = i < N - 7 ? -40.f + 80.f * (float)i / (N - 8)
+				 : (float[]){ -88.5f, -87.2f, 88.5f, 87.2f, NAN, INFINITY, -INFINITY }[i - (N - 7)];
 	struct io in = { "x", 4, { 1, 1, 1, N }, x };
 	int64_t n;
 	float *y = run_model(model, 1, &in, 1, &n, NULL);
 	double rel = ERRBOUND_ULP_RHO + (silu ? 3 : 2) * ERRBOUND_U, worst = 0;
 	for (int i = 0; i < N; i++) {
+		if (isnan(x[i])) {	/* NaN in, NaN out */
+			if (!isnan(y[i]))
+				fail_msg("%s(NaN) = %.9g", model, y[i]);
+			continue;
+		}
+		if (isinf(x[i])) {
+			/* +inf: sigmoid 1, SiLU +inf; -inf: sigmoid within FLT_MIN of
+			 * 0 (the clamp), SiLU's bound FLT_MIN |x| says nothing there
+			 * but its sign */
+			int ok = x[i] > 0 ? y[i] == (silu ? INFINITY : 1.0f)
+					  : silu ? !(y[i] > 0) : y[i] >= 0 && y[i] <= FLT_MIN;
+			if (!ok)
+				fail_msg("%s(%g) = %.9g", model, x[i], y[i]);
+			continue;
+		}
 		double s = 1 / (1 + exp(-(double)x[i])), want = silu ? x[i] * s : s;
 		double d = fabs(y[i] - want), t = rel * fabs(want) + FLT_MIN * fmax(1.0, fabs((double)x[i]));
 		if (!(d <= t))
