@@ -28,10 +28,12 @@ else()
   add_executable(fuzz_onnx_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_onnx.c)
   target_compile_definitions(fuzz_onnx_replay PRIVATE SPLITD_FUZZ_REPLAY)
   target_link_libraries(fuzz_onnx_replay PRIVATE splitd_kernels)
-  # seeds: every generated unit model (good and bad), replayed with prefixes
+  # seeds: every generated unit model (good and bad), replayed with
+  # prefixes, and the corpus of the last fuzzing run (tests/data/fuzz/onnx)
   add_test(NAME fuzz_onnx_replay
-    COMMAND sh -c "exec $2 \"$0\" \"$1\"/*.onnx" $<TARGET_FILE:fuzz_onnx_replay>
-            ${SPLITD_UNIT_MODELS_DIR} "${CMAKE_CROSSCOMPILING_EMULATOR}")
+    COMMAND sh -c "exec $2 \"$0\" \"$1\"/*.onnx \"$3\"/*" $<TARGET_FILE:fuzz_onnx_replay>
+            ${SPLITD_UNIT_MODELS_DIR} "${CMAKE_CROSSCOMPILING_EMULATOR}"
+            ${CMAKE_SOURCE_DIR}/tests/data/fuzz/onnx)
   set_tests_properties(fuzz_onnx_replay PROPERTIES
     FIXTURES_REQUIRED kernels_models LABELS unit TIMEOUT 300)
 endif()

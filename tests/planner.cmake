@@ -28,7 +28,7 @@ add_test(NAME wifi_data_fresh COMMAND ${CMAKE_COMMAND}
 set_tests_properties(wifi_data_fresh PROPERTIES LABELS unit)
 
 file(GLOB SPLITD_WIFI_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.bin
-  ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.txt)
+  ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.txt ${CMAKE_SOURCE_DIR}/tests/data/fuzz/wifi/*)
 if(SPLITD_FUZZ)
   add_executable(fuzz_wifi ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
   target_include_directories(fuzz_wifi PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
