@@ -31,8 +31,9 @@ set(SPLITD_PEER_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/link/seeds/peer)
 add_executable(fuzz_peer_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c ${SPLITD_PEER_V2_SOURCES})
 target_compile_definitions(fuzz_peer_replay PRIVATE FUZZ_REPLAY)
 target_link_libraries(fuzz_peer_replay PRIVATE splitd_link_test splitd_api)
-add_test(NAME link_fuzz_replay COMMAND sh -c "exec \"$0\" \"$1\"/*" $<TARGET_FILE:fuzz_peer_replay>
-  ${SPLITD_PEER_SEEDS})
+# (the cross build's emulator, if any, in front: the glob needs a shell)
+add_test(NAME link_fuzz_replay COMMAND sh -c "exec $2 \"$0\" \"$1\"/*" $<TARGET_FILE:fuzz_peer_replay>
+  ${SPLITD_PEER_SEEDS} "${CMAKE_CROSSCOMPILING_EMULATOR}")
 set_tests_properties(link_fuzz_replay PROPERTIES LABELS unit TIMEOUT 120)
 
 if(SPLITD_FUZZ)
