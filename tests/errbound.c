@@ -310,10 +310,8 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 		for (int64_t i = 0; i < n; i++)
 			io->sd[i] = (float)s;
 		return 0;
-	case OP_CAST:
-		if (io->x->dtype != TENSOR_F32)
-			return 1;	/* integers to float: exact below 2^24 */
-		return 1;	/* float to float */
+	case OP_CAST:	/* float to float, or integers below 2^24 to float: exact */
+		return 1;
 	case OP_CONV: case OP_CONV_TRANSPOSE:
 		if (conv_sd(e, c, io, wrel))
 			return fail(err, errlen, -ENOTSUP, "%s (%s): no rounding rule for its activation",

@@ -40,7 +40,6 @@ import io
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -51,6 +50,9 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from split_e2e import free_port, peer_conf  # noqa: E402  (the two-daemon test's own)
 
 PASS = 0
 FAIL = 0
@@ -66,14 +68,6 @@ def check(name, ok, detail=""):
         else:
             FAIL += 1
             print(f"FAIL {name} {str(detail)[:600]}", flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def call(url, data=None, ctype=None, timeout=60):
@@ -281,19 +275,6 @@ class Daemon:
         self.log.flush()
         with open(self.logpath, errors="replace") as f:
             return f.read()
-
-
-def peer_conf(model, port):
-    return f"""[daemon]
-role = peer
-threads = 1
-[api]
-listen = 127.0.0.1:{port}
-[peer_server]
-plain = true
-[model.m]
-path = {model}
-"""
 
 
 def robot_conf(model, port, peer_port):

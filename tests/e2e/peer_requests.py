@@ -26,7 +26,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -44,6 +43,9 @@ with warnings.catch_warnings():
         setattr(np, _alias, _type)
 
 from onnx import TensorProto, helper  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from split_e2e import free_port  # noqa: E402
 import onnx  # noqa: E402
 
 SHAPES = {"x0": [1, 1, 256, 256], "x1": [1, 4, 256, 256]}
@@ -61,14 +63,6 @@ def check(name, ok, detail=""):
     else:
         FAIL += 1
         print(f"FAIL {name} {detail}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def make_model(path):
