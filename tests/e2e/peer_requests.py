@@ -45,24 +45,13 @@ with warnings.catch_warnings():
 from onnx import TensorProto, helper  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from split_e2e import free_port  # noqa: E402
+import split_e2e as e2e  # noqa: E402
+from split_e2e import check, free_port  # noqa: E402  (its counters: e2e.PASS, e2e.FAIL)
 import onnx  # noqa: E402
 
 SHAPES = {"x0": [1, 1, 256, 256], "x1": [1, 4, 256, 256]}
 SHAPE = SHAPES["x1"]
 ROWS = SHAPE[2]
-PASS = 0
-FAIL = 0
-
-
-def check(name, ok, detail=""):
-    global PASS, FAIL
-    if ok:
-        PASS += 1
-        print(f"ok   {name}")
-    else:
-        FAIL += 1
-        print(f"FAIL {name} {detail}")
 
 
 def make_model(path):
@@ -244,8 +233,8 @@ def main():
             else:
                 log.seek(0)
                 print(log.read()[-3000:])
-    print(f"{PASS} passed, {FAIL} failed")
-    return 1 if FAIL else 0
+    print(f"{e2e.PASS} passed, {e2e.FAIL} failed")
+    return 1 if e2e.FAIL else 0
 
 
 if __name__ == "__main__":
