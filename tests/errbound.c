@@ -14,7 +14,6 @@
 #include "errbound.h"
 
 #define U ERRBOUND_U
-#define RHO ERRBOUND_ULP_RHO
 #define INV_SQRT3 0.57735026918962576
 
 struct errbound {
@@ -61,7 +60,9 @@ static const float *vals(const struct engine *e, struct engine_ctx *c, int ti)
 
 /* The slope of act at the point that gave y (an upper bound where y does
  * not tell), and the function's own relative rounding. */
-static int act_rule(const struct act_params *a, double y, double *slope, double *rho)
+/* fr: the relative accuracy of the implementation's exp, tanh, erf, log
+ * and pow (errbound_opts.func_ulp) */
+static int act_rule(const struct act_params *a, double y, double fr, double *slope, double *rho)
 {
 	*rho = 0;
 	switch (a->kind) {
@@ -70,13 +71,13 @@ static int act_rule(const struct act_params *a, double y, double *slope, double 
 	case ACT_CLIP: *slope = y > a->alpha && y < a->beta; return 0;
 	case ACT_NEG: case ACT_ABS: *slope = 1; return 0;
 	case ACT_LEAKY_RELU: *slope = y >= 0 ? 1 : fabs(a->alpha); *rho = U; return 0;
-	case ACT_SIGMOID: *slope = y * (1 - y) + U; *rho = RHO + 2 * U; return 0;
-	case ACT_SILU: *slope = 1.1; *rho = RHO + 3 * U; return 0;	/* max |d/dz z sig(z)| = 1.0998 */
+	case ACT_SIGMOID: *slope = y * (1 - y) + U; *rho = fr + 2 * U; return 0;
+	case ACT_SILU: *slope = 1.1; *rho = fr + 3 * U; return 0;	/* max |d/dz z sig(z)| = 1.0998 */
 	case ACT_HARD_SIGMOID: *slope = y > 0 && y < 1 ? fabs(a->alpha) : 0; *rho = 2 * U; return 0;
 	case ACT_HARD_SWISH: *slope = 1.5; *rho = 3 * U; return 0;
-	case ACT_TANH: *slope = 1 - y * y + U; *rho = RHO; return 0;
-	case ACT_ERF: *slope = 1.1283792; *rho = RHO; return 0;
-	case ACT_EXP: *slope = fabs(y); *rho = RHO; return 0;
+	case ACT_TANH: *slope = 1 - y * y + U; *rho = fr; return 0;
+	case ACT_ERF: *slope = 1.1283792; *rho = fr; return 0;
+	case ACT_EXP: *slope = fabs(y); *rho = fr; return 0;
 	default: return -ENOTSUP;
 	}
 }
@@ -88,6 +89,7 @@ struct node_io {
 	const struct eng_tensor *x, *y;
 	const float *xv, *yv;	/* first input, first output */
 	float *sd;		/* out: per element of the first output */
+	double fr;		/* relative accuracy of the elementwise functions */
 };
 
 static int conv_sd(const struct engine *e, struct engine_ctx *c, struct node_io *io, double wrel)
@@ -164,7 +166,7 @@ static int conv_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 				int64_t yi = (n * M + m) * plane + o;
 				double mag = acc[o] * (1 + 1e-3) + bv + (sum ? fabs((double)sum[yi]) : 0);
 				double slope, rho;
-				if (act_rule(&p->act, io->yv[yi], &slope, &rho))
+				if (act_rule(&p->act, io->yv[yi], io->fr, &slope, &rho))
 					goto unsupported;
 				io->sd[yi] = (float)(slope * k_sd * mag + rho * INV_SQRT3 * fabs((double)io->yv[yi]));
 			}
@@ -334,7 +336,7 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 	case OP_SOFTMAX: {
 		int64_t len = nd->p.softmax.legacy ? n : io->x->shape[(nd->p.softmax.axis + io->x->ndim) %
 									  io->x->ndim];
-		s = RHO + U * sqrt((len + 2.0) / 3);
+		s = io->fr + U * sqrt((len + 2.0) / 3);
 		for (int64_t i = 0; i < n; i++)
 			io->sd[i] = (float)(s * (nd->p.softmax.log ? 1 + fabs((double)io->yv[i]) : fabs((double)io->yv[i])));
 		return 0;
@@ -352,7 +354,7 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 		return 0;
 	}
 	case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW:
-		s = (nd->kind == OP_POW ? RHO : U) * INV_SQRT3;
+		s = (nd->kind == OP_POW ? io->fr : U) * INV_SQRT3;
 		for (int64_t i = 0; i < n; i++)
 			io->sd[i] = (float)(s * fabs((double)io->yv[i]));
 		return 0;
@@ -362,14 +364,14 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 		double slope, rho = 0;
 		enum act_kind k = nd->p.act.kind;
 		if (k == ACT_LOG)
-			rho = RHO;
+			rho = io->fr;
 		else if (k == ACT_SQRT || k == ACT_RECIPROCAL)
 			rho = U;	/* correctly rounded */
 		else if (k == ACT_FLOOR || k == ACT_CEIL)
 			rho = 0;	/* exact */
 		for (int64_t i = 0; i < n; i++) {
 			if (k != ACT_LOG && k != ACT_SQRT && k != ACT_RECIPROCAL && k != ACT_FLOOR && k != ACT_CEIL &&
-			    act_rule(&nd->p.act, io->yv[i], &slope, &rho))
+			    act_rule(&nd->p.act, io->yv[i], io->fr, &slope, &rho))
 				return fail(err, errlen, -ENOTSUP, "%s (%s): no rounding rule", nd->name, nd->op);
 			io->sd[i] = (float)(rho * INV_SQRT3 * fabs((double)io->yv[i]));
 		}
@@ -477,6 +479,7 @@ int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errb
 		 struct errbound **out, char *err, size_t errlen)
 {
 	double wrel = o ? o->weight_rel : 0;
+	double fr = o && o->func_ulp > 0 ? o->func_ulp * 2 * U : ERRBOUND_ULP_RHO;
 	struct errbound *b = calloc(1, sizeof(*b));
 	int rc = 0;
 
@@ -525,10 +528,10 @@ int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errb
 		if (rc || yt->dtype != TENSOR_F32)
 			continue;
 		struct node_io io = { .nd = nd, .x = nd->in[0] >= 0 ? &e->t[nd->in[0]] : NULL, .y = yt,
-				      .xv = vals(e, c, nd->in[0]), .yv = b->ref[nd->out[0]] };
+				      .xv = vals(e, c, nd->in[0]), .yv = b->ref[nd->out[0]], .fr = fr };
 		if (!io.x || !io.xv) {	/* an integer first input: shape arithmetic, exact */
 			if (nd->kind != OP_CAST && nd->kind != OP_GATHER && nd->kind != OP_EXPAND &&
-			    nd->kind != OP_RESHAPE)
+			    nd->kind != OP_RESHAPE && nd->kind != OP_CONSTANT_OF_SHAPE)
 				rc = fail(err, errlen, -ENOTSUP, "%s (%s): a float result from a non-float input",
 					  nd->name, nd->op);
 			continue;

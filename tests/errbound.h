@@ -64,6 +64,8 @@ struct errbound;
 
 struct errbound_opts {
 	double weight_rel;	/* relative error of the weights (0: exact) */
+	double func_ulp;	/* max error of exp, tanh, erf, log, pow in ulp
+				 * (0: 2, glibc's and exp_ps's) */
 	int samples;		/* draws; 0 = ERRBOUND_SAMPLES */
 	unsigned seed;
 };

@@ -553,7 +553,10 @@ static void check_wavefront(const struct fixture *f)
 				}
 				int rc = engine_band_advance(b);
 				/* the model of how far the wavefront gets: exactly the
-				 * multiply-adds run so far */
+				 * multiply-adds run so far (the fraction is a double:
+				 * fr * macs is within a few ulp of the integer,
+				 * 1e-6 relative and +1 MAC cover that rounding with
+				 * room, and nothing more) */
 				if (step < B) {
 					struct engine_band_stats sn;
 					engine_band_stats(b, &sn);

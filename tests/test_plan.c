@@ -639,7 +639,27 @@ static void test_bad_inputs(void **state)
 	}
 }
 
-/* ---- link estimator ---- */
+/* ---- link estimator ----
+ *
+ * The percentages below are not rounding tolerances: they are what the
+ * estimator must achieve from the samples each test feeds it (a
+ * specification of its accuracy), each chosen from how those samples are
+ * made, and the arithmetic's own error (double, ~1e-16 relative) is far
+ * below all of them:
+ *  - converges: goodput jittered uniformly by +-10% per request, EWMA over
+ *    ~40 of them: the average's error shrinks to a few percent; 8% is the
+ *    jitter's bound less what averaging must remove; after the step to an
+ *    unjittered 20 Mbit/s the EWMA must be within 5% in 15 requests (its
+ *    weight on the old 137 Mbit/s after 15 updates, (1 - alpha)^15, is that
+ *    small only if the estimator adapts as designed);
+ *  - restarts_after_idle: exact samples; 1% / 2%: the integer nanosecond
+ *    times of the samples (a 200 kB transfer at 400 Mbit/s is 4 ms: 1 ns
+ *    is 2.5e-7) and the RTT subtraction leave the estimate within 1e-4;
+ *    the rest is the estimator's documented rtt handling;
+ *  - kernel_rtt: exact samples; 2% of the wire time and 5% of the rate
+ *    bound the error that the 0.18 ms kernel RTT against the link's 0.2 ms
+ *    propagation leaves (0.02 ms of 2.5 ms, 0.8%), with room for the
+ *    estimator's smoothing. */
 
 static void test_linkest_converges(void **state)
 {

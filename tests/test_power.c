@@ -1251,8 +1251,12 @@ static void test_trace_integral(void **state)
 				worst = err;
 			if (err_smooth > worst_smooth)
 				worst_smooth = err_smooth;
-			/* 1%, widened only by the measured write-time brackets
-			 * (microseconds unless the writer was preempted) */
+			/* 1%: the accuracy the sampler's integral must reach
+			 * on this trace (a specification, not a rounding
+			 * tolerance: the integration's float error is ~1e-12
+			 * relative), widened only by the measured write-time
+			 * brackets (microseconds unless the writer was
+			 * preempted) */
 			assert_true(fabs(pw.energy_uj_exact - truth) < 0.01 * truth + unc);
 			assert_true(pw.samples >= 2);
 		}

@@ -161,6 +161,17 @@ static int want_tf32(void)
 	return s && s[0] == '1';
 }
 
+/* SPLITD_CUDA_CONV_ALGO=gemm: convolutions only by cuDNN's GEMM-family
+ * algorithms (IMPLICIT_GEMM, IMPLICIT_PRECOMP_GEMM, GEMM), which compute
+ * every output as a plain sum of products in some order: the arithmetic
+ * tests/errbound.h models, so test_cuda can derive its tolerances. FFT and
+ * Winograd transform the operands, an error the model does not cover. */
+static int want_gemm_only(void)
+{
+	const char *s = getenv("SPLITD_CUDA_CONV_ALGO");
+	return s && strcmp(s, "gemm") == 0;
+}
+
 /* ---- supports ----------------------------------------------------------- */
 
 static const struct eng_tensor *tin(const struct engine *e, const struct eng_node *n, int i)
@@ -425,6 +436,7 @@ static int shared_get(struct engine *e, struct cuda_node *cn)
 		return -ENOMEM;
 	sh->refs = 1;
 	sh->tf32 = want_tf32();
+	sh->gemm_only = want_gemm_only();
 	CUDA_TRY_OUT(&sh->st, rc, cudaSetDevice(sh->device));
 	CUDNN_TRY_OUT(&sh->st, rc, cudnnCreate(&sh->dnn));
 	cn->sh = sh;

@@ -104,6 +104,10 @@ static int find_algo(struct cuda_node *cn, const int xdim[4], const int ydim[4],
 	for (int i = 0; i < got; i++) {
 		if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > ws_limit)
 			continue;
+		if (cn->sh->gemm_only && perf[i].algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM &&
+		    perf[i].algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM &&
+		    perf[i].algo != CUDNN_CONVOLUTION_FWD_ALGO_GEMM)
+			continue;
 		cn->algo = perf[i].algo;
 		cn->algo_ws_bytes = perf[i].memory;
 		/* the math type the timing used (TF32 only when allowed) */

@@ -102,6 +102,7 @@ struct cuda_shared {
 	int refs;
 	int device;
 	int tf32;
+	int gemm_only;		/* SPLITD_CUDA_CONV_ALGO=gemm */
 	cudnnHandle_t dnn;
 	struct cuda_status st;
 };
