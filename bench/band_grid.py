@@ -248,7 +248,7 @@ def main():
     try:
         for cpu in cpus:
             lab.up(rates[0], cpu)
-            sg.enter_netns("splitd-robot")
+            sg.enter_netns(sg.NS_ROBOT)
             lab.start()
             for rate in rates:
                 lab.set_rate(rate)

@@ -37,6 +37,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NETLAB = os.path.join(ROOT, "tools", "netlab.sh")
+# The lab's name (tools/netlab.sh): one per run unless the caller set one, so
+# that two runs on one machine (CI and a developer's) never share namespaces.
+LAB = os.environ.setdefault("SPLITD_NETLAB", f"splitd{os.getpid()}")
+NS_ROBOT, NS_PEER = f"{LAB}-robot", f"{LAB}-peer"
 MKCERTS = os.path.join(ROOT, "tools", "mkcerts.sh")
 ROBOT_IP, PEER_IP, PEER_PORT, API_PORT = "10.77.0.1", "10.77.0.2", 8443, 8080
 # TCP payload per L2 byte on the veth: 1448 B of data in a 1514 B frame
@@ -235,7 +239,7 @@ backoff_max_ms = 1000
         raise RuntimeError("peer does not listen again: " + self.tail("peer"))
 
     def _peer_listening(self):
-        r = subprocess.run(["ip", "netns", "exec", "splitd-peer", "ss", "-ltnH",
+        r = subprocess.run(["ip", "netns", "exec", NS_PEER, "ss", "-ltnH",
                             f"src {PEER_IP}:{PEER_PORT}"], capture_output=True, text=True)
         return r.returncode == 0 and str(PEER_PORT) in r.stdout
 
@@ -642,7 +646,7 @@ def main():
     try:
         for cpu in cpus:
             lab.up(rates[0], cpu)
-            enter_netns("splitd-robot")
+            enter_netns(NS_ROBOT)
             lab.start()
             for rate in rates:
                 lab.set_rate(rate)

@@ -13,6 +13,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${1:-$root/build}
 [ $# -gt 0 ] && shift
+# one lab name for this run, shared with split_grid.py (tools/netlab.sh)
+SPLITD_NETLAB=${SPLITD_NETLAB:-splitd$$}
+export SPLITD_NETLAB
 trap 'sh "$root/tools/netlab.sh" down >/dev/null 2>&1 || true' EXIT INT TERM
 [ "$(id -u)" = 0 ] || { echo "split_grid.sh: needs root (namespaces, tc, cgroups)" >&2; exit 77; }
 if [ ! -x "$build/daemon/splitd" ]; then

@@ -9,7 +9,7 @@
 #   netlab.sh status                        show addresses, qdiscs, quota
 #   netlab.sh down                          remove everything (idempotent)
 #
-# Layout: namespaces splitd-robot (veth nlr0, 10.77.0.1/30) and splitd-peer
+# Layout: namespaces NAME-robot (veth nlr0, 10.77.0.1/30) and NAME-peer
 # (veth nlp0, 10.77.0.2/30) joined by one veth pair. Both directions are
 # shaped by a tbf qdisc on the sending side's veth, at the same rate.
 #
@@ -30,7 +30,7 @@
 #   mtu 1500 on the veth (its default is 1500 too); GSO super-packets larger
 #           than the bucket are segmented by tbf itself.
 #
-# CPU: a cgroup v1 group /sys/fs/cgroup/cpu/splitd-robot with
+# CPU: a cgroup v1 group /sys/fs/cgroup/cpu/NAME-robot with
 #   cfs_period_us = 10000 and cfs_quota_us = FRACTION x period. A short period
 #   (10 ms instead of the default 100 ms) makes the quota look like a slower
 #   CPU instead of a fast CPU that stops for 87 ms of every 100 ms; the
@@ -41,13 +41,21 @@
 # previous lab left, and a failed `up` removes what it made.
 set -eu
 
-NS_R=splitd-robot
-NS_P=splitd-peer
+# SPLITD_NETLAB names the lab (default splitd): its namespaces and cgroup are
+# NAME-robot and NAME-peer, so two labs (two test runs on one machine) do not
+# tear down each other's. The test harness (bench/split_grid.py) picks a name
+# of its own per run.
+LAB=${SPLITD_NETLAB:-splitd}
+case $LAB in
+*[!A-Za-z0-9_-]* | "") echo "netlab: bad SPLITD_NETLAB '$LAB'" >&2; exit 1 ;;
+esac
+NS_R=$LAB-robot
+NS_P=$LAB-peer
 IF_R=nlr0
 IF_P=nlp0
 IP_R=10.77.0.1
 IP_P=10.77.0.2
-CG=/sys/fs/cgroup/cpu/splitd-robot
+CG=/sys/fs/cgroup/cpu/$LAB-robot
 PERIOD_US=10000
 
 die() {

@@ -74,7 +74,7 @@ def spread(n, count=8):
 
 def peer_pids(splitd):
     """The splitd processes in the peer's namespace."""
-    r = subprocess.run(["ip", "netns", "pids", "splitd-peer"], capture_output=True, text=True)
+    r = subprocess.run(["ip", "netns", "pids", sg.NS_PEER], capture_output=True, text=True)
     pids = []
     for tok in r.stdout.split():
         try:
@@ -237,7 +237,7 @@ def main():
     try:
         for rate in rates:
             lab.up(rate, a.cpu)
-            sg.enter_netns("splitd-robot")
+            sg.enter_netns(sg.NS_ROBOT)
             lab.start()
             ms, _ = lab.model_status(model)
             n = ms["nodes"]
