@@ -32,7 +32,8 @@ set_tests_properties(nspawn PROPERTIES LABELS "nspawn;slow" TIMEOUT 1800 RUN_SER
 # The configuration parser as a fuzz target, or its replay as a unit test.
 pkg_check_modules(SPLITD_FUZZ_INIH REQUIRED inih)
 set(SPLITD_CONFIG_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c
-  ${CMAKE_SOURCE_DIR}/daemon/config.c ${CMAKE_SOURCE_DIR}/daemon/log.c)
+  ${CMAKE_SOURCE_DIR}/daemon/config.c ${CMAKE_SOURCE_DIR}/daemon/config_keys.c
+  ${CMAKE_SOURCE_DIR}/daemon/config_value.c ${CMAKE_SOURCE_DIR}/daemon/log.c)
 if(SPLITD_FUZZ)
   add_executable(fuzz_config ${SPLITD_CONFIG_FUZZ_SOURCES})
   target_include_directories(fuzz_config PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
