@@ -406,6 +406,41 @@ static char *read_file(const char *path)
 	return buf;
 }
 
+/* "#name = ..." (a key shown commented out), not a comment sentence. */
+static bool is_key_line(const char *line)
+{
+	size_t n = strspn(line + 1, "abcdefghijklmnopqrstuvwxyz_0123456789");
+	return line[0] == '#' && n > 0 && strncmp(line + 1 + n, " =", 2) == 0;
+}
+
+/* Whether the comment above the key line at `at` (a "\n#key = ..." inside
+ * the section starting at sec) marks it "(reload)": its own comment lines,
+ * those of the key it is grouped with (no comment between them), or the
+ * section's comment saying every key there is. */
+static bool says_reload(const char *sec, const char *at)
+{
+	const char *all = strstr(sec, "every key here is applied on reload");
+	const char *end = at;	/* the '\n' ending the line above */
+	bool commented = false;
+
+	if (all && all < at)
+		return true;
+	while (end > sec) {
+		const char *start = end;
+		while (start > sec && start[-1] != '\n')
+			start--;
+		if (start[0] != '#' || (is_key_line(start) && commented))
+			return false;
+		if (!is_key_line(start)) {
+			commented = true;
+			if (memmem(start, (size_t)(end - start), "(reload)", 8))
+				return true;
+		}
+		end = start - 1;
+	}
+	return false;
+}
+
 /* etc/splitd.conf is valid, equals the defaults, and shows every key with its
  * default as "#key = default" under its section. */
 static void test_shipped_robot_conf(void **state)
@@ -442,6 +477,9 @@ static void test_shipped_robot_conf(void **state)
 		if (!at || (next_sec && at > next_sec))
 			fail_msg("etc/splitd.conf does not show '%s' in [%s]", line + 1, k.section);
 		assert_non_null(k.doc);
+		if (strcmp(k.section, "model.*") != 0 && says_reload(sec, at) != k.reloadable)
+			fail_msg("etc/splitd.conf: %s.%s is%s reloadable, its comment says otherwise", k.section, k.name,
+				 k.reloadable ? "" : " not");
 	}
 }
 
