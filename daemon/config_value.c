@@ -125,8 +125,9 @@ static int parse_listen_one(const char *item, struct config_listen *l, char *why
 	return 0;
 }
 
-static int parse_bool(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_bool(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	bool b;
 
 	if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
@@ -141,8 +142,9 @@ static int parse_bool(const struct key *k, char *dst, const char *v, char *why, 
 	return 0;
 }
 
-static int parse_int(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_int(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	long long x;
 
 	if (parse_ll(v, &x) < 0) {
@@ -158,8 +160,9 @@ static int parse_int(const struct key *k, char *dst, const char *v, char *why, s
 	return 0;
 }
 
-static int parse_size(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_size(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	char *end;
 
 	errno = 0;
@@ -188,8 +191,9 @@ static int parse_size(const struct key *k, char *dst, const char *v, char *why, 
 	return 0;
 }
 
-static int parse_number(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_number(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	double x;
 
 	if (parse_double(v, &x, NULL) < 0) {
@@ -204,8 +208,9 @@ static int parse_number(const struct key *k, char *dst, const char *v, char *why
 	return 0;
 }
 
-static int parse_enum(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_enum(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	char tmp[256];
 	int i = find_choice(k->choices, v);
 
@@ -218,8 +223,9 @@ static int parse_enum(const struct key *k, char *dst, const char *v, char *why, 
 	return 0;
 }
 
-static int parse_loglevel(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_loglevel(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	int level;
 
 	if (log_level_parse(v, &level) < 0) {
@@ -230,8 +236,9 @@ static int parse_loglevel(const struct key *k, char *dst, const char *v, char *w
 	return 0;
 }
 
-static int parse_str(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_str(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	size_t n = strlen(v);
 
 	if (n >= k->size) {
@@ -243,8 +250,9 @@ static int parse_str(const struct key *k, char *dst, const char *v, char *why, s
 	return 0;
 }
 
-static int parse_listen(struct config *cfg, const char *v, char *why, size_t whylen)
+static int parse_listen(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	struct config *cfg = base;
 	struct config_listen list[CONFIG_MAX_LISTEN];
 	char tmp[256];
 	int n = 0;
@@ -277,8 +285,9 @@ static int parse_listen(struct config *cfg, const char *v, char *why, size_t why
 	return 0;
 }
 
-static int parse_shape(struct config_model *m, const char *v, char *why, size_t whylen)
+static int parse_shape(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	struct config_model *m = base;
 	long long dims[CONFIG_MAX_DIMS] = { 0 };
 	int n = 0;
 	const char *p = v;
@@ -307,8 +316,9 @@ static int parse_shape(struct config_model *m, const char *v, char *why, size_t 
 	return 0;
 }
 
-static int parse_triple(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_triple(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	double x[3];
 	const char *p = v;
 
@@ -338,8 +348,9 @@ bad_triple:
 	return -EINVAL;
 }
 
-static int parse_encoding(const struct key *k, char *dst, const char *v, char *why, size_t whylen)
+static int parse_encoding(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
+	char *dst = (char *)base + k->offset;
 	char tmp[256];
 	struct config_encoding e = { 0, 0 };
 	const char *plus = strchr(v, '+');
@@ -363,34 +374,27 @@ static int parse_encoding(const struct key *k, char *dst, const char *v, char *w
 	return 0;
 }
 
+typedef int (*parse_fn)(const struct key *k, void *base, const char *v, char *why, size_t whylen);
+
+static const parse_fn parsers[] = {
+	[T_BOOL] = parse_bool,
+	[T_INT] = parse_int,
+	[T_SIZE] = parse_size,
+	[T_DOUBLE] = parse_number,
+	[T_ENUM] = parse_enum,
+	[T_LOGLEVEL] = parse_loglevel,
+	[T_STR] = parse_str,
+	[T_LISTEN] = parse_listen,
+	[T_SHAPE] = parse_shape,
+	[T_TRIPLE] = parse_triple,
+	[T_ENCODING] = parse_encoding,
+};
+
 int config_parse_value(const struct key *k, void *base, const char *v, char *why, size_t whylen)
 {
-	char *dst = (char *)base + k->offset;
-
-	switch (k->type) {
-	case T_BOOL:
-		return parse_bool(k, dst, v, why, whylen);
-	case T_INT:
-		return parse_int(k, dst, v, why, whylen);
-	case T_SIZE:
-		return parse_size(k, dst, v, why, whylen);
-	case T_DOUBLE:
-		return parse_number(k, dst, v, why, whylen);
-	case T_ENUM:
-		return parse_enum(k, dst, v, why, whylen);
-	case T_LOGLEVEL:
-		return parse_loglevel(k, dst, v, why, whylen);
-	case T_STR:
-		return parse_str(k, dst, v, why, whylen);
-	case T_LISTEN:
-		return parse_listen(base, v, why, whylen);
-	case T_SHAPE:
-		return parse_shape(base, v, why, whylen);
-	case T_TRIPLE:
-		return parse_triple(k, dst, v, why, whylen);
-	case T_ENCODING:
-		return parse_encoding(k, dst, v, why, whylen);
+	if ((size_t)k->type >= sizeof(parsers) / sizeof(parsers[0]) || !parsers[k->type]) {
+		snprintf(why, whylen, "internal: unknown key type");
+		return -EINVAL;
 	}
-	snprintf(why, whylen, "internal: unknown key type");
-	return -EINVAL;
+	return parsers[k->type](k, base, v, why, whylen);
 }
