@@ -29,7 +29,9 @@ waits for the log to say the reload finished, and observes:
         >= 100 ms: at most 3 s / 300 ms + 1);
   peer.request_timeout_ms     the whole-request deadline caps a 60 s connect
         deadline at 300 ms: again at least 3 attempts in 3 s;
-  planner.wifi_interface      /v1/status names the new interface.
+  planner.wifi_interface      /v1/status names the new interface;
+  planner.p_tx_w, peer.encoding  the planner's default transmit watts and
+        the encodings its candidates weigh (/v1/status?explain=1).
 
 The lower bounds of counts sit 4x or more below what the settings give, the
 upper bounds follow from the settings alone, so a loaded machine (or the
@@ -459,6 +461,33 @@ def peer_phases(r, port, peer, cfg):
           3 <= n <= dt / 0.4 + 1, f"{n} attempts in {dt:.2f} s")
 
 
+def planner_phases(r, port, cfg):
+    """One hook applies [planner] and peer.encoding: the planner's default
+    phase watts and its candidates' encodings show it."""
+    def model(explain=False):
+        _, body = get(port, "/v1/status" + ("?explain=1" if explain else ""))
+        ms = json.loads(body).get("models", [])
+        return ms[0] if ms else {}
+
+    def planner():
+        return model().get("planner", {})
+
+    def encodings():
+        m = model(True)     # the cuts that send something to the peer
+        return {c["encoding"] for c in m.get("planner", {}).get("candidates", []) if c["cut"] < m["nodes"]}
+
+    tx = planner().get("phase_power", {}).get("transmit", {})
+    check("p_tx_w: the planner's default transmit watts are 6", tx.get("watts") == 6.0 and
+          tx.get("source") == "default", tx)
+    check("encoding: auto weighs several encodings", len(encodings()) > 1, encodings())
+    conf = cfg().replace("[planner]\n", "[planner]\np_tx_w = 7.5\n")
+    conf = conf.replace("[peer]\n", "[peer]\nencoding = f16\n")
+    check("planner: reload p_tx_w and peer.encoding", r.reload(conf) and "reload: done" in r.last, r.last)
+    tx = planner().get("phase_power", {}).get("transmit", {})
+    check("p_tx_w: the planner's transmit watts are 7.5", tx.get("watts") == 7.5, tx)
+    check("encoding: f16 is the only encoding weighed", encodings() == {"f16"}, encodings())
+
+
 def robot_phases(splitd, model, tmp):
     port, pport = free_port(), free_port()
     sysfs = os.path.join(tmp, "sysfs")
@@ -503,6 +532,7 @@ def robot_phases(splitd, model, tmp):
         r.reload(cfgp())
 
         power_phases(r, port, cfgp)
+        planner_phases(r, port, lambda: cfgp(rate_hz=200, idle=50))
 
         r.reload(cfgp(rate_hz=1) + "[daemon]\nbogus = 1\n")
         check("all or nothing: an unknown key refuses the whole reload and names it",
