@@ -139,7 +139,7 @@ struct config {
 	double replan_threshold;
 	double hysteresis;
 	double p_compute_w, p_tx_w, p_wait_w;
-	char wifi_interface[32];
+	char wifi_interface[16]; /* IFNAMSIZ: longer is no interface name */
 	int probe_idle_ms;
 	int max_bands;
 	double band_overhead;

@@ -148,7 +148,7 @@ const struct key config_keys[] = {
 	{ "planner", "p_wait_w", T_DOUBLE, G(p_wait_w), 0, 10000, "4.0", NULL, 0, CONFIG_APPLY_PLANNER,
 	  "robot power while waiting for the peer, until measured" },
 	{ "planner", "wifi_interface", T_STR, G(wifi_interface), 0, 0, "", NULL, 0, CONFIG_APPLY_WIFI,
-	  "Wi-Fi interface for link telemetry (wlan0); empty = none" },
+	  "Wi-Fi interface for link telemetry (wlan0, at most 15 characters); empty = none" },
 	{ "planner", "probe_idle_ms", T_INT, G(probe_idle_ms), 10, 3600000, "2000", NULL, 0, CONFIG_APPLY_LINK_PROBE,
 	  "send a small probe when the link has been idle this long" },
 	{ "planner", "max_bands", T_INT, G(max_bands), 1, 64, "1", NULL, 0, CONFIG_APPLY_PLANNER,

@@ -198,6 +198,8 @@ static void test_bad_values(void **state)
 	expect_error("[peer]\nencoding = f16+gzip\n", "t.conf:2:", "peer.encoding");
 	expect_error("[planner]\npolicy = fastest\n", "t.conf:2:", "latency, energy, energy_slo");
 	expect_error("[planner]\nhysteresis = 1.5\n", "t.conf:2:", "planner.hysteresis");
+	/* no interface name is longer than IFNAMSIZ - 1 */
+	expect_error("[planner]\nwifi_interface = wlan-much-too-long\n", "t.conf:2:", "at most 15");
 	expect_error("[daemon]\nthreads = 1\nthreads = 2\n", "t.conf:3:", "set twice");
 	expect_error("[daemon]\nthreads = 1\n  2\n", "t.conf:3:", "daemon.threads");
 	expect_error("[daemon]\nthis line has no equals sign\n", "t.conf:2:", "not a [section]");

@@ -535,6 +535,11 @@ def robot_phases(splitd, model, tmp):
         r.reload(cfgp(wifi="wlsplit1"))
         w = status(port).get("link", {}).get("wifi", {})
         check("wifi_interface: then wlsplit1", w.get("interface") == "wlsplit1", w)
+        r.reload(cfgp(wifi="wlsplit-too-long"))
+        check("wifi_interface: a name longer than an interface's is refused, naming the key",
+              "keeping the running configuration" in r.last and "wifi_interface" in r.last, r.last)
+        w = status(port).get("link", {}).get("wifi", {})
+        check("wifi_interface: and wlsplit1 stays", w.get("interface") == "wlsplit1", w)
         r.reload(cfgp())
 
         power_phases(r, port, cfgp)
