@@ -140,6 +140,7 @@ struct api_server {
 	int nd;
 	int quiesced[API_MAX_LISTEN];
 	char *token, *cert, *key, *ca, *version;
+	pthread_mutex_t token_lock;	/* token: replaced at run time */
 	struct api_listener lst[API_MAX_LISTEN];
 	/* connections and their deadlines: a reaper thread closes those past
 	 * them (shutdown(2): libmicrohttpd then sees the end and closes) */

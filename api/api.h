@@ -254,6 +254,10 @@ void api_server_quiesce(struct api_server *s);
 /* Stop accepting; wait up to wait_ms for unanswered calls, then stop and
  * free. -EBUSY: calls remain; nothing freed (answer them, call again). */
 int api_server_free(struct api_server *s, int wait_ms);
+/* Replace the bearer token (NULL or "": none accepted) while serving: a
+ * request whose headers arrive after this returns is checked against the
+ * new one only. */
+int api_server_set_token(struct api_server *s, const char *token);
 
 /* ---- v1 ------------------------------------------------------------ */
 

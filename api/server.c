@@ -584,8 +584,6 @@ static int authorized(struct api_call *c)
 		return 1;
 	if (tls_client_verified(c))
 		return 1;
-	if (!s->token)
-		return 0;
 	const char *a = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
 						    MHD_HTTP_HEADER_AUTHORIZATION);
 	if (!a || strncasecmp(a, "Bearer ", 7))
@@ -593,11 +591,29 @@ static int authorized(struct api_call *c)
 	a += 7;
 	while (*a == ' ')
 		a++;
-	size_t la = strlen(a), lt = strlen(s->token);
+	pthread_mutex_lock(&s->token_lock);
+	size_t la = strlen(a), lt = s->token ? strlen(s->token) : 0;
 	unsigned char diff = la != lt;
-	for (size_t i = 0; i < la; i++)
-		diff |= (unsigned char)(a[i] ^ s->token[i % (lt ? lt : 1)]);
+	for (size_t i = 0; i < la && lt; i++)
+		diff |= (unsigned char)(a[i] ^ s->token[i % lt]);
+	pthread_mutex_unlock(&s->token_lock);
 	return diff == 0 && lt > 0;
+}
+
+int api_server_set_token(struct api_server *s, const char *token)
+{
+	char *t = NULL, *old;
+
+	if (!s)
+		return -EINVAL;
+	if (token && token[0] && !(t = strdup(token)))
+		return -ENOMEM;
+	pthread_mutex_lock(&s->token_lock);
+	old = s->token;
+	s->token = t;
+	pthread_mutex_unlock(&s->token_lock);
+	free(old);
+	return 0;
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -1230,6 +1246,7 @@ int api_server_new(const struct api_options *o, const struct api_handlers *h,
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->conn_lock, NULL);
+	pthread_mutex_init(&s->token_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1387,6 +1404,7 @@ int api_server_free(struct api_server *s, int wait_ms)
 			free(s->unix_path[i]);
 		}
 	}
+	pthread_mutex_destroy(&s->token_lock);
 	free(s->token);
 	free(s->cert);
 	free(s->key);

@@ -283,14 +283,18 @@ static void reload(struct serve_state *s)
 		log_err(r, "reload: %s", strerror(-r));
 		goto out;
 	}
-	if (restart[0])
-		log_notice("reload: changed but only applied on restart: %s", restart);
-	r = s->hooks->reload(s->ctx, next);
+	/* the running values of the restart keys with the new reloadable ones
+	 * must pass the checks across keys too (a token dropped while still
+	 * listening beyond loopback) */
+	r = config_finish(next, err, sizeof(err));
+	if (r == 0)
+		r = s->hooks->reload(s->ctx, next, err, sizeof(err));
 	if (r < 0) {
-		log_err(r, "reload: rejected (%s); keeping the running configuration", strerror(-r));
+		log_err(r, "reload: %s; keeping the running configuration", err);
 		goto out;
 	}
-	log_set_level(next->log_level);
+	if (restart[0])
+		log_notice("reload: %s changed: needs restart (the running value stays until then)", restart);
 	config_free(s->cfg);
 	s->cfg = next;
 	next = NULL;

@@ -1,6 +1,6 @@
 /* splitd's configuration: one INI file (/etc/splitd/splitd.conf), one table
- * of keys in config.c (name, type, bounds, default, reloadable), command-line
- * overrides on top. A loaded config is immutable; pass it as
+ * of keys in config_keys.c (name, type, bounds, default, apply hook),
+ * command-line overrides on top. A loaded config is immutable; pass it as
  * `const struct config *`. Reload builds a new one and keeps the old one
  * when the new file is invalid.
  *
@@ -56,6 +56,25 @@ struct config_model {
 };
 
 #define CONFIG_MAX_KEYS 96
+
+/* The hooks that apply reloadable keys to the running daemon. Each row of
+ * the table names one (several keys may share one); a key is reloadable
+ * exactly when it has one, so the documentation cannot promise a reload the
+ * daemon does not do. The running daemon implements every hook
+ * (pipeline_reload.c) and refuses to start when one is missing. */
+enum config_apply {
+	CONFIG_APPLY_NONE = 0,		/* needs a restart */
+	/* applied in this order, those that can fail first */
+	CONFIG_APPLY_API_TOKEN,		/* api.token, api.token_file */
+	CONFIG_APPLY_WIFI,		/* planner.wifi_interface */
+	CONFIG_APPLY_POWER_RATE,	/* power.rate_hz */
+	CONFIG_APPLY_LOG_LEVEL,		/* daemon.log_level */
+	CONFIG_APPLY_POWER_ESTIMATE,	/* power.estimate_idle_watts, estimate_core_watts */
+	CONFIG_APPLY_PEER_TIMING,	/* peer.connect/request_timeout_ms, probe_interval_ms, backoff_max_ms */
+	CONFIG_APPLY_PLANNER,		/* planner.* costs and policy, peer.encoding */
+	CONFIG_APPLY_LINK_PROBE,	/* planner.probe_idle_ms */
+	CONFIG_APPLY_COUNT
+};
 
 struct config {
 	char source[CONFIG_PATH_MAX]; /* file it came from; "" for built-in defaults */
@@ -120,7 +139,7 @@ struct config {
 	double replan_threshold;
 	double hysteresis;
 	double p_compute_w, p_tx_w, p_wait_w;
-	char wifi_interface[32];
+	char wifi_interface[16]; /* IFNAMSIZ: longer is no interface name */
 	int probe_idle_ms;
 	int max_bands;
 	double band_overhead;
@@ -151,12 +170,23 @@ int config_finish(struct config *cfg, char *err, size_t errlen);
 int config_merge_reloadable(const struct config *cur, const struct config *fresh, struct config **next,
 			    char *restart_keys, size_t restart_len);
 
+/* Which hooks have a key that differs between old and fresh (changed[hook]),
+ * and those keys' "section.key" names, ", "-separated, into keys. Returns
+ * how many reloadable keys differ. */
+int config_apply_changed(const struct config *old, const struct config *fresh, bool changed[CONFIG_APPLY_COUNT],
+			 char *keys, size_t keys_len);
+/* Copy every reloadable key of src into dst. */
+void config_copy_reloadable(struct config *dst, const struct config *src);
+/* "api_token", ... for logs; "?" when out of range. */
+const char *config_apply_name(enum config_apply a);
+
 /* The documentation table, for `splitd help config` and the tests. */
 struct config_key_info {
 	const char *section; /* "model.*" for per-model keys */
 	const char *name;
 	const char *default_text;
-	bool reloadable;
+	bool reloadable;	/* apply != CONFIG_APPLY_NONE */
+	enum config_apply apply;
 	const char *doc;
 };
 size_t config_key_count(void);

@@ -102,7 +102,8 @@ static void print_config_help(void)
 	const char *section = "";
 
 	printf("Configuration keys (INI: [section] then key = value; '#' or ';' starts a comment line).\n"
-	       "Per-model keys go in a [model.NAME] section per model. (*) = applied by reload (SIGHUP).\n");
+	       "Per-model keys go in a [model.NAME] section per model. (*) = applied by reload (SIGHUP):\n"
+	       "a reload applies every changed (*) key or none, and logs other changed keys as needing a restart.\n");
 	for (size_t i = 0; config_key_info(i, &k) == 0; i++) {
 		if (strcmp(section, k.section) != 0) {
 			printf("\n[%s]\n", strcmp(k.section, "model.*") == 0 ? "model.NAME" : k.section);

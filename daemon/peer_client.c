@@ -977,3 +977,35 @@ void peer_client_free(struct peer_client *c)
 	free(c->key);
 	free(c);
 }
+
+/* New deadlines and periods while requests run (configuration reload):
+ * a request or probe that starts after this returns uses them; a peer
+ * backing off waits at most the new backoff_max_ms from now, and the prober
+ * recomputes its wait at once. Values <= 0 keep the current one. */
+void peer_client_set_timing(struct peer_client *c, int64_t connect_timeout_ms, int64_t request_timeout_ms,
+			    int64_t probe_interval_ms, int64_t backoff_max_ms)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (connect_timeout_ms > 0)
+		__atomic_store_n(&c->connect_ms, connect_timeout_ms, __ATOMIC_RELAXED);
+	if (request_timeout_ms > 0)
+		__atomic_store_n(&c->request_ms, request_timeout_ms, __ATOMIC_RELAXED);
+	if (probe_interval_ms > 0)
+		__atomic_store_n(&c->probe_ms, probe_interval_ms, __ATOMIC_RELAXED);
+	if (backoff_max_ms > 0) {
+		c->backoff_max_ms = backoff_max_ms < c->backoff_min_ms ? c->backoff_min_ms : backoff_max_ms;
+		if (c->backoff_ms > c->backoff_max_ms) {
+			int64_t latest = now_ns() + c->backoff_max_ms * 1000000;
+			c->backoff_ms = c->backoff_max_ms;
+			if (c->next_try_ns > latest)
+				c->next_try_ns = latest;
+			atomic_store(&c->backoff_snapshot_ms, c->backoff_ms);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->stop_lock);
+	pthread_cond_signal(&c->stop_cond);
+	pthread_mutex_unlock(&c->stop_lock);
+}

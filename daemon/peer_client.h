@@ -135,4 +135,9 @@ void peer_client_blame(struct peer_client *c, int bad_answer);
 /* 1 when host (an address literal, "[::1]" or "localhost") is loopback. */
 int peer_host_is_loopback(const char *host);
 
+/* Replace the deadlines and periods of peer_client_config while serving
+ * (<= 0 keeps one); see peer_client.c. */
+void peer_client_set_timing(struct peer_client *c, int64_t connect_timeout_ms, int64_t request_timeout_ms,
+			    int64_t probe_interval_ms, int64_t backoff_max_ms);
+
 #endif

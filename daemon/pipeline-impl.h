@@ -155,4 +155,10 @@ extern const double pipe_energy_bounds[PIPE_HIST_BUCKETS];
 
 uint64_t pipe_now_ns(void);
 
+/* The planner's settings from the config (pipeline.c). */
+void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc);
+/* pipeline_reload.c: the bearer token (api.token, or the first line of
+ * api.token_file) as a new string, NULL when neither is set. */
+int pipe_token_read(const struct config *cfg, char **out, char *err, size_t errlen);
+
 #endif

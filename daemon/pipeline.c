@@ -228,7 +228,7 @@ static void setup_preprocess(struct pipe_model *m, const struct config_model *cm
 	m->api.lazy_decode = 1;	/* the image may travel to the peer as is */
 }
 
-static void plan_config_from(const struct config *cfg, struct plan_config *pc)
+void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc)
 {
 	plan_config_defaults(pc);
 	pc->policy = cfg->policy == CONFIG_POLICY_ENERGY ? PLAN_POLICY_ENERGY :
@@ -323,7 +323,7 @@ static int setup_offload(struct pipeline *p, struct pipe_model *m)
 		pm.peer_wave = wave;
 	pm.cut_bytes = cut_bytes;
 	pm.band_ok = band_ok;
-	plan_config_from(cfg, &pc);
+	pipe_plan_config_from(cfg, &pc);
 	r = plan_new(&pm, &pc, &m->plan);
 	free(cut_bytes);
 	free(band_ok);
@@ -616,15 +616,11 @@ static int start_api(struct pipeline *p, struct serve_listeners *ls)
 		.timeout_s = cfg->connection_timeout_s,
 		.max_body_bytes = (size_t)cfg->max_body_bytes,
 		.max_inflight = p->qcap + p->n_workers,
-		.token = cfg->token[0] ? cfg->token : NULL,
 		.server_version = SPLITD_VERSION,
 	};
-	if (!o.token && cfg->token_file[0]) {
-		if (!(token_file = read_text_file(cfg->token_file)))
-			return log_err(-EACCES, "api: token_file %s: %s", cfg->token_file, strerror(errno));
-		token_file[strcspn(token_file, "\r\n")] = 0;
-		o.token = token_file;
-	}
+	if ((r = pipe_token_read(cfg, &token_file, err, sizeof(err))) < 0)
+		return log_err(r, "api: %s", err);
+	o.token = token_file;
 	if (cfg->role == CONFIG_ROLE_PEER && !cfg->server_plain) {
 		cert = read_text_file(cfg->server_tls_cert);
 		key = read_text_file(cfg->server_tls_key);
@@ -656,10 +652,13 @@ out:
 
 static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, void **ctx)
 {
-	struct pipeline *p = calloc(1, sizeof(*p));
+	struct pipeline *p;
+	char err[256];
 	int r;
 
-	if (!p)
+	if ((r = pipeline_reload_check(err, sizeof(err))) < 0)
+		return log_err(r, "config: %s", err);
+	if (!(p = calloc(1, sizeof(*p))))
 		return -ENOMEM;
 	pthread_mutex_init(&p->qlock, NULL);
 	pthread_cond_init(&p->qcond, NULL);
@@ -722,38 +721,6 @@ static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, 
 fail:
 	pipeline_free(p);
 	return r;
-}
-
-static int pipeline_reload(void *ctx, const struct config *cfg)
-{
-	struct pipeline *p = ctx;
-	struct plan_config pc;
-
-	plan_config_from(cfg, &pc);
-	pthread_mutex_lock(&p->cfg_lock);
-	p->cfg->policy = cfg->policy;
-	p->cfg->slo_ms = cfg->slo_ms;
-	p->cfg->replan_threshold = cfg->replan_threshold;
-	p->cfg->hysteresis = cfg->hysteresis;
-	p->cfg->p_compute_w = cfg->p_compute_w;
-	p->cfg->p_tx_w = cfg->p_tx_w;
-	p->cfg->p_wait_w = cfg->p_wait_w;
-	p->cfg->peer_request_timeout_ms = cfg->peer_request_timeout_ms;
-	p->cfg->peer_encoding = cfg->peer_encoding;
-	p->cfg->probe_idle_ms = cfg->probe_idle_ms;
-	pthread_mutex_unlock(&p->cfg_lock);
-	pthread_mutex_lock(&p->link_lock);
-	linkest_set_idle_probe(p->link, (uint64_t)cfg->probe_idle_ms * 1000000ull);
-	pthread_mutex_unlock(&p->link_lock);
-	for (int i = 0; i < p->n_models; i++) {
-		struct pipe_model *m = &p->models[i];
-		if (!m->plan)
-			continue;
-		pthread_mutex_lock(&m->lock);
-		plan_set_config(m->plan, &pc);
-		pthread_mutex_unlock(&m->lock);
-	}
-	return 0;
 }
 
 static void pipeline_status(void *ctx, char *buf, size_t len)

@@ -309,6 +309,8 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 		json_object_set_new(pe, "auth_failures", json_integer((json_int_t)st.auth_failures));
 		json_object_set_new(pe, "identity_mismatches", json_integer((json_int_t)st.identity_mismatches));
 		json_object_set_new(pe, "backoff_ms", json_integer(st.backoff_ms));
+		json_object_set_new(pe, "probes", json_integer((json_int_t)st.probes));
+		json_object_set_new(pe, "probe_failures", json_integer((json_int_t)st.probe_failures));
 		json_object_set_new(o, "peer", pe);
 	}
 	return o;
@@ -340,9 +342,13 @@ void pipe_status(void *ctx, struct api_call *call)
 	json_object_set_new(link, "measured", json_boolean(le.measured));
 	json_object_set_new(link, "samples", json_integer((json_int_t)le.goodput_samples));
 	json_object_set_new(link, "rtt_samples", json_integer((json_int_t)le.rtt_samples));
-	if (p->cfg->wifi_interface[0]) {
+	char ifname[sizeof(p->cfg->wifi_interface)];
+	pthread_mutex_lock(&p->cfg_lock);	/* reload replaces it */
+	memcpy(ifname, p->cfg->wifi_interface, sizeof(ifname));
+	pthread_mutex_unlock(&p->cfg_lock);
+	if (ifname[0]) {
 		json_t *w = json_object();
-		json_object_set_new(w, "interface", json_string(p->cfg->wifi_interface));
+		json_object_set_new(w, "interface", json_string(ifname));
 		json_object_set_new(w, "available", json_boolean(ws.available));
 		if (ws.have_proc) {
 			json_object_set_new(w, "link_quality", json_integer(ws.proc.link_quality));
@@ -391,6 +397,7 @@ void pipe_status(void *ctx, struct api_call *call)
 										 : json_null());
 				json_object_set_new(r, "joules", json_real((double)rs->energy_uj / 1e6));
 				json_object_set_new(r, "errors", json_integer((json_int_t)rs->errors));
+				json_object_set_new(r, "samples", json_integer((json_int_t)rs->samples));
 				json_array_append_new(rails, r);
 			}
 			json_object_set_new(power, "rails", rails);

@@ -36,8 +36,9 @@ struct serve_hooks {
 	/* Serve on ls (may take fds, setting them to -1); return once requests
 	 * are answered. The shell sends READY=1 after it returns 0. */
 	int (*start)(const struct config *cfg, struct serve_listeners *ls, void **ctx);
-	/* Apply a new config's reloadable keys (config.h); non-zero keeps the old. */
-	int (*reload)(void *ctx, const struct config *cfg);
+	/* Apply a new config's reloadable keys (config.h), all or none: a
+	 * negative errno keeps the old and says why in err. */
+	int (*reload)(void *ctx, const struct config *cfg, char *err, size_t errlen);
 	/* One line for systemd's STATUS= (what it serves, models, plan). */
 	void (*status)(void *ctx, char *buf, size_t len);
 	/* Stop accepting new connections; requests in flight go on. */

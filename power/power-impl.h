@@ -152,10 +152,10 @@ struct power_sampler {
 	} sources[POWER_MAX_SOURCES];
 	int n_sources;
 	int input_rail, request_rail;
-	int64_t period_ns;
+	_Atomic int64_t period_ns; /* changed by power_sampler_set_rate() */
 	int64_t start_ns;
 	uint64_t sample_no;      /* samples taken (the sampling thread's) */
-	unsigned aux_every;      /* read volts/amps every Nth sample */
+	_Atomic unsigned aux_every; /* read volts/amps every Nth sample */
 	bool aux_due;            /* ... and this one is such a sample */
 
 	pthread_mutex_t mu;

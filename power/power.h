@@ -117,6 +117,13 @@ int power_rail_info(const struct power_sampler *s, int rail,
 int power_rail_find(const struct power_sampler *s, const char *name);
 /* Index of the board input rail, or -ENOENT: no board total exists. */
 int power_input_rail(const struct power_sampler *s);
+/* Changes while running, safe against every other call. set_rate: a new
+ * rate (capped by the sensors as at start) from the next sample on; with
+ * ring_samples > 0 the ring gets that many slots, keeping the newest
+ * samples. set_estimate: the estimate source's watts (as mW) from the
+ * next sample on; energy already counted stays. */
+int power_sampler_set_rate(struct power_sampler *s, unsigned rate_hz, size_t ring_samples);
+int power_sampler_set_estimate(struct power_sampler *s, int64_t idle_mw, int64_t busy_core_mw);
 /* The effective sampling period (after the sensor cap). */
 int64_t power_sample_period_ns(const struct power_sampler *s);
 /* The sampler's clock (CLOCK_MONOTONIC unless the config set one). */

@@ -233,6 +233,32 @@ static void resolve_paths(struct power_sampler *s)
 		}
 }
 
+/* The sampling period for rate_hz, capped by the sensors' own update
+ * interval, and how often volts and amps are read with it. */
+static void set_period(struct power_sampler *s, unsigned rate_hz)
+{
+	const struct power_config *cfg = &s->cfg;
+	int64_t period = NS_PER_S / (rate_hz ? rate_hz : 100);
+	unsigned aux = 1;
+
+	if (cfg->cap_by_sensor) {
+		int64_t fastest = 0;
+
+		for (int i = 0; i < s->n_rails; i++) {
+			int64_t u = s->rails[i].info.update_interval_us;
+
+			if (u > 0 && (fastest == 0 || u < fastest))
+				fastest = u;
+		}
+		if (fastest * 1000 > period)
+			period = fastest * 1000;
+	}
+	if (cfg->aux_hz > 0 && (int64_t)cfg->aux_hz * period < NS_PER_S)
+		aux = (unsigned)(NS_PER_S / ((int64_t)cfg->aux_hz * period));
+	s->period_ns = period;
+	s->aux_every = aux;
+}
+
 static int copy_str(const char *in, char **out)
 {
 	*out = NULL;
@@ -327,22 +353,7 @@ int power_sampler_new(const struct power_config *cfg, struct power_sampler **out
 	if (rc < 0)
 		goto out;
 
-	s->period_ns = NS_PER_S / cfg->rate_hz;
-	if (cfg->cap_by_sensor) {
-		int64_t fastest = 0;
-
-		for (int i = 0; i < s->n_rails; i++) {
-			int64_t u = s->rails[i].info.update_interval_us;
-
-			if (u > 0 && (fastest == 0 || u < fastest))
-				fastest = u;
-		}
-		if (fastest * 1000 > s->period_ns)
-			s->period_ns = fastest * 1000;
-	}
-	s->aux_every = 1;
-	if (cfg->aux_hz > 0 && (int64_t)cfg->aux_hz * s->period_ns < NS_PER_S)
-		s->aux_every = (unsigned)(NS_PER_S / ((int64_t)cfg->aux_hz * s->period_ns));
+	set_period(s, cfg->rate_hz);
 	resolve_paths(s);
 	s->cap = cfg->ring_samples;
 	s->t_ns = calloc(s->cap, sizeof(*s->t_ns));
@@ -723,25 +734,30 @@ int power_sampler_sample_once(struct power_sampler *s)
 static void *sampler_main(void *arg)
 {
 	struct power_sampler *s = arg;
-	int64_t next = s->first_sample_ns;
+	int64_t prev = s->first_sample_ns, next = prev;
 	struct timespec ts;
 
 	/* the first sample was taken by power_sampler_start() */
 	while (!atomic_load(&s->stop)) {
-		int64_t now;
-
-		next += s->period_ns;
-		now = mono_ns();
-		if (now - next > s->period_ns)
-			next = now; /* fell behind: do not burst to catch up */
-		ts.tv_sec = next / NS_PER_S;
-		ts.tv_nsec = next % NS_PER_S;
 		pthread_mutex_lock(&s->mu);
-		while (!atomic_load(&s->stop) && mono_ns() < next)
+		/* a new rate (power_sampler_set_rate) wakes the wait: the next
+		 * sample is one new period after the last */
+		while (!atomic_load(&s->stop)) {
+			int64_t period = s->period_ns, now = mono_ns();
+
+			next = prev + period;
+			if (now - next > period)
+				next = now; /* fell behind: do not burst to catch up */
+			if (now >= next)
+				break;
+			ts.tv_sec = next / NS_PER_S;
+			ts.tv_nsec = next % NS_PER_S;
 			pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+		}
 		pthread_mutex_unlock(&s->mu);
 		if (atomic_load(&s->stop))
 			break;
+		prev = next;
 		take_sample(s);
 	}
 	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
@@ -795,6 +811,65 @@ int power_sampler_stop(struct power_sampler *s)
 	pthread_mutex_lock(&s->mu);
 	s->running = false;
 	pthread_cond_broadcast(&s->sampled);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* ---- changes while running ---- */
+
+/* Copy the newest samples into a ring of cap slots (s->mu held). */
+static int ring_resize(struct power_sampler *s, size_t cap)
+{
+	size_t n = s->count < cap ? s->count : cap, rails = (size_t)s->n_rails;
+	int64_t *t = calloc(cap, sizeof(*t));
+	struct sample_rec *rec = calloc(cap * rails, sizeof(*rec));
+
+	if (!t || !rec) {
+		free(t);
+		free(rec);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t from = ring_slot(s, s->count - n + i);
+
+		t[i] = s->t_ns[from];
+		memcpy(&rec[i * rails], &s->rec[from * rails], rails * sizeof(*rec));
+	}
+	free(s->t_ns);
+	free(s->rec);
+	s->t_ns = t;
+	s->rec = rec;
+	s->cap = cap;
+	s->count = n;
+	s->head = n % cap;
+	return 0;
+}
+
+int power_sampler_set_rate(struct power_sampler *s, unsigned rate_hz, size_t ring_samples)
+{
+	int rc = 0;
+
+	if (!s || rate_hz == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	if (ring_samples && ring_samples != s->cap)
+		rc = ring_resize(s, ring_samples);
+	if (rc == 0) {
+		s->cfg.rate_hz = rate_hz;
+		set_period(s, rate_hz);
+		pthread_cond_broadcast(&s->wake);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int power_sampler_set_estimate(struct power_sampler *s, int64_t idle_mw, int64_t busy_core_mw)
+{
+	if (!s || idle_mw < 0 || busy_core_mw < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	s->cfg.estimate_idle_mw = idle_mw;
+	s->cfg.estimate_busy_core_mw = busy_core_mw;
 	pthread_mutex_unlock(&s->mu);
 	return 0;
 }

@@ -11,9 +11,12 @@
 
 #include "power-impl.h"
 
+/* The counter grows sample by sample at the watts of the moment, so new
+ * watts (power_sampler_set_estimate) count from the next sample on. */
 struct est_ctx {
-	int64_t t0_ns;
-	bool have_t0;
+	int64_t last_ns;
+	double last_cpu_ns, counter_uj;
+	bool have_last;
 	long ticks_per_s;
 };
 
@@ -80,13 +83,19 @@ static int est_read(struct power_sampler *s, struct power_rail_impl *r,
 			return -errno;
 		cpu_ns = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 	}
-	if (!c->have_t0) {
-		c->t0_ns = now_ns;
-		c->have_t0 = true;
-	}
-	/* mW x ns / 1e6 = uJ */
-	out->counter_uj = ((double)cfg->estimate_idle_mw * (double)(now_ns - c->t0_ns) +
-			   (double)cfg->estimate_busy_core_mw * cpu_ns) / 1e6;
+	pthread_mutex_lock(&s->mu);
+	double idle_mw = (double)cfg->estimate_idle_mw, core_mw = (double)cfg->estimate_busy_core_mw;
+	pthread_mutex_unlock(&s->mu);
+	/* mW x ns / 1e6 = uJ; the CPU time before the first sample counts
+	 * at the first sample */
+	if (!c->have_last)
+		c->counter_uj = core_mw * cpu_ns / 1e6;
+	else
+		c->counter_uj += (idle_mw * (double)(now_ns - c->last_ns) + core_mw * (cpu_ns - c->last_cpu_ns)) / 1e6;
+	c->last_ns = now_ns;
+	c->last_cpu_ns = cpu_ns;
+	c->have_last = true;
+	out->counter_uj = c->counter_uj;
 	return 0;
 }
 

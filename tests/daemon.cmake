@@ -32,7 +32,8 @@ set_tests_properties(nspawn PROPERTIES LABELS "nspawn;slow" TIMEOUT 1800 RUN_SER
 # The configuration parser as a fuzz target, or its replay as a unit test.
 pkg_check_modules(SPLITD_FUZZ_INIH REQUIRED inih)
 set(SPLITD_CONFIG_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c
-  ${CMAKE_SOURCE_DIR}/daemon/config.c ${CMAKE_SOURCE_DIR}/daemon/log.c)
+  ${CMAKE_SOURCE_DIR}/daemon/config.c ${CMAKE_SOURCE_DIR}/daemon/config_keys.c
+  ${CMAKE_SOURCE_DIR}/daemon/config_value.c ${CMAKE_SOURCE_DIR}/daemon/log.c)
 if(SPLITD_FUZZ)
   add_executable(fuzz_config ${SPLITD_CONFIG_FUZZ_SOURCES})
   target_include_directories(fuzz_config PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
@@ -48,4 +49,15 @@ else()
   file(GLOB _config_corpus ${CMAKE_SOURCE_DIR}/tests/data/fuzz/config/*)
   add_test(NAME fuzz_config_replay COMMAND fuzz_config_replay ${_config_corpus})
   set_tests_properties(fuzz_config_replay PROPERTIES LABELS unit TIMEOUT 120)
+endif()
+
+# Every reloadable key changed by SIGHUP on a running robot and a TLS peer,
+# its effect observed from outside (the token refused and accepted, samples
+# counted, probes counted at a peer of the test's own, connect deadlines
+# against a black-holed port, the Wi-Fi interface in /v1/status), and a bad
+# file changing nothing. Label asan: the sanitizers' stage runs it too.
+if(NOT EXISTS ${CMAKE_SOURCE_DIR}/kernels/placeholder.c)
+  add_test(NAME reload_keys
+    COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/e2e/reload_keys.py $<TARGET_FILE:splitd>)
+  set_tests_properties(reload_keys PROPERTIES LABELS "integration;asan" TIMEOUT 300)
 endif()

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "pipeline.h"
 
 static char err[1024];
 
@@ -197,6 +198,8 @@ static void test_bad_values(void **state)
 	expect_error("[peer]\nencoding = f16+gzip\n", "t.conf:2:", "peer.encoding");
 	expect_error("[planner]\npolicy = fastest\n", "t.conf:2:", "latency, energy, energy_slo");
 	expect_error("[planner]\nhysteresis = 1.5\n", "t.conf:2:", "planner.hysteresis");
+	/* no interface name is longer than IFNAMSIZ - 1 */
+	expect_error("[planner]\nwifi_interface = wlan-much-too-long\n", "t.conf:2:", "at most 15");
 	expect_error("[daemon]\nthreads = 1\nthreads = 2\n", "t.conf:3:", "set twice");
 	expect_error("[daemon]\nthreads = 1\n  2\n", "t.conf:3:", "daemon.threads");
 	expect_error("[daemon]\nthis line has no equals sign\n", "t.conf:2:", "not a [section]");
@@ -295,6 +298,104 @@ static void test_reload_merge(void **state)
 	config_free(fresh);
 }
 
+/* Every row of the table: reloadable exactly when it names a hook, every
+ * hook it names applied by the running daemon (the start-up check passes),
+ * every hook used by some key, and the keys the documentation has long
+ * called reloadable still are, through the hook that applies them. */
+static void test_reload_hooks(void **state)
+{
+	struct config_key_info k;
+	bool used[CONFIG_APPLY_COUNT] = { false };
+	size_t n_reload = 0;
+
+	for (size_t i = 0; config_key_info(i, &k) == 0; i++) {
+		assert_int_equal(k.reloadable, k.apply != CONFIG_APPLY_NONE);
+		assert_true(k.apply >= CONFIG_APPLY_NONE && k.apply < CONFIG_APPLY_COUNT);
+		assert_string_not_equal(config_apply_name(k.apply), "?");
+		if (strcmp(k.section, "model.*") == 0)
+			assert_false(k.reloadable);	/* models are loaded at start */
+		used[k.apply] = true;
+		n_reload += k.reloadable;
+	}
+	assert_int_equal(pipeline_reload_check(err, sizeof(err)), 0);
+	for (int a = CONFIG_APPLY_NONE + 1; a < CONFIG_APPLY_COUNT; a++)
+		if (!used[a])
+			fail_msg("hook %s is named by no key", config_apply_name(a));
+	static const struct {
+		const char *section, *name;
+		enum config_apply apply;
+	} want[] = {
+		{ "daemon", "log_level", CONFIG_APPLY_LOG_LEVEL },
+		{ "api", "token", CONFIG_APPLY_API_TOKEN },
+		{ "api", "token_file", CONFIG_APPLY_API_TOKEN },
+		{ "power", "rate_hz", CONFIG_APPLY_POWER_RATE },
+		{ "power", "estimate_idle_watts", CONFIG_APPLY_POWER_ESTIMATE },
+		{ "power", "estimate_core_watts", CONFIG_APPLY_POWER_ESTIMATE },
+		{ "peer", "connect_timeout_ms", CONFIG_APPLY_PEER_TIMING },
+		{ "peer", "request_timeout_ms", CONFIG_APPLY_PEER_TIMING },
+		{ "peer", "probe_interval_ms", CONFIG_APPLY_PEER_TIMING },
+		{ "peer", "backoff_max_ms", CONFIG_APPLY_PEER_TIMING },
+		{ "peer", "encoding", CONFIG_APPLY_PLANNER },
+		{ "planner", "policy", CONFIG_APPLY_PLANNER },
+		{ "planner", "slo_ms", CONFIG_APPLY_PLANNER },
+		{ "planner", "replan_threshold", CONFIG_APPLY_PLANNER },
+		{ "planner", "hysteresis", CONFIG_APPLY_PLANNER },
+		{ "planner", "p_compute_w", CONFIG_APPLY_PLANNER },
+		{ "planner", "p_tx_w", CONFIG_APPLY_PLANNER },
+		{ "planner", "p_wait_w", CONFIG_APPLY_PLANNER },
+		{ "planner", "wifi_interface", CONFIG_APPLY_WIFI },
+		{ "planner", "probe_idle_ms", CONFIG_APPLY_LINK_PROBE },
+		{ "planner", "max_bands", CONFIG_APPLY_PLANNER },
+		{ "planner", "band_overhead", CONFIG_APPLY_PLANNER },
+	};
+	for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+		bool found = false;
+		for (size_t i = 0; config_key_info(i, &k) == 0; i++) {
+			if (strcmp(k.section, want[w].section) || strcmp(k.name, want[w].name))
+				continue;
+			found = true;
+			if (k.apply != want[w].apply)
+				fail_msg("%s.%s: hook %s, want %s", k.section, k.name, config_apply_name(k.apply),
+					 config_apply_name(want[w].apply));
+		}
+		if (!found)
+			fail_msg("no key %s.%s", want[w].section, want[w].name);
+	}
+	/* and no other key claims a reload */
+	assert_int_equal(n_reload, sizeof(want) / sizeof(want[0]));
+}
+
+/* Which hooks a change calls, and what is copied. */
+static void test_apply_changed(void **state)
+{
+	struct config *cur = load_ok("[api]\ntoken = old\n[power]\nrate_hz = 50\n[daemon]\nthreads = 2\n");
+	struct config *fresh = load_ok("[api]\ntoken = new\n[power]\nrate_hz = 200\nestimate_idle_watts = 3\n"
+				       "[daemon]\nthreads = 4\n[planner]\nwifi_interface = wlan1\n");
+	bool changed[CONFIG_APPLY_COUNT];
+	char keys[256];
+
+	assert_int_equal(config_apply_changed(cur, fresh, changed, keys, sizeof(keys)), 4);
+	assert_string_equal(keys, "api.token, power.rate_hz, power.estimate_idle_watts, planner.wifi_interface");
+	for (int a = 0; a < CONFIG_APPLY_COUNT; a++)
+		assert_int_equal(changed[a], a == CONFIG_APPLY_API_TOKEN || a == CONFIG_APPLY_POWER_RATE ||
+					     a == CONFIG_APPLY_POWER_ESTIMATE || a == CONFIG_APPLY_WIFI);
+	/* a restart key is not a hook's business */
+	assert_int_equal(config_apply_changed(cur, cur, changed, keys, sizeof(keys)), 0);
+	assert_string_equal(keys, "");
+	for (int a = 0; a < CONFIG_APPLY_COUNT; a++)
+		assert_false(changed[a]);
+
+	config_copy_reloadable(cur, fresh);
+	assert_string_equal(cur->token, "new");
+	assert_int_equal(cur->power_rate_hz, 200);
+	assert_true(cur->estimate_idle_watts == 3.0);
+	assert_string_equal(cur->wifi_interface, "wlan1");
+	assert_int_equal(cur->threads, 2);
+	assert_int_equal(config_apply_changed(cur, fresh, changed, keys, sizeof(keys)), 0);
+	config_free(cur);
+	config_free(fresh);
+}
+
 static char *read_file(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -305,6 +406,41 @@ static char *read_file(const char *path)
 	buf[n] = 0;
 	fclose(f);
 	return buf;
+}
+
+/* "#name = ..." (a key shown commented out), not a comment sentence. */
+static bool is_key_line(const char *line)
+{
+	size_t n = strspn(line + 1, "abcdefghijklmnopqrstuvwxyz_0123456789");
+	return line[0] == '#' && n > 0 && strncmp(line + 1 + n, " =", 2) == 0;
+}
+
+/* Whether the comment above the key line at `at` (a "\n#key = ..." inside
+ * the section starting at sec) marks it "(reload)": its own comment lines,
+ * those of the key it is grouped with (no comment between them), or the
+ * section's comment saying every key there is. */
+static bool says_reload(const char *sec, const char *at)
+{
+	const char *all = strstr(sec, "every key here is applied on reload");
+	const char *end = at;	/* the '\n' ending the line above */
+	bool commented = false;
+
+	if (all && all < at)
+		return true;
+	while (end > sec) {
+		const char *start = end;
+		while (start > sec && start[-1] != '\n')
+			start--;
+		if (start[0] != '#' || (is_key_line(start) && commented))
+			return false;
+		if (!is_key_line(start)) {
+			commented = true;
+			if (memmem(start, (size_t)(end - start), "(reload)", 8))
+				return true;
+		}
+		end = start - 1;
+	}
+	return false;
 }
 
 /* etc/splitd.conf is valid, equals the defaults, and shows every key with its
@@ -343,6 +479,9 @@ static void test_shipped_robot_conf(void **state)
 		if (!at || (next_sec && at > next_sec))
 			fail_msg("etc/splitd.conf does not show '%s' in [%s]", line + 1, k.section);
 		assert_non_null(k.doc);
+		if (strcmp(k.section, "model.*") != 0 && says_reload(sec, at) != k.reloadable)
+			fail_msg("etc/splitd.conf: %s.%s is%s reloadable, its comment says otherwise", k.section, k.name,
+				 k.reloadable ? "" : " not");
 	}
 }
 
@@ -402,6 +541,8 @@ int main(void)
 		cmocka_unit_test(test_cross_checks),
 		cmocka_unit_test(test_flags_override),
 		cmocka_unit_test(test_reload_merge),
+		cmocka_unit_test(test_reload_hooks),
+		cmocka_unit_test(test_apply_changed),
 		cmocka_unit_test(test_shipped_robot_conf),
 		cmocka_unit_test(test_shipped_peer_conf),
 		cmocka_unit_test(test_missing_file),

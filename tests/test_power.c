@@ -591,6 +591,62 @@ static void test_battery(void **state)
 	free(snap);
 }
 
+/* Reload's setters: new estimate watts count from the next sample on (the
+ * energy already counted stays); a new rate changes the period and a new
+ * ring length keeps the newest samples. */
+static void test_setters(void **state)
+{
+	struct power_config cfg;
+	struct power_sampler *s;
+	struct power_window w;
+	char path[512];
+	int64_t t0;
+
+	(void)state;
+	base_config(&cfg, true);
+	put("proc/self/stat", "77 (splitd) R 1 77 77 0 -1 0 0 0 0 0 30 10 0 0 20 0 1 0\n");
+	cfg.estimate = POWER_ESTIMATE_AUTO;
+	cfg.estimate_idle_mw = 2000;
+	cfg.estimate_busy_core_mw = 1500;
+	cfg.rate_hz = 100;
+	cfg.ring_samples = 16;
+	snprintf(path, sizeof(path), "%s/proc/self/stat", root);
+	cfg.estimate_stat_path = path;	/* CPU time stays 40 ticks */
+	s = new_sampler(&cfg);
+	t0 = fake_t;
+	assert_int_equal(power_sampler_sample_once(s), 0);
+	fake_t += 200 * MS;
+	assert_int_equal(power_sampler_sample_once(s), 0);
+	assert_int_equal(power_sampler_set_estimate(s, 10000, 0), 0);
+	fake_t += 100 * MS;
+	assert_int_equal(power_sampler_sample_once(s), 0);
+	/* 2 W x 0.2 s, then 10 W x 0.1 s */
+	assert_int_equal(power_energy(s, 0, t0, t0 + 200 * MS, &w), 0);
+	assert_int_equal(w.energy_uj, 400000);
+	assert_int_equal(power_energy(s, 0, t0 + 200 * MS, t0 + 300 * MS, &w), 0);
+	assert_int_equal(w.energy_uj, 1000000);
+	assert_int_equal(power_sampler_set_estimate(s, -1, 0), -EINVAL);
+
+	assert_int_equal(power_sample_period_ns(s), 10 * MS);
+	assert_int_equal(power_sampler_set_rate(s, 250, 0), 0);
+	assert_int_equal(power_sample_period_ns(s), 4 * MS);
+	for (int i = 0; i < 4; i++) {
+		fake_t += 100 * MS;
+		assert_int_equal(power_sampler_sample_once(s), 0);
+	}
+	/* 7 samples; a ring of 3 keeps the newest three (t0 + 500..700 ms) */
+	assert_int_equal(power_sampler_set_rate(s, 250, 3), 0);
+	assert_int_equal(power_energy(s, 0, t0 + 500 * MS, t0 + 700 * MS, &w), 0);
+	assert_int_equal(w.energy_uj, 2000000);
+	assert_int_equal(power_energy(s, 0, t0 + 300 * MS, t0 + 700 * MS, &w), -ERANGE);
+	fake_t += 100 * MS;
+	assert_int_equal(power_sampler_sample_once(s), 0);
+	assert_int_equal(power_energy(s, 0, t0 + 600 * MS, t0 + 800 * MS, &w), 0);
+	assert_int_equal(w.energy_uj, 2000000);
+	assert_int_equal(power_sampler_set_rate(s, 0, 0), -EINVAL);
+	power_sampler_free(s);
+}
+
 static void test_estimate(void **state)
 {
 	struct power_config cfg;
@@ -1451,6 +1507,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rapl_wraparound, setup_tree, teardown_tree),
 		cmocka_unit_test_setup_teardown(test_battery, setup_tree, teardown_tree),
 		cmocka_unit_test_setup_teardown(test_estimate, setup_tree, teardown_tree),
+		cmocka_unit_test_setup_teardown(test_setters, setup_tree, teardown_tree),
 		cmocka_unit_test_setup_teardown(test_nvml, setup_tree, teardown_tree),
 		cmocka_unit_test_setup_teardown(test_energy_windows, setup_tree, teardown_tree),
 		cmocka_unit_test_setup_teardown(test_request_sharing, setup_tree, teardown_tree),
