@@ -351,6 +351,17 @@ int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct confi
 	return 0;
 }
 
+/* The workers' contexts and band states, freed. */
+static void free_contexts(struct pipe_model *m)
+{
+	for (int w = 0; w < PIPE_MAX_WORKERS; w++) {
+		engine_band_free(m->wband[w]);
+		m->wband[w] = NULL;
+		engine_ctx_free(m->wctx[w]);
+		m->wctx[w] = NULL;
+	}
+}
+
 void pipe_model_free(struct pipe_model *m)
 {
 	if (m->peer) {
@@ -358,11 +369,7 @@ void pipe_model_free(struct pipe_model *m)
 		peer_client_free(m->peer);
 	}
 	plan_free(m->plan);
-	for (int w = 0; w < PIPE_MAX_WORKERS; w++) {
-		engine_band_free(m->wband[w]);
-		m->wband[w] = NULL;
-		engine_ctx_free(m->wctx[w]);
-	}
+	free_contexts(m);
 	engine_free(m->eng);
 	engine_free(m->eng_retired);
 	for (int i = 0; i < m->n_labels; i++)
@@ -382,12 +389,7 @@ static int new_contexts(struct pipe_model *m)
 {
 	int r;
 
-	for (int w = 0; w < PIPE_MAX_WORKERS; w++) {
-		engine_band_free(m->wband[w]);
-		m->wband[w] = NULL;
-		engine_ctx_free(m->wctx[w]);
-		m->wctx[w] = NULL;
-	}
+	free_contexts(m);
 	for (int w = 0; w < m->pipe->n_workers; w++)
 		if ((r = engine_ctx_new(m->eng, &m->wctx[w])) < 0)
 			return r;

@@ -201,28 +201,76 @@ static void wifi_refresh(struct pipeline *p)
 	p->wifi_read_ns = now;
 }
 
-int pipe_metrics(void *ctx, struct api_metrics *mx)
-{
-	struct pipeline *p = ctx;
-	int r = 0;
-
 #define FAM(name, type, help) if ((r = api_metrics_family(mx, name, type, help)) < 0) return r
 #define VAL(labels, v) if ((r = api_metrics_value(mx, labels, (double)(v))) < 0) return r
 
-	{
-		char backend[16], down[16];
-		pthread_mutex_lock(&p->cfg_lock);
-		snprintf(backend, sizeof(backend), "%s", p->backend);
-		snprintf(down, sizeof(down), "%s", p->backend_down);
-		pthread_mutex_unlock(&p->cfg_lock);
-		FAM("splitd_backend_info", API_GAUGE,
-		    "1 for the compute backend in service; out_of_service names one taken out (unhealthy).");
-		const char *l[] = { "backend", backend, "out_of_service", down, NULL };
-		VAL(l, 1);
-		FAM("splitd_backend_failovers_total", API_COUNTER,
-		    "Models moved to the CPU backend because theirs reported itself unhealthy.");
-		VAL(NULL, atomic_load(&p->backend_failovers));
+/* The compute backend in service, and the failovers away from one. */
+static int backend_metrics(struct pipeline *p, struct api_metrics *mx)
+{
+	int r;
+
+	char backend[16], down[16];
+	pthread_mutex_lock(&p->cfg_lock);
+	snprintf(backend, sizeof(backend), "%s", p->backend);
+	snprintf(down, sizeof(down), "%s", p->backend_down);
+	pthread_mutex_unlock(&p->cfg_lock);
+	FAM("splitd_backend_info", API_GAUGE,
+	    "1 for the compute backend in service; out_of_service names one taken out (unhealthy).");
+	const char *l[] = { "backend", backend, "out_of_service", down, NULL };
+	VAL(l, 1);
+	FAM("splitd_backend_failovers_total", API_COUNTER,
+	    "Models moved to the CPU backend because theirs reported itself unhealthy.");
+	VAL(NULL, atomic_load(&p->backend_failovers));
+	return 0;
+}
+
+/* Per-rail energy and power, from the sampler's snapshot. */
+static int power_metrics(struct pipeline *p, struct api_metrics *mx)
+{
+	int r = 0;
+	struct power_snapshot *snap = malloc(sizeof(*snap));
+	if (!snap || power_snapshot(p->power, snap) < 0) {
+		free(snap);
+		return 0;
 	}
+	if ((r = api_metrics_family(mx, "splitd_power_sample_rate_hertz", API_GAUGE,
+				    "Power samples per second (configured, after the sensor cap).")) == 0)
+		r = api_metrics_value(mx, NULL, snap->sample_hz);
+	if (r == 0)
+		r = api_metrics_family(mx, "splitd_rail_energy_joules_total", API_COUNTER,
+				       "Energy per power rail since start.");
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const struct power_rail_status *rs = &snap->rails[i];
+		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+				    rs->info.method, NULL };
+		r = api_metrics_value(mx, l, (double)rs->energy_uj / 1e6);
+	}
+	if (r == 0)
+		r = api_metrics_family(mx, "splitd_rail_power_watts", API_GAUGE, "Power per rail, last sample.");
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const struct power_rail_status *rs = &snap->rails[i];
+		if (rs->power_mw < 0)
+			continue;
+		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+				    rs->info.method, NULL };
+		r = api_metrics_value(mx, l, (double)rs->power_mw / 1e3);
+	}
+	if (r == 0)
+		r = api_metrics_family(mx, "splitd_rail_up", API_GAUGE, "1 when the rail's last read worked.");
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const char *l[] = { "rail", snap->rails[i].info.name, NULL };
+		r = api_metrics_value(mx, l, snap->rails[i].up);
+	}
+	free(snap);
+	return r;
+}
+
+/* Per model: requests by placement, failures, fallbacks, plan changes,
+ * the duration and energy histograms and the current cut. */
+static int model_metrics(struct pipeline *p, struct api_metrics *mx)
+{
+	int r;
+
 	FAM("splitd_requests_total", API_COUNTER, "Inference requests answered, by model and placement.");
 	for (int i = 0; i < p->n_models; i++)
 		for (int k = 0; k < PIPE_PLACEMENTS; k++) {
@@ -272,6 +320,19 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 		int cut = atomic_load(&p->models[i].current_cut);
 		VAL(l, cut < 0 ? p->models[i].n_nodes : cut);
 	}
+	return 0;
+}
+
+int pipe_metrics(void *ctx, struct api_metrics *mx)
+{
+	struct pipeline *p = ctx;
+	int r = 0;
+
+
+	if ((r = backend_metrics(p, mx)) < 0)
+		return r;
+	if ((r = model_metrics(p, mx)) < 0)
+		return r;
 	FAM("splitd_peer_up", API_GAUGE, "1 when the peer is verified and answering.");
 	for (int i = 0; i < p->n_models; i++) {
 		if (!p->models[i].peer)
@@ -323,46 +384,12 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 	pthread_mutex_unlock(&p->qlock);
 	VAL(NULL, qlen);
 
-	if (p->power) {
-		struct power_snapshot *snap = malloc(sizeof(*snap));
-		if (!snap || power_snapshot(p->power, snap) < 0) {
-			free(snap);
-			return 0;
-		}
-		if ((r = api_metrics_family(mx, "splitd_power_sample_rate_hertz", API_GAUGE,
-					    "Power samples per second (configured, after the sensor cap).")) == 0)
-			r = api_metrics_value(mx, NULL, snap->sample_hz);
-		if (r == 0)
-			r = api_metrics_family(mx, "splitd_rail_energy_joules_total", API_COUNTER,
-					       "Energy per power rail since start.");
-		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-			const struct power_rail_status *rs = &snap->rails[i];
-			const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
-					    rs->info.method, NULL };
-			r = api_metrics_value(mx, l, (double)rs->energy_uj / 1e6);
-		}
-		if (r == 0)
-			r = api_metrics_family(mx, "splitd_rail_power_watts", API_GAUGE, "Power per rail, last sample.");
-		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-			const struct power_rail_status *rs = &snap->rails[i];
-			if (rs->power_mw < 0)
-				continue;
-			const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
-					    rs->info.method, NULL };
-			r = api_metrics_value(mx, l, (double)rs->power_mw / 1e3);
-		}
-		if (r == 0)
-			r = api_metrics_family(mx, "splitd_rail_up", API_GAUGE, "1 when the rail's last read worked.");
-		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-			const char *l[] = { "rail", snap->rails[i].info.name, NULL };
-			r = api_metrics_value(mx, l, snap->rails[i].up);
-		}
-		free(snap);
-	}
-#undef FAM
-#undef VAL
+	if (p->power)
+		r = power_metrics(p, mx);
 	return r;
 }
+#undef FAM
+#undef VAL
 
 /* ---- /v1/status ----------------------------------------------------------- */
 
@@ -488,6 +515,56 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 	return o;
 }
 
+/* The compute backend: which, how it was chosen, and one taken out. */
+static json_t *backend_json(struct pipeline *p)
+{
+	json_t *be = json_object();
+	pthread_mutex_lock(&p->cfg_lock);
+	json_object_set_new(be, "name", json_string(p->backend));
+	json_object_set_new(be, "chosen", json_string(p->backend_why));
+	json_object_set_new(be, "out_of_service", p->backend_down[0] ? json_string(p->backend_down) : json_null());
+	pthread_mutex_unlock(&p->cfg_lock);
+	json_object_set_new(be, "failovers", json_integer((json_int_t)atomic_load(&p->backend_failovers)));
+	return be;
+}
+
+/* The power sampler's rails, or why there is none. */
+static json_t *power_json(struct pipeline *p)
+{
+	json_t *power = json_object();
+	if (p->power) {
+		struct power_snapshot *snap = malloc(sizeof(*snap));
+		if (snap && power_snapshot(p->power, snap) == 0) {
+			json_t *rails = json_array();
+			json_object_set_new(power, "sample_hz", json_real(snap->sample_hz));
+			json_object_set_new(power, "measured_hz", json_real(snap->measured_hz));
+			json_object_set_new(power, "board_input",
+					    snap->input_rail >= 0 ? json_string(snap->rails[snap->input_rail].info.name)
+								  : json_null());
+			if (snap->idle_valid)
+				json_object_set_new(power, "idle_watts", json_real((double)snap->idle_mw / 1e3));
+			for (int i = 0; i < snap->n_rails; i++) {
+				const struct power_rail_status *rs = &snap->rails[i];
+				json_t *r = json_object();
+				json_object_set_new(r, "name", json_string(rs->info.name));
+				json_object_set_new(r, "source", json_string(rs->info.source));
+				json_object_set_new(r, "method", json_string(rs->info.method));
+				json_object_set_new(r, "up", json_boolean(rs->up));
+				json_object_set_new(r, "watts", rs->power_mw >= 0 ? json_real((double)rs->power_mw / 1e3)
+										 : json_null());
+				json_object_set_new(r, "joules", json_real((double)rs->energy_uj / 1e6));
+				json_object_set_new(r, "errors", json_integer((json_int_t)rs->errors));
+				json_array_append_new(rails, r);
+			}
+			json_object_set_new(power, "rails", rails);
+		}
+		free(snap);
+	} else {
+		json_object_set_new(power, "reason", json_string(p->power_reason));
+	}
+	return power;
+}
+
 void pipe_status(void *ctx, struct api_call *call)
 {
 	struct pipeline *p = ctx;
@@ -496,14 +573,7 @@ void pipe_status(void *ctx, struct api_call *call)
 	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
 	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
 	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
-	json_t *be = json_object();
-	pthread_mutex_lock(&p->cfg_lock);
-	json_object_set_new(be, "name", json_string(p->backend));
-	json_object_set_new(be, "chosen", json_string(p->backend_why));
-	json_object_set_new(be, "out_of_service", p->backend_down[0] ? json_string(p->backend_down) : json_null());
-	pthread_mutex_unlock(&p->cfg_lock);
-	json_object_set_new(be, "failovers", json_integer((json_int_t)atomic_load(&p->backend_failovers)));
-	json_object_set_new(root, "backend", be);
+	json_object_set_new(root, "backend", backend_json(p));
 	const char *ex = api_call_query(call, "explain");
 	bool explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
 	for (int i = 0; i < p->n_models; i++)
@@ -550,38 +620,7 @@ void pipe_status(void *ctx, struct api_call *call)
 	}
 	json_object_set_new(root, "link", link);
 
-	json_t *power = json_object();
-	if (p->power) {
-		struct power_snapshot *snap = malloc(sizeof(*snap));
-		if (snap && power_snapshot(p->power, snap) == 0) {
-			json_t *rails = json_array();
-			json_object_set_new(power, "sample_hz", json_real(snap->sample_hz));
-			json_object_set_new(power, "measured_hz", json_real(snap->measured_hz));
-			json_object_set_new(power, "board_input",
-					    snap->input_rail >= 0 ? json_string(snap->rails[snap->input_rail].info.name)
-								  : json_null());
-			if (snap->idle_valid)
-				json_object_set_new(power, "idle_watts", json_real((double)snap->idle_mw / 1e3));
-			for (int i = 0; i < snap->n_rails; i++) {
-				const struct power_rail_status *rs = &snap->rails[i];
-				json_t *r = json_object();
-				json_object_set_new(r, "name", json_string(rs->info.name));
-				json_object_set_new(r, "source", json_string(rs->info.source));
-				json_object_set_new(r, "method", json_string(rs->info.method));
-				json_object_set_new(r, "up", json_boolean(rs->up));
-				json_object_set_new(r, "watts", rs->power_mw >= 0 ? json_real((double)rs->power_mw / 1e3)
-										 : json_null());
-				json_object_set_new(r, "joules", json_real((double)rs->energy_uj / 1e6));
-				json_object_set_new(r, "errors", json_integer((json_int_t)rs->errors));
-				json_array_append_new(rails, r);
-			}
-			json_object_set_new(power, "rails", rails);
-		}
-		free(snap);
-	} else {
-		json_object_set_new(power, "reason", json_string(p->power_reason));
-	}
-	json_object_set_new(root, "power", power);
+	json_object_set_new(root, "power", power_json(p));
 
 	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);
