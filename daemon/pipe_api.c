@@ -156,8 +156,20 @@ static int h_stream_v2(void *ctx, const struct api_v2_request *req)
 	return pipe_band_reach(m, (int)cut) > cut;
 }
 
+static void h_status(void *ctx, struct api_call *call)
+{
+	const char *ex = api_call_query(call, "explain");
+	char *text = pipe_status_json(ctx, ex && (!strcmp(ex, "1") || !strcmp(ex, "true")));
+
+	if (!text) {
+		api_call_error(call, 500, "out of memory");
+		return;
+	}
+	api_call_respond(call, 200, "application/json", text, strlen(text));
+}
+
 const struct api_handlers pipe_api_handlers = {
 	.model = h_model, .ready = h_ready,
 	.infer_v1 = h_infer_v1, .infer_v2 = h_infer_v2, .stream_v2 = h_stream_v2,
-	.status = pipe_status, .metrics = pipe_metrics,
+	.status = h_status, .metrics = pipe_metrics,
 };

@@ -261,7 +261,8 @@ int pipe_enqueue(struct pipeline *p, const struct pipe_request *req);
  * energy; counted, and observed in the histograms. */
 int pipe_v1_answer(struct pipe_v1 *v);
 int pipe_metrics(void *ctx, struct api_metrics *mx);
-void pipe_status(void *ctx, struct api_call *call);
+/* GET /v1/status: the JSON text (malloc'd; NULL: out of memory). */
+char *pipe_status_json(struct pipeline *p, bool explain);
 void pipe_hist_observe(struct pipe_hist *h, double v);
 extern const double pipe_duration_bounds[PIPE_HIST_BUCKETS];
 extern const double pipe_energy_bounds[PIPE_HIST_BUCKETS];

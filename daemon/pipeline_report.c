@@ -565,17 +565,14 @@ static json_t *power_json(struct pipeline *p)
 	return power;
 }
 
-void pipe_status(void *ctx, struct api_call *call)
+char *pipe_status_json(struct pipeline *p, bool explain)
 {
-	struct pipeline *p = ctx;
 	json_t *root = json_object(), *models = json_array();
 
 	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
 	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
 	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
 	json_object_set_new(root, "backend", backend_json(p));
-	const char *ex = api_call_query(call, "explain");
-	bool explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
 	for (int i = 0; i < p->n_models; i++)
 		json_array_append_new(models, model_json(p, &p->models[i], explain));
 	json_object_set_new(root, "models", models);
@@ -624,9 +621,5 @@ void pipe_status(void *ctx, struct api_call *call)
 
 	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);
-	if (!text) {
-		api_call_error(call, 500, "out of memory");
-		return;
-	}
-	api_call_respond(call, 200, "application/json", text, strlen(text));
+	return text;
 }

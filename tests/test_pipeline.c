@@ -923,6 +923,8 @@ static void backend_failing(bool split)
 	assert_string_equal(engine_backend_name(m->eng), "faulty");
 	serve_pipeline_hooks.status(g->robot, status, sizeof(status));
 	assert_non_null(strstr(status, "backend faulty"));
+	assert_null(strstr(status, "out of service"));
+	assert_metrics_say(g->robot, "splitd_backend_info{backend=\"faulty\",out_of_service=\"\"} 1");
 	atomic_store(&faulty_runs_left, 1);	/* the second node run fails */
 	infer(g, at_cut, NULL, 0, &a);
 	assert_reference(g, &a);
@@ -933,6 +935,11 @@ static void backend_failing(bool split)
 	serve_pipeline_hooks.status(g->robot, status, sizeof(status));
 	if (!strstr(status, "backend faulty out of service"))
 		fail_msg("STATUS= does not say so: %s", status);
+	char *js = pipe_status_json(g->robot, false);	/* GET /v1/status */
+	assert_non_null(js);
+	if (!strstr(js, "\"out_of_service\": \"faulty\"") || !strstr(js, "\"failovers\": 1"))
+		fail_msg("/v1/status does not say so: %s", js);
+	free(js);
 	assert_metrics_say(g->robot, "splitd_backend_failovers_total 1");
 	assert_metrics_say(g->robot, "splitd_backend_info{backend=\"cpu\",out_of_service=\"faulty\"} 1");
 	/* the next one: on the CPU from the start */
