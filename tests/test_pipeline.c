@@ -429,6 +429,8 @@ enum fake_mode { FAKE_OK, FAKE_DOWN, FAKE_SLOW, FAKE_SHAPE, FAKE_DTYPE, FAKE_NAN
 
 struct fake_peer {
 	enum fake_mode mode;
+	int wavefront;			/* a banded request runs as the peer's wavefront */
+	size_t bytes_waited;		/* the furthest body_wait of the tail */
 	struct pipeline *peer;		/* runs the tail in FAKE_OK */
 	const float *want;		/* the right outputs (the garbage modes twist them) */
 	size_t want_bytes;
@@ -456,6 +458,41 @@ static int fake_body(struct fake_peer *f, const struct peer_msg *msg, uint8_t **
 	return peer_msg_flatten(msg, body, len);
 }
 
+/* A streamed body, as the API hands one to the tail: here it is all in
+ * already, and the tail must not wait past its end. */
+struct streamed_body {
+	struct answer *a;
+	struct fake_peer *f;
+	size_t binary_len;
+};
+
+static void streamed_respond(void *ctx, struct pipe_result *res)
+{
+	answer_respond(((struct streamed_body *)ctx)->a, res);
+}
+
+static int streamed_wait(void *ctx, size_t bytes, char *err, size_t errlen)
+{
+	struct streamed_body *sb = ctx;
+
+	if (bytes > sb->binary_len) {
+		snprintf(err, errlen, "the body ended short");
+		return -EPIPE;
+	}
+	sb->f->bytes_waited = bytes > sb->f->bytes_waited ? bytes : sb->f->bytes_waited;
+	return 0;
+}
+
+static int streamed_end(void *ctx, char *err, size_t errlen)
+{
+	(void)ctx, (void)err, (void)errlen;
+	return 0;
+}
+
+static const struct pipe_request_ops streamed_ops = {
+	.respond = streamed_respond, .body_wait = streamed_wait, .body_end = streamed_end,
+};
+
 /* The peer pipeline's tail on the request; its answer parsed as the
  * client parses one. */
 static int fake_tail(struct fake_peer *f, const struct peer_msg *msg, struct peer_reply *out, char *err,
@@ -471,10 +508,20 @@ static int fake_tail(struct fake_peer *f, const struct peer_msg *msg, struct pee
 		snprintf(err, errlen, "the request was aborted");
 		return r;
 	}
-	r = api_v2_parse(API_V2_REQUEST, body, len, msg->header_len, &v2, err, errlen);
-	assert_int_equal(r, 0);
-	struct pipe_request rq = { .kind = PIPE_REQ_V2, .model = &f->peer->models[0], .msg = v2,
+	struct pipe_request rq = { .kind = PIPE_REQ_V2, .model = &f->peer->models[0],
 				   .received_ns = pipe_now_ns(), .ops = &answer_ops, .ctx = &a };
+	struct streamed_body sb = { .a = &a, .f = f };
+	if (f->wavefront && msg->stream) {
+		r = api_v2_parse_header(API_V2_REQUEST, body, msg->header_len, body + msg->header_len,
+					len - msg->header_len, &v2, &sb.binary_len, err, errlen);
+		rq.streamed = 1;
+		rq.ops = &streamed_ops;
+		rq.ctx = &sb;
+	} else {
+		r = api_v2_parse(API_V2_REQUEST, body, len, msg->header_len, &v2, err, errlen);
+	}
+	assert_int_equal(r, 0);
+	rq.msg = v2;
 	pipe_run(f->peer, 0, &rq);
 	api_v2_message_free(v2);
 	free(body);
@@ -819,6 +866,27 @@ static void test_banded(void **state)
 	rig_free(g);
 }
 
+/* The same request run by the peer as its wavefront: each band's rows
+ * decoded and the row-local nodes advanced as they arrive (pipe_tail.c). */
+static void test_banded_wavefront(void **state)
+{
+	struct rig *g = rig_new("cpu", 1);
+	struct pipe_model *m = linked(g);
+	struct answer a;
+
+	(void)state;
+	g->fake.wavefront = 1;
+	assert_true(pipe_band_reach(&g->peer->models[0], 1) > 1);	/* a wavefront to run */
+	infer(g, 1, "f32", 2, &a);
+	assert_reference(g, &a);
+	assert_int_equal(a.fallback, 0);
+	assert_int_equal(g->fake.streams, 1);
+	assert_true(g->fake.bytes_waited > 0);	/* it read the body band by band */
+	assert_int_equal(placed(m, PIPE_SPLIT), 1);
+	assert_int_equal(atomic_load(&g->peer->models[0].failures), 0);
+	rig_free(g);
+}
+
 /* A failure of the link: the rest here, the same answer, counted. */
 static void fallback_case(enum fake_mode mode, const char *why, int blamed)
 {
@@ -991,6 +1059,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_local),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_banded),
+		cmocka_unit_test(test_banded_wavefront),
 		cmocka_unit_test(test_peer_down),
 		cmocka_unit_test(test_peer_slow),
 		cmocka_unit_test(test_peer_wrong_shape),
