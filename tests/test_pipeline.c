@@ -1031,18 +1031,29 @@ static void test_backend_unhealthy_split(void **state)
 	backend_failing(true);
 }
 
-/* backend = auto is the CPU where no other backend is usable, and says why. */
+/* backend = auto: cuda when the CUDA backend is built and says it is usable
+ * here, else the CPU, with the reason cuda gave; the log line says which. */
 static void test_backend_auto(void **state)
 {
-	char why[160] = "";
+	const struct backend_ops *cuda = backend_find("cuda");
+	char why[160] = "", cuda_why[160] = "";
 	const char *b = engine_backend_auto(why, sizeof(why));
 
 	(void)state;
+	print_message("auto: %s\n", why);
 	assert_true(engine_backend_exists(b));
-	assert_non_null(strstr(why, b));
-	if (strcmp(b, "cpu"))
-		print_message("auto: %s\n", why);
 	assert_false(engine_backend_exists("faulty-not-registered"));
+	if (!cuda) {
+		assert_string_equal(b, "cpu");
+		assert_non_null(strstr(why, "the only backend built"));
+	} else if (cuda->available && cuda->available(cuda_why, sizeof(cuda_why)) < 0) {
+		assert_string_equal(b, "cpu");
+		assert_non_null(strstr(why, cuda_why));	/* the reason cuda gave */
+	} else {
+		assert_string_equal(b, "cuda");
+	}
+	/* a registered backend is not one auto picks: the built ones are */
+	assert_string_not_equal(b, "faulty");
 }
 
 int main(int argc, char **argv)
