@@ -1,6 +1,7 @@
-/* Internals of the request pipeline (pipeline.c, pipeline_infer.c,
- * pipeline_report.c): the models, the worker queue, the peer link and the
- * planner state of one running `splitd serve`. Not a public header. */
+/* Internals of the request pipeline (pipeline.c and the pipe_*.c files of
+ * its strategies, pipeline_report.c): the models, the worker queue, the peer
+ * link and the planner state of one running `splitd serve`. Not a public
+ * header. */
 #ifndef SPLITD_PIPELINE_IMPL_H
 #define SPLITD_PIPELINE_IMPL_H
 
@@ -14,6 +15,7 @@
 #include "engine.h"
 #include "linkest.h"
 #include "peer_client.h"
+#include "pipe_request.h"
 #include "plan.h"
 #include "power.h"
 #include "wifi.h"
@@ -34,7 +36,14 @@ struct pipe_model {
 	struct pipeline *pipe;
 	char name[64];
 	char path[CONFIG_PATH_MAX];
-	struct engine *eng;
+	struct config_model conf;	/* as loaded (a failover reloads it) */
+	/* Workers hold eng_lock shared while they run a request; a failover
+	 * to the CPU (pipe_model_failover) holds it exclusive. The engine it
+	 * replaces stays allocated (eng_retired) until the model is freed:
+	 * in_meta/out_meta name its values, and HTTP threads read them. */
+	struct engine *_Atomic eng;
+	struct engine *eng_retired;
+	pthread_rwlock_t eng_lock;
 	int n_nodes;
 	struct api_model api;
 	struct api_tensor_meta *in_meta, *out_meta;
@@ -46,7 +55,8 @@ struct pipe_model {
 	double *local_ms;		/* start-up profile, n_nodes */
 
 	/* offload (robot role with a peer) */
-	struct peer_client *peer;
+	struct peer_client *peer;	/* the real link's client, or NULL */
+	struct pipe_link link;		/* ops NULL: no peer */
 	struct plan *plan;		/* under lock */
 	bool calibrated;		/* the peer's whole-model time is known */
 	struct engine_ctx *wctx[PIPE_MAX_WORKERS];	/* one per worker */
@@ -72,17 +82,6 @@ struct pipe_model {
 	_Atomic int current_cut;
 };
 
-enum pipe_job_kind { PIPE_JOB_V1, PIPE_JOB_V2 };
-
-struct pipe_job {
-	enum pipe_job_kind kind;
-	struct api_call *call;
-	const struct api_v1_request *v1;
-	const struct api_v2_request *v2;
-	struct pipe_model *model;
-	uint64_t enqueued_ns;
-};
-
 struct pipeline {
 	struct config *cfg;		/* own copy; reloadable keys swapped under cfg_lock */
 	pthread_mutex_t cfg_lock;
@@ -105,14 +104,21 @@ struct pipeline {
 	/* the worker queue */
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;
-	struct pipe_job *queue;
+	struct pipe_request *queue;
 	int qcap, qhead, qlen;
 	bool stopping;
 	pthread_t workers[PIPE_MAX_WORKERS];
-	int n_workers;
+	int n_workers, n_started;	/* worker threads: to run, running */
 	_Atomic unsigned busy;
 
 	_Atomic uint64_t peer_requests_served;
+
+	/* the compute backend: what backend = auto (or the name) resolved to,
+	 * and once it reported itself unhealthy, the CPU in its place */
+	char backend[16];
+	char backend_why[160];		/* how it was chosen */
+	char backend_down[16];		/* "" or the backend taken out of service */
+	_Atomic uint64_t backend_failovers;
 };
 
 /* pipe_outputs.c: the outputs of one inference, views borrowed from an
@@ -138,17 +144,123 @@ int pipe_outputs_from_reply(struct pipe_outputs *o, const struct peer_reply *rep
 /* NaN and infinite values in the floating outputs. */
 int64_t pipe_outputs_nonfinite(const struct pipe_outputs *o);
 
-/* pipeline_infer.c */
-void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job);
+#define PIPE_ERRLEN 256
+#define PIPE_BANDS_MAX 64
+
+/* One request's trip over the link (pipe_split.c, pipe_image.c,
+ * pipe_banded.c). */
+struct pipe_offload {
+	struct peer_reply reply;
+	bool have_reply;
+	bool infer_failed;		/* the link's send returned an error (it
+					   counted the peer's fallback itself) */
+	uint64_t send_ns;		/* when the request left */
+	size_t raw_bytes, wire_bytes;
+};
+
+/* A banded offload's timeline (pipe_banded.c). */
+struct pipe_banded {
+	struct api_v1_band tl[PIPE_BANDS_MAX];
+	uint64_t local_ns;		/* the band run, encoding included */
+	int computed;			/* the cut is in ctx (else run 0..cut for a fallback) */
+};
+
+/* One v1 request on the robot, from its choice of placement to its answer
+ * (pipe_v1.c drives it through the strategies). */
+struct pipe_v1 {
+	struct pipe_model *m;
+	int worker;
+	struct engine_ctx *ctx;
+	const struct pipe_request *req;
+	const struct tensor_view *input;	/* NULL until decoded */
+	char id[32];
+	int cut, enc, bands;
+	bool need_input, decoded, offloaded;
+	int fallback, local_nodes;
+	char fb_reason[PIPE_ERRLEN];
+	struct pipe_outputs outs;
+	struct pipe_offload of;
+	struct pipe_banded bd;
+	uint64_t t_deq, decode_ns, t_local0, t_local1, tail_ns, t_end;
+	bool have_energy;
+	uint64_t energy_id;
+	struct power_request pr;
+	int status;			/* of an error */
+	char err[PIPE_ERRLEN];
+};
+
+/* pipe_run.c: a worker runs one request; a backend that reports itself
+ * unhealthy is taken out of service and the request runs again on the CPU. */
+void pipe_run(struct pipeline *p, int worker, struct pipe_request *req);
+/* pipe_v1.c: 0 when answered, else -errno with v->status and v->err. */
+int pipe_v1_run(struct pipe_v1 *v);
+void pipe_v1_fini(struct pipe_v1 *v);
+/* The input in ctx (decoding a received image first when needed). */
+int pipe_v1_input(struct pipe_v1 *v);
+/* pipe_choose.c: the request's placement (query options, else the plan). */
+int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, int *enc, int *bands,
+		char *err, size_t errlen);
+/* pipe_local.c: nodes [0, cut) of a v1 request here; a plain v2 request
+ * (the whole model). 0, or -errno with *status and err set. */
+int pipe_local_head(struct pipe_v1 *v);
+int pipe_local_v2(struct pipe_model *m, int worker, const struct pipe_request *rq, int *status,
+		  char *err, size_t errlen);
+/* pipe_split.c: the cut tensors in ctx, encoded, to the peer; and the one
+ * send both it and the image offload use. */
+int pipe_split_send(struct pipe_model *m, struct engine_ctx *ctx, int cut, int enc, const char *id,
+		    struct pipe_offload *of, char *err, size_t errlen);
+int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struct peer_tensor *pts, int n,
+		      struct pipe_offload *of, char *err, size_t errlen);
+struct link_encoding pipe_enc_link(int plan_enc);
+int64_t pipe_request_timeout_ms(struct pipeline *p);
+/* pipe_image.c: the received image, as is, to the peer (cut 0). */
+int pipe_image_send(struct pipe_model *m, const struct pipe_request *rq, const char *id,
+		    struct pipe_offload *of, char *err, size_t errlen);
+/* pipe_banded.c: nodes [0, cut) as bands, each streamed as it is done. */
+int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int bands, int no_wavefront,
+		     const char *id, uint64_t t_origin, struct pipe_offload *of, struct pipe_banded *bd,
+		     char *err, size_t errlen);
+/* The worker's band state for [first, last) in `bands` bands (kept). */
+int pipe_worker_band(struct pipe_model *m, int worker, int first, int last, int bands,
+		     struct engine_band **out, char *err, size_t errlen);
+/* pipe_fallback.c: the peer failed with r (why in perr): finish here. */
+int pipe_fallback(struct pipe_v1 *v, int r, const char *perr, int64_t peer_nonfinite);
+/* pipe_tail.c: the peer's side of a robot's split request. */
+int pipe_tail(struct pipe_model *m, int worker, const struct pipe_request *rq, int64_t cut, int *status,
+	      char *err, size_t errlen);
+/* pipe_learn.c: what the planner learns, and the plan of the moment. */
+void pipe_learn(const struct pipe_v1 *v, size_t image_bytes);
+int pipe_explore(struct pipe_model *m, bool image, struct plan_candidate *pick);
+void pipe_tensor_candidate(struct pipe_model *m, struct plan_candidate *pick);
 int pipe_calibrate(struct pipe_model *m, int worker);
-/* The end of the row-local range from cut (engine_band_reach), cached. */
-int pipe_band_reach(struct pipe_model *m, int cut);
 void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in);
 void pipe_replan(struct pipe_model *m, int force);
+/* pipe_model.c: load, free, and the failover to the CPU. */
+int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct config_model *cm);
+void pipe_model_free(struct pipe_model *m);
+/* The offload state of a model with a link (the planner's model of it). */
+int pipe_model_offload_init(struct pipe_model *m, struct pipe_link link);
+/* The model's engine reloaded on the CPU backend (eng_lock held exclusive
+ * inside); 0 also when it already runs there. */
+int pipe_model_failover(struct pipe_model *m, const char *why);
+/* The end of the row-local range from cut (engine_band_reach), cached. */
+int pipe_band_reach(struct pipe_model *m, int cut);
+/* pipeline.c: the pipeline without its threads and server (the
+ * configuration, power, link estimate and models; tests build one so).
+ * backend: the compute backend's name, NULL: the configuration's. */
+int pipe_new(const struct config *cfg, const char *backend, struct pipeline **out);
+void pipe_free(struct pipeline *p);
+/* pipe_api.c: the HTTP layer's handlers, building pipe_requests. */
+extern const struct api_handlers pipe_api_handlers;
+int pipe_enqueue(struct pipeline *p, const struct pipe_request *req);
 
 /* pipeline_report.c */
+/* The answer to a v1 request that ran: outputs, placement, timing and
+ * energy; counted, and observed in the histograms. */
+int pipe_v1_answer(struct pipe_v1 *v);
 int pipe_metrics(void *ctx, struct api_metrics *mx);
-void pipe_status(void *ctx, struct api_call *call);
+/* GET /v1/status: the JSON text (malloc'd; NULL: out of memory). */
+char *pipe_status_json(struct pipeline *p, bool explain);
 void pipe_hist_observe(struct pipe_hist *h, double v);
 extern const double pipe_duration_bounds[PIPE_HIST_BUCKETS];
 extern const double pipe_energy_bounds[PIPE_HIST_BUCKETS];

@@ -1,7 +1,7 @@
 /* The request pipeline of `splitd serve`: loads and profiles the models,
  * starts the power sampler, the peer link and the planner, and serves the
- * API (api/) on the shell's listening sockets. HTTP threads only enqueue:
- * workers run the inference (pipeline_infer.c). */
+ * API (api/) on the shell's listening sockets. HTTP threads only enqueue
+ * (pipe_api.c): workers run the inference (pipe_run.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ uint64_t pipe_now_ns(void)
 
 /* ---- the worker queue ----------------------------------------------- */
 
-static int enqueue(struct pipeline *p, const struct pipe_job *job)
+int pipe_enqueue(struct pipeline *p, const struct pipe_request *job)
 {
 	int r = 0;
 
@@ -52,7 +52,7 @@ static void *worker_main(void *arg)
 
 	free(wa);
 	for (;;) {
-		struct pipe_job job;
+		struct pipe_request job;
 
 		pthread_mutex_lock(&p->qlock);
 		while (!p->stopping && p->qlen == 0)
@@ -67,165 +67,10 @@ static void *worker_main(void *arg)
 		atomic_fetch_add(&p->busy, 1);
 		pthread_mutex_unlock(&p->qlock);
 
-		pipe_run_job(p, index, &job);
+		pipe_run(p, index, &job);
 		atomic_fetch_sub(&p->busy, 1);
 	}
 	return NULL;
-}
-
-/* ---- API handlers --------------------------------------------------- */
-
-static int h_model(void *ctx, const char *name, const struct api_model **out)
-{
-	struct pipeline *p = ctx;
-
-	if (p->n_models == 0)
-		return -ENOENT;
-	if (!name) {
-		if (p->n_models != 1)
-			return -ENOENT;
-		*out = &p->models[0].api;
-		return 0;
-	}
-	for (int i = 0; i < p->n_models; i++)
-		if (!strcmp(p->models[i].name, name)) {
-			*out = &p->models[i].api;
-			return 0;
-		}
-	return -ENOENT;
-}
-
-static int h_ready(void *ctx, const struct api_model *model)
-{
-	struct pipeline *p = ctx;
-
-	return !atomic_load(&p->quiescing) && (model || p->n_models > 0 ||
-					       p->cfg->role == CONFIG_ROLE_ROBOT);
-}
-
-static void submit(struct pipeline *p, struct api_call *call, struct pipe_job *job)
-{
-	job->call = call;
-	job->enqueued_ns = pipe_now_ns();
-	if (enqueue(p, job) < 0) {
-		api_call_header(call, "Retry-After", "1");
-		api_call_error(call, 503, "the inference queue is full (%d waiting)", p->qcap);
-	}
-}
-
-static void h_infer_v1(void *ctx, struct api_call *call, const struct api_v1_request *req)
-{
-	struct pipeline *p = ctx;
-	struct pipe_job job = { .kind = PIPE_JOB_V1, .v1 = req, .model = req->model->user };
-
-	submit(p, call, &job);
-}
-
-static void h_infer_v2(void *ctx, struct api_call *call, const struct api_v2_request *req)
-{
-	struct pipeline *p = ctx;
-	struct pipe_job job = { .kind = PIPE_JOB_V2, .v2 = req, .model = req->model->user };
-
-	submit(p, call, &job);
-}
-
-int pipe_band_reach(struct pipe_model *m, int cut)
-{
-	if (cut < 0 || cut >= m->n_nodes || !m->band_reach)
-		return cut;
-	int v = atomic_load(&m->band_reach[cut]);
-	if (!v) {
-		v = engine_band_reach(m->eng, cut) + 1;
-		atomic_store(&m->band_reach[cut], v);
-	}
-	return v - 1;
-}
-
-/* A robot's banded request whose first layers here are row-local runs as
- * its bands arrive (the wavefront); any other waits for its whole body. */
-static int h_stream_v2(void *ctx, const struct api_v2_request *req)
-{
-	struct pipeline *p = ctx;
-	struct pipe_model *m = req->model->user;
-	int64_t cut, bands;
-	int wf = 1;
-
-	if (api_params_bool(req->msg->params, "splitd_wavefront", &wf) == 0 && !wf)
-		return 0;
-	if (!p->cfg->server_wavefront || p->cfg->role != CONFIG_ROLE_PEER ||
-	    api_params_int(req->msg->params, "splitd_cut", &cut) ||
-	    api_params_int(req->msg->params, "splitd_bands", &bands) || bands < 2 ||
-	    bands > PEER_MAX_BANDS || cut < 0 || cut >= m->n_nodes ||
-	    strcmp(engine_backend_name(m->eng), "cpu"))
-		return 0;
-	return pipe_band_reach(m, (int)cut) > cut;
-}
-
-/* ---- models ----------------------------------------------------------- */
-
-static int read_labels(struct pipe_model *m, const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char line[512];
-	int r = 0;
-
-	if (!f)
-		return log_err(-errno, "model %s: labels %s: %s", m->name, path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\r\n")] = 0;
-		if (m->n_labels >= 100000) {
-			r = log_err(-EFBIG, "model %s: labels %s: more than 100000 lines", m->name, path);
-			break;
-		}
-		char **nl = realloc(m->labels, sizeof(*nl) * (size_t)(m->n_labels + 1));
-		if (!nl) {
-			r = -ENOMEM;
-			break;
-		}
-		m->labels = nl;
-		if (!(m->labels[m->n_labels] = strdup(line))) {
-			r = -ENOMEM;
-			break;
-		}
-		m->n_labels++;
-	}
-	fclose(f);
-	return r;
-}
-
-static void set_meta(struct api_tensor_meta *meta, const struct engine_value_info *vi)
-{
-	meta->name = vi->name;
-	meta->dtype = vi->dtype;
-	meta->ndim = vi->ndim;
-	for (int d = 0; d < vi->ndim; d++)
-		meta->shape[d] = vi->shape[d];
-}
-
-/* Image preprocessing when the model takes one float image [1,3,H,W] (or
- * NHWC [1,H,W,3] when configured so). */
-static void setup_preprocess(struct pipe_model *m, const struct config_model *cm)
-{
-	const struct api_tensor_meta *in = &m->in_meta[0];
-	bool nhwc = cm->layout == CONFIG_LAYOUT_NHWC;
-
-	if (m->api.n_inputs != 1 || in->dtype != TENSOR_F32 || in->ndim != 4 ||
-	    in->shape[nhwc ? 3 : 1] != 3)
-		return;
-	m->pp.width = cm->width ? cm->width : (int)in->shape[nhwc ? 2 : 3];
-	m->pp.height = cm->height ? cm->height : (int)in->shape[nhwc ? 1 : 2];
-	m->pp.resize = cm->resize == CONFIG_RESIZE_LETTERBOX ? API_RESIZE_LETTERBOX : API_RESIZE_STRETCH;
-	m->pp.pad_value = 114;
-	m->pp.scale = (float)cm->scale;
-	for (int c = 0; c < 3; c++) {
-		m->pp.mean[c] = (float)cm->mean[c];
-		m->pp.std[c] = (float)cm->std[c];
-	}
-	m->pp.bgr = cm->channel_order == CONFIG_CHANNELS_BGR;
-	m->pp.nhwc = nhwc;
-	m->has_pp = true;
-	m->api.preprocess = &m->pp;
-	m->api.lazy_decode = 1;	/* the image may travel to the peer as is */
 }
 
 void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc)
@@ -254,246 +99,6 @@ void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc)
 			cfg->peer_encoding.zip == CONFIG_ZIP_LZ4 ? PLAN_CODEC_LZ4 : PLAN_CODEC_NONE;
 		pc->enc_mask = 1u << PLAN_ENC(d, c);
 	}
-}
-
-static int setup_offload(struct pipeline *p, struct pipe_model *m)
-{
-	const struct config *cfg = p->cfg;
-	struct peer_client_config pcc = {
-		.url = cfg->peer_url,
-		.model = m->name,
-		.model_sha256 = engine_sha256(m->eng),
-		.plain = cfg->peer_plain,
-		.allow_unverified = cfg->peer_allow_unverified,
-		.ca_file = cfg->peer_ca_file[0] ? cfg->peer_ca_file : NULL,
-		.cert_file = cfg->peer_cert_file[0] ? cfg->peer_cert_file : NULL,
-		.key_file = cfg->peer_key_file[0] ? cfg->peer_key_file : NULL,
-		.connect_timeout_ms = cfg->peer_connect_timeout_ms,
-		.request_timeout_ms = cfg->peer_request_timeout_ms,
-		.backoff_max_ms = cfg->peer_backoff_max_ms,
-		.probe_interval_ms = cfg->peer_probe_interval_ms,
-	};
-	char err[256];
-
-	/* the answer holds our outputs: its JSON header (bounded by the
-	 * protocol), their bytes and some slack; a peer sending more is wrong,
-	 * and is cut off there instead of at the client's default */
-	size_t out_bytes = 0;
-	for (int i = 0; i < m->api.n_outputs && out_bytes != SIZE_MAX; i++) {
-		struct tensor_view v = { .dtype = m->out_meta[i].dtype, .ndim = m->out_meta[i].ndim };
-		memcpy(v.shape, m->out_meta[i].shape, sizeof(v.shape));
-		for (int d = 0; d < v.ndim; d++)
-			if (v.shape[d] < 0)
-				out_bytes = SIZE_MAX;	/* dynamic: unknown */
-		if (out_bytes != SIZE_MAX)
-			out_bytes += tensor_bytes(&v);
-	}
-	if (out_bytes != SIZE_MAX)
-		pcc.max_response_bytes = PEER_MAX_HEADER_BYTES + 2 * out_bytes + 65536;
-	int r = peer_client_new(&pcc, &m->peer, err, sizeof(err));
-
-	if (r < 0)
-		return log_err(r, "model %s: peer %s: %s", m->name, cfg->peer_url, err);
-
-	/* Until the peer reports its own times, assume it runs each node as
-	 * fast as we do; the first calibration replaces this. */
-	struct plan_model pm = { .n_nodes = m->n_nodes, .local_node_ms = m->local_ms,
-				 .peer_node_ms = m->local_ms };
-	size_t *cut_bytes = calloc((size_t)m->n_nodes + 1, sizeof(*cut_bytes));
-	int *band_ok = calloc((size_t)m->n_nodes + 1, sizeof(*band_ok));
-	struct plan_config pc;
-
-	if (!cut_bytes || !band_ok) {
-		free(cut_bytes);
-		free(band_ok);
-		return -ENOMEM;
-	}
-	for (int k = 0; k <= m->n_nodes; k++)
-		cut_bytes[k] = engine_cut_bytes(m->eng, k);
-	for (int i = 0; i < m->n_nodes; i++) {
-		struct engine_node_info ni;
-
-		if (engine_node_info(m->eng, i, &ni) == 0)
-			band_ok[i] = ni.band_ok;
-	}
-	pm.input_band_ok = engine_band_inputs_check(m->eng, NULL, 0) == 0;
-	/* how far the peer's wavefront gets as the rows of each cut arrive */
-	double *wave = malloc(((size_t)m->n_nodes + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
-	if (wave && engine_band_wave_table(m->eng, PLAN_WAVE_STEPS, wave) == 0)
-		pm.peer_wave = wave;
-	pm.cut_bytes = cut_bytes;
-	pm.band_ok = band_ok;
-	pipe_plan_config_from(cfg, &pc);
-	r = plan_new(&pm, &pc, &m->plan);
-	free(cut_bytes);
-	free(band_ok);
-	free(wave);
-	if (r < 0)
-		return log_err(r, "model %s: planner: %s", m->name, strerror(-r));
-
-	pipe_replan(m, 1);
-	if ((r = peer_client_probe(m->peer, err, sizeof(err))) < 0)
-		log_warn("model %s: peer %s not ready yet (%s); serving locally until it is",
-			 m->name, cfg->peer_url, err);
-	return peer_client_start(m->peer);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-/* Median wall time of whole-model runs on zero inputs, in worker 0's context. */
-static int whole_run_ms(struct pipe_model *m, double *out_ms)
-{
-	enum { RUNS = 5 };
-	struct engine_ctx *ctx = m->wctx[0];
-	void *zero[8] = { 0 };
-	double t[RUNS];
-	char err[256];
-	int n_in = m->api.n_inputs, r = 0;
-
-	if (!ctx || n_in < 1 || n_in > 8)
-		return -EINVAL;
-	for (int i = 0; i < n_in; i++) {
-		struct engine_value_info vi;
-		struct tensor_view v;
-
-		if ((r = engine_input_info(m->eng, i, &vi)) < 0)
-			goto out;
-		if (!(zero[i] = calloc(1, vi.bytes ? vi.bytes : 1))) {
-			r = -ENOMEM;
-			goto out;
-		}
-		v.dtype = vi.dtype;
-		v.ndim = vi.ndim;
-		memcpy(v.shape, vi.shape, sizeof(v.shape));
-		v.data = zero[i];
-		if ((r = engine_ctx_set(ctx, vi.name, &v, err, sizeof(err))) < 0)
-			goto out;
-	}
-	for (int k = 0; k < RUNS; k++) {
-		uint64_t t0 = pipe_now_ns();
-		if ((r = engine_run(ctx)) < 0)
-			goto out;
-		t[k] = (double)(pipe_now_ns() - t0) / 1e6;
-	}
-	qsort(t, RUNS, sizeof(t[0]), cmp_double);
-	*out_ms = t[RUNS / 2];
-out:
-	for (int i = 0; i < 8; i++)
-		free(zero[i]);
-	return r;
-}
-
-static int load_model(struct pipeline *p, struct pipe_model *m, const struct config_model *cm)
-{
-	const struct config *cfg = p->cfg;
-	struct engine_opts eo = { .threads = cfg->threads,
-				  .backend = cfg->backend == CONFIG_BACKEND_CUDA ? "cuda" : "cpu" };
-	struct engine_input_shape is = { 0 };
-	char err[512], hex[65];
-	uint64_t t0 = pipe_now_ns();
-	int r;
-
-	m->pipe = p;
-	snprintf(m->name, sizeof(m->name), "%s", cm->name);
-	snprintf(m->path, sizeof(m->path), "%s", cm->path);
-	pthread_mutex_init(&m->lock, NULL);
-	m->duration_s.bounds = pipe_duration_bounds;
-	m->energy_j.bounds = pipe_energy_bounds;
-	atomic_store(&m->current_cut, -1);
-	if (cm->input_rank > 0) {
-		is.ndim = cm->input_rank;
-		for (int d = 0; d < cm->input_rank; d++)
-			is.shape[d] = cm->input_shape[d];
-		eo.input_shapes = &is;
-		eo.n_input_shapes = 1;
-	}
-	if ((r = engine_load(cm->path, &eo, &m->eng, err, sizeof(err))) < 0)
-		return log_err(r, "model %s: %s", cm->name, err);
-	m->n_nodes = engine_num_nodes(m->eng);
-	m->api.name = m->name;
-	m->api.user = m;
-	m->api.n_inputs = engine_num_inputs(m->eng);
-	m->api.n_outputs = engine_num_outputs(m->eng);
-	m->in_meta = calloc((size_t)m->api.n_inputs, sizeof(*m->in_meta));
-	m->out_meta = calloc((size_t)m->api.n_outputs, sizeof(*m->out_meta));
-	m->local_ms = calloc((size_t)m->n_nodes + 1, sizeof(*m->local_ms));
-	m->band_reach = calloc((size_t)m->n_nodes + 1, sizeof(*m->band_reach));
-	if (!m->in_meta || !m->out_meta || !m->local_ms || !m->band_reach)
-		return -ENOMEM;
-	for (int i = 0; i < m->api.n_inputs; i++) {
-		struct engine_value_info vi;
-		engine_input_info(m->eng, i, &vi);
-		set_meta(&m->in_meta[i], &vi);
-	}
-	for (int i = 0; i < m->api.n_outputs; i++) {
-		struct engine_value_info vi;
-		engine_output_info(m->eng, i, &vi);
-		set_meta(&m->out_meta[i], &vi);
-	}
-	peer_sha256_hex(engine_sha256(m->eng), hex);
-	snprintf(m->params_json, sizeof(m->params_json),
-		 "{\"splitd_model_sha256\":\"%s\",\"splitd_nodes\":%d}", hex, m->n_nodes);
-	m->api.params_json = m->params_json;
-	m->api.inputs = m->in_meta;
-	m->api.outputs = m->out_meta;
-	setup_preprocess(m, cm);
-	m->top_k = cm->top_k;
-	if (cm->labels[0] && (r = read_labels(m, cm->labels)) < 0)
-		return r;
-	uint64_t t1 = pipe_now_ns();
-	/* Profile first: its own context is freed before the workers' exist. */
-	if ((r = engine_profile(m->eng, 5, m->local_ms)) < 0)
-		return log_err(r, "model %s: profile: %s", m->name, strerror(-r));
-	for (int w = 0; w < p->n_workers; w++)
-		if ((r = engine_ctx_new(m->eng, &m->wctx[w])) < 0)
-			return log_err(r, "model %s: engine context: %s", m->name, strerror(-r));
-	double total_ms = 0, wall_ms = 0;
-	for (int i = 0; i < m->n_nodes; i++)
-		total_ms += m->local_ms[i];
-	/* Per-node medians miss what a whole run pays (under a CPU quota short
-	 * nodes run unthrottled, the throttling lands on whole runs): scale the
-	 * profile so its sum is the median wall time of whole runs. */
-	if (whole_run_ms(m, &wall_ms) == 0 && wall_ms > 0 && total_ms > 0) {
-		double f = wall_ms / total_ms;
-		for (int i = 0; i < m->n_nodes; i++)
-			m->local_ms[i] *= f;
-		log_info("model %s: per-node profile sums to %.2f ms, whole runs take %.2f ms: scaled by %.2f",
-			 m->name, total_ms, wall_ms, f);
-		total_ms = wall_ms;
-	}
-	log_notice("model %s: %s, %d nodes on %s, loaded in %.0f ms, profiled: %.2f ms per inference",
-		   m->name, m->path, m->n_nodes, engine_backend_name(m->eng),
-		   (double)(t1 - t0) / 1e6, total_ms);
-	if (cfg->role == CONFIG_ROLE_ROBOT && cfg->peer_url[0])
-		return setup_offload(p, m);
-	return 0;
-}
-
-static void free_model(struct pipe_model *m)
-{
-	if (m->peer) {
-		peer_client_stop(m->peer);
-		peer_client_free(m->peer);
-	}
-	plan_free(m->plan);
-	for (int w = 0; w < PIPE_MAX_WORKERS; w++) {
-		engine_band_free(m->wband[w]);
-		m->wband[w] = NULL;
-		engine_ctx_free(m->wctx[w]);
-	}
-	engine_free(m->eng);
-	for (int i = 0; i < m->n_labels; i++)
-		free(m->labels[i]);
-	free(m->labels);
-	free(m->in_meta);
-	free(m->out_meta);
-	free(m->local_ms);
-	free((void *)m->band_reach);
-	pthread_mutex_destroy(&m->lock);
 }
 
 /* ---- power ------------------------------------------------------------ */
@@ -541,7 +146,7 @@ static void setup_power(struct pipeline *p)
 
 /* ---- the hooks ---------------------------------------------------------- */
 
-static void pipeline_free(struct pipeline *p)
+void pipe_free(struct pipeline *p)
 {
 	if (!p)
 		return;
@@ -550,12 +155,12 @@ static void pipeline_free(struct pipeline *p)
 	p->stopping = true;
 	pthread_cond_broadcast(&p->qcond);
 	pthread_mutex_unlock(&p->qlock);
-	for (int w = 0; w < p->n_workers; w++)
+	for (int w = 0; w < p->n_started; w++)
 		pthread_join(p->workers[w], NULL);
 	if (p->api && api_server_free(p->api, 2000) < 0)
 		log_warn("api: calls still unanswered at stop");
 	for (int i = 0; i < p->n_models; i++)
-		free_model(&p->models[i]);
+		pipe_model_free(&p->models[i]);
 	free(p->models);
 	free(p->queue);
 	power_sampler_free(p->power);
@@ -589,12 +194,7 @@ static char *read_text_file(const char *path)
 static int start_api(struct pipeline *p, struct serve_listeners *ls)
 {
 	const struct config *cfg = p->cfg;
-	static const struct api_handlers handlers_template = {
-		.model = h_model, .ready = h_ready,
-		.infer_v1 = h_infer_v1, .infer_v2 = h_infer_v2, .stream_v2 = h_stream_v2,
-		.status = pipe_status, .metrics = pipe_metrics,
-	};
-	struct api_handlers h = handlers_template;
+	struct api_handlers h = pipe_api_handlers;
 	char names[SERVE_MAX_LISTEN][24];
 	const char *listen[SERVE_MAX_LISTEN];
 	char *token_file = NULL, *cert = NULL, *key = NULL, *ca = NULL;
@@ -650,15 +250,27 @@ out:
 	return r;
 }
 
-static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, void **ctx)
+/* The compute backend: as configured, or what `auto` finds here. */
+static void pick_backend(struct pipeline *p, const char *backend)
 {
-	struct pipeline *p;
-	char err[256];
+	const char *b = backend;
+
+	if (!b && p->cfg->backend == CONFIG_BACKEND_AUTO) {
+		b = engine_backend_auto(p->backend_why, sizeof(p->backend_why));
+	} else {
+		b = b ? b : p->cfg->backend == CONFIG_BACKEND_CUDA ? "cuda" : "cpu";
+		snprintf(p->backend_why, sizeof(p->backend_why), "%s: configured", b);
+	}
+	snprintf(p->backend, sizeof(p->backend), "%s", b);
+	log_notice("backend: %s", p->backend_why);
+}
+
+int pipe_new(const struct config *cfg, const char *backend, struct pipeline **out)
+{
+	struct pipeline *p = calloc(1, sizeof(*p));
 	int r;
 
-	if ((r = pipeline_reload_check(err, sizeof(err))) < 0)
-		return log_err(r, "config: %s", err);
-	if (!(p = calloc(1, sizeof(*p))))
+	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->qlock, NULL);
 	pthread_cond_init(&p->qcond, NULL);
@@ -675,6 +287,7 @@ static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, 
 		goto fail;
 	}
 	setup_power(p);
+	pick_backend(p, backend);
 
 	struct linkest_config lc;
 	linkest_config_defaults(&lc);
@@ -691,12 +304,28 @@ static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, 
 	}
 	for (int i = 0; i < p->cfg->n_models; i++) {
 		p->n_models = i + 1;
-		if ((r = load_model(p, &p->models[i], &p->cfg->models[i])) < 0)
+		if ((r = pipe_model_load(p, &p->models[i], &p->cfg->models[i])) < 0)
 			goto fail;
 	}
 	if (p->n_models == 0)
 		log_warn("no model configured: serving status and metrics only (set [model.NAME] path or --model)");
+	*out = p;
+	return 0;
+fail:
+	pipe_free(p);
+	return r;
+}
 
+static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, void **ctx)
+{
+	struct pipeline *p = NULL;
+	char err[256];
+	int r;
+
+	if ((r = pipeline_reload_check(err, sizeof(err))) < 0)
+		return log_err(r, "config: %s", err);
+	if ((r = pipe_new(cfg, NULL, &p)) < 0)
+		return r;
 	for (int w = 0; w < p->n_workers; w++) {
 		struct worker_arg *wa = malloc(sizeof(*wa));
 		if (!wa) {
@@ -706,9 +335,9 @@ static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, 
 		*wa = (struct worker_arg){ p, w };
 		if ((r = -pthread_create(&p->workers[w], NULL, worker_main, wa)) < 0) {
 			free(wa);
-			p->n_workers = w;
 			goto fail;
 		}
+		p->n_started = w + 1;
 	}
 	/* The peer's own per-node speed, measured once it answers. */
 	for (int i = 0; i < p->n_models; i++)
@@ -719,7 +348,7 @@ static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, 
 	*ctx = p;
 	return 0;
 fail:
-	pipeline_free(p);
+	pipe_free(p);
 	return r;
 }
 
@@ -729,6 +358,13 @@ static void pipeline_status(void *ctx, char *buf, size_t len)
 	size_t off = 0;
 
 	off += (size_t)snprintf(buf, len, "%s", config_role_name(p->cfg->role));
+	pthread_mutex_lock(&p->cfg_lock);
+	if (off < len && p->backend_down[0])
+		off += (size_t)snprintf(buf + off, len - off, ", backend %s out of service (unhealthy): on %s",
+					p->backend_down, p->backend);
+	else if (off < len)
+		off += (size_t)snprintf(buf + off, len - off, ", backend %s", p->backend);
+	pthread_mutex_unlock(&p->cfg_lock);
 	if (p->n_models == 0 && off < len)
 		off += (size_t)snprintf(buf + off, len - off, ", no model");
 	for (int i = 0; i < p->n_models && off < len; i++) {
@@ -778,7 +414,7 @@ static unsigned pipeline_inflight(void *ctx)
 
 static void pipeline_stop(void *ctx)
 {
-	pipeline_free(ctx);
+	pipe_free(ctx);
 }
 
 const struct serve_hooks serve_pipeline_hooks = {

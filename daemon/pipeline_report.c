@@ -1,12 +1,16 @@
-/* What the pipeline reports: GET /metrics (Prometheus, base units) and
- * GET /v1/status (JSON). Both read counters and snapshots only. */
+/* What the pipeline reports: the answer to a v1 request (outputs, top-k,
+ * placement, timing, energy), GET /metrics (Prometheus, base units) and
+ * GET /v1/status (JSON). The last two read counters and snapshots only. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "link_codec.h"
+#include "log.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
 
@@ -29,6 +33,162 @@ void pipe_hist_observe(struct pipe_hist *h, double v)
 	h->sum += v;
 }
 
+/* ---- the answer to a v1 request ---------------------------------------- */
+
+static int top_k(const struct pipe_model *m, const struct pipe_outputs *o, struct api_topk *tk)
+{
+	if (!m->labels || o->n < 1 || o->views[0].dtype != TENSOR_F32)
+		return 0;
+	const struct tensor_view *v = &o->views[0];
+	int64_t n = tensor_numel(v);
+	const float *x = v->data;
+	int k = m->top_k > 0 ? m->top_k : 5;
+	double mx = -INFINITY, sum = 0;
+	bool probs = true;
+
+	if (n < 1 || n > 1000000)
+		return 0;
+	if (k > n)
+		k = (int)n;
+	if (k > 32)
+		k = 32;
+	for (int64_t i = 0; i < n; i++) {
+		if (x[i] > mx)
+			mx = x[i];
+		if (x[i] < 0 || x[i] > 1)
+			probs = false;
+		sum += x[i];
+	}
+	if (fabs(sum - 1.0) > 1e-3)
+		probs = false;
+	double z = 0;
+	if (!probs)
+		for (int64_t i = 0; i < n; i++)
+			z += exp(x[i] - mx);
+	int got = 0;
+	for (int j = 0; j < k; j++) {
+		int64_t best = -1;
+		for (int64_t i = 0; i < n; i++) {
+			bool taken = false;
+			for (int q = 0; q < got; q++)
+				taken |= tk[q].index == i;
+			if (!taken && (best < 0 || x[i] > x[best]))
+				best = i;
+		}
+		if (best < 0)
+			break;
+		tk[got].index = (int)best;
+		tk[got].label = best < m->n_labels ? m->labels[best] : NULL;
+		tk[got].score = probs ? x[best] : (float)(exp(x[best] - mx) / z);
+		got++;
+	}
+	return got;
+}
+
+static const char *placement_name(int cut, int n_nodes, int fallback)
+{
+	return fallback ? "fallback" : cut >= n_nodes ? "local" : cut == 0 ? "offload" : "split";
+}
+
+static void result_placement(const struct pipe_v1 *v, struct api_v1_result *res, char *enc_name, size_t len)
+{
+	const struct pipe_model *m = v->m;
+
+	res->placement.cut = v->cut;
+	res->placement.local_nodes = v->local_nodes;
+	res->placement.remote_nodes = m->n_nodes - v->local_nodes;
+	res->placement.bands = v->bands;
+	if (v->bands > 1) {
+		res->timeline = v->bd.tl;
+		res->n_timeline = v->bands;
+	}
+	res->placement.peer = v->cut < m->n_nodes ? m->pipe->cfg->peer_url : NULL;
+	if (v->cut < m->n_nodes) {
+		snprintf(enc_name, len, "%s", v->enc == PLAN_ENC_INPUT ? "input" : plan_enc_name(v->enc));
+		res->placement.encoding = enc_name;
+	}
+	res->placement.fallback = v->fallback;
+	res->placement.fallback_reason = v->fallback ? v->fb_reason : NULL;
+}
+
+static void result_timing(const struct pipe_v1 *v, struct api_v1_result *res)
+{
+	const struct pipe_request *rq = v->req;
+
+	res->timing.queue_ns = v->t_deq - rq->received_ns;
+	res->timing.decode_ns = v->decode_ns;
+	res->timing.local_ns = (v->t_local1 - v->t_local0) + v->tail_ns;
+	if (v->offloaded) {
+		const struct peer_timing *pt = &v->of.reply.resp.timing;
+		uint64_t remote = pt->total_ns > 0 ? (uint64_t)pt->total_ns : 0;
+		uint64_t total = v->of.reply.xfer.total_ns > 0 ? (uint64_t)v->of.reply.xfer.total_ns : 0;
+		res->timing.remote_ns = remote;
+		res->timing.transfer_ns = total > remote ? total - remote : 0;
+	}
+	res->timing.total_ns = v->t_end - rq->received_ns;
+}
+
+static void result_energy(struct pipe_v1 *v, struct api_v1_result *res)
+{
+	struct pipeline *p = v->m->pipe;
+
+	if (v->have_energy) {
+		v->have_energy = power_request_end_at(p->power, v->energy_id, (int64_t)v->t_end, 0, &v->pr) == 0;
+		v->energy_id = 0;
+	}
+	if (v->have_energy) {
+		res->energy.present = 1;
+		res->energy.energy_uj = (double)v->pr.energy_uj;
+		res->energy.above_idle_uj = (double)v->pr.energy_above_idle_uj;
+		res->energy.method = v->pr.method;
+		res->energy.rail = v->pr.rail;
+		res->energy.sample_hz = v->pr.sample_hz;
+		res->energy.samples = v->pr.samples;
+	} else {
+		res->energy.reason = p->power ? (v->pr.reason ? v->pr.reason : "no energy for this request")
+					      : p->power_reason;
+	}
+}
+
+int pipe_v1_answer(struct pipe_v1 *v)
+{
+	struct pipe_model *m = v->m;
+	const struct pipe_request *rq = v->req;
+	struct api_topk tk[32];
+	char enc_name[LINK_ENCODING_STRLEN];
+
+	v->t_end = pipe_now_ns();
+	struct api_v1_result res = { .model = m->name, .id = v->id, .outputs = v->outs.out,
+				     .n_outputs = v->outs.n, .outputs_none = rq->q.outputs_none };
+	int ntk = top_k(m, &v->outs, tk);
+	if (ntk > 0) {
+		res.top_k = tk;
+		res.n_top_k = ntk;
+	}
+	result_placement(v, &res, enc_name, sizeof(enc_name));
+	result_timing(v, &res);
+	result_energy(v, &res);
+	/* the request is the caller's from its answer on: what pipe_learn
+	 * reads of it is copied out first */
+	size_t image_bytes = rq->is_image ? rq->body_len : 0;
+	struct pipe_result out = { .status = 200, .v1 = &res };
+	rq->ops->respond(rq->ctx, &out);
+	v->req = NULL;
+
+	atomic_fetch_add(&m->requests[v->fallback ? PIPE_FALLBACK
+				      : v->cut >= m->n_nodes ? PIPE_LOCAL
+				      : v->cut == 0 ? PIPE_OFFLOAD : PIPE_SPLIT], 1);
+	pthread_mutex_lock(&m->lock);
+	pipe_hist_observe(&m->duration_s, (double)res.timing.total_ns / 1e9);
+	if (v->have_energy)
+		pipe_hist_observe(&m->energy_j, (double)v->pr.energy_uj / 1e6);
+	pthread_mutex_unlock(&m->lock);
+	log_debug("model %s: %s, cut %d, %.2f ms", m->name, placement_name(v->cut, m->n_nodes, v->fallback),
+		  v->cut, (double)res.timing.total_ns / 1e6);
+	pipe_learn(v, image_bytes);
+	return 0;
+}
+
 static void wifi_refresh(struct pipeline *p)
 {
 	uint64_t now = pipe_now_ns();
@@ -41,13 +201,75 @@ static void wifi_refresh(struct pipeline *p)
 	p->wifi_read_ns = now;
 }
 
-int pipe_metrics(void *ctx, struct api_metrics *mx)
-{
-	struct pipeline *p = ctx;
-	int r = 0;
-
 #define FAM(name, type, help) if ((r = api_metrics_family(mx, name, type, help)) < 0) return r
 #define VAL(labels, v) if ((r = api_metrics_value(mx, labels, (double)(v))) < 0) return r
+
+/* The compute backend in service, and the failovers away from one. */
+static int backend_metrics(struct pipeline *p, struct api_metrics *mx)
+{
+	int r;
+
+	char backend[16], down[16];
+	pthread_mutex_lock(&p->cfg_lock);
+	snprintf(backend, sizeof(backend), "%s", p->backend);
+	snprintf(down, sizeof(down), "%s", p->backend_down);
+	pthread_mutex_unlock(&p->cfg_lock);
+	FAM("splitd_backend_info", API_GAUGE,
+	    "1 for the compute backend in service; out_of_service names one taken out (unhealthy).");
+	const char *l[] = { "backend", backend, "out_of_service", down, NULL };
+	VAL(l, 1);
+	FAM("splitd_backend_failovers_total", API_COUNTER,
+	    "Models moved to the CPU backend because theirs reported itself unhealthy.");
+	VAL(NULL, atomic_load(&p->backend_failovers));
+	return 0;
+}
+
+/* Per-rail energy and power, from the sampler's snapshot. */
+static int power_metrics(struct pipeline *p, struct api_metrics *mx)
+{
+	int r = 0;
+	struct power_snapshot *snap = malloc(sizeof(*snap));
+	if (!snap || power_snapshot(p->power, snap) < 0) {
+		free(snap);
+		return 0;
+	}
+	if ((r = api_metrics_family(mx, "splitd_power_sample_rate_hertz", API_GAUGE,
+				    "Power samples per second (configured, after the sensor cap).")) == 0)
+		r = api_metrics_value(mx, NULL, snap->sample_hz);
+	if (r == 0)
+		r = api_metrics_family(mx, "splitd_rail_energy_joules_total", API_COUNTER,
+				       "Energy per power rail since start.");
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const struct power_rail_status *rs = &snap->rails[i];
+		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+				    rs->info.method, NULL };
+		r = api_metrics_value(mx, l, (double)rs->energy_uj / 1e6);
+	}
+	if (r == 0)
+		r = api_metrics_family(mx, "splitd_rail_power_watts", API_GAUGE, "Power per rail, last sample.");
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const struct power_rail_status *rs = &snap->rails[i];
+		if (rs->power_mw < 0)
+			continue;
+		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+				    rs->info.method, NULL };
+		r = api_metrics_value(mx, l, (double)rs->power_mw / 1e3);
+	}
+	if (r == 0)
+		r = api_metrics_family(mx, "splitd_rail_up", API_GAUGE, "1 when the rail's last read worked.");
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const char *l[] = { "rail", snap->rails[i].info.name, NULL };
+		r = api_metrics_value(mx, l, snap->rails[i].up);
+	}
+	free(snap);
+	return r;
+}
+
+/* Per model: requests by placement, failures, fallbacks, plan changes,
+ * the duration and energy histograms and the current cut. */
+static int model_metrics(struct pipeline *p, struct api_metrics *mx)
+{
+	int r;
 
 	FAM("splitd_requests_total", API_COUNTER, "Inference requests answered, by model and placement.");
 	for (int i = 0; i < p->n_models; i++)
@@ -98,6 +320,19 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 		int cut = atomic_load(&p->models[i].current_cut);
 		VAL(l, cut < 0 ? p->models[i].n_nodes : cut);
 	}
+	return 0;
+}
+
+int pipe_metrics(void *ctx, struct api_metrics *mx)
+{
+	struct pipeline *p = ctx;
+	int r = 0;
+
+
+	if ((r = backend_metrics(p, mx)) < 0)
+		return r;
+	if ((r = model_metrics(p, mx)) < 0)
+		return r;
 	FAM("splitd_peer_up", API_GAUGE, "1 when the peer is verified and answering.");
 	for (int i = 0; i < p->n_models; i++) {
 		if (!p->models[i].peer)
@@ -149,46 +384,12 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 	pthread_mutex_unlock(&p->qlock);
 	VAL(NULL, qlen);
 
-	if (p->power) {
-		struct power_snapshot *snap = malloc(sizeof(*snap));
-		if (!snap || power_snapshot(p->power, snap) < 0) {
-			free(snap);
-			return 0;
-		}
-		if ((r = api_metrics_family(mx, "splitd_power_sample_rate_hertz", API_GAUGE,
-					    "Power samples per second (configured, after the sensor cap).")) == 0)
-			r = api_metrics_value(mx, NULL, snap->sample_hz);
-		if (r == 0)
-			r = api_metrics_family(mx, "splitd_rail_energy_joules_total", API_COUNTER,
-					       "Energy per power rail since start.");
-		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-			const struct power_rail_status *rs = &snap->rails[i];
-			const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
-					    rs->info.method, NULL };
-			r = api_metrics_value(mx, l, (double)rs->energy_uj / 1e6);
-		}
-		if (r == 0)
-			r = api_metrics_family(mx, "splitd_rail_power_watts", API_GAUGE, "Power per rail, last sample.");
-		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-			const struct power_rail_status *rs = &snap->rails[i];
-			if (rs->power_mw < 0)
-				continue;
-			const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
-					    rs->info.method, NULL };
-			r = api_metrics_value(mx, l, (double)rs->power_mw / 1e3);
-		}
-		if (r == 0)
-			r = api_metrics_family(mx, "splitd_rail_up", API_GAUGE, "1 when the rail's last read worked.");
-		for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-			const char *l[] = { "rail", snap->rails[i].info.name, NULL };
-			r = api_metrics_value(mx, l, snap->rails[i].up);
-		}
-		free(snap);
-	}
-#undef FAM
-#undef VAL
+	if (p->power)
+		r = power_metrics(p, mx);
 	return r;
 }
+#undef FAM
+#undef VAL
 
 /* ---- /v1/status ----------------------------------------------------------- */
 
@@ -295,10 +496,10 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 		pthread_mutex_unlock(&m->lock);
 		json_object_set_new(o, "planner", pl);
 	}
-	if (m->peer) {
+	if (m->link.ops) {
 		struct peer_client_stats st;
 		json_t *pe = json_object();
-		peer_client_stats(m->peer, &st);
+		m->link.ops->stats(m->link.ctx, &st);
 		json_object_set_new(pe, "url", json_string(p->cfg->peer_url));
 		json_object_set_new(pe, "state", json_string(peer_state_name(st.state)));
 		json_object_set_new(pe, "requests", json_integer((json_int_t)st.requests));
@@ -316,16 +517,65 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 	return o;
 }
 
-void pipe_status(void *ctx, struct api_call *call)
+/* The compute backend: which, how it was chosen, and one taken out. */
+static json_t *backend_json(struct pipeline *p)
 {
-	struct pipeline *p = ctx;
+	json_t *be = json_object();
+	pthread_mutex_lock(&p->cfg_lock);
+	json_object_set_new(be, "name", json_string(p->backend));
+	json_object_set_new(be, "chosen", json_string(p->backend_why));
+	json_object_set_new(be, "out_of_service", p->backend_down[0] ? json_string(p->backend_down) : json_null());
+	pthread_mutex_unlock(&p->cfg_lock);
+	json_object_set_new(be, "failovers", json_integer((json_int_t)atomic_load(&p->backend_failovers)));
+	return be;
+}
+
+/* The power sampler's rails, or why there is none. */
+static json_t *power_json(struct pipeline *p)
+{
+	json_t *power = json_object();
+	if (p->power) {
+		struct power_snapshot *snap = malloc(sizeof(*snap));
+		if (snap && power_snapshot(p->power, snap) == 0) {
+			json_t *rails = json_array();
+			json_object_set_new(power, "sample_hz", json_real(snap->sample_hz));
+			json_object_set_new(power, "measured_hz", json_real(snap->measured_hz));
+			json_object_set_new(power, "board_input",
+					    snap->input_rail >= 0 ? json_string(snap->rails[snap->input_rail].info.name)
+								  : json_null());
+			if (snap->idle_valid)
+				json_object_set_new(power, "idle_watts", json_real((double)snap->idle_mw / 1e3));
+			for (int i = 0; i < snap->n_rails; i++) {
+				const struct power_rail_status *rs = &snap->rails[i];
+				json_t *r = json_object();
+				json_object_set_new(r, "name", json_string(rs->info.name));
+				json_object_set_new(r, "source", json_string(rs->info.source));
+				json_object_set_new(r, "method", json_string(rs->info.method));
+				json_object_set_new(r, "up", json_boolean(rs->up));
+				json_object_set_new(r, "watts", rs->power_mw >= 0 ? json_real((double)rs->power_mw / 1e3)
+										 : json_null());
+				json_object_set_new(r, "joules", json_real((double)rs->energy_uj / 1e6));
+				json_object_set_new(r, "errors", json_integer((json_int_t)rs->errors));
+				json_object_set_new(r, "samples", json_integer((json_int_t)rs->samples));
+				json_array_append_new(rails, r);
+			}
+			json_object_set_new(power, "rails", rails);
+		}
+		free(snap);
+	} else {
+		json_object_set_new(power, "reason", json_string(p->power_reason));
+	}
+	return power;
+}
+
+char *pipe_status_json(struct pipeline *p, bool explain)
+{
 	json_t *root = json_object(), *models = json_array();
 
 	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
 	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
 	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
-	const char *ex = api_call_query(call, "explain");
-	bool explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
+	json_object_set_new(root, "backend", backend_json(p));
 	for (int i = 0; i < p->n_models; i++)
 		json_array_append_new(models, model_json(p, &p->models[i], explain));
 	json_object_set_new(root, "models", models);
@@ -374,45 +624,9 @@ void pipe_status(void *ctx, struct api_call *call)
 	}
 	json_object_set_new(root, "link", link);
 
-	json_t *power = json_object();
-	if (p->power) {
-		struct power_snapshot *snap = malloc(sizeof(*snap));
-		if (snap && power_snapshot(p->power, snap) == 0) {
-			json_t *rails = json_array();
-			json_object_set_new(power, "sample_hz", json_real(snap->sample_hz));
-			json_object_set_new(power, "measured_hz", json_real(snap->measured_hz));
-			json_object_set_new(power, "board_input",
-					    snap->input_rail >= 0 ? json_string(snap->rails[snap->input_rail].info.name)
-								  : json_null());
-			if (snap->idle_valid)
-				json_object_set_new(power, "idle_watts", json_real((double)snap->idle_mw / 1e3));
-			for (int i = 0; i < snap->n_rails; i++) {
-				const struct power_rail_status *rs = &snap->rails[i];
-				json_t *r = json_object();
-				json_object_set_new(r, "name", json_string(rs->info.name));
-				json_object_set_new(r, "source", json_string(rs->info.source));
-				json_object_set_new(r, "method", json_string(rs->info.method));
-				json_object_set_new(r, "up", json_boolean(rs->up));
-				json_object_set_new(r, "watts", rs->power_mw >= 0 ? json_real((double)rs->power_mw / 1e3)
-										 : json_null());
-				json_object_set_new(r, "joules", json_real((double)rs->energy_uj / 1e6));
-				json_object_set_new(r, "errors", json_integer((json_int_t)rs->errors));
-				json_object_set_new(r, "samples", json_integer((json_int_t)rs->samples));
-				json_array_append_new(rails, r);
-			}
-			json_object_set_new(power, "rails", rails);
-		}
-		free(snap);
-	} else {
-		json_object_set_new(power, "reason", json_string(p->power_reason));
-	}
-	json_object_set_new(root, "power", power);
+	json_object_set_new(root, "power", power_json(p));
 
 	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);
-	if (!text) {
-		api_call_error(call, 500, "out of memory");
-		return;
-	}
-	api_call_respond(call, 200, "application/json", text, strlen(text));
+	return text;
 }

@@ -35,10 +35,21 @@ struct backend_ops {
 		   const struct tensor_view *in, struct tensor_view *out);
 	/* Optional: wait for queued work (device backends). */
 	int (*synchronize)(void *bctx);
+	/* Optional: 0 when the backend can run here (a device answers, its
+	 * libraries load), else -ENODEV with a sentence in why. NULL: always. */
+	int (*available)(char *why, size_t whylen);
+	/* Optional: 1 while a context is usable, 0 once it reported itself
+	 * unhealthy (a sticky device error poisoned it): the engine should be
+	 * reloaded on another backend. NULL: always healthy. */
+	int (*healthy)(const void *bctx);
 };
 
 /* Registry (backend.c): the one place that knows which backends exist. */
 const struct backend_ops *backend_find(const char *name);
+/* Add a backend beyond the built ones (tests: a fault-injecting one).
+ * 0, -EEXIST (the name is taken) or -ENOSPC. Not thread-safe: register
+ * before loading engines. */
+int backend_register(const struct backend_ops *be);
 extern const struct backend_ops backend_cpu;
 
 /* CPU helpers usable without a prepared engine (constant folding). */

@@ -157,6 +157,11 @@ const char *engine_backend_name(const struct engine *e)
 	return e->be->name;
 }
 
+int engine_ctx_healthy(const struct engine_ctx *c)
+{
+	return !c->e->be->healthy || c->e->be->healthy(c->bctx);
+}
+
 int engine_num_nodes(const struct engine *e)
 {
 	return e->nn;

@@ -62,6 +62,12 @@ void engine_free(struct engine *e);
 /* sha256 of the model file bytes: the model's identity for the peer link. */
 const uint8_t *engine_sha256(const struct engine *e);
 const char *engine_backend_name(const struct engine *e);
+/* What `backend = auto` means here: the first backend built beyond the CPU
+ * that is available (a device answers and its libraries load), else "cpu".
+ * why (may be NULL) gets which and why, for the log. */
+const char *engine_backend_auto(char *why, size_t whylen);
+/* 1 when a backend of that name is built in (or registered). */
+int engine_backend_exists(const char *name);
 
 int engine_num_nodes(const struct engine *e);
 int engine_node_info(const struct engine *e, int i, struct engine_node_info *out);
@@ -89,6 +95,10 @@ int engine_ctx_get(struct engine_ctx *c, const char *name, struct tensor_view *o
  * computed. Afterwards every tensor of cut `last` can be got. */
 int engine_run_range(struct engine_ctx *c, int first, int last);
 int engine_run(struct engine_ctx *c);	/* [0, N) */
+/* 1 while the context's backend reports it usable; 0 once it reported
+ * itself unhealthy (a sticky device error): every run on it fails, and the
+ * engine should be reloaded on the CPU backend. */
+int engine_ctx_healthy(const struct engine_ctx *c);
 
 /* Row geometry of node i along H, for banded execution (overlap issue):
  * output row r reads input rows [r*stride_h - pad_top, ... + (kernel_h-1)*dil_h];

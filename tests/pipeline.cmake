@@ -52,13 +52,15 @@ set_tests_properties(export_tail_ops PROPERTIES LABELS integration TIMEOUT 300)
 
 # The robot's side of a request without HTTP (issue 15): the outputs of one
 # inference (released any number of times, each buffer freed once) and the
-# peer client's blame by cause, against a peer of the test's own. A unit
-# test, so the ASan+UBSan stage runs it.
+# peer client's blame by cause, against a peer of the test's own; every
+# strategy and fallback of the pipeline with a fake link, and a backend
+# turning unhealthy (issue 16). A unit test, so the ASan+UBSan stage runs it.
 if(TARGET PkgConfig::CMOCKA)
   add_executable(test_pipeline ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline.c)
   target_link_libraries(test_pipeline PRIVATE splitd_daemon PkgConfig::CMOCKA PkgConfig::MHD)
-  add_test(NAME pipeline COMMAND test_pipeline)
-  set_tests_properties(pipeline PROPERTIES LABELS unit TIMEOUT 60)
+  # the strategies' tests run tests/models' "chain" (kernels_models)
+  add_test(NAME pipeline COMMAND test_pipeline ${SPLITD_UNIT_MODELS_DIR})
+  set_tests_properties(pipeline PROPERTIES LABELS unit TIMEOUT 120 FIXTURES_REQUIRED kernels_models)
 endif()
 
 # A real robot splitd against a misbehaving peer of the test's own (a proxy

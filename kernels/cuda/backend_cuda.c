@@ -147,6 +147,28 @@ int backend_cuda_healthy(const void *bctx)
 	return c && !c->st.unhealthy;
 }
 
+/* backend = auto: a device answers and cuDNN gives a handle on it. */
+static int backend_cuda_available(char *why, size_t whylen)
+{
+	cudnnHandle_t h = NULL;
+	cudnnStatus_t st;
+
+	if (backend_cuda_device_count() < 0) {
+		snprintf(why, whylen, "no CUDA device answers");
+		return -ENODEV;
+	}
+	if (cudaSetDevice(0) != cudaSuccess) {
+		snprintf(why, whylen, "cudaSetDevice(0): %s", cudaGetErrorString(cudaGetLastError()));
+		return -ENODEV;
+	}
+	if ((st = cudnnCreate(&h)) != CUDNN_STATUS_SUCCESS) {
+		snprintf(why, whylen, "cuDNN does not load: %s", cudnnGetErrorString(st));
+		return -ENODEV;
+	}
+	cudnnDestroy(h);
+	return 0;
+}
+
 const char *backend_cuda_last_error(const void *bctx)
 {
 	const struct cuda_ctx *c = bctx;
@@ -893,4 +915,6 @@ const struct backend_ops backend_cuda = {
 	.download = backend_cuda_download,
 	.run = backend_cuda_run,
 	.synchronize = backend_cuda_synchronize,
+	.available = backend_cuda_available,
+	.healthy = backend_cuda_healthy,
 };

@@ -1,11 +1,11 @@
 /* libFuzzer target for the offload link's parsers that face the network,
  * as the daemon runs them:
- *   0  the peer's request path (pipeline_infer.c run_v2_tail, a whole
+ *   0  the peer's request path (pipe_tail.c pipe_tail, a whole
  *      body): the API's v2 parse, the one peer parser (peer_v2.c,
  *      peer_proto.c) and peer_request_decode (banded or not) into a cut;
  *      then the test peers' JSON form of the same parser (peer_request_parse);
  *   1  the robot's reading of an answer (peer_response_parse, then
- *      peer_tensor_decode of each output, as pipeline_infer.c does);
+ *      peer_tensor_decode of each output, as pipe_outputs.c does);
  *   2  the codec's decoder;
  *   3  a streamed banded request (tail_streamed): the header parsed first
  *      (api_v2_parse_header) into a binary buffer of exactly the size it

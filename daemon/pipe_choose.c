@@ -1,0 +1,122 @@
+/* The placement of one v1 request: the query's cut, encoding and bands
+ * when it names them (checked against the model and the peer), else the
+ * plan's (or an exploration of an idle link). */
+#include <errno.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "pipeline-impl.h"
+
+/* ?bands=B: a cut that can stream in B bands to a splitd peer. */
+static int check_bands(struct pipe_model *m, int B, int cut, int enc, char *err, size_t errlen)
+{
+	char why[PIPE_ERRLEN] = "";
+	int n = m->n_nodes;
+
+	if (B > PIPE_BANDS_MAX) {
+		snprintf(err, errlen, "bands=%d: at most %d", B, PIPE_BANDS_MAX);
+		return -EINVAL;
+	}
+	if (cut < 0 || cut >= n) {
+		snprintf(err, errlen, "bands=%d streams a cut to the peer: it needs 0 <= cut < %d", B, n);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&m->pipe->cfg_lock);
+	bool unverified = m->pipe->cfg->peer_allow_unverified;
+	pthread_mutex_unlock(&m->pipe->cfg_lock);
+	if (unverified) {
+		snprintf(err, errlen, "bands=%d: the peer may not be a splitd (peer.allow_unverified), "
+			 "and only a splitd reads banded requests", B);
+		return -EINVAL;
+	}
+	if (enc != PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE) && enc != PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE) &&
+	    enc != PLAN_ENC(PLAN_DTYPE_I8, PLAN_CODEC_NONE)) {
+		snprintf(err, errlen, "bands=%d: banded cuts travel as f32, f16 or i8 without compression, not %s",
+			 B, plan_enc_name(enc));
+		return -EINVAL;
+	}
+	if (cut > 0 && engine_band_check(m->eng, 0, cut, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "bands=%d at cut %d: %s", B, cut, why);
+		return -EINVAL;
+	}
+	/* at cut 0 the input itself travels in bands (the peer's wavefront
+	 * overlaps its compute with the upload) */
+	if (cut == 0 && engine_band_inputs_check(m->eng, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "bands=%d at cut 0: %s", B, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The plan's candidate for this request (rq names no cut nor encoding). */
+static void planned(struct pipe_model *m, bool image, struct plan_candidate *cur)
+{
+	struct plan_candidate x;
+	int n = m->n_nodes;
+
+	if (pipe_explore(m, image, &x)) {
+		char a[64], b[64];
+		plan_describe(cur, n, a, sizeof(a));
+		plan_describe(&x, n, b, sizeof(b));
+		log_info("model %s: link idle: this request runs at %s (plan %s) to measure it", m->name, b, a);
+		atomic_fetch_add(&m->explorations, 1);
+		*cur = x;
+	}
+	if (!image && cur->enc == PLAN_ENC_INPUT)
+		pipe_tensor_candidate(m, cur);
+}
+
+int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, int *enc, int *bands,
+		char *err, size_t errlen)
+{
+	const struct pipe_query *q = &rq->q;
+	int n = m->n_nodes, r;
+	bool image = rq->is_image;
+
+	*bands = 1;
+	if (q->cut > n) {
+		snprintf(err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", q->cut, n, n);
+		return -EINVAL;
+	}
+	if (!m->link.ops) {
+		if (q->cut >= 0 && q->cut < n) {
+			snprintf(err, errlen, "cut=%d needs a peer, and none is configured ([peer] url)", q->cut);
+			return -EINVAL;
+		}
+		*cut = n;
+		*enc = PLAN_ENC_LOCAL;
+		return 0;
+	}
+	struct plan_candidate cur = { .cut = n, .enc = PLAN_ENC_LOCAL };
+	pthread_mutex_lock(&m->lock);
+	plan_current(m->plan, &cur);
+	pthread_mutex_unlock(&m->lock);
+	if (q->cut < 0 && !q->encoding)
+		planned(m, image, &cur);
+	*cut = q->cut >= 0 ? q->cut : cur.cut;
+	int plan_bands = q->cut < 0 && !q->encoding && cur.bands > 1 ? cur.bands : 1;
+	*enc = q->cut >= 0 ? (*cut == 0 && image ? PLAN_ENC_INPUT : PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE))
+			   : cur.enc;
+	if (q->encoding && plan_enc_parse(q->encoding, enc) < 0) {
+		snprintf(err, errlen, "encoding=%s: not one of f32, f16, i8 (optionally +zstd or +lz4), input",
+			 q->encoding);
+		return -EINVAL;
+	}
+	if (*cut >= n) {
+		*cut = n;
+		*enc = PLAN_ENC_LOCAL;
+	} else if (*enc == PLAN_ENC_LOCAL) {
+		*enc = PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE);
+	}
+	if (*enc == PLAN_ENC_INPUT && (*cut != 0 || !image)) {
+		snprintf(err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
+		return -EINVAL;
+	}
+	*bands = plan_bands;
+	if (q->bands > 1) {
+		if ((r = check_bands(m, q->bands, *cut, *enc, err, errlen)) < 0)
+			return r;
+		*bands = q->bands;
+	}
+	return 0;
+}
