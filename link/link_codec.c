@@ -1,5 +1,6 @@
 /* The offload link's tensor codec (see link_codec.h for the error bounds). */
 #include "link_codec.h"
+#include "link-impl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -30,19 +31,6 @@
 /* Largest tensor the codec accepts: 2^31 bytes decoded (LZ4's own limit is
  * just below that; no cut tensor of a robot model comes near). */
 #define MAX_DECODED_BYTES ((size_t)LZ4_MAX_INPUT_SIZE)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- encoding descriptor ------------------------------------------------ */
 
@@ -653,51 +641,37 @@ static int decompress(const struct link_encoding *e, const void *src, size_t len
 		size_t frame, r;
 
 		content = ZSTD_getFrameContentSize(src, len);
-		if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN) {
-			set_err(err, errlen, "zstd stream of %zu bytes has no valid frame header", len);
-			return -EBADMSG;
-		}
-		if (content != expect) {
-			set_err(err, errlen, "zstd frame declares %llu bytes, the tensor needs %zu",
+		if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN)
+			return link_err(-EBADMSG, err, errlen, "zstd stream of %zu bytes has no valid frame header", len);
+		if (content != expect)
+			return link_err(-EBADMSG, err, errlen, "zstd frame declares %llu bytes, the tensor needs %zu",
 				content, expect);
-			return -EBADMSG;
-		}
 		frame = ZSTD_findFrameCompressedSize(src, len);
-		if (ZSTD_isError(frame) || frame != len) {
-			set_err(err, errlen, "zstd stream of %zu bytes is not exactly one frame", len);
-			return -EBADMSG;
-		}
+		if (ZSTD_isError(frame) || frame != len)
+			return link_err(-EBADMSG, err, errlen, "zstd stream of %zu bytes is not exactly one frame", len);
 		ZSTD_DCtx *dctx = thread_dctx();
 
 		if (!dctx)
 			return -ENOMEM;
 		r = ZSTD_decompressDCtx(dctx, dst, expect, src, len);
-		if (ZSTD_isError(r) || r != expect) {
-			set_err(err, errlen, "zstd stream does not decode: %s",
+		if (ZSTD_isError(r) || r != expect)
+			return link_err(-EBADMSG, err, errlen, "zstd stream does not decode: %s",
 				ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short output");
-			return -EBADMSG;
-		}
 		return 0;
 	}
 	if (e->comp == LINK_COMP_LZ4) {
 		int r;
 
-		if (len > (size_t)INT_MAX || expect > (size_t)LZ4_MAX_INPUT_SIZE) {
-			set_err(err, errlen, "lz4 block of %zu bytes is too large", len);
-			return -EBADMSG;
-		}
+		if (len > (size_t)INT_MAX || expect > (size_t)LZ4_MAX_INPUT_SIZE)
+			return link_err(-EBADMSG, err, errlen, "lz4 block of %zu bytes is too large", len);
 		r = LZ4_decompress_safe(src, dst, (int)len, (int)expect);
-		if (r < 0 || (size_t)r != expect) {
-			set_err(err, errlen, "lz4 block of %zu bytes does not decode to the %zu bytes the tensor needs",
+		if (r < 0 || (size_t)r != expect)
+			return link_err(-EBADMSG, err, errlen, "lz4 block of %zu bytes does not decode to the %zu bytes the tensor needs",
 				len, expect);
-			return -EBADMSG;
-		}
 		return 0;
 	}
-	if (len != expect) {
-		set_err(err, errlen, "tensor data is %zu bytes, its shape and encoding need %zu", len, expect);
-		return -EBADMSG;
-	}
+	if (len != expect)
+		return link_err(-EBADMSG, err, errlen, "tensor data is %zu bytes, its shape and encoding need %zu", len, expect);
 	if (expect)
 		memcpy(dst, src, expect);
 	return 0;
@@ -791,56 +765,38 @@ int link_decode(const void *src, size_t len, const struct link_encoding *e,
 	int r;
 
 	if (!e || !out || (!src && len) || (unsigned)e->value > LINK_VALUE_I8 ||
-	    (unsigned)e->comp > LINK_COMP_LZ4) {
-		set_err(err, errlen, "invalid decode arguments");
-		return -EINVAL;
-	}
+	    (unsigned)e->comp > LINK_COMP_LZ4)
+		return link_err(-EINVAL, err, errlen, "invalid decode arguments");
 	dsz = tensor_dtype_size(out->dtype);
-	if (!dsz) {
-		set_err(err, errlen, "tensor dtype %d is not supported on the link", (int)out->dtype);
-		return -EINVAL;
-	}
-	if (e->value != LINK_VALUE_F32 && out->dtype != TENSOR_F32) {
-		set_err(err, errlen, "encoding %s applies to FP32 tensors only, this one is %s",
+	if (!dsz)
+		return link_err(-EINVAL, err, errlen, "tensor dtype %d is not supported on the link", (int)out->dtype);
+	if (e->value != LINK_VALUE_F32 && out->dtype != TENSOR_F32)
+		return link_err(-EBADMSG, err, errlen, "encoding %s applies to FP32 tensors only, this one is %s",
 			value_names[e->value], tensor_dtype_name(out->dtype));
-		return -EBADMSG;
-	}
 	numel = checked_numel(out, dsz);
-	if (numel < 0) {
-		set_err(err, errlen, "tensor shape is negative or larger than %zu bytes", MAX_DECODED_BYTES);
-		return -EBADMSG;
-	}
+	if (numel < 0)
+		return link_err(-EBADMSG, err, errlen, "tensor shape is negative or larger than %zu bytes", MAX_DECODED_BYTES);
 	n = (size_t)numel;
-	if (n && !out->data) {
-		set_err(err, errlen, "no output buffer");
-		return -EINVAL;
-	}
+	if (n && !out->data)
+		return link_err(-EINVAL, err, errlen, "no output buffer");
 	elem = link_value_size(e->value, out->dtype);
 	expect = n * elem;
-	if (e->value == LINK_VALUE_I8 && !(scale >= 0.0f && scale <= 3.4028235e38f)) {
-		set_err(err, errlen, "int8 scale %g is not a finite non-negative number", (double)scale);
-		return -EBADMSG;
-	}
+	if (e->value == LINK_VALUE_I8 && !(scale >= 0.0f && scale <= 3.4028235e38f))
+		return link_err(-EBADMSG, err, errlen, "int8 scale %g is not a finite non-negative number", (double)scale);
 	/* Before any allocation: a stream cannot expand beyond what its
 	 * compressor allows, so reject sizes that are plainly impossible. */
-	if (e->comp == LINK_COMP_NONE && len != expect) {
-		set_err(err, errlen, "tensor data is %zu bytes, its shape and encoding %s need %zu",
+	if (e->comp == LINK_COMP_NONE && len != expect)
+		return link_err(-EBADMSG, err, errlen, "tensor data is %zu bytes, its shape and encoding %s need %zu",
 			len, value_names[e->value], expect);
-		return -EBADMSG;
-	}
-	if (e->comp == LINK_COMP_LZ4 && expect / 255 > len + 16) {
-		set_err(err, errlen, "lz4 block of %zu bytes cannot hold %zu bytes", len, expect);
-		return -EBADMSG;
-	}
+	if (e->comp == LINK_COMP_LZ4 && expect / 255 > len + 16)
+		return link_err(-EBADMSG, err, errlen, "lz4 block of %zu bytes cannot hold %zu bytes", len, expect);
 	if (e->value == LINK_VALUE_F32)
 		return decompress(e, src, len, out->data, expect, err, errlen);
 	if (e->comp == LINK_COMP_NONE) {
 		tmp = (void *)src;	/* read in place */
 	} else {
-		if (!(tmp = malloc(expect ? expect : 1))) {
-			set_err(err, errlen, "out of memory decoding %zu bytes", expect);
-			return -ENOMEM;
-		}
+		if (!(tmp = malloc(expect ? expect : 1)))
+			return link_err(-ENOMEM, err, errlen, "out of memory decoding %zu bytes", expect);
 		if ((r = decompress(e, src, len, tmp, expect, err, errlen)) < 0)
 			goto out;
 	}

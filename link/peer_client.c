@@ -1,5 +1,7 @@
 /* The robot's libcurl client for the offload link (see peer_client.h). */
 #include "peer_client.h"
+#include "link-impl.h"
+#include "link.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,28 +80,6 @@ static int64_t tcp_min_rtt_ns(CURL *h)
 	    ti.tcpi_min_rtt != ~0u)
 		return (int64_t)ti.tcpi_min_rtt * 1000;
 	return (int64_t)ti.tcpi_rtt * 1000;
-}
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -195,7 +175,7 @@ static void mark_failed(struct peer_client *c, int down)
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : c->backoff_min_ms;
 	if (c->backoff_ms > c->backoff_max_ms)
 		c->backoff_ms = c->backoff_max_ms;
-	c->next_try_ns = now_ns() + c->backoff_ms * 1000000;
+	c->next_try_ns = link_now_ns() + c->backoff_ms * 1000000;
 	atomic_store(&c->backoff_snapshot_ms, c->backoff_ms);
 	atomic_store(&c->state, down ? PEER_DOWN : PEER_BACKOFF);
 	pthread_mutex_unlock(&c->lock);
@@ -211,9 +191,9 @@ static int may_send(struct peer_client *c)
 	if (s == PEER_DOWN)
 		return 0;
 	pthread_mutex_lock(&c->lock);
-	ok = now_ns() >= c->next_try_ns;
+	ok = link_now_ns() >= c->next_try_ns;
 	if (ok)	/* one request retries; the others wait for its outcome */
-		c->next_try_ns = now_ns() + c->backoff_ms * 1000000;
+		c->next_try_ns = link_now_ns() + c->backoff_ms * 1000000;
 	pthread_mutex_unlock(&c->lock);
 	return ok;
 }
@@ -234,7 +214,7 @@ static int conn_acquire(struct peer_client *c, int64_t deadline_ns, struct conn 
 				goto out;
 			}
 		}
-		if (now_ns() >= deadline_ns) {
+		if (link_now_ns() >= deadline_ns) {
 			r = -ETIMEDOUT;
 			goto out;
 		}
@@ -312,7 +292,7 @@ static size_t read_cb(char *dst, size_t size, size_t nmemb, void *ud)
 	}
 	x->pos += got;
 	if (st && got) {
-		uint64_t t = (uint64_t)now_ns();
+		uint64_t t = (uint64_t)link_now_ns();
 		for (int i = 0; i < st->n_marks; i++)
 			if (!st->marked_ns[i] && x->pos >= st->marks[i])
 				st->marked_ns[i] = t;
@@ -329,7 +309,7 @@ static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	(void)dlnow;
 	(void)ultotal;
 	if (!x->upload_done_ns && x->up_total > 0 && ulnow >= x->up_total)
-		x->upload_done_ns = now_ns();
+		x->upload_done_ns = link_now_ns();
 	return 0;
 }
 
@@ -367,7 +347,7 @@ static size_t header_cb(char *buf, size_t size, size_t nmemb, void *ud)
 	/* curl's STARTTRANSFER time of a POST can be set when the upload
 	 * starts; the first header line is the first byte of the answer. */
 	if (!x->first_byte_ns)
-		x->first_byte_ns = now_ns();
+		x->first_byte_ns = link_now_ns();
 	if (n > sizeof(key) - 1 && !strncasecmp(buf, key, sizeof(key) - 1)) {
 		char tmp[32];
 		size_t m = n - (sizeof(key) - 1);
@@ -440,7 +420,7 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 	char cerr[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
 	struct conn *k = NULL;
-	int64_t start = now_ns(), deadline = start + timeout_ms * 1000000, left_ms;
+	int64_t start = link_now_ns(), deadline = start + timeout_ms * 1000000, left_ms;
 	CURLcode rc;
 	CURL *h;
 	long reused_conns = 0;
@@ -453,14 +433,14 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 	x->limit = c->max_resp;
 	*status = 0;
 	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->base, path) >= sizeof(url))
-		return fail(-ENAMETOOLONG, err, errlen, "peer URL is too long");
+		return link_err(-ENAMETOOLONG, err, errlen, "peer URL is too long");
 	if ((r = conn_acquire(c, deadline, &k)) < 0)
-		return fail(r, err, errlen, "no free connection to the peer within %lld ms",
+		return link_err(r, err, errlen, "no free connection to the peer within %lld ms",
 			    (long long)timeout_ms);
-	t->wait_ns = now_ns() - start;
-	left_ms = (deadline - now_ns()) / 1000000;
+	t->wait_ns = link_now_ns() - start;
+	left_ms = (deadline - link_now_ns()) / 1000000;
 	if (left_ms < 1) {
-		r = fail(-ETIMEDOUT, err, errlen, "deadline of %lld ms passed before sending",
+		r = link_err(-ETIMEDOUT, err, errlen, "deadline of %lld ms passed before sending",
 			 (long long)timeout_ms);
 		goto out;
 	}
@@ -479,7 +459,7 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 		if (snprintf(ilen, sizeof(ilen), "Inference-Header-Content-Length: %zu", msg->header_len) < 0 ||
 		    !(hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream")) ||
 		    !curl_slist_append(hdrs, ilen) || !curl_slist_append(hdrs, "Expect:")) {
-			r = fail(-ENOMEM, err, errlen, "out of memory");
+			r = link_err(-ENOMEM, err, errlen, "out of memory");
 			goto out;
 		}
 		x->up_total = (curl_off_t)msg->total_len;
@@ -496,9 +476,9 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	x->t0_ns = now_ns();
+	x->t0_ns = link_now_ns();
 	rc = curl_easy_perform(h);
-	t1_ns = now_ns();
+	t1_ns = link_now_ns();
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
@@ -528,23 +508,23 @@ static int perform(struct peer_client *c, const char *path, const struct peer_ms
 	t->reused = reused_conns == 0;
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_OPERATION_TIMEDOUT)
-			r = fail(-ETIMEDOUT, err, errlen, "peer did not answer within %lld ms: %s",
+			r = link_err(-ETIMEDOUT, err, errlen, "peer did not answer within %lld ms: %s",
 				 (long long)timeout_ms, cerr[0] ? cerr : curl_easy_strerror(rc));
 		else if (x->too_big)
-			r = fail(-EMSGSIZE, err, errlen, "peer answer exceeds %zu bytes", c->max_resp);
+			r = link_err(-EMSGSIZE, err, errlen, "peer answer exceeds %zu bytes", c->max_resp);
 		else if (rc == CURLE_ABORTED_BY_CALLBACK && x->msg && x->msg->stream && x->msg->stream->failed)
 			/* the robot stopped producing the body: not the peer's fault */
-			r = fail(-ECANCELED, err, errlen, "the robot stopped sending the request");
+			r = link_err(-ECANCELED, err, errlen, "the robot stopped sending the request");
 		else if (rc == CURLE_COULDNT_CONNECT)
-			r = fail(-ECONNREFUSED, err, errlen, "cannot connect to the peer: %s",
+			r = link_err(-ECONNREFUSED, err, errlen, "cannot connect to the peer: %s",
 				 cerr[0] ? cerr : curl_easy_strerror(rc));
 		else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
 			 rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE) {
 			atomic_fetch_add(&c->auth_failures, 1);
-			r = fail(-EACCES, err, errlen, "TLS with the peer failed: %s",
+			r = link_err(-EACCES, err, errlen, "TLS with the peer failed: %s",
 				 cerr[0] ? cerr : curl_easy_strerror(rc));
 		} else
-			r = fail(-EIO, err, errlen, "peer transfer failed: %s",
+			r = link_err(-EIO, err, errlen, "peer transfer failed: %s",
 				 cerr[0] ? cerr : curl_easy_strerror(rc));
 		goto out;
 	}
@@ -574,10 +554,10 @@ static int status_error(long status, const struct xfer *x, char *err, size_t err
 	if (x->len && peer_response_parse(x->body, x->len, 0, &pr, msg, sizeof(msg)) == 0)
 		peer_response_fini(&pr);
 	if (status == 401 || status == 403)
-		return fail(-EACCES, err, errlen,
+		return link_err(-EACCES, err, errlen,
 			    "peer refused our credentials (HTTP %ld): check cert_file/key_file and the peer's CA%s%s",
 			    status, msg[0] ? "; " : "", msg);
-	return fail(-EPROTO, err, errlen, "peer answered HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
+	return link_err(-EPROTO, err, errlen, "peer answered HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
 }
 
 /* ---- probe ----------------------------------------------------------------- */
@@ -599,7 +579,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 		goto out;
 	free(x.body);
 	if (status != 200) {
-		r = fail(status == 401 || status == 403 ? -EACCES : -EIO, err, errlen,
+		r = link_err(status == 401 || status == 403 ? -EACCES : -EIO, err, errlen,
 			 "peer is not ready (GET /v2/health/ready: HTTP %ld)", status);
 		goto out;
 	}
@@ -610,7 +590,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 	if (status != 200) {
 		r = status_error(status, &x, err, errlen);
 		if (status == 404) {
-			r = fail(-ENOENT, err, errlen, "peer does not serve model '%s' (HTTP 404)", c->model);
+			r = link_err(-ENOENT, err, errlen, "peer does not serve model '%s' (HTTP 404)", c->model);
 			down = 1;
 		}
 		free(x.body);
@@ -619,7 +599,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 	root = json_loadb((const char *)x.body, x.len, 0, &je);
 	free(x.body);
 	if (!json_is_object(root)) {
-		r = fail(-EBADMSG, err, errlen, "peer model metadata is not a JSON object");
+		r = link_err(-EBADMSG, err, errlen, "peer model metadata is not a JSON object");
 		goto out;
 	}
 	p = json_object_get(root, "parameters");
@@ -628,7 +608,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 		if (!c->allow_unverified) {
 			atomic_fetch_add(&c->identity_mismatches, 1);
 			down = 1;
-			r = fail(-EPERM, err, errlen,
+			r = link_err(-EPERM, err, errlen,
 				 "peer model '%s' carries no splitd_model_sha256: not a splitd peer? (allow_unverified accepts it)",
 				 c->model);
 			goto out;
@@ -640,7 +620,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 		peer_sha256_hex(c->sha, want);
 		atomic_fetch_add(&c->identity_mismatches, 1);
 		down = 1;
-		r = fail(-EPERM, err, errlen,
+		r = link_err(-EPERM, err, errlen,
 			 "peer serves another model as '%s': its sha256 is %.64s, ours is %s; refusing to offload",
 			 c->model, json_is_string(s) ? json_string_value(s) : "(not a string)", want);
 		goto out;
@@ -654,7 +634,7 @@ out:
 	} else {
 		mark_up(c);
 	}
-	atomic_store(&c->last_activity_ns, now_ns());
+	atomic_store(&c->last_activity_ns, link_now_ns());
 	return r;
 }
 
@@ -694,11 +674,11 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 
 	memset(out, 0, sizeof(*out));
 	if (!req || !req->n_iov) {
-		r = fail(-EINVAL, err, errlen, "empty request");
+		r = link_err(-EINVAL, err, errlen, "empty request");
 		goto fallback;
 	}
 	if (!may_send(c)) {
-		r = fail(-EAGAIN, err, errlen, "peer is %s", peer_state_name(peer_client_state(c)));
+		r = link_err(-EAGAIN, err, errlen, "peer is %s", peer_state_name(peer_client_state(c)));
 		goto fallback;
 	}
 	if (timeout_ms <= 0 || timeout_ms > c->request_ms)
@@ -706,7 +686,7 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 	snprintf(path, sizeof(path), "/v2/models/%s/infer", c->model_esc);
 	atomic_fetch_add(&c->requests, 1);
 	r = perform(c, path, req, timeout_ms, &x, &status, &out->xfer, err, errlen);
-	atomic_store(&c->last_activity_ns, now_ns());
+	atomic_store(&c->last_activity_ns, link_now_ns());
 	if (r == -ECANCELED)
 		goto fallback;
 	if (r < 0)
@@ -726,7 +706,7 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 		goto failed;
 	}
 	if (!x.has_header_len) {
-		r = fail(-EBADMSG, err, errlen, "peer answer lacks Inference-Header-Content-Length");
+		r = link_err(-EBADMSG, err, errlen, "peer answer lacks Inference-Header-Content-Length");
 		free(x.body);
 		goto failed;
 	}
@@ -762,7 +742,7 @@ static void *prober_main(void *arg)
 
 	pthread_mutex_lock(&c->stop_lock);
 	while (!c->stop) {
-		int64_t now = now_ns(), wake_ns, next;
+		int64_t now = link_now_ns(), wake_ns, next;
 		int s = atomic_load(&c->state);
 		struct timespec ts;
 
@@ -833,9 +813,9 @@ static int init_monotonic_cond(pthread_cond_t *cv)
 static int check_file(const char *what, const char *path, char *err, size_t errlen)
 {
 	if (!path || !*path)
-		return fail(-EINVAL, err, errlen, "peer link over https needs %s", what);
+		return link_err(-EINVAL, err, errlen, "peer link over https needs %s", what);
 	if (access(path, R_OK) < 0)
-		return fail(-errno, err, errlen, "peer link %s %s: %s", what, path, strerror(errno));
+		return link_err(-errno, err, errlen, "peer link %s %s: %s", what, path, strerror(errno));
 	return 0;
 }
 
@@ -851,32 +831,32 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 	*out = NULL;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
-		return fail(-EIO, err, errlen, "libcurl failed to initialise");
+		return link_err(-EIO, err, errlen, "libcurl failed to initialise");
 	if (!cfg || !cfg->url || !cfg->model || !*cfg->model || !cfg->model_sha256)
-		return fail(-EINVAL, err, errlen, "peer link needs a url, a model name and its sha256");
+		return link_err(-EINVAL, err, errlen, "peer link needs a url, a model name and its sha256");
 	if (!(u = curl_url()))
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return link_err(-ENOMEM, err, errlen, "out of memory");
 	if (curl_url_set(u, CURLUPART_URL, cfg->url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		r = fail(-EINVAL, err, errlen, "peer url '%s' is not a URL", cfg->url);
+		r = link_err(-EINVAL, err, errlen, "peer url '%s' is not a URL", cfg->url);
 		goto out;
 	}
 	curl_url_get(u, CURLUPART_PATH, &path, 0);
 	curl_url_get(u, CURLUPART_QUERY, &query, 0);
 	curl_url_get(u, CURLUPART_USER, &user, 0);
 	if ((path && strcmp(path, "/")) || query || user) {
-		r = fail(-EINVAL, err, errlen, "peer url '%s' must be scheme://host:port only", cfg->url);
+		r = link_err(-EINVAL, err, errlen, "peer url '%s' must be scheme://host:port only", cfg->url);
 		goto out;
 	}
 	if (!(c = calloc(1, sizeof(*c)))) {
-		r = fail(-ENOMEM, err, errlen, "out of memory");
+		r = link_err(-ENOMEM, err, errlen, "out of memory");
 		goto out;
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->stop_lock, NULL);
 	if ((r = init_monotonic_cond(&c->freed)) < 0 || (r = init_monotonic_cond(&c->stop_cond)) < 0) {
-		fail(r, err, errlen, "cannot create a condition variable");
+		link_err(r, err, errlen, "cannot create a condition variable");
 		free(c);
 		c = NULL;
 		goto out;
@@ -889,18 +869,18 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 			goto out;
 	} else if (!strcmp(scheme, "http")) {
 		if (!cfg->plain) {
-			r = fail(-EPERM, err, errlen,
+			r = link_err(-EPERM, err, errlen,
 				 "peer url '%s' is plain http: TLS is required unless plain is set", cfg->url);
 			goto out;
 		}
 		if (!peer_host_is_loopback(host)) {
-			r = fail(-EPERM, err, errlen,
+			r = link_err(-EPERM, err, errlen,
 				 "plain http to %s refused: plain is allowed only to loopback addresses (127.0.0.0/8, ::1, localhost)",
 				 host);
 			goto out;
 		}
 	} else {
-		r = fail(-EINVAL, err, errlen, "peer url scheme '%s' is neither https nor http", scheme);
+		r = link_err(-EINVAL, err, errlen, "peer url scheme '%s' is neither https nor http", scheme);
 		goto out;
 	}
 	memcpy(c->sha, cfg->model_sha256, 32);
@@ -924,25 +904,25 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 		c->key = strdup(cfg->key_file);
 	}
 	if (!c->base || !c->model || !c->model_esc || (c->https && (!c->ca || !c->cert || !c->key))) {
-		r = fail(-ENOMEM, err, errlen, "out of memory");
+		r = link_err(-ENOMEM, err, errlen, "out of memory");
 		goto out;
 	}
 	if (strlen(c->model_esc) > 400) {
-		r = fail(-EINVAL, err, errlen, "model name is too long");
+		r = link_err(-EINVAL, err, errlen, "model name is too long");
 		goto out;
 	}
 	while (strlen(c->base) && c->base[strlen(c->base) - 1] == '/')
 		c->base[strlen(c->base) - 1] = '\0';
 	for (int i = 0; i < npool; i++) {
 		if (!(c->conns[i].h = curl_easy_init())) {
-			r = fail(-ENOMEM, err, errlen, "out of memory");
+			r = link_err(-ENOMEM, err, errlen, "out of memory");
 			goto out;
 		}
 		c->n_conns++;
 		setup_handle(c, c->conns[i].h);
 	}
 	atomic_store(&c->state, PEER_DOWN);
-	atomic_store(&c->last_activity_ns, now_ns());
+	atomic_store(&c->last_activity_ns, link_now_ns());
 	*out = c;
 	c = NULL;
 	r = 0;

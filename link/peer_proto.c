@@ -1,5 +1,6 @@
 /* KServe v2 binary messages of the offload link (see peer_proto.h). */
 #include "peer_proto.h"
+#include "link-impl.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -10,20 +11,6 @@
 #include <string.h>
 
 #define MAX_DIM ((int64_t)1 << 31)
-
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 void peer_sha256_hex(const uint8_t sha[32], char hex[65])
 {
@@ -116,7 +103,7 @@ static json_t *tensor_json(const struct peer_tensor *t, char *err, size_t errlen
 	if (!t->name || !*t->name || strlen(t->name) >= PEER_NAME_MAX || !dt ||
 	    t->ndim < 0 || t->ndim > TENSOR_MAX_DIMS || (t->len && !t->data) ||
 	    (t->is_bytes && t->len > UINT32_MAX)) {
-		fail(-EINVAL, err, errlen, "tensor '%s' cannot be sent: bad name, dtype, rank or data",
+		link_err(-EINVAL, err, errlen, "tensor '%s' cannot be sent: bad name, dtype, rank or data",
 		     t->name ? t->name : "(null)");
 		return NULL;
 	}
@@ -131,7 +118,7 @@ static json_t *tensor_json(const struct peer_tensor *t, char *err, size_t errlen
 		char enc[LINK_ENCODING_STRLEN];
 
 		if (link_encoding_format(&t->enc, enc, sizeof(enc)) < 0) {
-			fail(-EINVAL, err, errlen, "tensor '%s' has an invalid encoding", t->name);
+			link_err(-EINVAL, err, errlen, "tensor '%s' has an invalid encoding", t->name);
 			goto out;
 		}
 		if (json_object_set_new(params, "splitd_encoding", json_string(enc)))
@@ -157,7 +144,7 @@ static json_t *tensor_json(const struct peer_tensor *t, char *err, size_t errlen
 	json_decref(params);
 	return o;
 nomem:
-	fail(-ENOMEM, err, errlen, "out of memory building a message");
+	link_err(-ENOMEM, err, errlen, "out of memory building a message");
 out:
 	json_decref(o);
 	json_decref(shape);
@@ -200,7 +187,7 @@ static int finish_msg(json_t *root, const struct peer_tensor *ts, int n, struct 
 	return 0;
 out:
 	peer_msg_fini(&m);
-	return fail(r, err, errlen, "out of memory building a message");
+	return link_err(r, err, errlen, "out of memory building a message");
 }
 
 int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *out,
@@ -214,7 +201,7 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 	    spec->n_inputs > PEER_MAX_TENSORS || spec->n_outputs < 0 ||
 	    spec->n_outputs > PEER_MAX_TENSORS || (spec->n_inputs && !spec->inputs) ||
 	    (spec->id && strlen(spec->id) >= PEER_ID_MAX))
-		return fail(-EINVAL, err, errlen, "invalid peer request");
+		return link_err(-EINVAL, err, errlen, "invalid peer request");
 	peer_sha256_hex(spec->model_sha256, hex);
 	if (!(root = json_object()) || !(params = json_object()) || !(inputs = json_array()) ||
 	    !(outputs = json_array()))
@@ -233,7 +220,7 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 		char enc[LINK_ENCODING_STRLEN];
 
 		if (link_encoding_format(spec->output_enc, enc, sizeof(enc)) < 0) {
-			r = fail(-EINVAL, err, errlen, "invalid output encoding");
+			r = link_err(-EINVAL, err, errlen, "invalid output encoding");
 			goto out;
 		}
 		if (json_object_set_new(params, "splitd_output_encoding", json_string(enc)))
@@ -253,7 +240,7 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 		json_t *o;
 
 		if (!spec->outputs[i] || strlen(spec->outputs[i]) >= PEER_NAME_MAX) {
-			r = fail(-EINVAL, err, errlen, "invalid output name");
+			r = link_err(-EINVAL, err, errlen, "invalid output name");
 			goto out;
 		}
 		o = json_pack("{s:s, s:{s:b}}", "name", spec->outputs[i], "parameters",
@@ -267,7 +254,7 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 	r = finish_msg(root, spec->inputs, spec->n_inputs, out, err, errlen);
 	goto out;
 nomem:
-	r = fail(-ENOMEM, err, errlen, "out of memory building a peer request");
+	r = link_err(-ENOMEM, err, errlen, "out of memory building a peer request");
 out:
 	json_decref(root);
 	json_decref(params);
@@ -285,7 +272,7 @@ int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *
 
 	if (!spec || !out || spec->n_outputs < 0 || spec->n_outputs > PEER_MAX_TENSORS ||
 	    (spec->n_outputs && !spec->outputs))
-		return fail(-EINVAL, err, errlen, "invalid peer response");
+		return link_err(-EINVAL, err, errlen, "invalid peer response");
 	if (!(root = json_object()) || !(params = json_object()) || !(outputs = json_array()))
 		goto nomem;
 	if ((spec->id && json_object_set_new(root, "id", json_string(spec->id))) ||
@@ -329,7 +316,7 @@ int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *
 	r = finish_msg(root, spec->outputs, spec->n_outputs, out, err, errlen);
 	goto out;
 nomem:
-	r = fail(-ENOMEM, err, errlen, "out of memory building a peer response");
+	r = link_err(-ENOMEM, err, errlen, "out of memory building a peer response");
 out:
 	json_decref(root);
 	json_decref(params);
@@ -359,28 +346,28 @@ static int read_tensor_json(const json_t *o, const char *what, int idx, const ch
 	const json_t *s = json_object_get(o, "shape");
 
 	if (!json_is_object(o))
-		return fail(-EBADMSG, err, errlen, "%s %d is not a JSON object", what, idx);
+		return link_err(-EBADMSG, err, errlen, "%s %d is not a JSON object", what, idx);
 	if (!json_is_string(n))
-		return fail(-EBADMSG, err, errlen, "%s %d has no string \"name\"", what, idx);
+		return link_err(-EBADMSG, err, errlen, "%s %d has no string \"name\"", what, idx);
 	*name = json_string_value(n);
 	if (!json_is_string(d))
-		return fail(-EBADMSG, err, errlen, "%s '%.64s' has no string \"datatype\"", what, *name);
+		return link_err(-EBADMSG, err, errlen, "%s '%.64s' has no string \"datatype\"", what, *name);
 	*datatype = json_string_value(d);
 	if (!json_is_array(s) || json_array_size(s) > TENSOR_MAX_DIMS)
-		return fail(-EBADMSG, err, errlen, "%s '%.64s' has no \"shape\" array of at most %d dims",
+		return link_err(-EBADMSG, err, errlen, "%s '%.64s' has no \"shape\" array of at most %d dims",
 			    what, *name, TENSOR_MAX_DIMS);
 	*ndim = (int)json_array_size(s);
 	for (int i = 0; i < *ndim; i++) {
 		const json_t *v = json_array_get(s, (size_t)i);
 
 		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_DIM)
-			return fail(-EBADMSG, err, errlen, "%s '%.64s' dim %d is not an integer in [0, 2^31]",
+			return link_err(-EBADMSG, err, errlen, "%s '%.64s' dim %d is not an integer in [0, 2^31]",
 				    what, *name, i);
 		shape[i] = json_integer_value(v);
 	}
 	*params = json_object_get(o, "parameters");
 	if (*params && !json_is_object(*params))
-		return fail(-EBADMSG, err, errlen, "%s '%.64s' \"parameters\" is not an object", what, *name);
+		return link_err(-EBADMSG, err, errlen, "%s '%.64s' \"parameters\" is not an object", what, *name);
 	return 0;
 }
 
@@ -390,11 +377,11 @@ static int binary_size(const json_t *params, const char *name, size_t *out, char
 	const json_t *b = params ? json_object_get(params, "binary_data_size") : NULL;
 
 	if (!b)
-		return fail(-EBADMSG, err, errlen,
+		return link_err(-EBADMSG, err, errlen,
 			    "tensor '%.64s' carries no binary_data_size (JSON tensor data is not accepted on the peer link)",
 			    name);
 	if (!json_is_integer(b) || json_integer_value(b) < 0)
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' binary_data_size is not a non-negative integer",
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' binary_data_size is not a non-negative integer",
 			    name);
 	*out = (size_t)json_integer_value(b);
 	return 0;
@@ -510,15 +497,15 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 	int rc;
 
 	if (!name || !*name || strlen(name) >= PEER_NAME_MAX)
-		return fail(-EBADMSG, err, errlen, "tensor name is empty or longer than %d bytes",
+		return link_err(-EBADMSG, err, errlen, "tensor name is empty or longer than %d bytes",
 			    PEER_NAME_MAX - 1);
 	if (!datatype || ndim < 0 || ndim > TENSOR_MAX_DIMS || (ndim && !shape) || (len && !data))
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' lacks a datatype, shape or data", name);
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' lacks a datatype, shape or data", name);
 	t.name = name;
 	t.ndim = ndim;
 	for (int i = 0; i < ndim; i++) {
 		if (shape[i] < 0 || shape[i] > MAX_DIM)
-			return fail(-EBADMSG, err, errlen, "tensor '%.64s' dim %d is out of range", name, i);
+			return link_err(-EBADMSG, err, errlen, "tensor '%.64s' dim %d is out of range", name, i);
 		t.shape[i] = shape[i];
 	}
 	t.scale = 1.0f;
@@ -527,15 +514,15 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 		uint32_t l;
 
 		if (ndim != 1 || shape[0] != 1)
-			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' must have shape [1]", name);
+			return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' must have shape [1]", name);
 		if (p_string(params, "splitd_encoding", &enc) != -ENOENT)
-			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' takes no splitd_encoding", name);
+			return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' takes no splitd_encoding", name);
 		if (len < 4)
-			return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' is shorter than its length prefix",
+			return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' is shorter than its length prefix",
 				    name);
 		l = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 		if ((size_t)l != len - 4)
-			return fail(-EBADMSG, err, errlen,
+			return link_err(-EBADMSG, err, errlen,
 				    "BYTES tensor '%.64s' declares an element of %u bytes in %zu bytes of data",
 				    name, l, len - 4);
 		t.is_bytes = 1;
@@ -546,24 +533,24 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 		return 0;
 	}
 	if ((t.dtype = dtype_from_name(datatype)) == TENSOR_UNDEFINED)
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' has unsupported datatype '%.16s'", name,
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' has unsupported datatype '%.16s'", name,
 			    datatype);
 	if ((rc = p_string(params, "splitd_encoding", &enc)) != -ENOENT) {
 		if (rc < 0 || link_encoding_parse(enc, &t.enc) < 0)
-			return fail(-EBADMSG, err, errlen, "tensor '%.64s': splitd_encoding is not an encoding string",
+			return link_err(-EBADMSG, err, errlen, "tensor '%.64s': splitd_encoding is not an encoding string",
 				    name);
 		if (t.enc.value != LINK_VALUE_F32 && t.dtype != TENSOR_F32)
-			return fail(-EBADMSG, err, errlen,
+			return link_err(-EBADMSG, err, errlen,
 				    "tensor '%.64s' is %s; lossy encodings apply to FP32 only", name, datatype);
 	}
 	if ((rc = p_number(params, "splitd_scale", &s)) != -ENOENT && t.enc.value != LINK_VALUE_I8)
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s': splitd_scale belongs to i8 encodings only",
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s': splitd_scale belongs to i8 encodings only",
 			    name);
 	if (t.enc.value == LINK_VALUE_I8) {
 		if (rc < 0)
-			return fail(-EBADMSG, err, errlen, "int8 tensor '%.64s' has no numeric splitd_scale", name);
+			return link_err(-EBADMSG, err, errlen, "int8 tensor '%.64s' has no numeric splitd_scale", name);
 		if (!(s >= 0.0 && s <= 3.4028234663852886e38))
-			return fail(-EBADMSG, err, errlen, "int8 tensor '%.64s' scale is not a finite float >= 0",
+			return link_err(-EBADMSG, err, errlen, "int8 tensor '%.64s' scale is not a finite float >= 0",
 				    name);
 		t.scale = (float)s;
 	}
@@ -583,34 +570,34 @@ int peer_request_read_params(const struct peer_params *params, struct peer_reque
 	memset(out, 0, sizeof(*out));
 	out->cut = -1;
 	if (!params || !params->obj)
-		return fail(-EBADMSG, err, errlen, "request has no parameters (splitd_cut is required)");
+		return link_err(-EBADMSG, err, errlen, "request has no parameters (splitd_cut is required)");
 	if (p_int(params, "splitd_cut", &v) < 0 || v < 0 || v > (1 << 24))
-		return fail(-EBADMSG, err, errlen, "request parameter splitd_cut is not a node position");
+		return link_err(-EBADMSG, err, errlen, "request parameter splitd_cut is not a node position");
 	out->cut = (int)v;
 	if ((rc = p_string(params, "splitd_model_sha256", &s)) != -ENOENT) {
 		if (rc < 0 || peer_sha256_parse(s, out->model_sha256) < 0)
-			return fail(-EBADMSG, err, errlen, "splitd_model_sha256 is not 64 hex digits");
+			return link_err(-EBADMSG, err, errlen, "splitd_model_sha256 is not 64 hex digits");
 		out->has_sha = 1;
 	}
 	if ((rc = p_int(params, "splitd_bands", &v)) != -ENOENT) {
 		if (rc < 0 || v < 1 || v > PEER_MAX_BANDS)
-			return fail(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, %d]",
+			return link_err(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, %d]",
 				    PEER_MAX_BANDS);
 		out->bands = (int)v;
 	}
 	if ((rc = p_bool(params, "splitd_wavefront", &b)) != -ENOENT) {
 		if (rc < 0)
-			return fail(-EBADMSG, err, errlen, "splitd_wavefront is not a boolean");
+			return link_err(-EBADMSG, err, errlen, "splitd_wavefront is not a boolean");
 		out->no_wavefront = !b;
 	}
 	if ((rc = p_bool(params, "binary_data_output", &b)) != -ENOENT) {
 		if (rc < 0)
-			return fail(-EBADMSG, err, errlen, "binary_data_output is not a boolean");
+			return link_err(-EBADMSG, err, errlen, "binary_data_output is not a boolean");
 		out->binary_output = b;
 	}
 	if ((rc = p_string(params, "splitd_output_encoding", &s)) != -ENOENT) {
 		if (rc < 0 || link_encoding_parse(s, &out->output_enc) < 0)
-			return fail(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding string");
+			return link_err(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding string");
 	}
 	return 0;
 }
@@ -625,23 +612,23 @@ int peer_request_add_input(struct peer_request *r, const char *name, const char 
 	if (!r)
 		return -EINVAL;
 	if ((i = r->n_inputs) >= PEER_MAX_TENSORS)
-		return fail(-EBADMSG, err, errlen, "more than %d inputs", PEER_MAX_TENSORS);
+		return link_err(-EBADMSG, err, errlen, "more than %d inputs", PEER_MAX_TENSORS);
 	t = &r->inputs[i];
 	/* a banded body may still be arriving: nothing here reads its bytes */
 	if (r->bands > 1 && datatype && !strcmp(datatype, "BYTES"))
-		return fail(-EBADMSG, err, errlen, "BYTES tensor '%.64s' cannot travel banded", name ? name : "");
+		return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' cannot travel banded", name ? name : "");
 	if ((rc = peer_input_read(name, datatype, ndim, shape, params, data, len, t, err, errlen)) < 0)
 		return rc;
 	for (int j = 0; j < i; j++)
 		if (!strcmp(r->inputs[j].name, name))
-			return fail(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
+			return link_err(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
 	rc = p_int_array(params, "splitd_band_rows", r->band_rows[i], PEER_MAX_BANDS, &nb);
 	if (r->bands > 1) {
 		if (rc == -ENOENT)
-			return fail(-EBADMSG, err, errlen, "input '%.64s' of a banded request has no splitd_band_rows",
+			return link_err(-EBADMSG, err, errlen, "input '%.64s' of a banded request has no splitd_band_rows",
 				    name);
 		if (rc < 0)
-			return fail(-EBADMSG, err, errlen,
+			return link_err(-EBADMSG, err, errlen,
 				    "input '%.64s': splitd_band_rows is not a list of at most %d integers", name,
 				    PEER_MAX_BANDS);
 		t->band_ends = r->band_rows[i];
@@ -649,7 +636,7 @@ int peer_request_add_input(struct peer_request *r, const char *name, const char 
 		if ((rc = peer_band_check(t, r->bands, err, errlen)) < 0)
 			return rc;
 	} else if (rc != -ENOENT) {
-		return fail(-EBADMSG, err, errlen, "input '%.64s' has splitd_band_rows in a request of one band",
+		return link_err(-EBADMSG, err, errlen, "input '%.64s' has splitd_band_rows in a request of one band",
 			    name);
 	}
 	r->n_inputs++;
@@ -661,9 +648,9 @@ int peer_request_add_output(struct peer_request *r, const char *name, int binary
 	if (!r)
 		return -EINVAL;
 	if (r->n_outputs >= PEER_MAX_TENSORS)
-		return fail(-EBADMSG, err, errlen, "more than %d requested outputs", PEER_MAX_TENSORS);
+		return link_err(-EBADMSG, err, errlen, "more than %d requested outputs", PEER_MAX_TENSORS);
 	if (!name || strlen(name) >= PEER_NAME_MAX)
-		return fail(-EBADMSG, err, errlen, "requested output %d has no valid name", r->n_outputs);
+		return link_err(-EBADMSG, err, errlen, "requested output %d has no valid name", r->n_outputs);
 	r->outputs[r->n_outputs++] = name;
 	if (binary)
 		r->binary_output = 1;
@@ -684,23 +671,23 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 	memset(out, 0, sizeof(*out));
 	out->cut = -1;
 	if (!json_is_object(header))
-		return fail(-EBADMSG, err, errlen, "request header is not a JSON object");
+		return link_err(-EBADMSG, err, errlen, "request header is not a JSON object");
 	id = json_object_get(header, "parameters");
 	if (id && !json_is_object(id))
-		return fail(-EBADMSG, err, errlen, "request \"parameters\" is not an object");
+		return link_err(-EBADMSG, err, errlen, "request \"parameters\" is not an object");
 	pp = peer_params_json(id);
 	if ((r = peer_request_read_params(&pp, out, err, errlen)) < 0)
 		return r;
 	if ((id = json_object_get(header, "id"))) {
 		if (!json_is_string(id) || strlen(json_string_value(id)) >= PEER_ID_MAX)
-			return fail(-EBADMSG, err, errlen, "request id is not a string under %d bytes",
+			return link_err(-EBADMSG, err, errlen, "request id is not a string under %d bytes",
 				    PEER_ID_MAX);
 		strcpy(out->id, json_string_value(id));
 	}
 	inputs = json_object_get(header, "inputs");
 	if (!json_is_array(inputs) || !json_array_size(inputs) ||
 	    json_array_size(inputs) > PEER_MAX_TENSORS)
-		return fail(-EBADMSG, err, errlen, "request \"inputs\" is not an array of 1 to %d tensors",
+		return link_err(-EBADMSG, err, errlen, "request \"inputs\" is not an array of 1 to %d tensors",
 			    PEER_MAX_TENSORS);
 	for (size_t i = 0; i < json_array_size(inputs); i++) {
 		const char *name, *dt;
@@ -715,7 +702,7 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 		if ((r = binary_size(params, name, &sz, err, errlen)) < 0)
 			return r;
 		if (sz > binary_len - off)
-			return fail(-EBADMSG, err, errlen,
+			return link_err(-EBADMSG, err, errlen,
 				    "input '%.64s' declares %zu bytes but only %zu remain in the body", name, sz,
 				    binary_len - off);
 		pp = peer_params_json(params);
@@ -725,10 +712,10 @@ int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
 		off += sz;
 	}
 	if (off != binary_len)
-		return fail(-EBADMSG, err, errlen, "%zu bytes follow the last input's data", binary_len - off);
+		return link_err(-EBADMSG, err, errlen, "%zu bytes follow the last input's data", binary_len - off);
 	if ((outputs = json_object_get(header, "outputs"))) {
 		if (!json_is_array(outputs) || json_array_size(outputs) > PEER_MAX_TENSORS)
-			return fail(-EBADMSG, err, errlen, "request \"outputs\" is not an array of at most %d",
+			return link_err(-EBADMSG, err, errlen, "request \"outputs\" is not an array of at most %d",
 				    PEER_MAX_TENSORS);
 		for (size_t i = 0; i < json_array_size(outputs); i++) {
 			const json_t *o = json_array_get(outputs, i), *n = json_object_get(o, "name");
@@ -757,10 +744,10 @@ void peer_request_fini(struct peer_request *r)
 static int check_like(const struct peer_tensor *t, const struct tensor_view *out, char *err, size_t errlen)
 {
 	if (t->is_bytes)
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' is BYTES, a tensor of %s was expected",
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' is BYTES, a tensor of %s was expected",
 			    t->name, tensor_dtype_name(out->dtype) ? tensor_dtype_name(out->dtype) : "?");
 	if (t->dtype != out->dtype)
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' is %s, %s was expected", t->name,
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' is %s, %s was expected", t->name,
 			    tensor_dtype_name(t->dtype), tensor_dtype_name(out->dtype) ?
 			    tensor_dtype_name(out->dtype) : "?");
 	if (t->ndim != out->ndim || memcmp(t->shape, out->shape, sizeof(int64_t) * (size_t)t->ndim)) {
@@ -774,7 +761,7 @@ static int check_like(const struct peer_tensor *t, const struct tensor_view *out
 			b += snprintf(want + b, sizeof(want) - (size_t)b, "%s%lld", i ? "," : "",
 				      (long long)out->shape[i]);
 		got[a] = want[b] = '\0';
-		return fail(-EBADMSG, err, errlen, "tensor '%.64s' has shape [%s], [%s] was expected", t->name,
+		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' has shape [%s], [%s] was expected", t->name,
 			    got, want);
 	}
 	return 0;
@@ -791,7 +778,7 @@ int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out, cha
 		int r = link_decode(t->data, t->len, &t->enc, t->scale, out, e2, sizeof(e2));
 
 		if (r < 0)
-			return fail(r, err, errlen, "tensor '%.64s': %s", t->name, e2);
+			return link_err(r, err, errlen, "tensor '%.64s': %s", t->name, e2);
 	}
 	return 0;
 }
@@ -827,11 +814,11 @@ static int check_model(const struct peer_request *r, const uint8_t *model_sha256
 	if (!model_sha256)
 		return 0;
 	if (!r->has_sha)
-		return fail(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
+		return link_err(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
 	if (memcmp(r->model_sha256, model_sha256, 32)) {
 		peer_sha256_hex(model_sha256, want);
 		peer_sha256_hex(r->model_sha256, got);
-		return fail(-EBADMSG, err, errlen,
+		return link_err(-EBADMSG, err, errlen,
 			    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
 	}
 	return 0;
@@ -846,7 +833,7 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 	int rc;
 
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS)
-		return fail(-EINVAL, err, errlen, "invalid decode arguments");
+		return link_err(-EINVAL, err, errlen, "invalid decode arguments");
 	if ((rc = check_model(r, model_sha256, err, errlen)) < 0)
 		return rc;
 	if (image)
@@ -855,21 +842,21 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 		*image_len = 0;
 	if (r->n_inputs == 1 && r->inputs[0].is_bytes) {
 		if (r->cut != 0)
-			return fail(-EBADMSG, err, errlen, "a BYTES (image) input is only accepted at cut 0, not %d",
+			return link_err(-EBADMSG, err, errlen, "a BYTES (image) input is only accepted at cut 0, not %d",
 				    r->cut);
 		if (!image || !image_len)
-			return fail(-EBADMSG, err, errlen, "this peer does not accept images");
+			return link_err(-EBADMSG, err, errlen, "this peer does not accept images");
 		*image = r->inputs[0].data;
 		*image_len = r->inputs[0].len;
 		return 0;
 	}
 	if (n_cut && (!cut || !views))
-		return fail(-EINVAL, err, errlen, "invalid decode arguments");
+		return link_err(-EINVAL, err, errlen, "invalid decode arguments");
 	if ((rc = peer_request_match(r, NULL, cut, n_cut, which, err, errlen)) < 0)
 		return rc;
 	for (int j = 0; j < n_cut; j++)
 		if (views[j].dtype != cut[j].dtype || views[j].ndim != cut[j].ndim || !views[j].data)
-			return fail(-EINVAL, err, errlen, "view %d does not match the cut", j);
+			return link_err(-EINVAL, err, errlen, "view %d does not match the cut", j);
 	if (r->bands > 1) {	/* band-major: each band of each input where it lies */
 		for (int b = 0; b < r->bands; b++)
 			for (int j = 0; j < n_cut; j++)
@@ -891,11 +878,11 @@ int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256
 	int rc;
 
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS || (n_cut && (!cut || !which)))
-		return fail(-EINVAL, err, errlen, "invalid match arguments");
+		return link_err(-EINVAL, err, errlen, "invalid match arguments");
 	if ((rc = check_model(r, model_sha256, err, errlen)) < 0)
 		return rc;
 	if (r->n_inputs != n_cut)
-		return fail(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
+		return link_err(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
 			    r->n_inputs);
 	for (int j = 0; j < n_cut; j++) {
 		int found = -1;
@@ -904,7 +891,7 @@ int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256
 			if (!used[i] && !strcmp(r->inputs[i].name, cut[j].name))
 				found = i;
 		if (found < 0)
-			return fail(-EBADMSG, err, errlen, "cut %d tensor '%.64s' is missing from the request",
+			return link_err(-EBADMSG, err, errlen, "cut %d tensor '%.64s' is missing from the request",
 				    r->cut, cut[j].name);
 		used[found] = 1;
 		which[j] = found;
@@ -928,9 +915,9 @@ static int error_answer(json_t *root, char *err, size_t errlen)
 	const json_t *e = json_object_get(root, "error");
 
 	if (json_is_string(e))
-		return fail(-EPROTO, err, errlen, "peer answered: %.200s", json_string_value(e));
+		return link_err(-EPROTO, err, errlen, "peer answered: %.200s", json_string_value(e));
 	if (json_is_object(e) && json_is_string(json_object_get(e, "message")))
-		return fail(-EPROTO, err, errlen, "peer answered: %.200s",
+		return link_err(-EPROTO, err, errlen, "peer answered: %.200s",
 			    json_string_value(json_object_get(e, "message")));
 	return 0;
 }
@@ -957,13 +944,13 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 	memset(out, 0, sizeof(*out));
 	peer_timing_init(&out->timing);
 	if (jlen > len || jlen > PEER_MAX_HEADER_BYTES || !jlen)
-		return fail(-EBADMSG, err, errlen, "response header length %zu does not fit a body of %zu bytes",
+		return link_err(-EBADMSG, err, errlen, "response header length %zu does not fit a body of %zu bytes",
 			    jlen, len);
 	if (!(root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je)))
-		return fail(-EBADMSG, err, errlen, "response header is not JSON: %s (offset %d)", je.text,
+		return link_err(-EBADMSG, err, errlen, "response header is not JSON: %s (offset %d)", je.text,
 			    je.position);
 	if (!json_is_object(root)) {
-		r = fail(-EBADMSG, err, errlen, "response header is not a JSON object");
+		r = link_err(-EBADMSG, err, errlen, "response header is not a JSON object");
 		goto out;
 	}
 	if ((r = error_answer(root, err, errlen)) < 0)
@@ -972,7 +959,7 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 	copy_str(out->model, sizeof(out->model), json_object_get(root, "model_name"));
 	params = json_object_get(root, "parameters");
 	if (params && !json_is_object(params)) {
-		r = fail(-EBADMSG, err, errlen, "response \"parameters\" is not an object");
+		r = link_err(-EBADMSG, err, errlen, "response \"parameters\" is not an object");
 		goto out;
 	}
 	out->timing.queue_ns = opt_int(params, "splitd_peer_queue_ns");
@@ -1002,7 +989,7 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 	}
 	outputs = json_object_get(root, "outputs");
 	if (!json_is_array(outputs) || json_array_size(outputs) > PEER_MAX_TENSORS) {
-		r = fail(-EBADMSG, err, errlen, "response \"outputs\" is not an array of at most %d tensors",
+		r = link_err(-EBADMSG, err, errlen, "response \"outputs\" is not an array of at most %d tensors",
 			 PEER_MAX_TENSORS);
 		goto out;
 	}
@@ -1020,7 +1007,7 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 		if ((r = binary_size(tp, name, &sz, err, errlen)) < 0)
 			goto out;
 		if (sz > len - off) {
-			r = fail(-EBADMSG, err, errlen,
+			r = link_err(-EBADMSG, err, errlen,
 				 "output '%.64s' declares %zu bytes but only %zu remain in the body", name, sz,
 				 len - off);
 			goto out;
@@ -1033,7 +1020,7 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 		out->n_outputs++;
 	}
 	if (off != len) {
-		r = fail(-EBADMSG, err, errlen, "%zu bytes follow the last output's data", len - off);
+		r = link_err(-EBADMSG, err, errlen, "%zu bytes follow the last output's data", len - off);
 		goto out;
 	}
 	out->root = root;
@@ -1103,26 +1090,26 @@ int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t er
 	int64_t planes, rows, width, prev = 0;
 
 	if (!band_elem(t))
-		return fail(-EBADMSG, err, errlen,
+		return link_err(-EBADMSG, err, errlen,
 			    "input '%.64s' cannot travel banded: only float tensors of rank >= 2 "
 			    "encoded f32, f16 or i8 without compression do", t->name);
 	if (band_geom(t, &planes, &rows, &width) < 0)
-		return fail(-EBADMSG, err, errlen, "input '%.64s' has an absurd shape", t->name);
+		return link_err(-EBADMSG, err, errlen, "input '%.64s' has an absurd shape", t->name);
 	if (!t->band_ends || t->n_band_ends != bands)
-		return fail(-EBADMSG, err, errlen, "input '%.64s': splitd_band_rows must list %d band ends",
+		return link_err(-EBADMSG, err, errlen, "input '%.64s': splitd_band_rows must list %d band ends",
 			    t->name, bands);
 	for (int b = 0; b < bands; b++) {
 		if (t->band_ends[b] < prev || t->band_ends[b] > rows)
-			return fail(-EBADMSG, err, errlen,
+			return link_err(-EBADMSG, err, errlen,
 				    "input '%.64s': splitd_band_rows must not decrease and stay within its %" PRId64
 				    " rows", t->name, rows);
 		prev = t->band_ends[b];
 	}
 	if (prev != rows)
-		return fail(-EBADMSG, err, errlen, "input '%.64s': the last band must end at row %" PRId64,
+		return link_err(-EBADMSG, err, errlen, "input '%.64s': the last band must end at row %" PRId64,
 			    t->name, rows);
 	if ((size_t)(planes * rows * width) * band_elem(t) + (size_t)bands * band_head(t) != t->len)
-		return fail(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
+		return link_err(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
 			    t->name, t->len);
 	return 0;
 }
@@ -1137,10 +1124,10 @@ int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, siz
 		return rc;
 	if (out->dtype != TENSOR_F32 || !band_elem(t) || band_geom(t, &planes, &rows, &width) < 0 ||
 	    !t->band_ends || band < 0 || band >= t->n_band_ends)
-		return fail(-EBADMSG, err, errlen, "input '%.64s' band %d cannot be decoded", t->name, band);
+		return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d cannot be decoded", t->name, band);
 	int64_t r0 = band ? t->band_ends[band - 1] : 0, r1 = t->band_ends[band];
 	if (len != peer_band_bytes(t, r0, r1))
-		return fail(-EBADMSG, err, errlen, "input '%.64s' band %d: %zu bytes, rows %" PRId64 "..%" PRId64
+		return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d: %zu bytes, rows %" PRId64 "..%" PRId64
 			    " take %zu", t->name, band, len, r0, r1, peer_band_bytes(t, r0, r1));
 	const uint8_t *src = seg;
 	float scale = 1;
@@ -1150,7 +1137,7 @@ int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, siz
 		memcpy(&scale, &u, 4);
 		src += 4;
 		if (!(scale >= 0.0f && scale <= 3.4028234663852886e38f))
-			return fail(-EBADMSG, err, errlen,
+			return link_err(-EBADMSG, err, errlen,
 				    "input '%.64s' band %d: the int8 scale is not a finite float >= 0", t->name, band);
 	}
 	size_t n_el = (size_t)((r1 - r0) * width), es = band_elem(t);
@@ -1215,14 +1202,14 @@ int peer_request_band_decode(const struct peer_request *r, int band, int i, stru
 	int k = 0, rc;
 
 	if (band_seg(r, band, i, &at, &len) < 0)
-		return fail(-EINVAL, err, errlen, "band %d of input %d is not in the request", band, i);
+		return link_err(-EINVAL, err, errlen, "band %d of input %d is not in the request", band, i);
 	/* the slice (input k's bytes) where the segment starts */
 	while (k < r->n_inputs && (!r->inputs[k].len || at >= base + r->inputs[k].len)) {
 		base += r->inputs[k].len;
 		k++;
 	}
 	if (len && k == r->n_inputs)
-		return fail(-EBADMSG, err, errlen, "input '%.64s' band %d lies past the binary part",
+		return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d lies past the binary part",
 			    r->inputs[i].name, band);
 	if (len && at + len <= base + r->inputs[k].len) {
 		seg = (const uint8_t *)r->inputs[k].data + (at - base);
@@ -1230,7 +1217,7 @@ int peer_request_band_decode(const struct peer_request *r, int band, int i, stru
 		size_t got = 0, from = at - base;
 
 		if (!(copy = malloc(len)))
-			return fail(-ENOMEM, err, errlen, "out of memory decoding a band");
+			return link_err(-ENOMEM, err, errlen, "out of memory decoding a band");
 		for (; k < r->n_inputs && got < len; k++, from = 0) {
 			size_t n = r->inputs[k].len - from < len - got ? r->inputs[k].len - from : len - got;
 
@@ -1240,7 +1227,7 @@ int peer_request_band_decode(const struct peer_request *r, int band, int i, stru
 		}
 		if (got < len) {
 			free(copy);
-			return fail(-EBADMSG, err, errlen, "input '%.64s' band %d runs past the binary part",
+			return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d runs past the binary part",
 				    r->inputs[i].name, band);
 		}
 		seg = copy;
@@ -1258,7 +1245,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 
 	*out = NULL;
 	if (n < 1 || n > PEER_MAX_TENSORS || bands < 1)
-		return fail(-EBADMSG, err, errlen, "a banded request needs 1 to %d inputs", PEER_MAX_TENSORS);
+		return link_err(-EBADMSG, err, errlen, "a banded request needs 1 to %d inputs", PEER_MAX_TENSORS);
 	for (int j = 0; j < n; j++) {
 		int64_t planes, rows, width;
 
@@ -1277,7 +1264,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 	cat = malloc(total ? total : 1);
 	if (!cat || !(dst = malloc(outlen ? outlen : 1))) {
 		free(cat);
-		return fail(-ENOMEM, err, errlen, "out of memory reordering a banded request");
+		return link_err(-ENOMEM, err, errlen, "out of memory reordering a banded request");
 	}
 	for (int j = 0; j < n; j++)
 		if (ts[j].len)
@@ -1298,7 +1285,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 				if (!(scale >= 0.0f && scale <= 3.4028234663852886e38f)) {
 					free(cat);
 					free(dst);
-					return fail(-EBADMSG, err, errlen,
+					return link_err(-EBADMSG, err, errlen,
 						    "input '%.64s' band %d: the int8 scale is not a finite float >= 0",
 						    ts[j].name, b);
 				}
@@ -1322,7 +1309,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 	/* peer_band_check made each input's bands cover its bytes exactly */
 	if (off != total) {
 		free(dst);
-		return fail(-EBADMSG, err, errlen, "banded layout does not cover the binary part");
+		return link_err(-EBADMSG, err, errlen, "banded layout does not cover the binary part");
 	}
 	for (int j = 0; j < n; j++) {
 		if (band_head(&ts[j])) {

@@ -1,14 +1,9 @@
 # The offload link (link/, the splitd_link library): codec, v2 messages,
 # the robot's client (issue 6).
 pkg_check_modules(LINK_GNUTLS IMPORTED_TARGET gnutls)
-# the peer's reading of the API's v2 parse (its deployed request path)
-set(SPLITD_PEER_V2_SOURCES ${CMAKE_SOURCE_DIR}/daemon/peer_v2.c)
-
 if(TARGET PkgConfig::CMOCKA AND TARGET PkgConfig::LINK_GNUTLS)
   add_executable(test_link ${CMAKE_CURRENT_SOURCE_DIR}/test_link.c)
   target_compile_definitions(test_link PRIVATE SPLITD_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
-  target_sources(test_link PRIVATE ${SPLITD_PEER_V2_SOURCES})
-  target_include_directories(test_link PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
   target_link_libraries(test_link PRIVATE splitd_link splitd_api PkgConfig::CMOCKA PkgConfig::MHD
     PkgConfig::LINK_GNUTLS)
   add_test(NAME link COMMAND test_link)
@@ -19,9 +14,8 @@ endif()
 # their mutations, and the corpus in tests/data/link/seeds/peer (runs under
 # ASan/UBSan with -DSPLITD_SANITIZE=ON).
 set(SPLITD_PEER_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/link/seeds/peer)
-add_executable(fuzz_peer_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c ${SPLITD_PEER_V2_SOURCES})
+add_executable(fuzz_peer_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c)
 target_compile_definitions(fuzz_peer_replay PRIVATE FUZZ_REPLAY)
-target_include_directories(fuzz_peer_replay PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
 target_link_libraries(fuzz_peer_replay PRIVATE splitd_link splitd_api)
 # (the cross build's emulator, if any, in front: the glob needs a shell)
 add_test(NAME link_fuzz_replay COMMAND sh -c "exec $2 \"$0\" \"$1\"/*" $<TARGET_FILE:fuzz_peer_replay>
@@ -29,10 +23,9 @@ add_test(NAME link_fuzz_replay COMMAND sh -c "exec $2 \"$0\" \"$1\"/*" $<TARGET_
 set_tests_properties(link_fuzz_replay PROPERTIES LABELS unit TIMEOUT 120)
 
 if(SPLITD_FUZZ)
-  # the libraries the daemon links, built instrumented (SPLITD_FUZZ), and
-  # the daemon's adapter compiled in: the fuzzer drives the deployed code
-  add_executable(fuzz_peer ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c ${SPLITD_PEER_V2_SOURCES})
-  target_include_directories(fuzz_peer PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  # the libraries the daemon links, built instrumented (SPLITD_FUZZ): the
+  # fuzzer drives the deployed code
+  add_executable(fuzz_peer ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c)
   target_compile_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_peer PRIVATE splitd_link splitd_api)

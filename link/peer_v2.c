@@ -1,5 +1,6 @@
 /* The API's v2 parse read as a robot's request (see peer_v2.h). */
 #include "peer_v2.h"
+#include "link-impl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,29 +48,21 @@ int peer_v2_request_read(const struct api_v2_message *msg, int streamed, struct 
 		return -EINVAL;
 	if ((r = peer_request_read_params(&pp, out, err, errlen)) < 0)
 		return r;
-	if (streamed && out->bands < 2) {
-		snprintf(err, errlen, "a streamed request must be banded");
-		return -EBADMSG;
-	}
+	if (streamed && out->bands < 2)
+		return link_err(-EBADMSG, err, errlen, "a streamed request must be banded");
 	if (msg->id) {
-		if (strlen(msg->id) >= PEER_ID_MAX) {
-			snprintf(err, errlen, "request id is longer than %d bytes", PEER_ID_MAX - 1);
-			return -EBADMSG;
-		}
+		if (strlen(msg->id) >= PEER_ID_MAX)
+			return link_err(-EBADMSG, err, errlen, "request id is longer than %d bytes", PEER_ID_MAX - 1);
 		strcpy(out->id, msg->id);
 	}
-	if (msg->n_tensors < 1 || msg->n_tensors > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "request \"inputs\" is not an array of 1 to %d tensors", PEER_MAX_TENSORS);
-		return -EBADMSG;
-	}
+	if (msg->n_tensors < 1 || msg->n_tensors > PEER_MAX_TENSORS)
+		return link_err(-EBADMSG, err, errlen, "request \"inputs\" is not an array of 1 to %d tensors", PEER_MAX_TENSORS);
 	for (int i = 0; i < msg->n_tensors; i++) {
 		const struct api_v2_tensor *t = &msg->tensors[i];
 
-		if (!t->binary) {
-			snprintf(err, errlen, "input '%.64s' carries JSON \"data\": tensors on the peer link travel "
+		if (!t->binary)
+			return link_err(-EBADMSG, err, errlen, "input '%.64s' carries JSON \"data\": tensors on the peer link travel "
 				 "in the binary part (binary_data_size)", t->name ? t->name : "");
-			return -EBADMSG;
-		}
 		pp = params_of(t->params);
 		if ((r = peer_request_add_input(out, t->name, t->datatype, t->ndim, t->shape, &pp,
 						t->data_len ? t->data : NULL, t->data_len, err, errlen)) < 0)
