@@ -4,11 +4,32 @@
 #define SPLITD_LINK_IMPL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "peer_proto.h"
+
+struct api_params;
+
+/* Largest size of one tensor dimension on the wire. */
+#define PEER_MAX_DIM ((int64_t)1 << 31)
 
 /* Formats a sentence into the caller's err buffer (err NULL or errlen 0:
  * none) and returns code, so that an error path is one line:
  *   return link_err(-EBADMSG, err, errlen, "tensor '%s' ...", name); */
 int link_err(int code, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The API's parse of a "parameters" object behind the look-ups. */
+struct peer_params peer_params_api(const struct api_params *p);
+/* The look-ups, with no parameters (or no such getter) as absent keys:
+ * 0, -ENOENT or -EINVAL (see struct peer_params). */
+int peer_param_int(const struct peer_params *p, const char *key, int64_t *out);
+int peer_param_number(const struct peer_params *p, const char *key, double *out);
+int peer_param_string(const struct peer_params *p, const char *key, const char **out);
+int peer_param_bool(const struct peer_params *p, const char *key, int *out);
+int peer_param_int_array(const struct peer_params *p, const char *key, int64_t *out, int max, int *n);
+/* t's dtype and shape are out's: 0 or -EBADMSG naming both. */
+int peer_tensor_check_like(const struct peer_tensor *t, const struct tensor_view *out, char *err,
+			   size_t errlen);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

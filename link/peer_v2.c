@@ -6,42 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static int get_int(const void *obj, const char *key, int64_t *out)
-{
-	return api_params_int(obj, key, out);
-}
-
-static int get_number(const void *obj, const char *key, double *out)
-{
-	return api_params_double(obj, key, out);
-}
-
-static int get_string(const void *obj, const char *key, const char **out)
-{
-	return api_params_string(obj, key, out);
-}
-
-static int get_bool(const void *obj, const char *key, int *out)
-{
-	return api_params_bool(obj, key, out);
-}
-
-static int get_int_array(const void *obj, const char *key, int64_t *out, int max, int *n)
-{
-	return api_params_int_array(obj, key, out, max, n);
-}
-
-static struct peer_params params_of(const struct api_params *p)
-{
-	return (struct peer_params){ .obj = p, .get_int = get_int, .get_number = get_number,
-				     .get_string = get_string, .get_bool = get_bool,
-				     .get_int_array = get_int_array };
-}
-
 int peer_v2_request_read(const struct api_v2_message *msg, int streamed, struct peer_request *out,
 			 char *err, size_t errlen)
 {
-	struct peer_params pp = params_of(msg ? msg->params : NULL);
+	struct peer_params pp = peer_params_api(msg ? msg->params : NULL);
 	int r;
 
 	if (!msg || !out)
@@ -63,7 +31,7 @@ int peer_v2_request_read(const struct api_v2_message *msg, int streamed, struct 
 		if (!t->binary)
 			return link_err(-EBADMSG, err, errlen, "input '%.64s' carries JSON \"data\": tensors on the peer link travel "
 				 "in the binary part (binary_data_size)", t->name ? t->name : "");
-		pp = params_of(t->params);
+		pp = peer_params_api(t->params);
 		if ((r = peer_request_add_input(out, t->name, t->datatype, t->ndim, t->shape, &pp,
 						t->data_len ? t->data : NULL, t->data_len, err, errlen)) < 0)
 			return r;

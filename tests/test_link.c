@@ -650,15 +650,7 @@ static void fill_peer_tensor(struct peer_tensor *t, const struct engine_value_in
 static int parse_flat(const uint8_t *body, size_t len, size_t hlen, struct peer_request *r,
 		      char *err, size_t errlen)
 {
-	json_error_t je;
-	json_t *h = json_loadb((const char *)body, hlen, 0, &je);
-	int rc;
-
-	if (!h)
-		return -EBADMSG;
-	rc = peer_request_parse(h, body + hlen, len - hlen, r, err, errlen);
-	json_decref(h);
-	return rc;
+	return peer_request_parse(body, hlen, body + hlen, len - hlen, r, err, errlen);
 }
 
 static void test_proto_request_roundtrip(void **state)
@@ -856,17 +848,13 @@ static void test_proto_bad_headers(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		json_error_t je;
-		json_t *h = json_loads(bad[i], 0, &je);
 		struct peer_request pr;
 		int r;
 
-		assert_non_null(h);
 		err[0] = '\0';
-		r = peer_request_parse(h, bin, sizeof(bin), &pr, err, sizeof(err));
+		r = peer_request_parse(bad[i], strlen(bad[i]), bin, sizeof(bin), &pr, err, sizeof(err));
 		if (r != -EBADMSG || strlen(err) < 10)
 			fail_msg("header %zu accepted (%d): %s", i, r, bad[i]);
-		json_decref(h);
 	}
 }
 
@@ -1009,17 +997,12 @@ static enum MHD_Result srv_infer(struct srv *s, struct MHD_Connection *c, struct
 	struct tensor_view view;
 	void *mem = NULL;
 	char err[256];
-	json_error_t je;
-	json_t *h;
 	enum MHD_Result ret;
 
-	if (!hlen || hlen > q->len || !(h = json_loadb((const char *)q->body, hlen, 0, &je)))
+	if (!hlen || hlen > q->len)
 		return srv_error(c, 400, "bad inference header");
-	if (peer_request_parse(h, q->body + hlen, q->len - hlen, &pr, err, sizeof(err)) < 0) {
-		json_decref(h);
+	if (peer_request_parse(q->body, hlen, q->body + hlen, q->len - hlen, &pr, err, sizeof(err)) < 0)
 		return srv_error(c, 400, err);
-	}
-	json_decref(h);
 	assert_int_equal(peer_cut_alloc(srv_cut, 1, &view, &mem), 0);
 	if (peer_request_decode(&pr, s->sha, srv_cut, 1, &view, NULL, NULL, err, sizeof(err)) < 0) {
 		peer_request_fini(&pr);
@@ -1795,12 +1778,10 @@ static void test_peer_v2_param_refusals(void **state)
 		assert_int_equal(r, -EBADMSG);
 		assert_non_null(strstr(err, cases[k].want));
 		v2_done(msg, buf);
-		/* the JSON form agrees */
-		json_t *root = json_loads(h, 0, NULL);
-		assert_non_null(root);
-		assert_int_equal(peer_request_parse(root, bin, sizeof(bin), &pr, err2, sizeof(err2)), -EBADMSG);
+		/* the whole-body form agrees */
+		assert_int_equal(peer_request_parse(h, strlen(h), bin, sizeof(bin), &pr, err2, sizeof(err2)),
+				 -EBADMSG);
 		assert_string_equal(err2, err);
-		json_decref(root);
 	}
 	/* a BYTES input of shape [2]; a lossy encoding on an INT64 tensor;
 	 * JSON "data" on the link */
