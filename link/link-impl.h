@@ -19,6 +19,14 @@ struct api_params;
 int link_err(int code, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* The value encodings' bulk routines (link_values.c) the codec runs:
+ * f32 -> f16 (check: -ERANGE on a finite value that would overflow), the
+ * int8 scale (-EDOM on a non-finite value), quantize and dequantize. */
+int link_f16_encode(const float *src, uint16_t *dst, size_t n, int check);
+int link_i8_scale_of(const float *x, size_t n, float *scale);
+void link_i8_encode(const float *x, int8_t *q, size_t n, float scale);
+void link_i8_decode(const int8_t *q, float *x, size_t n, float scale);
+
 /* The API's parse of a "parameters" object behind the look-ups. */
 struct peer_params peer_params_api(const struct api_params *p);
 /* The look-ups, with no parameters (or no such getter) as absent keys:

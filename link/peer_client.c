@@ -1,13 +1,11 @@
-/* The robot's libcurl client for the offload link (see peer_client.h). */
-#include "peer_client.h"
+/* The robot's libcurl client for the offload link (see peer_client.h):
+ * state, probe, infer and lifetime; one transfer is peer_xfer.c. */
+#include "peer_client-impl.h"
 #include "link-impl.h"
 #include "link.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,73 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
-#include <linux/tcp.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
-
-#define MAX_POOL 16
-
-struct conn {
-	CURL *h;
-	int busy;
-	int fresh;		/* open a new connection next time (after a failure) */
-};
-
-struct peer_client {
-	char *base;		/* url without a trailing slash */
-	char *model;		/* as given */
-	char *model_esc;	/* URL-escaped */
-	uint8_t sha[32];
-	int allow_unverified;
-	int https;
-	char *ca, *cert, *key;
-	int64_t connect_ms, request_ms, backoff_min_ms, backoff_max_ms, probe_ms;
-	size_t max_resp;
-
-	pthread_mutex_t lock;	/* pool, backoff fields */
-	pthread_cond_t freed;
-	struct conn conns[MAX_POOL];
-	int n_conns;
-
-	_Atomic int state;
-	int64_t backoff_ms;		/* under lock */
-	int64_t next_try_ns;		/* under lock: monotonic time of the next attempt */
-	_Atomic int64_t last_activity_ns;
-
-	_Atomic uint64_t requests, failures, fallbacks, bytes_sent, bytes_received, probes,
-		probe_failures, auth_failures, identity_mismatches, refusals, bad_answers;
-	_Atomic int64_t backoff_snapshot_ms, last_probe_rtt_ns;
-
-	pthread_t prober;
-	int prober_running;
-	pthread_mutex_t stop_lock;
-	pthread_cond_t stop_cond;
-	int stop;
-};
-
-
-/* The kernel's smallest RTT on the connection (tcp_info.tcpi_min_rtt, from
- * ACK timing in the network stack): unlike a round trip timed in user space
- * it carries no scheduling delay of a busy or CPU-throttled robot. 0 when the
- * connection is gone or the kernel does not say. */
-static int64_t tcp_min_rtt_ns(CURL *h)
-{
-	curl_socket_t fd = CURL_SOCKET_BAD;
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
-		return 0;
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-		return 0;
-	if (len >= offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt) && ti.tcpi_min_rtt &&
-	    ti.tcpi_min_rtt != ~0u)
-		return (int64_t)ti.tcpi_min_rtt * 1000;
-	return (int64_t)ti.tcpi_rtt * 1000;
-}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -199,353 +132,6 @@ static int may_send(struct peer_client *c)
 	return ok;
 }
 
-/* ---- connections ---------------------------------------------------------- */
-
-static int conn_acquire(struct peer_client *c, int64_t deadline_ns, struct conn **out)
-{
-	struct timespec ts;
-	int r = 0;
-
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		for (int i = 0; i < c->n_conns; i++) {
-			if (!c->conns[i].busy) {
-				c->conns[i].busy = 1;
-				*out = &c->conns[i];
-				goto out;
-			}
-		}
-		if (link_now_ns() >= deadline_ns) {
-			r = -ETIMEDOUT;
-			goto out;
-		}
-		ts.tv_sec = deadline_ns / 1000000000;
-		ts.tv_nsec = deadline_ns % 1000000000;
-		pthread_cond_timedwait(&c->freed, &c->lock, &ts);
-	}
-out:
-	pthread_mutex_unlock(&c->lock);
-	return r;
-}
-
-static void conn_release(struct peer_client *c, struct conn *k, int failed)
-{
-	pthread_mutex_lock(&c->lock);
-	k->busy = 0;
-	if (failed)
-		k->fresh = 1;
-	pthread_cond_signal(&c->freed);
-	pthread_mutex_unlock(&c->lock);
-}
-
-/* ---- one transfer ---------------------------------------------------------- */
-
-struct xfer {
-	struct peer_client *c;
-	/* upload */
-	const struct peer_msg *msg;
-	int iov;
-	size_t iov_off, pos;
-	curl_off_t up_total;
-	int64_t t0_ns, upload_done_ns;
-	int64_t first_byte_ns;		/* first response header line */
-	/* download */
-	uint8_t *body;
-	size_t len, cap, limit;
-	int too_big;
-	size_t header_len;
-	int has_header_len;
-};
-
-static size_t read_cb(char *dst, size_t size, size_t nmemb, void *ud)
-{
-	struct xfer *x = ud;
-	size_t want = size * nmemb, got = 0;
-	struct peer_stream *st = x->msg->stream;
-
-	if (st && x->pos < x->msg->total_len) {
-		/* bytes still being computed: wait for them (the producer always
-		 * ends with everything ready or failed) */
-		pthread_mutex_lock(&st->mu);
-		while (!st->failed && st->ready <= x->pos)
-			pthread_cond_wait(&st->cv, &st->mu);
-		int failed = st->failed;
-		size_t avail = st->ready - x->pos;
-		pthread_mutex_unlock(&st->mu);
-		if (failed)
-			return CURL_READFUNC_ABORT;
-		if (want > avail)
-			want = avail;
-	}
-	while (got < want && x->iov < x->msg->n_iov) {
-		const struct iovec *v = &x->msg->iov[x->iov];
-		size_t n = v->iov_len - x->iov_off;
-
-		if (n > want - got)
-			n = want - got;
-		memcpy(dst + got, (const uint8_t *)v->iov_base + x->iov_off, n);
-		got += n;
-		x->iov_off += n;
-		if (x->iov_off == v->iov_len) {
-			x->iov++;
-			x->iov_off = 0;
-		}
-	}
-	x->pos += got;
-	if (st && got) {
-		uint64_t t = (uint64_t)link_now_ns();
-		for (int i = 0; i < st->n_marks; i++)
-			if (!st->marked_ns[i] && x->pos >= st->marks[i])
-				st->marked_ns[i] = t;
-	}
-	return got;
-}
-
-static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	struct xfer *x = ud;
-
-	(void)dltotal;
-	(void)dlnow;
-	(void)ultotal;
-	if (!x->upload_done_ns && x->up_total > 0 && ulnow >= x->up_total)
-		x->upload_done_ns = link_now_ns();
-	return 0;
-}
-
-static size_t write_cb(char *src, size_t size, size_t nmemb, void *ud)
-{
-	struct xfer *x = ud;
-	size_t n = size * nmemb;
-
-	if (n > x->limit - x->len) {
-		x->too_big = 1;
-		return 0;	/* aborts the transfer */
-	}
-	if (x->len + n > x->cap) {
-		size_t cap = x->cap ? x->cap : 16384;
-		uint8_t *b;
-
-		while (cap < x->len + n)
-			cap = cap > x->limit / 2 ? x->limit : cap * 2;
-		if (!(b = realloc(x->body, cap)))
-			return 0;
-		x->body = b;
-		x->cap = cap;
-	}
-	memcpy(x->body + x->len, src, n);
-	x->len += n;
-	return n;
-}
-
-static size_t header_cb(char *buf, size_t size, size_t nmemb, void *ud)
-{
-	static const char key[] = "inference-header-content-length:";
-	struct xfer *x = ud;
-	size_t n = size * nmemb;
-
-	/* curl's STARTTRANSFER time of a POST can be set when the upload
-	 * starts; the first header line is the first byte of the answer. */
-	if (!x->first_byte_ns)
-		x->first_byte_ns = link_now_ns();
-	if (n > sizeof(key) - 1 && !strncasecmp(buf, key, sizeof(key) - 1)) {
-		char tmp[32];
-		size_t m = n - (sizeof(key) - 1);
-		char *end;
-		unsigned long long v;
-
-		if (m >= sizeof(tmp))
-			m = sizeof(tmp) - 1;
-		memcpy(tmp, buf + sizeof(key) - 1, m);
-		tmp[m] = '\0';
-		errno = 0;
-		v = strtoull(tmp, &end, 10);
-		while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-			end++;
-		if (!errno && end != tmp && !*end && v <= SIZE_MAX) {
-			x->header_len = (size_t)v;
-			x->has_header_len = 1;
-		} else {
-			x->header_len = (size_t)-1;	/* garbage: fails the parse */
-			x->has_header_len = 1;
-		}
-	}
-	return n;
-}
-
-/* Options common to every request on a handle. */
-static void setup_handle(struct peer_client *c, CURL *h)
-{
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, c->https ? "https" : "http");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 10L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
-	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
-	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
-	curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 1L);
-	if (c->https) {
-		curl_easy_setopt(h, CURLOPT_SSLVERSION,
-				 (long)(CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_DEFAULT));
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca);
-		curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
-		curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
-		curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
-		curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
-		curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
-	}
-}
-
-static int64_t info_ns(CURL *h, CURLINFO what)
-{
-	curl_off_t us = 0;
-
-	if (curl_easy_getinfo(h, what, &us) != CURLE_OK)
-		return 0;
-	return (int64_t)us * 1000;
-}
-
-/* Runs one request (GET when msg is NULL) on a pooled connection. On 0 the
- * caller owns x->body. err gets a sentence on failure; *status the HTTP code. */
-static int perform(struct peer_client *c, const char *path, const struct peer_msg *msg,
-		   int64_t timeout_ms, struct xfer *x, long *status, struct peer_transfer *t,
-		   char *err, size_t errlen)
-{
-	char url[1024], ilen[80];
-	char cerr[CURL_ERROR_SIZE] = "";
-	struct curl_slist *hdrs = NULL;
-	struct conn *k = NULL;
-	int64_t start = link_now_ns(), deadline = start + timeout_ms * 1000000, left_ms;
-	CURLcode rc;
-	CURL *h;
-	long reused_conns = 0;
-	int64_t t1_ns;
-	int r;
-
-	memset(x, 0, sizeof(*x));
-	x->c = c;
-	x->msg = msg;
-	x->limit = c->max_resp;
-	*status = 0;
-	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->base, path) >= sizeof(url))
-		return link_err(-ENAMETOOLONG, err, errlen, "peer URL is too long");
-	if ((r = conn_acquire(c, deadline, &k)) < 0)
-		return link_err(r, err, errlen, "no free connection to the peer within %lld ms",
-			    (long long)timeout_ms);
-	t->wait_ns = link_now_ns() - start;
-	left_ms = (deadline - link_now_ns()) / 1000000;
-	if (left_ms < 1) {
-		r = link_err(-ETIMEDOUT, err, errlen, "deadline of %lld ms passed before sending",
-			 (long long)timeout_ms);
-		goto out;
-	}
-	h = k->h;
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)left_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)(c->connect_ms < left_ms ? c->connect_ms : left_ms));
-	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, (long)k->fresh);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
-	if (msg) {
-		if (snprintf(ilen, sizeof(ilen), "Inference-Header-Content-Length: %zu", msg->header_len) < 0 ||
-		    !(hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream")) ||
-		    !curl_slist_append(hdrs, ilen) || !curl_slist_append(hdrs, "Expect:")) {
-			r = link_err(-ENOMEM, err, errlen, "out of memory");
-			goto out;
-		}
-		x->up_total = (curl_off_t)msg->total_len;
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)msg->total_len);
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-		curl_easy_setopt(h, CURLOPT_READDATA, x);
-		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
-	} else {
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
-	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	x->t0_ns = link_now_ns();
-	rc = curl_easy_perform(h);
-	t1_ns = link_now_ns();
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-	t->connect_ns = info_ns(h, CURLINFO_CONNECT_TIME_T);
-	t->tls_ns = c->https ? info_ns(h, CURLINFO_APPCONNECT_TIME_T) : 0;
-	t->ttfb_ns = x->first_byte_ns ? x->first_byte_ns - x->t0_ns : info_ns(h, CURLINFO_STARTTRANSFER_TIME_T);
-	/* one clock for all three: curl's own clock starts inside perform, a few
-	 * microseconds after t0, so mixing them could order ttfb after total */
-	t->total_ns = t1_ns - x->t0_ns;
-	if (t->ttfb_ns > t->total_ns)
-		t->ttfb_ns = t->total_ns;
-	t->tcp_min_rtt_ns = tcp_min_rtt_ns(h);
-	t->upload_ns = x->upload_done_ns ? x->upload_done_ns - x->t0_ns : 0;
-	if (t->upload_ns > t->ttfb_ns && t->ttfb_ns)
-		t->upload_ns = t->ttfb_ns;
-	{
-		curl_off_t up = 0, down = 0;
-
-		curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
-		curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
-		t->bytes_up = (uint64_t)up;
-		t->bytes_down = (uint64_t)down;
-		atomic_fetch_add(&c->bytes_sent, (uint64_t)up);
-		atomic_fetch_add(&c->bytes_received, (uint64_t)down);
-	}
-	curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &reused_conns);
-	t->reused = reused_conns == 0;
-	if (rc != CURLE_OK) {
-		if (rc == CURLE_OPERATION_TIMEDOUT)
-			r = link_err(-ETIMEDOUT, err, errlen, "peer did not answer within %lld ms: %s",
-				 (long long)timeout_ms, cerr[0] ? cerr : curl_easy_strerror(rc));
-		else if (x->too_big)
-			r = link_err(-EMSGSIZE, err, errlen, "peer answer exceeds %zu bytes", c->max_resp);
-		else if (rc == CURLE_ABORTED_BY_CALLBACK && x->msg && x->msg->stream && x->msg->stream->failed)
-			/* the robot stopped producing the body: not the peer's fault */
-			r = link_err(-ECANCELED, err, errlen, "the robot stopped sending the request");
-		else if (rc == CURLE_COULDNT_CONNECT)
-			r = link_err(-ECONNREFUSED, err, errlen, "cannot connect to the peer: %s",
-				 cerr[0] ? cerr : curl_easy_strerror(rc));
-		else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
-			 rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE) {
-			atomic_fetch_add(&c->auth_failures, 1);
-			r = link_err(-EACCES, err, errlen, "TLS with the peer failed: %s",
-				 cerr[0] ? cerr : curl_easy_strerror(rc));
-		} else
-			r = link_err(-EIO, err, errlen, "peer transfer failed: %s",
-				 cerr[0] ? cerr : curl_easy_strerror(rc));
-		goto out;
-	}
-	if (*status == 401 || *status == 403)
-		atomic_fetch_add(&c->auth_failures, 1);
-	r = 0;
-out:
-	curl_slist_free_all(hdrs);
-	if (k) {
-		if (r == 0)
-			k->fresh = 0;
-		conn_release(c, k, r < 0);
-	}
-	if (r < 0) {
-		free(x->body);
-		x->body = NULL;
-	}
-	return r;
-}
-
 /* A non-200 answer as a sentence (the peer's own error message if any). */
 static int status_error(long status, const struct xfer *x, char *err, size_t errlen)
 {
@@ -576,7 +162,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 	int r, down = 0;
 
 	atomic_fetch_add(&c->probes, 1);
-	if ((r = perform(c, "/v2/health/ready", NULL, c->request_ms, &x, &status, &t, err, errlen)) < 0)
+	if ((r = peer_xfer_perform(c, "/v2/health/ready", NULL, c->request_ms, &x, &status, &t, err, errlen)) < 0)
 		goto out;
 	free(x.body);
 	if (status != 200) {
@@ -586,7 +172,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 	}
 	atomic_store(&c->last_probe_rtt_ns, t.ttfb_ns);
 	snprintf(path, sizeof(path), "/v2/models/%s", c->model_esc);
-	if ((r = perform(c, path, NULL, c->request_ms, &x, &status, &t, err, errlen)) < 0)
+	if ((r = peer_xfer_perform(c, path, NULL, c->request_ms, &x, &status, &t, err, errlen)) < 0)
 		goto out;
 	if (status != 200) {
 		r = status_error(status, &x, err, errlen);
@@ -686,7 +272,7 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 		timeout_ms = c->request_ms;
 	snprintf(path, sizeof(path), "/v2/models/%s/infer", c->model_esc);
 	atomic_fetch_add(&c->requests, 1);
-	r = perform(c, path, req, timeout_ms, &x, &status, &out->xfer, err, errlen);
+	r = peer_xfer_perform(c, path, req, timeout_ms, &x, &status, &out->xfer, err, errlen);
 	atomic_store(&c->last_activity_ns, link_now_ns());
 	if (r == -ECANCELED)
 		goto fallback;
@@ -820,22 +406,16 @@ static int check_file(const char *what, const char *path, char *err, size_t errl
 	return 0;
 }
 
-int peer_client_new(const struct peer_client_config *cfg, struct peer_client **out,
-		    char *err, size_t errlen)
+/* cfg->url: scheme://host:port only; https with its three files, or plain
+ * http to a loopback address when cfg->plain allows it. *https: which. */
+static int check_url(const struct peer_client_config *cfg, int *https, char *err, size_t errlen)
 {
-	struct peer_client *c = NULL;
-	CURLU *u = NULL;
+	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL, *user = NULL;
-	char *esc = NULL;
-	int r, npool;
+	int r = 0;
 
-	*out = NULL;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK)
-		return link_err(-EIO, err, errlen, "libcurl failed to initialise");
-	if (!cfg || !cfg->url || !cfg->model || !*cfg->model || !cfg->model_sha256)
-		return link_err(-EINVAL, err, errlen, "peer link needs a url, a model name and its sha256");
-	if (!(u = curl_url()))
+	*https = 0;
+	if (!u)
 		return link_err(-ENOMEM, err, errlen, "out of memory");
 	if (curl_url_set(u, CURLUPART_URL, cfg->url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
@@ -846,44 +426,57 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 	curl_url_get(u, CURLUPART_PATH, &path, 0);
 	curl_url_get(u, CURLUPART_QUERY, &query, 0);
 	curl_url_get(u, CURLUPART_USER, &user, 0);
-	if ((path && strcmp(path, "/")) || query || user) {
+	*https = !strcmp(scheme, "https");
+	if ((path && strcmp(path, "/")) || query || user)
 		r = link_err(-EINVAL, err, errlen, "peer url '%s' must be scheme://host:port only", cfg->url);
-		goto out;
-	}
-	if (!(c = calloc(1, sizeof(*c)))) {
-		r = link_err(-ENOMEM, err, errlen, "out of memory");
-		goto out;
-	}
+	else if (*https) {
+		if ((r = check_file("ca_file", cfg->ca_file, err, errlen)) == 0 &&
+		    (r = check_file("cert_file", cfg->cert_file, err, errlen)) == 0)
+			r = check_file("key_file", cfg->key_file, err, errlen);
+	} else if (strcmp(scheme, "http"))
+		r = link_err(-EINVAL, err, errlen, "peer url scheme '%s' is neither https nor http", scheme);
+	else if (!cfg->plain)
+		r = link_err(-EPERM, err, errlen,
+			     "peer url '%s' is plain http: TLS is required unless plain is set", cfg->url);
+	else if (!peer_host_is_loopback(host))
+		r = link_err(-EPERM, err, errlen,
+			     "plain http to %s refused: plain is allowed only to loopback addresses (127.0.0.0/8, ::1, localhost)",
+			     host);
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	curl_free(query);
+	curl_free(user);
+	curl_url_cleanup(u);
+	return r;
+}
+
+int peer_client_new(const struct peer_client_config *cfg, struct peer_client **out,
+		    char *err, size_t errlen)
+{
+	struct peer_client *c = NULL;
+	char *esc = NULL;
+	int r, npool, https = 0;
+
+	*out = NULL;
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK)
+		return link_err(-EIO, err, errlen, "libcurl failed to initialise");
+	if (!cfg || !cfg->url || !cfg->model || !*cfg->model || !cfg->model_sha256)
+		return link_err(-EINVAL, err, errlen, "peer link needs a url, a model name and its sha256");
+	if ((r = check_url(cfg, &https, err, errlen)) < 0)
+		return r;
+	if (!(c = calloc(1, sizeof(*c))))
+		return link_err(-ENOMEM, err, errlen, "out of memory");
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->stop_lock, NULL);
 	if ((r = init_monotonic_cond(&c->freed)) < 0 || (r = init_monotonic_cond(&c->stop_cond)) < 0) {
 		link_err(r, err, errlen, "cannot create a condition variable");
 		free(c);
-		c = NULL;
-		goto out;
+		return r;
 	}
-	if (!strcmp(scheme, "https")) {
-		c->https = 1;
-		if ((r = check_file("ca_file", cfg->ca_file, err, errlen)) < 0 ||
-		    (r = check_file("cert_file", cfg->cert_file, err, errlen)) < 0 ||
-		    (r = check_file("key_file", cfg->key_file, err, errlen)) < 0)
-			goto out;
-	} else if (!strcmp(scheme, "http")) {
-		if (!cfg->plain) {
-			r = link_err(-EPERM, err, errlen,
-				 "peer url '%s' is plain http: TLS is required unless plain is set", cfg->url);
-			goto out;
-		}
-		if (!peer_host_is_loopback(host)) {
-			r = link_err(-EPERM, err, errlen,
-				 "plain http to %s refused: plain is allowed only to loopback addresses (127.0.0.0/8, ::1, localhost)",
-				 host);
-			goto out;
-		}
-	} else {
-		r = link_err(-EINVAL, err, errlen, "peer url scheme '%s' is neither https nor http", scheme);
-		goto out;
-	}
+	c->https = https;
 	memcpy(c->sha, cfg->model_sha256, 32);
 	c->allow_unverified = cfg->allow_unverified;
 	c->connect_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 500;
@@ -920,7 +513,7 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 			goto out;
 		}
 		c->n_conns++;
-		setup_handle(c, c->conns[i].h);
+		peer_xfer_setup_handle(c, c->conns[i].h);
 	}
 	atomic_store(&c->state, PEER_DOWN);
 	atomic_store(&c->last_activity_ns, link_now_ns());
@@ -930,12 +523,6 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 out:
 	peer_client_free(c);
 	curl_free(esc);
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(path);
-	curl_free(query);
-	curl_free(user);
-	curl_url_cleanup(u);
 	return r;
 }
 
