@@ -45,7 +45,12 @@
 struct api_v2_message;	/* api.h: the one KServe v2 codec's message */
 
 #define PEER_MAX_TENSORS 64	/* inputs or outputs of one message */
-#define PEER_MAX_BANDS 64	/* bands of a banded (streamed) request */
+/* The band limit, the one definition: most bands of a banded (streamed)
+ * request, whatever asks for it (?bands=, splitd_bands, the planner's
+ * max_bands). 64 keeps a request's band ends (PEER_MAX_TENSORS x 64 rows)
+ * and the peer's per-band timeline small, while a band stays tens of rows
+ * of a robot-sized cut; more bands only add per-band overhead. */
+#define PEER_MAX_BANDS 64
 #define PEER_NAME_MAX 256	/* bytes of a tensor name, with the NUL */
 #define PEER_ID_MAX 128
 #define PEER_MAX_HEADER_BYTES (1u << 20)	/* JSON header limit */

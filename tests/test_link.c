@@ -1,6 +1,6 @@
-/* Tests of the offload link: the tensor codec (daemon/link_codec.c), the
- * KServe v2 messages (daemon/peer_proto.c) and the robot's client
- * (daemon/peer_client.c) against a real libmicrohttpd server on loopback,
+/* Tests of the offload link: the tensor codec (link/link_codec.c, link_values.c), the
+ * KServe v2 messages (link/peer_*.c) and the robot's client
+ * (link/peer_client.c) against a real libmicrohttpd server on loopback,
  * plain and TLS 1.3 with client certificates (tools/mkcerts.sh).
  *
  * References are independent of the code under test: numpy's float16
@@ -423,7 +423,7 @@ static void test_codec_roundtrip_bounds(void **state)
 		if (e.value == LINK_VALUE_I8) {
 			/* the scale is max|x| / 127 in float: one rounded division (u
 			 * relative) and at most 8 one-ulp steps up (2u each) that keep
-			 * max|x| / scale <= 127.49 (link_codec.c, i8_scale) */
+			 * max|x| / scale <= 127.49 (link_values.c, link_i8_scale_of) */
 			assert_true(fabs((double)scale - maxx / 127.0) <= maxx / 127.0 * 17 * 0x1p-24);
 			/* and the round-off really is up to scale/2 (not far below) */
 			assert_true(maxe > 0.45 * scale);

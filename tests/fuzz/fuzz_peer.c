@@ -1,8 +1,8 @@
 /* libFuzzer target for the offload link's parsers that face the network,
  * as the daemon runs them:
  *   0  the peer's request path (pipeline_infer.c run_v2_tail, a whole
- *      body): the API's v2 parse, the one peer parser (peer_v2.c,
- *      peer_proto.c) and peer_request_decode (banded or not) into a cut;
+ *      body): the API's v2 parse, the one peer reader (link/peer_v2.c,
+ *      peer_request.c) and peer_request_decode (banded or not) into a cut;
  *      then the same through peer_request_parse (header and binary apart);
  *   1  the robot's reading of an answer (peer_response_parse, then
  *      peer_tensor_decode of each output, as pipeline_infer.c does);
