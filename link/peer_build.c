@@ -129,7 +129,7 @@ static void free_texts(char **texts, int n)
 
 /* m's header by the API's builder, then the tensors' bytes as iovecs (a
  * BYTES element after its 4-byte little-endian length). */
-static int frame(enum api_v2_kind kind, const struct api_v2_message *m, const struct peer_tensor *ts,
+static int lay_out(enum api_v2_kind kind, const struct api_v2_message *m, const struct peer_tensor *ts,
 		 int n, struct peer_msg *out, char *err, size_t errlen)
 {
 	struct peer_msg msg = { 0 };
@@ -162,6 +162,22 @@ static int frame(enum api_v2_kind kind, const struct api_v2_message *m, const st
 	}
 	*out = msg;
 	return 0;
+}
+
+/* The message m (its own fields set) carrying ts as its tensors. */
+static int build(enum api_v2_kind kind, struct api_v2_message *m, const struct peer_tensor *ts, int n,
+		 struct peer_msg *out, char *err, size_t errlen)
+{
+	char **texts = NULL;
+	int r;
+
+	if ((r = wire_tensors(ts, n, &m->tensors, &texts, err, errlen)) == 0) {
+		m->n_tensors = n;
+		r = lay_out(kind, m, ts, n, out, err, errlen);
+	}
+	free(m->tensors);
+	free_texts(texts, n);
+	return r;
 }
 
 /* The request's own parameters: the cut, the model, bands, encodings. */
@@ -202,7 +218,7 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 {
 	struct api_v2_output_req outs[PEER_MAX_TENSORS];
 	struct api_v2_message m = { 0 };
-	char **texts = NULL, *params = NULL;
+	char *params = NULL;
 	int r;
 
 	if (!spec || !out || !spec->model_sha256 || spec->cut < 0 || spec->n_inputs < 0 ||
@@ -215,18 +231,13 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 			return link_err(-EINVAL, err, errlen, "invalid output name");
 		outs[i] = (struct api_v2_output_req){ .name = spec->outputs[i], .binary = 1 };
 	}
-	if ((r = request_params(spec, &params, err, errlen)) < 0 ||
-	    (r = wire_tensors(spec->inputs, spec->n_inputs, &m.tensors, &texts, err, errlen)) < 0)
-		goto out;
+	if ((r = request_params(spec, &params, err, errlen)) < 0)
+		return r;
 	m.id = spec->id;
 	m.params_json = params;
-	m.n_tensors = spec->n_inputs;
 	m.outputs = outs;
 	m.n_outputs = spec->n_outputs;
-	r = frame(API_V2_REQUEST, &m, spec->inputs, spec->n_inputs, out, err, errlen);
-out:
-	free(m.tensors);
-	free_texts(texts, spec->n_inputs);
+	r = build(API_V2_REQUEST, &m, spec->inputs, spec->n_inputs, out, err, errlen);
 	free(params);
 	return r;
 }
@@ -269,23 +280,18 @@ int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *
 			char *err, size_t errlen)
 {
 	struct api_v2_message m = { 0 };
-	char **texts = NULL, *params = NULL;
-	int r = 0;
+	char *params = NULL;
+	int r;
 
 	if (!spec || !out || spec->n_outputs < 0 || spec->n_outputs > PEER_MAX_TENSORS ||
 	    (spec->n_outputs && !spec->outputs))
 		return link_err(-EINVAL, err, errlen, "invalid peer response");
-	if ((spec->timing && (r = timing_params(spec->timing, &params, err, errlen)) < 0) ||
-	    (r = wire_tensors(spec->outputs, spec->n_outputs, &m.tensors, &texts, err, errlen)) < 0)
-		goto out;
+	if (spec->timing && (r = timing_params(spec->timing, &params, err, errlen)) < 0)
+		return r;
 	m.id = spec->id;
 	m.model_name = spec->model;
 	m.params_json = params;
-	m.n_tensors = spec->n_outputs;
-	r = frame(API_V2_RESPONSE, &m, spec->outputs, spec->n_outputs, out, err, errlen);
-out:
-	free(m.tensors);
-	free_texts(texts, spec->n_outputs);
+	r = build(API_V2_RESPONSE, &m, spec->outputs, spec->n_outputs, out, err, errlen);
 	free(params);
 	return r;
 }
