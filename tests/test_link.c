@@ -858,6 +858,43 @@ static void test_proto_bad_headers(void **state)
 	}
 }
 
+/* One codec: an answer the API's own v2 builder writes (as the HTTP server
+ * answers a client) is read by the robot, outputs and the peer's figures;
+ * the same answer with JSON "data" is refused by name. */
+static void test_proto_response_from_api_builder(void **state)
+{
+	static const float y[6] = { 1.5f, -2.25f, 0.0f, 1e-3f, 65504.0f, -7.0f };
+	struct api_v2_tensor o = { .name = "logits", .datatype = "FP32", .dtype = TENSOR_F32, .ndim = 2,
+				   .shape = { 2, 3 }, .data = y, .data_len = sizeof(y), .binary = 1 };
+	struct api_v2_message m = { .id = "a1", .model_name = "m", .tensors = &o, .n_tensors = 1,
+				    .params_json = "{\"splitd_peer_compute_ns\": 77, \"splitd_peer_backend\": \"cpu\"}" };
+	struct peer_response pr;
+	float z[6];
+	struct tensor_view v = { TENSOR_F32, 2, { 2, 3 }, z, 0 };
+	char *body, err[256];
+	size_t len, hlen;
+
+	(void)state;
+	assert_int_equal(api_v2_build(API_V2_RESPONSE, &m, &body, &len, &hlen), 0);
+	assert_true(hlen < len);
+	assert_int_equal(peer_response_parse(body, len, hlen, &pr, err, sizeof(err)), 0);
+	assert_string_equal(pr.id, "a1");
+	assert_string_equal(pr.model, "m");
+	assert_int_equal(pr.timing.compute_ns, 77);
+	assert_int_equal(pr.timing.total_ns, -1);
+	assert_string_equal(pr.timing.backend, "cpu");
+	assert_int_equal(pr.n_outputs, 1);
+	assert_int_equal(peer_tensor_decode(&pr.outputs[0], &v, err, sizeof(err)), 0);
+	assert_memory_equal(z, y, sizeof(y));
+	peer_response_fini(&pr);
+	free(body);
+	o.binary = 0;	/* the same output as JSON "data" */
+	assert_int_equal(api_v2_build(API_V2_RESPONSE, &m, &body, &len, &hlen), 0);
+	assert_int_equal(peer_response_parse(body, len, 0, &pr, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "binary_data_size"));
+	free(body);
+}
+
 static void test_proto_response_roundtrip(void **state)
 {
 	float y[10], z[10];
@@ -1984,6 +2021,7 @@ int main(void)
 		cmocka_unit_test(test_proto_image_request),
 		cmocka_unit_test(test_proto_bad_headers),
 		cmocka_unit_test(test_proto_response_roundtrip),
+		cmocka_unit_test(test_proto_response_from_api_builder),
 		CLIENT_TESTS
 	};
 
