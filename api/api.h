@@ -138,6 +138,10 @@ void api_v2_message_free(struct api_v2_message *m);
 /* Build a v2 body; *header_len < *len when some tensor is binary. */
 int api_v2_build(enum api_v2_kind kind, const struct api_v2_message *m,
 		 char **body, size_t *len, size_t *header_len);
+/* Only its JSON header (the binary tensors' bytes follow it in order, not
+ * copied: a sender hands them out from where they lie). */
+int api_v2_build_header(enum api_v2_kind kind, const struct api_v2_message *m,
+			char **header, size_t *header_len);
 /* A plain (unencoded) tensor as a view into t->data: dtype known, shape
  * bounded, data_len == numel * size; optionally checked against meta. */
 int api_v2_tensor_view(const struct api_v2_tensor *t,

@@ -1,6 +1,7 @@
 /* POST /v1/infer: query and body checks, decoding, and the v1 response. */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,8 +139,10 @@ void api_route_v1_infer(struct api_call *c)
 		api_call_error(c, 400, "cut must be a node index >= 0, not '%.40s'", v);
 		return;
 	}
-	if ((v = api_call_query(c, "bands")) && parse_int(v, 1, 4096, &r->bands)) {
-		api_call_error(c, 400, "bands must be 1..4096, not '%.40s'", v);
+	/* only the syntax here: how many bands the link carries is the
+	 * daemon's check (PEER_MAX_BANDS, link/peer_proto.h), one limit */
+	if ((v = api_call_query(c, "bands")) && parse_int(v, 1, INT_MAX, &r->bands)) {
+		api_call_error(c, 400, "bands must be a positive integer, not '%.40s'", v);
 		return;
 	}
 	int wf = 1;

@@ -359,8 +359,9 @@ static int parse_tensor(struct pctx *pc, json_t *t, struct api_v2_tensor *o,
 		if (data)
 			return FAIL(pc, "tensor '%s' has both \"data\" and binary_data_size", o->name);
 		if ((uint64_t)bsize > bp->cap - bp->off)
-			return FAIL(pc, "tensor '%s': binary_data_size %lld runs past the body",
-				    o->name, (long long)bsize);
+			return FAIL(pc, "tensor '%s': binary_data_size %lld runs past the body "
+				    "(%zu bytes remain in the body)", o->name, (long long)bsize,
+				    bp->cap - bp->off);
 		o->binary = 1;
 		o->data_len = (size_t)bsize;
 		o->data = bp->base ? bp->base + bp->off : NULL;
@@ -718,27 +719,26 @@ static int put_params(struct buf *b, const char *pj, int64_t bsize)
 	return 0;
 }
 
-int api_v2_build(enum api_v2_kind kind, const struct api_v2_message *m, char **body,
-		 size_t *len, size_t *header_len)
+/* The JSON header of m into b: binary tensors by their binary_data_size,
+ * the others with their "data". *bin: the bytes of the binary part. */
+static int build_header(enum api_v2_kind kind, const struct api_v2_message *m, struct buf *b,
+			size_t *bin)
 {
-	struct buf b = {0};
-	size_t bin = 0;
 	int rc = 0, first = 1;
 
-	*body = NULL;
-	*len = *header_len = 0;
-	buf_put(&b, "{", 1);
+	*bin = 0;
+	buf_put(b, "{", 1);
 	if (m->id) {
-		buf_puts(&b, "\"id\":");
-		buf_json_string(&b, m->id);
+		buf_puts(b, "\"id\":");
+		buf_json_string(b, m->id);
 		first = 0;
 	}
 	if (kind == API_V2_RESPONSE) {
-		buf_puts(&b, first ? "\"model_name\":" : ",\"model_name\":");
-		buf_json_string(&b, m->model_name ? m->model_name : "");
+		buf_puts(b, first ? "\"model_name\":" : ",\"model_name\":");
+		buf_json_string(b, m->model_name ? m->model_name : "");
 		if (m->model_version) {
-			buf_puts(&b, ",\"model_version\":");
-			buf_json_string(&b, m->model_version);
+			buf_puts(b, ",\"model_version\":");
+			buf_json_string(b, m->model_version);
 		}
 		first = 0;
 	}
@@ -746,69 +746,95 @@ int api_v2_build(enum api_v2_kind kind, const struct api_v2_message *m, char **b
 		struct buf pb = {0};
 		if (put_params(&pb, m->params_json, -1)) {
 			free(pb.p);
-			rc = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
-		buf_puts(&b, first ? pb.p + 1 : pb.p);
+		buf_puts(b, first ? pb.p + 1 : pb.p);
 		free(pb.p);
 		first = 0;
 	}
-	buf_puts(&b, first ? "\"" : ",\"");
-	buf_puts(&b, kind == API_V2_REQUEST ? "inputs\":[" : "outputs\":[");
+	buf_puts(b, first ? "\"" : ",\"");
+	buf_puts(b, kind == API_V2_REQUEST ? "inputs\":[" : "outputs\":[");
 	for (int i = 0; i < m->n_tensors; i++) {
 		const struct api_v2_tensor *t = &m->tensors[i];
 		const char *dn = t->datatype ? t->datatype : tensor_dtype_name(t->dtype);
-		if (!t->name || !dn || t->ndim < 0 || t->ndim > TENSOR_MAX_DIMS) {
-			rc = -EINVAL;
-			goto out;
-		}
-		buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
-		buf_json_string(&b, t->name);
-		buf_puts(&b, ",\"datatype\":");
-		buf_json_string(&b, dn);
-		buf_puts(&b, ",\"shape\":[");
+		if (!t->name || !dn || t->ndim < 0 || t->ndim > TENSOR_MAX_DIMS)
+			return -EINVAL;
+		buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+		buf_json_string(b, t->name);
+		buf_puts(b, ",\"datatype\":");
+		buf_json_string(b, dn);
+		buf_puts(b, ",\"shape\":[");
 		for (int d = 0; d < t->ndim; d++)
-			buf_printf(&b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-		buf_put(&b, "]", 1);
-		if ((rc = put_params(&b, t->params_json, t->binary ? (int64_t)t->data_len : -1)))
-			goto out;
+			buf_printf(b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+		buf_put(b, "]", 1);
+		if ((rc = put_params(b, t->params_json, t->binary ? (int64_t)t->data_len : -1)))
+			return rc;
 		if (t->binary) {
-			bin += t->data_len;
+			*bin += t->data_len;
 		} else {
 			struct tensor_view tv = {.dtype = t->dtype, .ndim = t->ndim};
 			memcpy(tv.shape, t->shape, sizeof(tv.shape));
 			int di = find_dtype(dn);
 			if (di < 0 || dtypes[di].dt == TENSOR_UNDEFINED || dtypes[di].dt != t->dtype ||
-			    tensor_bytes(&tv) != t->data_len) {
-				rc = -EINVAL;	/* JSON data needs a plain, whole tensor */
-				goto out;
-			}
-			buf_puts(&b, ",\"data\":");
-			api_json_tensor_data(&b, t->dtype, t->data, (size_t)tensor_numel(&tv));
+			    tensor_bytes(&tv) != t->data_len)
+				return -EINVAL;	/* JSON data needs a plain, whole tensor */
+			buf_puts(b, ",\"data\":");
+			api_json_tensor_data(b, t->dtype, t->data, (size_t)tensor_numel(&tv));
 		}
-		buf_put(&b, "}", 1);
+		buf_put(b, "}", 1);
 	}
-	buf_put(&b, "]", 1);
+	buf_put(b, "]", 1);
 	if (kind == API_V2_REQUEST && m->n_outputs) {
-		buf_puts(&b, ",\"outputs\":[");
+		buf_puts(b, ",\"outputs\":[");
 		for (int i = 0; i < m->n_outputs; i++) {
-			buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
-			buf_json_string(&b, m->outputs[i].name);
-			buf_printf(&b, ",\"parameters\":{\"binary_data\":%s}}",
+			buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+			buf_json_string(b, m->outputs[i].name);
+			buf_printf(b, ",\"parameters\":{\"binary_data\":%s}}",
 				   m->outputs[i].binary ? "true" : "false");
 		}
-		buf_put(&b, "]", 1);
+		buf_put(b, "]", 1);
 	}
-	buf_put(&b, "}", 1);
-	if (bin) {
-		while (b.len % 8)	/* pad so binary data starts aligned */
-			buf_put(&b, " ", 1);
-		*header_len = b.len;
-		if (buf_reserve(&b, bin) == 0) {
-			for (int i = 0; i < m->n_tensors; i++)
-				if (m->tensors[i].binary)
-					buf_put(&b, m->tensors[i].data, m->tensors[i].data_len);
-		}
+	buf_put(b, "}", 1);
+	if (*bin)
+		while (b->len % 8)	/* pad so binary data starts aligned */
+			buf_put(b, " ", 1);
+	return b->oom ? -ENOMEM : 0;
+}
+
+int api_v2_build_header(enum api_v2_kind kind, const struct api_v2_message *m, char **header,
+			size_t *header_len)
+{
+	struct buf b = {0};
+	size_t bin;
+	int rc;
+
+	*header = NULL;
+	*header_len = 0;
+	if ((rc = build_header(kind, m, &b, &bin))) {
+		free(b.p);
+		return rc;
+	}
+	*header = b.p;
+	*header_len = b.len;
+	return 0;
+}
+
+int api_v2_build(enum api_v2_kind kind, const struct api_v2_message *m, char **body,
+		 size_t *len, size_t *header_len)
+{
+	struct buf b = {0};
+	size_t bin;
+	int rc;
+
+	*body = NULL;
+	*len = *header_len = 0;
+	if ((rc = build_header(kind, m, &b, &bin)))
+		goto out;
+	*header_len = b.len;
+	if (bin && buf_reserve(&b, bin) == 0) {
+		for (int i = 0; i < m->n_tensors; i++)
+			if (m->tensors[i].binary)
+				buf_put(&b, m->tensors[i].data, m->tensors[i].data_len);
 	}
 	if (b.oom) {
 		rc = -ENOMEM;
@@ -816,8 +842,6 @@ int api_v2_build(enum api_v2_kind kind, const struct api_v2_message *m, char **b
 	}
 	*body = b.p;
 	*len = b.len;
-	if (!bin)
-		*header_len = b.len;
 	return 0;
 out:
 	free(b.p);

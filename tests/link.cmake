@@ -1,24 +1,10 @@
-# The offload link: codec, v2 messages, the robot's client (issue 6).
-# The test compiles the link's own sources so it does not depend on the
-# rest of daemon/ being in a linkable state.
-set(SPLITD_LINK_SOURCES
-  ${CMAKE_SOURCE_DIR}/daemon/link_codec.c
-  ${CMAKE_SOURCE_DIR}/daemon/peer_proto.c
-  ${CMAKE_SOURCE_DIR}/daemon/peer_client.c)
+# The offload link (link/, the splitd_link library): codec, v2 messages,
+# the robot's client (issue 6).
 pkg_check_modules(LINK_GNUTLS IMPORTED_TARGET gnutls)
-# the peer's reading of the API's v2 parse (its deployed request path)
-set(SPLITD_PEER_V2_SOURCES ${CMAKE_SOURCE_DIR}/daemon/peer_v2.c)
-
-add_library(splitd_link_test STATIC ${SPLITD_LINK_SOURCES})
-target_include_directories(splitd_link_test PUBLIC ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels)
-target_link_libraries(splitd_link_test PUBLIC PkgConfig::JANSSON PkgConfig::CURL PkgConfig::ZSTD
-  PkgConfig::LZ4 Threads::Threads ${MATH_LIB})
-
 if(TARGET PkgConfig::CMOCKA AND TARGET PkgConfig::LINK_GNUTLS)
   add_executable(test_link ${CMAKE_CURRENT_SOURCE_DIR}/test_link.c)
   target_compile_definitions(test_link PRIVATE SPLITD_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
-  target_sources(test_link PRIVATE ${SPLITD_PEER_V2_SOURCES})
-  target_link_libraries(test_link PRIVATE splitd_link_test splitd_api PkgConfig::CMOCKA PkgConfig::MHD
+  target_link_libraries(test_link PRIVATE splitd_link splitd_api PkgConfig::CMOCKA PkgConfig::MHD
     PkgConfig::LINK_GNUTLS)
   add_test(NAME link COMMAND test_link)
   set_tests_properties(link PROPERTIES LABELS unit TIMEOUT 120)
@@ -28,33 +14,26 @@ endif()
 # their mutations, and the corpus in tests/data/link/seeds/peer (runs under
 # ASan/UBSan with -DSPLITD_SANITIZE=ON).
 set(SPLITD_PEER_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/link/seeds/peer)
-add_executable(fuzz_peer_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c ${SPLITD_PEER_V2_SOURCES})
+add_executable(fuzz_peer_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c)
 target_compile_definitions(fuzz_peer_replay PRIVATE FUZZ_REPLAY)
-target_link_libraries(fuzz_peer_replay PRIVATE splitd_link_test splitd_api)
+target_link_libraries(fuzz_peer_replay PRIVATE splitd_link splitd_api)
 # (the cross build's emulator, if any, in front: the glob needs a shell)
 add_test(NAME link_fuzz_replay COMMAND sh -c "exec $2 \"$0\" \"$1\"/*" $<TARGET_FILE:fuzz_peer_replay>
   ${SPLITD_PEER_SEEDS} "${CMAKE_CROSSCOMPILING_EMULATOR}")
 set_tests_properties(link_fuzz_replay PROPERTIES LABELS unit TIMEOUT 120)
 
 if(SPLITD_FUZZ)
-  # the API's sources compiled in, so the fuzzer instruments the whole path
-  add_executable(fuzz_peer ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c ${SPLITD_LINK_SOURCES}
-    ${SPLITD_PEER_V2_SOURCES} ${SPLITD_API_SOURCES})
-  target_include_directories(fuzz_peer PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels
-    ${CMAKE_SOURCE_DIR}/api)
+  # the libraries the daemon links, built instrumented (SPLITD_FUZZ): the
+  # fuzzer drives the deployed code
+  add_executable(fuzz_peer ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_peer.c)
   target_compile_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_peer PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(fuzz_peer PRIVATE PkgConfig::JANSSON PkgConfig::CURL PkgConfig::ZSTD
-    PkgConfig::LZ4 PkgConfig::MHD PkgConfig::TURBOJPEG PkgConfig::SPNG Threads::Threads ${MATH_LIB})
-  if(TARGET PkgConfig::GNUTLS)
-    target_link_libraries(fuzz_peer PRIVATE PkgConfig::GNUTLS)
-    target_compile_definitions(fuzz_peer PRIVATE SPLITD_API_HAVE_GNUTLS)
-  endif()
+  target_link_libraries(fuzz_peer PRIVATE splitd_link splitd_api)
 endif()
 
 # Link overhead benchmark (bench/link_overhead.sh builds and runs it).
 add_executable(bench_link_overhead EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/link_overhead.c)
-target_link_libraries(bench_link_overhead PRIVATE splitd_link_test PkgConfig::MHD)
+target_link_libraries(bench_link_overhead PRIVATE splitd_link PkgConfig::MHD)
 
 # A real peer fed crafted requests (issue 15): the streamed banded request
 # with JSON data first, the parameters its parser once ignored, then right

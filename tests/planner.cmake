@@ -1,19 +1,19 @@
-# Planner, link estimator and Wi-Fi telemetry (daemon/plan.c, linkest.c,
-# wifi.c): unit tests built from the module sources directly.
+# Planner, link estimator and Wi-Fi telemetry (daemon/plan.c, link/linkest.c,
+# link/wifi.c): unit tests built from the module sources directly.
 add_executable(nl80211_record ${CMAKE_SOURCE_DIR}/tools/nl80211_record.c)
 
 if(TARGET PkgConfig::CMOCKA)
   # cmd_plan.c runs on a stub engine defined in test_plan.c
   add_executable(test_plan ${CMAKE_SOURCE_DIR}/tests/test_plan.c
-    ${CMAKE_SOURCE_DIR}/daemon/plan.c ${CMAKE_SOURCE_DIR}/daemon/linkest.c
+    ${CMAKE_SOURCE_DIR}/daemon/plan.c ${CMAKE_SOURCE_DIR}/link/linkest.c
     ${CMAKE_SOURCE_DIR}/daemon/cmd_plan.c)
-  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels)
+  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/link ${CMAKE_SOURCE_DIR}/kernels)
   target_link_libraries(test_plan PRIVATE PkgConfig::CMOCKA PkgConfig::JANSSON ${MATH_LIB})
   add_test(NAME plan COMMAND test_plan)
   set_tests_properties(plan PROPERTIES LABELS unit)
 
-  add_executable(test_wifi ${CMAKE_SOURCE_DIR}/tests/test_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
-  target_include_directories(test_wifi PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  add_executable(test_wifi ${CMAKE_SOURCE_DIR}/tests/test_wifi.c ${CMAKE_SOURCE_DIR}/link/wifi.c)
+  target_include_directories(test_wifi PRIVATE ${CMAKE_SOURCE_DIR}/link)
   target_compile_definitions(test_wifi PRIVATE WIFI_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/data/wifi")
   target_link_libraries(test_wifi PRIVATE PkgConfig::CMOCKA PkgConfig::NLGENL)
   add_test(NAME wifi COMMAND test_wifi)
@@ -30,15 +30,15 @@ set_tests_properties(wifi_data_fresh PROPERTIES LABELS unit)
 file(GLOB SPLITD_WIFI_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.bin
   ${CMAKE_SOURCE_DIR}/tests/data/wifi/*.txt ${CMAKE_SOURCE_DIR}/tests/data/fuzz/wifi/*)
 if(SPLITD_FUZZ)
-  add_executable(fuzz_wifi ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
-  target_include_directories(fuzz_wifi PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  add_executable(fuzz_wifi ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/link/wifi.c)
+  target_include_directories(fuzz_wifi PRIVATE ${CMAKE_SOURCE_DIR}/link)
   target_compile_options(fuzz_wifi PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_wifi PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_wifi PRIVATE PkgConfig::NLGENL)
 else()
   # the fuzz body as a regression test: seeds, their prefixes and bit flips
-  add_executable(fuzz_wifi_replay ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
-  target_include_directories(fuzz_wifi_replay PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  add_executable(fuzz_wifi_replay ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_wifi.c ${CMAKE_SOURCE_DIR}/link/wifi.c)
+  target_include_directories(fuzz_wifi_replay PRIVATE ${CMAKE_SOURCE_DIR}/link)
   target_compile_definitions(fuzz_wifi_replay PRIVATE SPLITD_FUZZ_REPLAY)
   target_link_libraries(fuzz_wifi_replay PRIVATE PkgConfig::NLGENL)
   add_test(NAME fuzz_wifi_replay COMMAND fuzz_wifi_replay ${SPLITD_WIFI_SEEDS})

@@ -15,7 +15,7 @@
  *     vs the CPU backend, plus the timing of one run.
  *   test_cuda pack
  *     Link packing on the device: f16 and i8 round trips within the bounds
- *     daemon/link_codec.h states; f16 overflow is -ERANGE, inf is -EDOM.
+ *     link/link_codec.h states; f16 overflow is -ERANGE, inf is -EDOM.
  *   test_cuda sticky
  *     A kernel that faults (illegal address) marks the context unhealthy,
  *     and later calls fail fast with -EIO. Run alone: it poisons the

@@ -1,6 +1,6 @@
-/* Tests of the offload link: the tensor codec (daemon/link_codec.c), the
- * KServe v2 messages (daemon/peer_proto.c) and the robot's client
- * (daemon/peer_client.c) against a real libmicrohttpd server on loopback,
+/* Tests of the offload link: the tensor codec (link/link_codec.c, link_values.c), the
+ * KServe v2 messages (link/peer_*.c) and the robot's client
+ * (link/peer_client.c) against a real libmicrohttpd server on loopback,
  * plain and TLS 1.3 with client certificates (tools/mkcerts.sh).
  *
  * References are independent of the code under test: numpy's float16
@@ -423,7 +423,7 @@ static void test_codec_roundtrip_bounds(void **state)
 		if (e.value == LINK_VALUE_I8) {
 			/* the scale is max|x| / 127 in float: one rounded division (u
 			 * relative) and at most 8 one-ulp steps up (2u each) that keep
-			 * max|x| / scale <= 127.49 (link_codec.c, i8_scale) */
+			 * max|x| / scale <= 127.49 (link_values.c, link_i8_scale_of) */
 			assert_true(fabs((double)scale - maxx / 127.0) <= maxx / 127.0 * 17 * 0x1p-24);
 			/* and the round-off really is up to scale/2 (not far below) */
 			assert_true(maxe > 0.45 * scale);
@@ -650,15 +650,7 @@ static void fill_peer_tensor(struct peer_tensor *t, const struct engine_value_in
 static int parse_flat(const uint8_t *body, size_t len, size_t hlen, struct peer_request *r,
 		      char *err, size_t errlen)
 {
-	json_error_t je;
-	json_t *h = json_loadb((const char *)body, hlen, 0, &je);
-	int rc;
-
-	if (!h)
-		return -EBADMSG;
-	rc = peer_request_parse(h, body + hlen, len - hlen, r, err, errlen);
-	json_decref(h);
-	return rc;
+	return peer_request_parse(body, hlen, body + hlen, len - hlen, r, err, errlen);
 }
 
 static void test_proto_request_roundtrip(void **state)
@@ -856,18 +848,51 @@ static void test_proto_bad_headers(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		json_error_t je;
-		json_t *h = json_loads(bad[i], 0, &je);
 		struct peer_request pr;
 		int r;
 
-		assert_non_null(h);
 		err[0] = '\0';
-		r = peer_request_parse(h, bin, sizeof(bin), &pr, err, sizeof(err));
+		r = peer_request_parse(bad[i], strlen(bad[i]), bin, sizeof(bin), &pr, err, sizeof(err));
 		if (r != -EBADMSG || strlen(err) < 10)
 			fail_msg("header %zu accepted (%d): %s", i, r, bad[i]);
-		json_decref(h);
 	}
+}
+
+/* One codec: an answer the API's own v2 builder writes (as the HTTP server
+ * answers a client) is read by the robot, outputs and the peer's figures;
+ * the same answer with JSON "data" is refused by name. */
+static void test_proto_response_from_api_builder(void **state)
+{
+	static const float y[6] = { 1.5f, -2.25f, 0.0f, 1e-3f, 65504.0f, -7.0f };
+	struct api_v2_tensor o = { .name = "logits", .datatype = "FP32", .dtype = TENSOR_F32, .ndim = 2,
+				   .shape = { 2, 3 }, .data = y, .data_len = sizeof(y), .binary = 1 };
+	struct api_v2_message m = { .id = "a1", .model_name = "m", .tensors = &o, .n_tensors = 1,
+				    .params_json = "{\"splitd_peer_compute_ns\": 77, \"splitd_peer_backend\": \"cpu\"}" };
+	struct peer_response pr;
+	float z[6];
+	struct tensor_view v = { TENSOR_F32, 2, { 2, 3 }, z, 0 };
+	char *body, err[256];
+	size_t len, hlen;
+
+	(void)state;
+	assert_int_equal(api_v2_build(API_V2_RESPONSE, &m, &body, &len, &hlen), 0);
+	assert_true(hlen < len);
+	assert_int_equal(peer_response_parse(body, len, hlen, &pr, err, sizeof(err)), 0);
+	assert_string_equal(pr.id, "a1");
+	assert_string_equal(pr.model, "m");
+	assert_int_equal(pr.timing.compute_ns, 77);
+	assert_int_equal(pr.timing.total_ns, -1);
+	assert_string_equal(pr.timing.backend, "cpu");
+	assert_int_equal(pr.n_outputs, 1);
+	assert_int_equal(peer_tensor_decode(&pr.outputs[0], &v, err, sizeof(err)), 0);
+	assert_memory_equal(z, y, sizeof(y));
+	peer_response_fini(&pr);
+	free(body);
+	o.binary = 0;	/* the same output as JSON "data" */
+	assert_int_equal(api_v2_build(API_V2_RESPONSE, &m, &body, &len, &hlen), 0);
+	assert_int_equal(peer_response_parse(body, len, 0, &pr, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "binary_data_size"));
+	free(body);
 }
 
 static void test_proto_response_roundtrip(void **state)
@@ -1009,17 +1034,12 @@ static enum MHD_Result srv_infer(struct srv *s, struct MHD_Connection *c, struct
 	struct tensor_view view;
 	void *mem = NULL;
 	char err[256];
-	json_error_t je;
-	json_t *h;
 	enum MHD_Result ret;
 
-	if (!hlen || hlen > q->len || !(h = json_loadb((const char *)q->body, hlen, 0, &je)))
+	if (!hlen || hlen > q->len)
 		return srv_error(c, 400, "bad inference header");
-	if (peer_request_parse(h, q->body + hlen, q->len - hlen, &pr, err, sizeof(err)) < 0) {
-		json_decref(h);
+	if (peer_request_parse(q->body, hlen, q->body + hlen, q->len - hlen, &pr, err, sizeof(err)) < 0)
 		return srv_error(c, 400, err);
-	}
-	json_decref(h);
 	assert_int_equal(peer_cut_alloc(srv_cut, 1, &view, &mem), 0);
 	if (peer_request_decode(&pr, s->sha, srv_cut, 1, &view, NULL, NULL, err, sizeof(err)) < 0) {
 		peer_request_fini(&pr);
@@ -1795,12 +1815,10 @@ static void test_peer_v2_param_refusals(void **state)
 		assert_int_equal(r, -EBADMSG);
 		assert_non_null(strstr(err, cases[k].want));
 		v2_done(msg, buf);
-		/* the JSON form agrees */
-		json_t *root = json_loads(h, 0, NULL);
-		assert_non_null(root);
-		assert_int_equal(peer_request_parse(root, bin, sizeof(bin), &pr, err2, sizeof(err2)), -EBADMSG);
+		/* the whole-body form agrees */
+		assert_int_equal(peer_request_parse(h, strlen(h), bin, sizeof(bin), &pr, err2, sizeof(err2)),
+				 -EBADMSG);
 		assert_string_equal(err2, err);
-		json_decref(root);
 	}
 	/* a BYTES input of shape [2]; a lossy encoding on an INT64 tensor;
 	 * JSON "data" on the link */
@@ -2003,6 +2021,7 @@ int main(void)
 		cmocka_unit_test(test_proto_image_request),
 		cmocka_unit_test(test_proto_bad_headers),
 		cmocka_unit_test(test_proto_response_roundtrip),
+		cmocka_unit_test(test_proto_response_from_api_builder),
 		CLIENT_TESTS
 	};
 

@@ -850,7 +850,7 @@ int backend_cuda_pack_i8(void *bctx, const float *dev_src, size_t n, int8_t *hos
 	if (bits >= 0x7f800000u)
 		return -EDOM;
 	memcpy(&m, &bits, sizeof(m));
-	/* the same scale as link_codec.c computes on the host */
+	/* the same scale as link/link_values.c computes on the host */
 	s = m / 127.0f;
 	for (int k = 0; k < 8 && s > 0.0f && (double)m / s > 127.49; k++)
 		s = nextafterf(s, INFINITY);

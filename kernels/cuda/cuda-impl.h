@@ -114,7 +114,7 @@ cudaError_t cuda_launch_gather(cudaStream_t s, size_t elem_size, const void *dat
 
 /* Link packing (pack.cu). f16: round to nearest even; *overflow (device
  * int, zeroed by the caller) set when a finite |x| >= 65520. i8 as
- * daemon/link_codec.h describes. maxabs_bits: device uint32 zeroed by the
+ * link/link_codec.h describes. maxabs_bits: device uint32 zeroed by the
  * caller, receives the bits of max |x| (>= 0x7f800000 means non-finite). */
 cudaError_t cuda_launch_f32_to_f16(cudaStream_t s, const float *x, uint16_t *h, int64_t n,
 				   int *overflow);

@@ -23,7 +23,7 @@ int backend_cuda_healthy(const void *bctx);
 const char *backend_cuda_last_error(const void *bctx);
 
 /* Pack n float32 of device memory for the link, writing host memory (see
- * daemon/link_codec.h for the encodings and their error bounds):
+ * link/link_codec.h for the encodings and their error bounds):
  *   f16: -ERANGE when a finite |x| >= 65520 (would become inf);
  *   i8:  *scale = max|x| / 127 (nudged up so no value clamps); -EDOM on a
  *        non-finite element.

@@ -334,6 +334,10 @@ def run(robot, peer, model, other, splitd, tmp, rport, pport, quick):
           float(np.abs(out0(r) - y).max()) <= tol("f32", 1), (st, r.get("timeline", [])[:1]))
     st, r = infer(rport, body, "application/x-npy", "?cut=1&bands=4&wavefront=2")
     check("wavefront=2 is refused", st == 400 and "wavefront" in json.dumps(r), r)
+    # one band limit (link/peer_proto.h PEER_MAX_BANDS = 64): the API parses
+    # any count, the daemon refuses more than the link carries
+    st, r = infer(rport, body, "application/x-npy", "?cut=1&bands=65&encoding=f32")
+    check("bands=65 is refused: at most 64", st == 400 and "at most 64" in json.dumps(r), (st, r))
     check("banded requests past a barrier are refused with the reason",
           all("barrier" in m_ or "band" in m_ for m_ in barrier_msgs), barrier_msgs)
     st, r = infer(rport, body, "application/x-npy", "?cut=2&bands=4&encoding=f16%2Bzstd")

@@ -1,9 +1,9 @@
 /* libFuzzer target for the offload link's parsers that face the network,
  * as the daemon runs them:
  *   0  the peer's request path (pipe_tail.c pipe_tail, a whole
- *      body): the API's v2 parse, the one peer parser (peer_v2.c,
- *      peer_proto.c) and peer_request_decode (banded or not) into a cut;
- *      then the test peers' JSON form of the same parser (peer_request_parse);
+ *      body): the API's v2 parse, the one peer reader (link/peer_v2.c,
+ *      peer_request.c) and peer_request_decode (banded or not) into a cut;
+ *      then the same through peer_request_parse (header and binary apart);
  *   1  the robot's reading of an answer (peer_response_parse, then
  *      peer_tensor_decode of each output, as pipe_outputs.c does);
  *   2  the codec's decoder;
@@ -26,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "api.h"
 #include "link_codec.h"
@@ -131,15 +129,11 @@ static void fuzz_request(const uint8_t *body, size_t len, size_t hlen, int strea
 			decode_whole(&r, cut_banded);
 		}
 	}
-	if (!streamed && hlen) {	/* the JSON form the test peers use */
-		json_error_t je;
-		json_t *root = json_loadb((const char *)body, hlen, 0, &je);
-		if (root && peer_request_parse(root, body + hlen, len - hlen, &r, err, sizeof(err)) == 0) {
-			decode_whole(&r, cut);
-			decode_whole(&r, cut_banded);
-			peer_request_fini(&r);
-		}
-		json_decref(root);
+	if (!streamed && hlen &&	/* the same, header and binary part apart */
+	    peer_request_parse(body, hlen, body + hlen, len - hlen, &r, err, sizeof(err)) == 0) {
+		decode_whole(&r, cut);
+		decode_whole(&r, cut_banded);
+		peer_request_fini(&r);
 	}
 out:
 	api_v2_message_free(msg);

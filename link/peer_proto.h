@@ -38,14 +38,19 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include <jansson.h>
-
 #include "engine.h"
 #include "link_codec.h"
 #include "tensor.h"
 
+struct api_v2_message;	/* api.h: the one KServe v2 codec's message */
+
 #define PEER_MAX_TENSORS 64	/* inputs or outputs of one message */
-#define PEER_MAX_BANDS 64	/* bands of a banded (streamed) request */
+/* The band limit, the one definition: most bands of a banded (streamed)
+ * request, whatever asks for it (?bands=, splitd_bands, the planner's
+ * max_bands). 64 keeps a request's band ends (PEER_MAX_TENSORS x 64 rows)
+ * and the peer's per-band timeline small, while a band stays tens of rows
+ * of a robot-sized cut; more bands only add per-band overhead. */
+#define PEER_MAX_BANDS 64
 #define PEER_NAME_MAX 256	/* bytes of a tensor name, with the NUL */
 #define PEER_ID_MAX 128
 #define PEER_MAX_HEADER_BYTES (1u << 20)	/* JSON header limit */
@@ -132,14 +137,14 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 		       char *err, size_t errlen);
 
 /* A parsed response; tensor data and names point into the body (kept by
- * the caller) and into root. */
+ * the caller) and into msg. */
 struct peer_response {
 	char id[PEER_ID_MAX];
 	char model[PEER_NAME_MAX];
 	int n_outputs;
 	struct peer_tensor outputs[PEER_MAX_TENSORS];
 	struct peer_timing timing;
-	json_t *root;
+	struct api_v2_message *msg;		/* the API's parse of it, owned */
 };
 /* body: the whole response body; header_len: the value of its
  * Inference-Header-Content-Length header, or 0 when it had none (then the
@@ -185,11 +190,10 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 
 /* ---- peer side ----------------------------------------------------------- */
 
-/* A "parameters" object as the one parser below reads it: typed look-ups
+/* A "parameters" object as the one reader below reads it: typed look-ups
  * that return 0, -ENOENT (absent) or -EINVAL (present, of another type; for
- * get_int_array also longer than max). peer_params_json() wraps a jansson
- * object; the daemon wraps the API's own parse (daemon/peer_v2.c), so the
- * deployed peer and peer_request_parse() check every key alike. */
+ * get_int_array also longer than max). The link reads the API's own parse
+ * through them (peer_v2.c), so every key is checked alike on both sides. */
 struct peer_params {
 	const void *obj;			/* NULL: no parameters */
 	int (*get_int)(const void *obj, const char *key, int64_t *out);
@@ -198,7 +202,6 @@ struct peer_params {
 	int (*get_bool)(const void *obj, const char *key, int *out);
 	int (*get_int_array)(const void *obj, const char *key, int64_t *out, int max, int *n);
 };
-struct peer_params peer_params_json(const json_t *obj);
 
 /* The request as read from its JSON header and binary part. */
 struct peer_request {
@@ -216,15 +219,16 @@ struct peer_request {
 	const char *outputs[PEER_MAX_TENSORS];
 	/* banded: each input's splitd_band_rows (inputs[i].band_ends) */
 	int64_t band_rows[PEER_MAX_TENSORS][PEER_MAX_BANDS];
-	json_t *root;
+	struct api_v2_message *msg;		/* peer_request_parse's, owned */
 };
-/* Read a whole v2 binary request: header (parsed JSON, borrowed; a
- * reference is kept in out->root) and the bytes after it. */
-int peer_request_parse(json_t *header, const void *binary, size_t binary_len,
-		       struct peer_request *out, char *err, size_t errlen);
+/* Read a whole v2 binary request: its JSON header (header_len bytes) and
+ * the binary part after it (binary_len bytes, not copied: keep it), by the
+ * API's v2 parse and peer_v2_request_read, as the deployed peer reads it. */
+int peer_request_parse(const void *header, size_t header_len, const void *binary,
+		       size_t binary_len, struct peer_request *out, char *err, size_t errlen);
 void peer_request_fini(struct peer_request *r);
 /* The same, piece by piece, for a server whose own v2 parser has already
- * split the body (what the deployed peer runs, daemon/peer_v2.c): the
+ * split the body (peer_v2_request_read, what the deployed peer runs): the
  * request's "parameters" (obj NULL: none; this clears out first) ... */
 int peer_request_read_params(const struct peer_params *params, struct peer_request *out,
 			     char *err, size_t errlen);
