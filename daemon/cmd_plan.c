@@ -189,7 +189,7 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 			break;
 		case O_POLICY:
 			if (plan_policy_parse(optarg, &o->policy) < 0)
-				return usage_error("--policy is latency, energy or energy-slo", optarg);
+				return usage_error("--policy is one of " PLAN_POLICY_NAMES, optarg);
 			break;
 		case O_SLO:
 			if (parse_double(optarg, 1e-6, &o->slo_ms) < 0)
@@ -326,14 +326,11 @@ int cmd_plan(int argc, char **argv)
 	};
 	struct engine_opts eo = { 0 };
 	struct engine *e = NULL;
-	double *wave = NULL;
 	struct plan *p = NULL;
 	struct plan_config pc;
 	struct plan_inputs in = { 0 };
 	struct plan_candidate *v = NULL;
 	double *local = NULL, *peer = NULL;
-	size_t *cut = NULL;
-	int *band = NULL;
 	char err[512] = "", peer_src[128], input_src[64];
 	int rc, n, nc = 0, best = -1, ret = 1, k;
 
@@ -349,25 +346,9 @@ int cmd_plan(int argc, char **argv)
 	n = engine_num_nodes(e);
 	local = calloc((size_t)n + 1, sizeof(double));
 	peer = calloc((size_t)n + 1, sizeof(double));
-	cut = calloc((size_t)n + 1, sizeof(size_t));
-	band = calloc((size_t)n + 1, sizeof(int));
-	if (n < 1 || !local || !peer || !cut || !band) {
+	if (n < 1 || !local || !peer) {
 		fprintf(stderr, "splitd plan: %s\n", n < 1 ? "model has no nodes" : strerror(ENOMEM));
 		goto out;
-	}
-	for (k = 0; k <= n; k++)
-		cut[k] = engine_cut_bytes(e, k);
-	for (int i = 0; i < n; i++) {
-		struct engine_node_info ni;
-
-		if (engine_node_info(e, i, &ni) == 0)
-			band[i] = ni.band_ok;
-	}
-	int in_band = engine_band_inputs_check(e, NULL, 0) == 0;	/* cut 0 in bands */
-	wave = malloc(((size_t)n + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
-	if (wave && engine_band_wave_table(e, PLAN_WAVE_STEPS, wave) < 0) {
-		free(wave);
-		wave = NULL;
 	}
 	rc = engine_profile(e, o.runs, local);
 	if (rc < 0) {
@@ -400,7 +381,7 @@ int cmd_plan(int argc, char **argv)
 		snprintf(input_src, sizeof(input_src), "given");
 	} else {
 		/* a JPEG of a camera frame is about 1/20 of its float32 tensor */
-		in.input_bytes = cut[0] / 20;
+		in.input_bytes = engine_cut_bytes(e, 0) / 20;
 		snprintf(input_src, sizeof(input_src), "assumed 1/20 of the float32 input");
 	}
 	plan_config_defaults(&pc);
@@ -415,11 +396,7 @@ int cmd_plan(int argc, char **argv)
 	if (o.have_power)
 		for (int i = 0; i < PLAN_PHASE_COUNT; i++)
 			pc.power_default_mw[i] = o.power_mw[i];
-	{
-		struct plan_model m = { n, cut, band, local, peer, in_band, wave };
-
-		rc = plan_new(&m, &pc, &p);
-	}
+	rc = plan_new_from_engine(e, local, peer, &pc, &p);
 	if (rc < 0) {
 		fprintf(stderr, "splitd plan: planner: %s\n", strerror(-rc));
 		goto out;
@@ -571,8 +548,5 @@ out:
 	engine_free(e);
 	free(local);
 	free(peer);
-	free(cut);
-	free(band);
-	free(wave);
 	return ret;
 }

@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "linkest.h"
 #include "peer_client.h"
+#include "pipe_plan.h"
 #include "plan.h"
 #include "power.h"
 #include "wifi.h"
@@ -56,13 +57,15 @@ struct pipe_model {
 	/* peer role: engine_band_reach(cut) + 1 per cut, 0 = not yet asked */
 	_Atomic int *band_reach;
 
-	pthread_mutex_t lock;		/* plan, histograms, EWMAs */
-	double decode_ms_ewma, peer_decode_ms_ewma;
-	double peer_speed;		/* peer/robot whole-model time, from the calibration */
+	pthread_mutex_t lock;		/* plan, histograms */
 	uint64_t probes_seen;		/* the peer client's health probes fed to the link */
 	_Atomic uint64_t explorations;	/* requests run at an offload candidate to measure the link */
-	size_t last_input_bytes;
 	char plan_text[96];
+	/* daemon.state_dir (pipe_plan.c) */
+	uint64_t state_gen, state_saved_ns;	/* what was written, when; under lock */
+	bool state_restored;
+	atomic_bool state_busy;		/* a worker is writing it */
+	int state_errno;		/* the last write's failure (warned once) */
 	struct pipe_hist duration_s, energy_j;
 
 	_Atomic uint64_t requests[PIPE_PLACEMENTS];
@@ -143,8 +146,6 @@ void pipe_run_job(struct pipeline *p, int worker, struct pipe_job *job);
 int pipe_calibrate(struct pipe_model *m, int worker);
 /* The end of the row-local range from cut (engine_band_reach), cached. */
 int pipe_band_reach(struct pipe_model *m, int cut);
-void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in);
-void pipe_replan(struct pipe_model *m, int force);
 
 /* pipeline_report.c */
 int pipe_metrics(void *ctx, struct api_metrics *mx);

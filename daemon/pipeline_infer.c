@@ -25,53 +25,6 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-static double ewma(double old, double v)
-{
-	return old <= 0 ? v : 0.8 * old + 0.2 * v;
-}
-
-void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in)
-{
-	struct pipeline *p = m->pipe;
-	struct linkest_estimate le;
-
-	pthread_mutex_lock(&p->link_lock);
-	linkest_get(p->link, &le);
-	pthread_mutex_unlock(&p->link_lock);
-	*in = (struct plan_inputs){
-		.bandwidth_bps = le.bandwidth_bps,
-		.rtt_ms = le.rtt_ms,
-		.input_bytes = m->last_input_bytes,
-		.decode_ms = m->decode_ms_ewma,
-		/* the peer's decode, learnt from its k = 0 answers; until then
-		 * ours scaled by the peer's speed from the calibration */
-		.peer_decode_ms = m->peer_decode_ms_ewma > 0 ? m->peer_decode_ms_ewma
-				  : m->peer_speed > 0 && m->peer_speed < 1 ? m->decode_ms_ewma * m->peer_speed
-				  : m->decode_ms_ewma,
-	};
-}
-
-/* Re-plan with the inputs of this moment (m->lock held); a change is
- * logged with its reason and shows in STATUS= and /metrics. */
-void pipe_replan(struct pipe_model *m, int force)
-{
-	struct plan_inputs in;
-	struct plan_candidate cur;
-	char reason[256] = "";
-	int changed;
-
-	pipe_plan_inputs(m, &in);
-	changed = plan_update(m->plan, &in, force, reason, sizeof(reason));
-	if (plan_current(m->plan, &cur) == 0) {
-		plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
-		atomic_store(&m->current_cut, cur.cut);
-	}
-	if (changed == 1) {
-		atomic_fetch_add(&m->plan_changes, 1);
-		log_notice("model %s: %s", m->name, reason);
-	}
-}
-
 static struct link_encoding enc_from_plan(int enc)
 {
 	static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
@@ -598,51 +551,36 @@ static void learn(struct pipe_model *m, int cut, int enc, int bands, bool offloa
 			log_debug("link sample ignored: %zu bytes, upload %.3f ms, ttfb %.3f ms, peer %.3f ms",
 				  s.bytes_up, ms(s.upload_ns), ms(s.ttfb_ns), ms(s.server_ns));
 	}
-	pthread_mutex_lock(&m->lock);
+	struct plan_run run;
+	plan_run_init(&run, cut, enc, bands);
+	run.offloaded = offloaded;
 	if (cut > 0 && bands == 1)
-		plan_observe_local(m->plan, 0, cut, ms(t_local1 - t_local0));
-	if (offloaded && bands > 1) {
-		struct plan_inputs in;
-		pipe_plan_inputs(m, &in);
-		plan_observe_banded(m->plan, &in, cut, enc, bands, ms(decode_ns) + ms(t_end - t_local0));
-	}
+		run.local_ms = ms(t_local1 - t_local0);
+	if (offloaded && bands > 1)
+		run.banded_ms = ms(decode_ns) + ms(t_end - t_local0);
 	if (offloaded) {
 		const struct peer_timing *pt = &of->reply.resp.timing;
-		if (pt->compute_ns > 0)
-			plan_observe_remote(m->plan, cut, m->n_nodes, ms((uint64_t)pt->compute_ns));
-		if (cut == 0 && enc == PLAN_ENC_INPUT && pt->decode_ns > 0)
-			m->peer_decode_ms_ewma = ewma(m->peer_decode_ms_ewma, ms((uint64_t)pt->decode_ns));
-		if (enc < PLAN_ENC_COUNT && of->raw_bytes)
-			plan_observe_ratio(m->plan, cut, enc, of->raw_bytes, of->wire_bytes);
-		m->calibrated = true;
+		run.peer_compute_ms = pt->compute_ns > 0 ? ms((uint64_t)pt->compute_ns) : -1;
+		run.peer_decode_ms = pt->decode_ns > 0 ? ms((uint64_t)pt->decode_ns) : -1;
+		run.raw_bytes = of->raw_bytes;
+		run.wire_bytes = of->wire_bytes;
 	}
 	if (decoded)
-		m->decode_ms_ewma = ewma(m->decode_ms_ewma, ms(decode_ns));
-	if (image_bytes)
-		m->last_input_bytes = image_bytes;
-	pthread_mutex_unlock(&m->lock);
-
+		run.decode_ms = ms(decode_ns);
+	run.image_bytes = image_bytes;
 	/* The robot's power in each phase, from the sampler. */
-	if (cut > 0 && window_power_mw(p, t_local0, t_local1, &pw) == 0) {
-		pthread_mutex_lock(&m->lock);
-		plan_observe_power(m->plan, PLAN_PHASE_COMPUTE, pw);
-		pthread_mutex_unlock(&m->lock);
-	}
+	if (cut > 0 && window_power_mw(p, t_local0, t_local1, &pw) == 0)
+		run.power_mw[PLAN_PHASE_COMPUTE] = pw;
 	if (offloaded && bands == 1) {
 		const struct peer_transfer *x = &of->reply.xfer;
 		uint64_t up = of->send_ns + (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0);
 		uint64_t fb = of->send_ns + (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0);
-		pthread_mutex_lock(&m->lock);
 		if (window_power_mw(p, of->send_ns, up, &pw) == 0)
-			plan_observe_power(m->plan, PLAN_PHASE_TX, pw);
+			run.power_mw[PLAN_PHASE_TX] = pw;
 		if (window_power_mw(p, up, fb, &pw) == 0)
-			plan_observe_power(m->plan, PLAN_PHASE_WAIT, pw);
-		pthread_mutex_unlock(&m->lock);
+			run.power_mw[PLAN_PHASE_WAIT] = pw;
 	}
-
-	pthread_mutex_lock(&m->lock);
-	pipe_replan(m, 0);
-	pthread_mutex_unlock(&m->lock);
+	pipe_plan_learn(m, &run);
 }
 
 /* The link's goodput is learnt from offload transfers of at least the
@@ -719,6 +657,11 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 	bool image = rq->kind != API_BODY_NPY;
 
 	*bands = 1;
+	/* ?policy=: that policy's choice for this request (no exploring) */
+	struct plan_candidate cur = { .cut = n, .enc = PLAN_ENC_LOCAL, .bands = 1 };
+	int own = pipe_plan_for_request(m, rq->policy, image, &cur, err, errlen);
+	if (own < 0)
+		return own;
 	if (rq->cut > n) {
 		snprintf(err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", rq->cut, n, n);
 		return -EINVAL;
@@ -732,11 +675,12 @@ static int choose(struct pipe_model *m, const struct api_v1_request *rq, int *cu
 		*enc = PLAN_ENC_LOCAL;
 		return 0;
 	}
-	struct plan_candidate cur = { .cut = n, .enc = PLAN_ENC_LOCAL };
-	pthread_mutex_lock(&m->lock);
-	plan_current(m->plan, &cur);
-	pthread_mutex_unlock(&m->lock);
-	if (rq->cut < 0 && !rq->encoding) {
+	if (!own) {
+		pthread_mutex_lock(&m->lock);
+		plan_current(m->plan, &cur);
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (rq->cut < 0 && !rq->encoding && !own) {
 		struct plan_candidate x;
 		if (explore(m, image, &x)) {
 			char a[64], b[64];
@@ -1408,28 +1352,8 @@ int pipe_calibrate(struct pipe_model *m, int worker)
 		return r;
 	}
 	const struct peer_timing *pt = &of.reply.resp.timing;
-	if (pt->compute_ns > 0) {
-		double total = 0;
-		for (int i = 0; i < m->n_nodes; i++)
-			total += m->local_ms[i];
-		double *peer_ms = calloc((size_t)m->n_nodes + 1, sizeof(*peer_ms));
-		if (peer_ms && total > 0) {
-			double f = ms((uint64_t)pt->compute_ns) / total;
-			for (int i = 0; i < m->n_nodes; i++)
-				peer_ms[i] = m->local_ms[i] * f;
-			pthread_mutex_lock(&m->lock);
-			plan_set_peer_profile(m->plan, peer_ms, m->n_nodes);
-			m->peer_speed = f;
-			m->calibrated = true;
-			pthread_mutex_unlock(&m->lock);
-			log_notice("model %s: peer runs the whole model in %.2f ms (here %.2f ms)", m->name,
-				   ms((uint64_t)pt->compute_ns), total);
-			pthread_mutex_lock(&m->lock);
-			pipe_replan(m, 1);
-			pthread_mutex_unlock(&m->lock);
-		}
-		free(peer_ms);
-	}
+	if (pt->compute_ns > 0)
+		pipe_plan_calibrated(m, ms((uint64_t)pt->compute_ns));
 	peer_reply_fini(&of.reply);
 	return 0;
 }

@@ -1,13 +1,15 @@
-# Planner, link estimator and Wi-Fi telemetry (daemon/plan.c, linkest.c,
+# Planner, link estimator and Wi-Fi telemetry (plan/, daemon/linkest.c,
 # wifi.c): unit tests built from the module sources directly.
 add_executable(nl80211_record ${CMAKE_SOURCE_DIR}/tools/nl80211_record.c)
 
 if(TARGET PkgConfig::CMOCKA)
   # cmd_plan.c runs on a stub engine defined in test_plan.c
+  get_target_property(SPLITD_PLAN_SOURCES splitd_plan SOURCES)
   add_executable(test_plan ${CMAKE_SOURCE_DIR}/tests/test_plan.c
-    ${CMAKE_SOURCE_DIR}/daemon/plan.c ${CMAKE_SOURCE_DIR}/daemon/linkest.c
+    ${SPLITD_PLAN_SOURCES} ${CMAKE_SOURCE_DIR}/daemon/linkest.c
     ${CMAKE_SOURCE_DIR}/daemon/cmd_plan.c)
-  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels)
+  target_include_directories(test_plan PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/kernels
+    ${CMAKE_SOURCE_DIR}/plan)
   target_link_libraries(test_plan PRIVATE PkgConfig::CMOCKA PkgConfig::JANSSON ${MATH_LIB})
   add_test(NAME plan COMMAND test_plan)
   set_tests_properties(plan PROPERTIES LABELS unit)
