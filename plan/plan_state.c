@@ -197,12 +197,13 @@ static int scalars(struct staged *s, const json_t *root)
 	s->input_bytes = (size_t)ib;
 	for (int i = 0; i < PLAN_PHASE_COUNT; i++) {
 		const json_t *ph = json_object_get(pw, phase_names[i]);
+		char where[32];
 
+		snprintf(where, sizeof(where), "power_mw.%s.", phase_names[i]);
 		if (!json_is_object(ph))
-			return plan_fail(s->err, s->errlen, -EINVAL, "power_mw.%s: not an object",
-					 phase_names[i]);
-		if ((rc = num(s, ph, "power_mw.", "mw", 0, 1e9, 0, &s->power_mw[i])) < 0 ||
-		    (rc = count(s, ph, "power_mw.", "samples", &s->power_n[i])) < 0)
+			return plan_fail(s->err, s->errlen, -EINVAL, "%s: not an object", where);
+		if ((rc = num(s, ph, where, "mw", 0, 1e9, 0, &s->power_mw[i])) < 0 ||
+		    (rc = count(s, ph, where, "samples", &s->power_n[i])) < 0)
 			return rc;
 	}
 	if (!peer)

@@ -14,6 +14,12 @@ if(TARGET PkgConfig::CMOCKA)
   add_test(NAME plan COMMAND test_plan)
   set_tests_properties(plan PROPERTIES LABELS unit)
 
+  # the learnt state's file (plan/plan_state.c)
+  add_executable(test_plan_state ${CMAKE_SOURCE_DIR}/tests/test_plan_state.c)
+  target_link_libraries(test_plan_state PRIVATE splitd_plan PkgConfig::CMOCKA ${MATH_LIB})
+  add_test(NAME plan_state COMMAND test_plan_state)
+  set_tests_properties(plan_state PROPERTIES LABELS unit)
+
   add_executable(test_wifi ${CMAKE_SOURCE_DIR}/tests/test_wifi.c ${CMAKE_SOURCE_DIR}/daemon/wifi.c)
   target_include_directories(test_wifi PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
   target_compile_definitions(test_wifi PRIVATE WIFI_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/data/wifi")
