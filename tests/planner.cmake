@@ -28,6 +28,14 @@ if(TARGET PkgConfig::CMOCKA)
   set_tests_properties(wifi PROPERTIES LABELS unit)
 endif()
 
+# The planner end to end (a robot and a peer on loopback): ?policy= runs the
+# plan that policy chooses; daemon.state_dir keeps what was learnt across a
+# restart and ignores bad files with a warning. Label asan: the ASan+UBSan
+# stage runs it against its build.
+add_test(NAME plan_e2e
+  COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/plan_e2e.py $<TARGET_FILE:splitd>)
+set_tests_properties(plan_e2e PROPERTIES LABELS "integration;asan" TIMEOUT 300)
+
 # The recorded replies are what tools/nl80211_record writes today.
 add_test(NAME wifi_data_fresh COMMAND ${CMAKE_COMMAND}
   "-DEMULATOR=${CMAKE_CROSSCOMPILING_EMULATOR}" -DTOOL=$<TARGET_FILE:nl80211_record> -DDATA=${CMAKE_SOURCE_DIR}/tests/data/wifi
