@@ -98,21 +98,22 @@ int pipe_plan_for_request(struct pipe_model *m, const char *policy, bool image,
 		return 0;	/* no peer: every policy runs here */
 	pthread_mutex_lock(&m->lock);
 	plan_get_config(m->plan, &pc);
-	if (pol == pc.policy) {
-		pthread_mutex_unlock(&m->lock);
-		return 0;	/* the current plan is this policy's */
+	/* the configured policy's choice is the current plan (with its
+	 * hysteresis), unless that sends an image this request does not have */
+	r = pol == pc.policy ? plan_current(m->plan, cur) : -ENOENT;
+	if (r < 0 || (!image && cur->enc == PLAN_ENC_INPUT)) {
+		pipe_plan_inputs(m, &in);
+		if (!image)
+			in.input_bytes = 0;	/* a tensor: no "cut 0 input" */
+		r = plan_choose(m->plan, &in, pol, pc.slo_ms, cur);
 	}
-	pipe_plan_inputs(m, &in);
-	if (!image)
-		in.input_bytes = 0;	/* a tensor: no "cut 0 input" */
-	r = plan_choose(m->plan, &in, pol, pc.slo_ms, cur);
 	pthread_mutex_unlock(&m->lock);
 	if (r == -EINVAL) {
 		snprintf(err, errlen, "policy=%.40s needs a latency bound: set planner.slo_ms", policy);
 		return r;
 	}
 	if (r < 0) {
-		/* nothing legal to choose from: as the current plan */
+		/* nothing legal to choose from: as a request without ?policy= */
 		log_warn("model %s: policy=%s: no plan (%s); the current one runs", m->name, policy,
 			 strerror(-r));
 		return 0;

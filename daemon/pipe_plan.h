@@ -28,10 +28,11 @@ void pipe_plan_learn(struct pipe_model *m, const struct plan_run *run);
 /* The peer ran the whole model in whole_ms (the calibration). */
 void pipe_plan_calibrated(struct pipe_model *m, double whole_ms);
 /* The plan of one request asking ?policy=NAME (NULL: none asked): 1 with
- * *cur set when the request runs at that policy's own choice, 0 when it
- * runs at the current plan (no policy asked, the configured one asked, or
- * no planner: all-local), -EINVAL with err set for an unknown name or an
- * SLO policy without an SLO. image: the request carries a JPEG/PNG. */
+ * *cur set to that policy's choice (the configured policy's is the current
+ * plan), which the request runs at without exploring; 0 when it is planned
+ * as any other (no policy asked, or no planner: all-local); -EINVAL with
+ * err set for an unknown name or an SLO policy without an SLO. image: the
+ * request carries a JPEG/PNG. */
 int pipe_plan_for_request(struct pipe_model *m, const char *policy, bool image,
 			  struct plan_candidate *cur, char *err, size_t errlen);
 /* Read the state of m from daemon.state_dir (at start, before the first

@@ -71,8 +71,8 @@ int plan_state_write_temp(const char *path, const char *text, char *tmp, size_t 
 			  char *err, size_t errlen);
 /* The error idiom of plan/: the message into err (when given) and the code
  * it was given back, so an error path is one line:
- *   return plan_fail(err, errlen, -EINVAL, "%s: not JSON", path); */
-int plan_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+ *   return plan_fail(-EINVAL, err, errlen, "%s: not JSON", path); */
+int plan_fail(int code, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 #endif

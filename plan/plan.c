@@ -393,7 +393,7 @@ int plan_enumerate(const struct plan *p, const struct plan_inputs *in,
 	return 0;
 }
 
-int plan_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+int plan_fail(int code, char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
