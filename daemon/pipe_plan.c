@@ -125,9 +125,12 @@ int pipe_plan_for_request(struct pipe_model *m, const char *policy, bool image,
 
 static bool state_path(struct pipe_model *m, char *path, size_t len, char *hex)
 {
-	const struct config *cfg = m->pipe->cfg;
+	const struct config *cfg;
 
-	if (!m->plan || !cfg->state_dir[0])
+	if (!m->plan || !m->pipe)
+		return false;
+	cfg = m->pipe->cfg;
+	if (!cfg->state_dir[0])
 		return false;
 	peer_sha256_hex(engine_sha256(m->eng), hex);
 	return (size_t)snprintf(path, len, "%s/%s.plan.json", cfg->state_dir, m->name) < len;
