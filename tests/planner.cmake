@@ -28,6 +28,24 @@ if(TARGET PkgConfig::CMOCKA)
   set_tests_properties(wifi PROPERTIES LABELS unit)
 endif()
 
+# The state file's parser (what serve reads from daemon.state_dir) on
+# arbitrary bytes: libFuzzer with SPLITD_FUZZ, else its seeds replayed
+file(GLOB SPLITD_PLAN_STATE_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/fuzz/plan_state/*)
+if(SPLITD_FUZZ)
+  add_executable(fuzz_plan_state ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_plan_state.c)
+  target_link_libraries(fuzz_plan_state PRIVATE splitd_plan)
+  target_include_directories(fuzz_plan_state PRIVATE ${CMAKE_SOURCE_DIR}/tests/fuzz)
+  target_compile_options(fuzz_plan_state PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_plan_state PRIVATE -fsanitize=fuzzer,address,undefined)
+else()
+  add_executable(fuzz_plan_state_replay ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_plan_state.c)
+  target_link_libraries(fuzz_plan_state_replay PRIVATE splitd_plan)
+  target_include_directories(fuzz_plan_state_replay PRIVATE ${CMAKE_SOURCE_DIR}/tests/fuzz)
+  target_compile_definitions(fuzz_plan_state_replay PRIVATE SPLITD_FUZZ_REPLAY)
+  add_test(NAME fuzz_plan_state_replay COMMAND fuzz_plan_state_replay ${SPLITD_PLAN_STATE_SEEDS})
+  set_tests_properties(fuzz_plan_state_replay PROPERTIES LABELS unit)
+endif()
+
 # The planner end to end (a robot and a peer on loopback): ?policy= runs the
 # plan that policy chooses; daemon.state_dir keeps what was learnt across a
 # restart and ignores bad files with a warning. Label asan: the ASan+UBSan
