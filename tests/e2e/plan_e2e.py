@@ -36,32 +36,23 @@ from split_e2e import free_port, peer_conf  # noqa: E402
 SLO_MS = 1000
 
 
-def robot_conf(model, port, peer_port, state_dir):
-    return f"""[daemon]
-role = robot
-threads = 1
-log_level = info
-state_dir = {state_dir}
-[api]
-listen = 127.0.0.1:{port}
-[peer]
-url = http://127.0.0.1:{peer_port}
-plain = true
-request_timeout_ms = 3000
-probe_interval_ms = 100
-backoff_max_ms = 200
-[power]
-enabled = false
-[planner]
+PLANNER = f"""[planner]
 policy = latency
 slo_ms = {SLO_MS}
 # computing here is dear, sending and waiting nearly free: energy says send
 p_compute_w = 50
 p_tx_w = 0.001
 p_wait_w = 0.001
-[model.m]
-path = {model}
 """
+
+
+def robot_conf(model, port, peer_port, state_dir):
+    """peer_faults.py's robot (power off, a quick prober) with a state
+    directory and the planner above."""
+    base = pf.robot_conf(model, port, peer_port)
+    head, _, tail = base.partition("[planner]")
+    return (head.replace("[daemon]\n", f"[daemon]\nstate_dir = {state_dir}\n", 1) + PLANNER
+            + tail[tail.index("[model.m]"):])
 
 
 def status(port, explain=False):
