@@ -189,7 +189,7 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 			break;
 		case O_POLICY:
 			if (plan_policy_parse(optarg, &o->policy) < 0)
-				return usage_error("--policy is latency, energy or energy-slo", optarg);
+				return usage_error("--policy is one of " PLAN_POLICY_NAMES, optarg);
 			break;
 		case O_SLO:
 			if (parse_double(optarg, 1e-6, &o->slo_ms) < 0)
@@ -318,6 +318,201 @@ static void print_row(const struct plan_candidate *c, int mark, const char *labe
 	       c->local_ms, c->transfer_ms, c->remote_ms, c->total_ms, c->energy_uj / 1e6);
 }
 
+/* What the table is printed from. */
+struct table {
+	const struct plan_cli *o;
+	const struct engine *e;
+	const struct plan *p;
+	const struct plan_config *pc;
+	const struct plan_inputs *in;
+	const struct plan_candidate *v;
+	int n, nc, best;
+	const char *peer_src, *input_src;
+};
+
+static int print_json(const struct table *t)
+{
+	const struct plan_cli *o = t->o;
+	const struct engine *e = t->e;
+	const struct plan_candidate *v = t->v;
+	int n = t->n, nc = t->nc, best = t->best, k;
+	const struct plan_config *pc = t->pc;
+	const struct plan_inputs *in = t->in;
+	const char *peer_src = t->peer_src, *input_src = t->input_src;
+	int rc;
+
+	json_t *root = json_object(), *cuts = json_array();
+
+	json_object_set_new(root, "model", json_string(o->model));
+	json_object_set_new(root, "policy", json_string(plan_policy_name(o->policy)));
+	if (o->slo_ms > 0)
+		json_object_set_new(root, "slo_ms", json_real(o->slo_ms));
+	json_object_set_new(root, "bandwidth_bps", json_real(o->bandwidth_bps));
+	json_object_set_new(root, "rtt_ms", json_real(o->rtt_ms));
+	json_object_set_new(root, "peer_profile", json_string(peer_src));
+	json_object_set_new(root, "input_bytes", json_integer((json_int_t)in->input_bytes));
+	json_object_set_new(root, "input_bytes_source", json_string(input_src));
+	json_object_set_new(root, "power_mw", json_pack("{s:f, s:f, s:f, s:s}",
+		"compute", pc->power_default_mw[0], "tx", pc->power_default_mw[1],
+		"wait", pc->power_default_mw[2], "source", o->have_power ? "given" : "default"));
+	for (k = 0; k <= n; k++) {
+		json_t *row, *all = json_array(), *tens = json_array();
+		int pl, bd;
+
+		per_cut_best(v, nc, k, o->policy, &pl, &bd);
+		if (pl < 0)
+			continue;
+		row = cand_json(&v[pl], e);
+		for (int j = 0; j < engine_cut_count(e, k); j++) {
+			struct engine_value_info vi;
+
+			if (engine_cut_tensor(e, k, j, &vi) == 0)
+				json_array_append_new(tens, json_string(vi.name));
+		}
+		json_object_set_new(row, "tensors", tens);
+		if (k < n) {
+			struct engine_node_info ni;
+
+			if (engine_node_info(e, k, &ni) == 0)
+				json_object_set_new(row, "before", json_pack("{s:s, s:s}",
+					"node", ni.name, "op", ni.op));
+		}
+		for (int i = 0; i < nc; i++)
+			if (v[i].cut == k)
+				json_array_append_new(all, cand_json(&v[i], e));
+		json_object_set_new(row, "options", all);
+		if (bd >= 0)
+			json_object_set_new(row, "banded", cand_json(&v[bd], e));
+		json_array_append_new(cuts, row);
+	}
+	json_object_set_new(root, "cuts", cuts);
+	json_object_set_new(root, "choice", cand_json(&v[best], e));
+	rc = json_dumpf(root, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) < 0 ? -EIO : 0;
+	if (rc == 0)
+		putchar('\n');
+	json_decref(root);
+	return rc;
+}
+
+/* Cut 0's row of the image as received, first; when it is cut 0's best,
+ * the best tensor row of cut 0 is shown after it: that one's index. */
+static int image_rows(const struct table *t, int pl)
+{
+	const struct plan_candidate *v = t->v;
+
+	for (int i = 0; i < t->nc; i++) {
+		int tr = -1;
+
+		if (v[i].cut != 0 || v[i].enc != PLAN_ENC_INPUT)
+			continue;
+		print_row(&v[i], same(&v[i], &v[t->best]), "0 image as received");
+		printf(" |\n");
+		if (pl != i)
+			continue;
+		for (int j = 0; j < t->nc; j++)
+			if (v[j].cut == 0 && v[j].enc != PLAN_ENC_INPUT && v[j].bands == 1 &&
+			    (tr < 0 || objective(t->o->policy, &v[j]) < objective(t->o->policy, &v[tr])))
+				tr = j;
+		pl = tr;
+	}
+	return pl;
+}
+
+static void print_text(const struct table *t)
+{
+	const struct plan_cli *o = t->o;
+	const struct engine *e = t->e;
+	const struct plan_candidate *v = t->v;
+	int n = t->n, nc = t->nc, best = t->best, k;
+	const struct plan *p = t->p;
+	const struct plan_inputs *in = t->in;
+	const char *peer_src = t->peer_src, *input_src = t->input_src;
+	int lp, tp, wp;
+
+	printf("model %s: %d nodes, profiled here (%d runs, median per node)\n",
+	       o->model, n, o->runs);
+	printf("link %.1f Mbit/s, rtt %.2f ms; peer %s; policy %s", o->bandwidth_bps / 1e6,
+	       o->rtt_ms, peer_src, plan_policy_name(o->policy));
+	if (o->slo_ms > 0)
+		printf(" (slo %.1f ms)", o->slo_ms);
+	printf("\npower compute %.1f W, tx %.1f W, wait %.1f W (%s); image %zu B (%s)\n",
+	       plan_power_mw(p, PLAN_PHASE_COMPUTE, &lp) / 1e3,
+	       plan_power_mw(p, PLAN_PHASE_TX, &tp) / 1e3,
+	       plan_power_mw(p, PLAN_PHASE_WAIT, &wp) / 1e3,
+	       o->have_power ? "given" : "default", in->input_bytes, input_src);
+	printf("\n  %-22s %-6s %10s %10s %8s %8s %8s %8s %7s | %s\n", "cut (before node)",
+	       "enc", "bytes", "wire", "local", "xfer", "remote", "total", "J",
+	       "banded: B  total  saving/bound ms");
+	for (k = 0; k <= n; k++) {
+		int pl, bd;
+		char label[64];
+
+		per_cut_best(v, nc, k, o->policy, &pl, &bd);
+		if (k == 0)
+			pl = image_rows(t, pl);
+		if (pl < 0)
+			continue;
+		if (k == n) {
+			snprintf(label, sizeof(label), "%d all-local", k);
+		} else {
+			struct engine_node_info ni;
+
+			if (engine_node_info(e, k, &ni) == 0)
+				snprintf(label, sizeof(label), "%d %.18s", k, ni.op);
+			else
+				snprintf(label, sizeof(label), "%d", k);
+		}
+		print_row(&v[pl], same(&v[pl], &v[best]), label);
+		if (bd >= 0)
+			printf(" |%c%2d %7.2f %6.2f/%.2f\n", same(&v[bd], &v[best]) ? '*' : ' ',
+			       v[bd].bands, v[bd].total_ms, v[bd].overlap_saving_ms,
+			       v[bd].overlap_bound_ms);
+		else
+			printf(" |\n");
+	}
+	{
+		char what[96];
+		const struct plan_candidate *b = &v[best];
+
+		if (b->cut == n)
+			snprintf(what, sizeof(what), "all-local");
+		else if (b->enc == PLAN_ENC_INPUT)
+			snprintf(what, sizeof(what), "send the image as received (cut 0)");
+		else
+			snprintf(what, sizeof(what), "cut %d, %s%s%.0d%s", b->cut,
+				 plan_enc_name(b->enc), b->bands > 1 ? ", " : "",
+				 b->bands > 1 ? b->bands : 0, b->bands > 1 ? " bands" : "");
+		printf("\nchoice (%s): %s: %.2f ms, %.3f J per inference%s\n",
+		       plan_policy_name(o->policy), what, b->total_ms, b->energy_uj / 1e6,
+		       b->ratio_assumed ? " (compression ratio assumed 1)" : "");
+		printf("rows show each cut's best encoding; J = robot joules; * = choice\n");
+	}
+}
+
+/* The received image's size the table assumes, and where it comes from. */
+static int input_size(const struct plan_cli *o, const struct engine *e, struct plan_inputs *in,
+		      char *src, size_t srclen)
+{
+	struct stat st;
+
+	if (o->image) {
+		if (stat(o->image, &st) < 0) {
+			fprintf(stderr, "splitd plan: --image %s: %s\n", o->image, strerror(errno));
+			return -errno;
+		}
+		in->input_bytes = (size_t)st.st_size;
+		snprintf(src, srclen, "size of %s", o->image);
+	} else if (o->input_bytes >= 0) {
+		in->input_bytes = (size_t)o->input_bytes;
+		snprintf(src, srclen, "given");
+	} else {
+		/* a JPEG of a camera frame is about 1/20 of its float32 tensor */
+		in->input_bytes = engine_cut_bytes(e, 0) / 20;
+		snprintf(src, srclen, "assumed 1/20 of the float32 input");
+	}
+	return 0;
+}
+
 int cmd_plan(int argc, char **argv)
 {
 	struct plan_cli o = {
@@ -326,16 +521,13 @@ int cmd_plan(int argc, char **argv)
 	};
 	struct engine_opts eo = { 0 };
 	struct engine *e = NULL;
-	double *wave = NULL;
 	struct plan *p = NULL;
 	struct plan_config pc;
 	struct plan_inputs in = { 0 };
 	struct plan_candidate *v = NULL;
 	double *local = NULL, *peer = NULL;
-	size_t *cut = NULL;
-	int *band = NULL;
 	char err[512] = "", peer_src[128], input_src[64];
-	int rc, n, nc = 0, best = -1, ret = 1, k;
+	int rc, n, nc = 0, best = -1, ret = 1;
 
 	rc = parse_args(argc, argv, &o);
 	if (rc)
@@ -349,25 +541,9 @@ int cmd_plan(int argc, char **argv)
 	n = engine_num_nodes(e);
 	local = calloc((size_t)n + 1, sizeof(double));
 	peer = calloc((size_t)n + 1, sizeof(double));
-	cut = calloc((size_t)n + 1, sizeof(size_t));
-	band = calloc((size_t)n + 1, sizeof(int));
-	if (n < 1 || !local || !peer || !cut || !band) {
+	if (n < 1 || !local || !peer) {
 		fprintf(stderr, "splitd plan: %s\n", n < 1 ? "model has no nodes" : strerror(ENOMEM));
 		goto out;
-	}
-	for (k = 0; k <= n; k++)
-		cut[k] = engine_cut_bytes(e, k);
-	for (int i = 0; i < n; i++) {
-		struct engine_node_info ni;
-
-		if (engine_node_info(e, i, &ni) == 0)
-			band[i] = ni.band_ok;
-	}
-	int in_band = engine_band_inputs_check(e, NULL, 0) == 0;	/* cut 0 in bands */
-	wave = malloc(((size_t)n + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
-	if (wave && engine_band_wave_table(e, PLAN_WAVE_STEPS, wave) < 0) {
-		free(wave);
-		wave = NULL;
 	}
 	rc = engine_profile(e, o.runs, local);
 	if (rc < 0) {
@@ -386,23 +562,8 @@ int cmd_plan(int argc, char **argv)
 		snprintf(peer_src, sizeof(peer_src), "assumed %gx faster than this machine",
 			 o.peer_speedup);
 	}
-	if (o.image) {
-		struct stat st;
-
-		if (stat(o.image, &st) < 0) {
-			fprintf(stderr, "splitd plan: --image %s: %s\n", o.image, strerror(errno));
-			goto out;
-		}
-		in.input_bytes = (size_t)st.st_size;
-		snprintf(input_src, sizeof(input_src), "size of %s", o.image);
-	} else if (o.input_bytes >= 0) {
-		in.input_bytes = (size_t)o.input_bytes;
-		snprintf(input_src, sizeof(input_src), "given");
-	} else {
-		/* a JPEG of a camera frame is about 1/20 of its float32 tensor */
-		in.input_bytes = cut[0] / 20;
-		snprintf(input_src, sizeof(input_src), "assumed 1/20 of the float32 input");
-	}
+	if (input_size(&o, e, &in, input_src, sizeof(input_src)) < 0)
+		goto out;
 	plan_config_defaults(&pc);
 	pc.policy = o.policy;
 	pc.slo_ms = o.slo_ms;
@@ -415,11 +576,7 @@ int cmd_plan(int argc, char **argv)
 	if (o.have_power)
 		for (int i = 0; i < PLAN_PHASE_COUNT; i++)
 			pc.power_default_mw[i] = o.power_mw[i];
-	{
-		struct plan_model m = { n, cut, band, local, peer, in_band, wave };
-
-		rc = plan_new(&m, &pc, &p);
-	}
+	rc = plan_new_from_engine(e, local, peer, &pc, &p);
 	if (rc < 0) {
 		fprintf(stderr, "splitd plan: planner: %s\n", strerror(-rc));
 		goto out;
@@ -434,136 +591,12 @@ int cmd_plan(int argc, char **argv)
 		goto out;
 	}
 
-	if (o.json) {
-		json_t *root = json_object(), *cuts = json_array();
+	struct table t = { &o, e, p, &pc, &in, v, n, nc, best, peer_src, input_src };
 
-		json_object_set_new(root, "model", json_string(o.model));
-		json_object_set_new(root, "policy", json_string(plan_policy_name(o.policy)));
-		if (o.slo_ms > 0)
-			json_object_set_new(root, "slo_ms", json_real(o.slo_ms));
-		json_object_set_new(root, "bandwidth_bps", json_real(o.bandwidth_bps));
-		json_object_set_new(root, "rtt_ms", json_real(o.rtt_ms));
-		json_object_set_new(root, "peer_profile", json_string(peer_src));
-		json_object_set_new(root, "input_bytes", json_integer((json_int_t)in.input_bytes));
-		json_object_set_new(root, "input_bytes_source", json_string(input_src));
-		json_object_set_new(root, "power_mw", json_pack("{s:f, s:f, s:f, s:s}",
-			"compute", pc.power_default_mw[0], "tx", pc.power_default_mw[1],
-			"wait", pc.power_default_mw[2], "source", o.have_power ? "given" : "default"));
-		for (k = 0; k <= n; k++) {
-			json_t *row, *all = json_array(), *tens = json_array();
-			int pl, bd;
-
-			per_cut_best(v, nc, k, o.policy, &pl, &bd);
-			if (pl < 0)
-				continue;
-			row = cand_json(&v[pl], e);
-			for (int j = 0; j < engine_cut_count(e, k); j++) {
-				struct engine_value_info vi;
-
-				if (engine_cut_tensor(e, k, j, &vi) == 0)
-					json_array_append_new(tens, json_string(vi.name));
-			}
-			json_object_set_new(row, "tensors", tens);
-			if (k < n) {
-				struct engine_node_info ni;
-
-				if (engine_node_info(e, k, &ni) == 0)
-					json_object_set_new(row, "before", json_pack("{s:s, s:s}",
-						"node", ni.name, "op", ni.op));
-			}
-			for (int i = 0; i < nc; i++)
-				if (v[i].cut == k)
-					json_array_append_new(all, cand_json(&v[i], e));
-			json_object_set_new(row, "options", all);
-			if (bd >= 0)
-				json_object_set_new(row, "banded", cand_json(&v[bd], e));
-			json_array_append_new(cuts, row);
-		}
-		json_object_set_new(root, "cuts", cuts);
-		json_object_set_new(root, "choice", cand_json(&v[best], e));
-		if (json_dumpf(root, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) < 0) {
-			json_decref(root);
-			goto out;
-		}
-		putchar('\n');
-		json_decref(root);
-	} else {
-		int lp, tp, wp;
-
-		printf("model %s: %d nodes, profiled here (%d runs, median per node)\n",
-		       o.model, n, o.runs);
-		printf("link %.1f Mbit/s, rtt %.2f ms; peer %s; policy %s", o.bandwidth_bps / 1e6,
-		       o.rtt_ms, peer_src, plan_policy_name(o.policy));
-		if (o.slo_ms > 0)
-			printf(" (slo %.1f ms)", o.slo_ms);
-		printf("\npower compute %.1f W, tx %.1f W, wait %.1f W (%s); image %zu B (%s)\n",
-		       plan_power_mw(p, PLAN_PHASE_COMPUTE, &lp) / 1e3,
-		       plan_power_mw(p, PLAN_PHASE_TX, &tp) / 1e3,
-		       plan_power_mw(p, PLAN_PHASE_WAIT, &wp) / 1e3,
-		       o.have_power ? "given" : "default", in.input_bytes, input_src);
-		printf("\n  %-22s %-6s %10s %10s %8s %8s %8s %8s %7s | %s\n", "cut (before node)",
-		       "enc", "bytes", "wire", "local", "xfer", "remote", "total", "J",
-		       "banded: B  total  saving/bound ms");
-		for (k = 0; k <= n; k++) {
-			int pl, bd;
-			char label[64];
-
-			per_cut_best(v, nc, k, o.policy, &pl, &bd);
-			if (k == 0) {	/* the image row first */
-				for (int i = 0; i < nc; i++)
-					if (v[i].cut == 0 && v[i].enc == PLAN_ENC_INPUT) {
-						print_row(&v[i], same(&v[i], &v[best]), "0 image as received");
-						printf(" |\n");
-						if (pl == i) {	/* show the tensor row too */
-							int t = -1;
-
-							for (int j = 0; j < nc; j++)
-								if (v[j].cut == 0 && v[j].enc != PLAN_ENC_INPUT &&
-								    v[j].bands == 1 && (t < 0 ||
-								    objective(o.policy, &v[j]) < objective(o.policy, &v[t])))
-									t = j;
-							pl = t;
-						}
-					}
-			}
-			if (pl < 0)
-				continue;
-			if (k == n) {
-				snprintf(label, sizeof(label), "%d all-local", k);
-			} else {
-				struct engine_node_info ni;
-
-				if (engine_node_info(e, k, &ni) == 0)
-					snprintf(label, sizeof(label), "%d %.18s", k, ni.op);
-				else
-					snprintf(label, sizeof(label), "%d", k);
-			}
-			print_row(&v[pl], same(&v[pl], &v[best]), label);
-			if (bd >= 0)
-				printf(" |%c%2d %7.2f %6.2f/%.2f\n", same(&v[bd], &v[best]) ? '*' : ' ',
-				       v[bd].bands, v[bd].total_ms, v[bd].overlap_saving_ms,
-				       v[bd].overlap_bound_ms);
-			else
-				printf(" |\n");
-		}
-		{
-			char what[96];
-			const struct plan_candidate *b = &v[best];
-
-			if (b->cut == n)
-				snprintf(what, sizeof(what), "all-local");
-			else if (b->enc == PLAN_ENC_INPUT)
-				snprintf(what, sizeof(what), "send the image as received (cut 0)");
-			else
-				snprintf(what, sizeof(what), "cut %d, %s%s%.0d%s", b->cut,
-					 plan_enc_name(b->enc), b->bands > 1 ? ", " : "",
-					 b->bands > 1 ? b->bands : 0, b->bands > 1 ? " bands" : "");
-			printf("\nchoice (%s): %s: %.2f ms, %.3f J per inference%s\n",
-			       plan_policy_name(o.policy), what, b->total_ms, b->energy_uj / 1e6,
-			       b->ratio_assumed ? " (compression ratio assumed 1)" : "");
-			printf("rows show each cut's best encoding; J = robot joules; * = choice\n");
-		}
-	}
+	if (o.json && print_json(&t) < 0)
+		goto out;
+	if (!o.json)
+		print_text(&t);
 	ret = 0;
 out:
 	free(v);
@@ -571,8 +604,5 @@ out:
 	engine_free(e);
 	free(local);
 	free(peer);
-	free(cut);
-	free(band);
-	free(wave);
 	return ret;
 }

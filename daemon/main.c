@@ -26,6 +26,9 @@ static const struct command commands[] = {
 	  "Signals: SIGHUP reloads the file (keeping the running config if the new one is\n"
 	  "invalid); SIGTERM or SIGINT stop accepting, finish requests in flight (at most\n"
 	  "api.drain_timeout_s) and exit.\n"
+	  "The planner runs each request at planner.policy's plan, or at the plan the request's\n"
+	  "?policy=latency|energy|slo chooses; what it learns is kept in daemon.state_dir\n"
+	  "(NAME.plan.json, at most every 30 s and on stop) and read back at the next start.\n"
 	  "\n"
 	  "  -c, --config FILE    configuration file (INI; 'splitd help config' lists the keys)\n"
 	  "  --role ROLE          daemon.role: robot or peer\n"
@@ -51,7 +54,7 @@ static const struct command commands[] = {
 	  "Each rail's W, V, A and cumulative J; --json prints one object per sample.\n" },
 	{ "plan", cmd_plan, "the split table for a model and a link",
 	  "usage: splitd plan -m MODEL [--bandwidth 137M] [--rtt-ms R] [--peer-profile FILE]\n"
-	  "                   [--policy latency|energy|energy_slo] [--bands B] [--band-overhead F]\n"
+	  "                   [--policy latency|energy|slo] [--bands B] [--band-overhead F]\n"
 	  "                   [--peer-waits] [--json]\n"
 	  "\n"
 	  "For every cut: bytes crossing it, local, transfer, remote and total ms, robot joules,\n"

@@ -74,6 +74,11 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 	bool image = rq->is_image;
 
 	*bands = 1;
+	/* ?policy=: that policy's choice for this request (no exploring) */
+	struct plan_candidate cur = { .cut = n, .enc = PLAN_ENC_LOCAL, .bands = 1 };
+	int own = pipe_plan_for_request(m, q->policy, image, &cur, err, errlen);
+	if (own < 0)
+		return own;
 	if (q->cut > n) {
 		snprintf(err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", q->cut, n, n);
 		return -EINVAL;
@@ -87,11 +92,12 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 		*enc = PLAN_ENC_LOCAL;
 		return 0;
 	}
-	struct plan_candidate cur = { .cut = n, .enc = PLAN_ENC_LOCAL };
-	pthread_mutex_lock(&m->lock);
-	plan_current(m->plan, &cur);
-	pthread_mutex_unlock(&m->lock);
-	if (q->cut < 0 && !q->encoding)
+	if (!own) {
+		pthread_mutex_lock(&m->lock);
+		plan_current(m->plan, &cur);
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (q->cut < 0 && !q->encoding && !own)
 		planned(m, image, &cur);
 	*cut = q->cut >= 0 ? q->cut : cur.cut;
 	int plan_bands = q->cut < 0 && !q->encoding && cur.bands > 1 ? cur.bands : 1;

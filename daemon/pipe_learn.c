@@ -1,6 +1,7 @@
 /* What the planner learns from the requests the pipeline runs (pipe_learn
- * is the one place a request's measurements reach it), the plan of the
- * moment, the link exploration of an idle link and the peer's calibration. */
+ * is the one place a request's measurements reach it; pipe_plan.c hands
+ * them to plan/), the link exploration of an idle link and the peer's
+ * calibration. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,53 +13,6 @@
 static double ms(uint64_t ns)
 {
 	return (double)ns / 1e6;
-}
-
-static double ewma(double old, double v)
-{
-	return old <= 0 ? v : 0.8 * old + 0.2 * v;
-}
-
-void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in)
-{
-	struct pipeline *p = m->pipe;
-	struct linkest_estimate le;
-
-	pthread_mutex_lock(&p->link_lock);
-	linkest_get(p->link, &le);
-	pthread_mutex_unlock(&p->link_lock);
-	*in = (struct plan_inputs){
-		.bandwidth_bps = le.bandwidth_bps,
-		.rtt_ms = le.rtt_ms,
-		.input_bytes = m->last_input_bytes,
-		.decode_ms = m->decode_ms_ewma,
-		/* the peer's decode, learnt from its k = 0 answers; until then
-		 * ours scaled by the peer's speed from the calibration */
-		.peer_decode_ms = m->peer_decode_ms_ewma > 0 ? m->peer_decode_ms_ewma
-				  : m->peer_speed > 0 && m->peer_speed < 1 ? m->decode_ms_ewma * m->peer_speed
-				  : m->decode_ms_ewma,
-	};
-}
-
-/* Re-plan with the inputs of this moment (m->lock held); a change is
- * logged with its reason and shows in STATUS= and /metrics. */
-void pipe_replan(struct pipe_model *m, int force)
-{
-	struct plan_inputs in;
-	struct plan_candidate cur;
-	char reason[256] = "";
-	int changed;
-
-	pipe_plan_inputs(m, &in);
-	changed = plan_update(m->plan, &in, force, reason, sizeof(reason));
-	if (plan_current(m->plan, &cur) == 0) {
-		plan_describe(&cur, m->n_nodes, m->plan_text, sizeof(m->plan_text));
-		atomic_store(&m->current_cut, cur.cut);
-	}
-	if (changed == 1) {
-		atomic_fetch_add(&m->plan_changes, 1);
-		log_notice("model %s: %s", m->name, reason);
-	}
 }
 
 /* Average power of the request rail over [t0, t1], when it spans at least
@@ -120,77 +74,59 @@ static void learn_link(struct pipe_model *m, const struct pipe_v1 *v)
 			  s.bytes_up, ms(s.upload_ns), ms(s.ttfb_ns), ms(s.server_ns));
 }
 
-/* Times, ratios and decode costs (m->lock held; its local time includes
- * the encoding of every band in a banded request). */
-static void learn_times(struct pipe_model *m, const struct pipe_v1 *v, size_t image_bytes)
-{
-	int cut = v->cut, enc = v->enc;
-
-	if (cut > 0 && v->bands == 1)
-		plan_observe_local(m->plan, 0, cut, ms(v->t_local1 - v->t_local0));
-	if (v->offloaded && v->bands > 1) {
-		struct plan_inputs in;
-		pipe_plan_inputs(m, &in);
-		plan_observe_banded(m->plan, &in, cut, enc, v->bands, ms(v->decode_ns) + ms(v->t_end - v->t_local0));
-	}
-	if (v->offloaded) {
-		const struct peer_timing *pt = &v->of.reply.resp.timing;
-		if (pt->compute_ns > 0)
-			plan_observe_remote(m->plan, cut, m->n_nodes, ms((uint64_t)pt->compute_ns));
-		if (cut == 0 && enc == PLAN_ENC_INPUT && pt->decode_ns > 0)
-			m->peer_decode_ms_ewma = ewma(m->peer_decode_ms_ewma, ms((uint64_t)pt->decode_ns));
-		if (enc < PLAN_ENC_COUNT && v->of.raw_bytes)
-			plan_observe_ratio(m->plan, cut, enc, v->of.raw_bytes, v->of.wire_bytes);
-		m->calibrated = true;
-	}
-	if (v->decoded)
-		m->decode_ms_ewma = ewma(m->decode_ms_ewma, ms(v->decode_ns));
-	if (image_bytes)
-		m->last_input_bytes = image_bytes;
-}
-
-/* The robot's power in each phase, from the sampler. */
-static void learn_power(struct pipe_model *m, const struct pipe_v1 *v)
+/* Times, ratios and decode costs (the local time of a banded request
+ * includes the encoding of every band), and the robot's power in each
+ * phase, from the sampler. */
+static void learn_run(struct pipe_model *m, const struct pipe_v1 *v, size_t image_bytes,
+		      struct plan_run *run)
 {
 	struct pipeline *p = m->pipe;
 	double pw;
 
-	if (v->cut > 0 && window_power_mw(p, v->t_local0, v->t_local1, &pw) == 0) {
-		pthread_mutex_lock(&m->lock);
-		plan_observe_power(m->plan, PLAN_PHASE_COMPUTE, pw);
-		pthread_mutex_unlock(&m->lock);
+	plan_run_init(run, v->cut, v->enc, v->bands);
+	run->offloaded = v->offloaded;
+	if (v->cut > 0 && v->bands == 1)
+		run->local_ms = ms(v->t_local1 - v->t_local0);
+	if (v->offloaded && v->bands > 1)
+		run->banded_ms = ms(v->decode_ns) + ms(v->t_end - v->t_local0);
+	if (v->offloaded) {
+		const struct peer_timing *pt = &v->of.reply.resp.timing;
+		run->peer_compute_ms = pt->compute_ns > 0 ? ms((uint64_t)pt->compute_ns) : -1;
+		run->peer_decode_ms = pt->decode_ns > 0 ? ms((uint64_t)pt->decode_ns) : -1;
+		run->raw_bytes = v->of.raw_bytes;
+		run->wire_bytes = v->of.wire_bytes;
 	}
+	if (v->decoded)
+		run->decode_ms = ms(v->decode_ns);
+	run->image_bytes = image_bytes;
+	if (v->cut > 0 && window_power_mw(p, v->t_local0, v->t_local1, &pw) == 0)
+		run->power_mw[PLAN_PHASE_COMPUTE] = pw;
 	if (v->offloaded && v->bands == 1) {
 		const struct peer_transfer *x = &v->of.reply.xfer;
 		uint64_t up = v->of.send_ns + (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0);
 		uint64_t fb = v->of.send_ns + (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0);
-		pthread_mutex_lock(&m->lock);
 		if (window_power_mw(p, v->of.send_ns, up, &pw) == 0)
-			plan_observe_power(m->plan, PLAN_PHASE_TX, pw);
+			run->power_mw[PLAN_PHASE_TX] = pw;
 		if (window_power_mw(p, up, fb, &pw) == 0)
-			plan_observe_power(m->plan, PLAN_PHASE_WAIT, pw);
-		pthread_mutex_unlock(&m->lock);
+			run->power_mw[PLAN_PHASE_WAIT] = pw;
 	}
 }
 
-/* What the planner learns from one request, then a re-plan. Everything it
- * reads is the worker's own (v) or copied out of the request before its
- * answer went back (the request is the caller's from then on): image_bytes
- * is the received JPEG/PNG's size, 0 for a tensor. */
+/* What the planner learns from one request, then a re-plan (and the
+ * learnt state written when due). Everything it reads is the worker's own
+ * (v) or copied out of the request before its answer went back (the
+ * request is the caller's from then on): image_bytes is the received
+ * JPEG/PNG's size, 0 for a tensor. */
 void pipe_learn(const struct pipe_v1 *v, size_t image_bytes)
 {
 	struct pipe_model *m = v->m;
+	struct plan_run run;
 
 	if (!m->plan)
 		return;
 	learn_link(m, v);
-	pthread_mutex_lock(&m->lock);
-	learn_times(m, v, image_bytes);
-	pthread_mutex_unlock(&m->lock);
-	learn_power(m, v);
-	pthread_mutex_lock(&m->lock);
-	pipe_replan(m, 0);
-	pthread_mutex_unlock(&m->lock);
+	learn_run(m, v, image_bytes, &run);
+	pipe_plan_learn(m, &run);
 }
 
 /* The link's goodput is learnt from offload transfers of at least the
@@ -260,32 +196,6 @@ void pipe_tensor_candidate(struct pipe_model *m, struct plan_candidate *pick)
 	free(v);
 }
 
-/* The peer's per-node profile: ours scaled to its whole-model time. */
-static void learn_peer_speed(struct pipe_model *m, int64_t compute_ns)
-{
-	double total = 0;
-
-	for (int i = 0; i < m->n_nodes; i++)
-		total += m->local_ms[i];
-	double *peer_ms = calloc((size_t)m->n_nodes + 1, sizeof(*peer_ms));
-	if (peer_ms && total > 0) {
-		double f = ms((uint64_t)compute_ns) / total;
-		for (int i = 0; i < m->n_nodes; i++)
-			peer_ms[i] = m->local_ms[i] * f;
-		pthread_mutex_lock(&m->lock);
-		plan_set_peer_profile(m->plan, peer_ms, m->n_nodes);
-		m->peer_speed = f;
-		m->calibrated = true;
-		pthread_mutex_unlock(&m->lock);
-		log_notice("model %s: peer runs the whole model in %.2f ms (here %.2f ms)", m->name,
-			   ms((uint64_t)compute_ns), total);
-		pthread_mutex_lock(&m->lock);
-		pipe_replan(m, 1);
-		pthread_mutex_unlock(&m->lock);
-	}
-	free(peer_ms);
-}
-
 /* Measure the peer's time for the whole model once: send a zero input at
  * cut 0 and take its compute time as the scale of its per-node profile. */
 int pipe_calibrate(struct pipe_model *m, int worker)
@@ -316,7 +226,7 @@ int pipe_calibrate(struct pipe_model *m, int worker)
 		return r;
 	}
 	if (of.reply.resp.timing.compute_ns > 0)
-		learn_peer_speed(m, of.reply.resp.timing.compute_ns);
+		pipe_plan_calibrated(m, ms((uint64_t)of.reply.resp.timing.compute_ns));
 	peer_reply_fini(&of.reply);
 	return 0;
 }

@@ -26,40 +26,14 @@ int pipe_model_offload_init(struct pipe_model *m, struct pipe_link link)
 {
 	/* Until the peer reports its own times, assume it runs each node as
 	 * fast as we do; the first calibration replaces this. */
-	struct plan_model pm = { .n_nodes = m->n_nodes, .local_node_ms = m->local_ms,
-				 .peer_node_ms = m->local_ms };
-	size_t *cut_bytes = calloc((size_t)m->n_nodes + 1, sizeof(*cut_bytes));
-	int *band_ok = calloc((size_t)m->n_nodes + 1, sizeof(*band_ok));
 	struct plan_config pc;
 	int r;
 
-	if (!cut_bytes || !band_ok) {
-		free(cut_bytes);
-		free(band_ok);
-		return -ENOMEM;
-	}
-	for (int k = 0; k <= m->n_nodes; k++)
-		cut_bytes[k] = engine_cut_bytes(m->eng, k);
-	for (int i = 0; i < m->n_nodes; i++) {
-		struct engine_node_info ni;
-
-		if (engine_node_info(m->eng, i, &ni) == 0)
-			band_ok[i] = ni.band_ok;
-	}
-	pm.input_band_ok = engine_band_inputs_check(m->eng, NULL, 0) == 0;
-	/* how far the peer's wavefront gets as the rows of each cut arrive */
-	double *wave = malloc(((size_t)m->n_nodes + 1) * (PLAN_WAVE_STEPS + 1) * sizeof(double));
-	if (wave && engine_band_wave_table(m->eng, PLAN_WAVE_STEPS, wave) == 0)
-		pm.peer_wave = wave;
-	pm.cut_bytes = cut_bytes;
-	pm.band_ok = band_ok;
 	pipe_plan_config_from(m->pipe->cfg, &pc);
-	r = plan_new(&pm, &pc, &m->plan);
-	free(cut_bytes);
-	free(band_ok);
-	free(wave);
+	r = plan_new_from_engine(m->eng, m->local_ms, m->local_ms, &pc, &m->plan);
 	if (r < 0)
 		return log_err(r, "model %s: planner: %s", m->name, strerror(-r));
+	pipe_plan_state_load(m);	/* what it learnt before a restart */
 
 	m->link = link;
 	pipe_replan(m, 1);
@@ -368,6 +342,7 @@ void pipe_model_free(struct pipe_model *m)
 		peer_client_stop(m->peer);
 		peer_client_free(m->peer);
 	}
+	pipe_plan_state_save(m, true);	/* what it learnt, for the next start */
 	plan_free(m->plan);
 	free_contexts(m);
 	engine_free(m->eng);

@@ -16,6 +16,7 @@
 #include "linkest.h"
 #include "peer_client.h"
 #include "pipe_request.h"
+#include "pipe_plan.h"
 #include "plan.h"
 #include "power.h"
 #include "wifi.h"
@@ -66,13 +67,15 @@ struct pipe_model {
 	/* peer role: engine_band_reach(cut) + 1 per cut, 0 = not yet asked */
 	_Atomic int *band_reach;
 
-	pthread_mutex_t lock;		/* plan, histograms, EWMAs */
-	double decode_ms_ewma, peer_decode_ms_ewma;
-	double peer_speed;		/* peer/robot whole-model time, from the calibration */
+	pthread_mutex_t lock;		/* plan, histograms */
 	uint64_t probes_seen;		/* the peer client's health probes fed to the link */
 	_Atomic uint64_t explorations;	/* requests run at an offload candidate to measure the link */
-	size_t last_input_bytes;
 	char plan_text[96];
+	/* daemon.state_dir (pipe_plan.c) */
+	uint64_t state_gen, state_saved_ns;	/* what was written, when; under lock */
+	bool state_restored;
+	atomic_bool state_busy;		/* a worker is writing it */
+	int state_errno;		/* the last write's failure (warned once) */
 	struct pipe_hist duration_s, energy_j;
 
 	_Atomic uint64_t requests[PIPE_PLACEMENTS];
@@ -233,8 +236,6 @@ void pipe_learn(const struct pipe_v1 *v, size_t image_bytes);
 int pipe_explore(struct pipe_model *m, bool image, struct plan_candidate *pick);
 void pipe_tensor_candidate(struct pipe_model *m, struct plan_candidate *pick);
 int pipe_calibrate(struct pipe_model *m, int worker);
-void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in);
-void pipe_replan(struct pipe_model *m, int force);
 /* pipe_model.c: load, free, and the failover to the CPU. */
 int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct config_model *cm);
 void pipe_model_free(struct pipe_model *m);

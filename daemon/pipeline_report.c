@@ -485,6 +485,7 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 			json_object_set_new(pl, "banded_overlap", be);
 		}
 		json_object_set_new(pl, "explorations", json_integer((json_int_t)atomic_load(&m->explorations)));
+		pipe_plan_status(m, pl);
 		if (explain) {
 			struct plan_inputs in;
 			pipe_plan_inputs(m, &in);

@@ -704,7 +704,7 @@ static struct pipeline *new_pipeline(const char *model, const char *role, const 
 	struct pipeline *p = NULL;
 
 	snprintf(text, sizeof(text),
-		 "[daemon]\nrole = %s\nthreads = 1\nlog_level = warning\n[power]\nenabled = false\n"
+		 "[daemon]\nrole = %s\nthreads = 1\nlog_level = warning\nstate_dir =\n[power]\nenabled = false\n"
 		 "[peer]\nrequest_timeout_ms = 40\n[model.m]\npath = %s\n", role, model);
 	if (config_load_string(text, "test", &cfg, err, sizeof(err)) < 0)
 		fail_msg("config: %s", err);

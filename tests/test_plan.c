@@ -930,6 +930,172 @@ static void test_linkest_rtt_window(void **state)
 	linkest_free(le);
 }
 
+/* ---- one request's choice by policy; learning one run; the adapter ---- */
+
+/* plan_choose under each policy on model A with P = 10/2/1 W and f32 only
+ * (the hand-computed figures of test_policies): latency and energy optima
+ * differ, whatever policy the plan is configured with. */
+static void test_choose_by_policy(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan_candidate o, cur;
+	enum plan_policy pol;
+	struct plan *p;
+	char why[256];
+
+	c.enc_mask = 1u << F32;
+	in.input_bytes = 0;
+	c.power_default_mw[PLAN_PHASE_COMPUTE] = 10000;
+	c.power_default_mw[PLAN_PHASE_TX] = 2000;
+	c.power_default_mw[PLAN_PHASE_WAIT] = 1000;
+	for (int configured = PLAN_POLICY_LATENCY; configured <= PLAN_POLICY_ENERGY; configured++) {
+		c.policy = (enum plan_policy)configured;
+		p = a_plan(&c);
+		assert_int_equal(plan_update(p, &in, 1, why, sizeof(why)), 1);
+		assert_int_equal(plan_current(p, &cur), 0);
+		/* latency: cut 2 x8 bands, 46.9 ms */
+		assert_int_equal(plan_choose(p, &in, PLAN_POLICY_LATENCY, 0, &o), 0);
+		assert_int_equal(o.cut, 2);
+		assert_int_equal(o.bands, 8);
+		assert_near(o.total_ms, 46.9, D_TOL(46.9));
+		/* energy: cut 0 f32, 182400 uJ */
+		assert_int_equal(plan_choose(p, &in, PLAN_POLICY_ENERGY, 0, &o), 0);
+		assert_int_equal(o.cut, 0);
+		assert_int_equal(o.bands, 1);
+		assert_near(o.energy_uj, 182400, D_TOL(182400));
+		/* energy under 60 ms: cut 1 x8 (55.9 ms, 230900 uJ); the SLO is the
+		 * request's: the configured policy has none */
+		assert_int_equal(plan_choose(p, &in, PLAN_POLICY_ENERGY_SLO, 60, &o), 0);
+		assert_int_equal(o.cut, 1);
+		assert_int_equal(o.bands, 8);
+		assert_true(o.meets_slo);
+		assert_near(o.energy_uj, 230900, D_TOL(230900));
+		/* under 40 ms nothing: the fastest */
+		assert_int_equal(plan_choose(p, &in, PLAN_POLICY_ENERGY_SLO, 40, &o), 0);
+		assert_int_equal(o.cut, 2);
+		assert_false(o.meets_slo);
+		/* an SLO policy without an SLO is refused */
+		assert_int_equal(plan_choose(p, &in, PLAN_POLICY_ENERGY_SLO, 0, &o), -EINVAL);
+		/* a choice for one request leaves the plan as it was */
+		assert_int_equal(plan_current(p, &o), 0);
+		assert_int_equal(o.cut, cur.cut);
+		assert_int_equal(o.bands, cur.bands);
+		assert_int_equal(cur.cut, configured == PLAN_POLICY_LATENCY ? 2 : 0);
+		plan_free(p);
+	}
+	/* the names the API, the config and the CLI use */
+	assert_int_equal(plan_policy_parse("latency", &pol), 0);
+	assert_int_equal(pol, PLAN_POLICY_LATENCY);
+	assert_int_equal(plan_policy_parse("energy", &pol), 0);
+	assert_int_equal(pol, PLAN_POLICY_ENERGY);
+	for (int i = 0; i < 3; i++) {
+		static const char *const slo[3] = { "slo", "energy_slo", "energy-slo" };
+
+		pol = PLAN_POLICY_LATENCY;
+		assert_int_equal(plan_policy_parse(slo[i], &pol), 0);
+		assert_int_equal(pol, PLAN_POLICY_ENERGY_SLO);
+	}
+	assert_int_equal(plan_policy_parse("fastest", &pol), -EINVAL);
+	assert_int_equal(plan_policy_parse(plan_policy_name(PLAN_POLICY_ENERGY_SLO), &pol), 0);
+}
+
+/* plan_learn feeds each measurement of a run where it belongs (figures by
+ * hand from model A and the EWMA of 0.2). */
+static void test_learn_run(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs(), facts = { 0 };
+	struct plan *p = a_plan(&c);
+	struct plan_candidate o;
+	struct plan_run r;
+	int learnt;
+	uint64_t gen = plan_generation(p);
+
+	/* cut 2 f16+zstd: [0, 2) here in 45 ms (30 predicted: x1.1 -> 33),
+	 * the peer's [2, 4) in 14 (7: x1.2 -> 8.4), 100000 B raw sent as
+	 * 25000 (ratio 0.25), decode 4 ms, a 30000 B image, 7 W computing */
+	c.enc_mask = (1u << F32) | (1u << F16Z);
+	assert_int_equal(plan_set_config(p, &c), 0);
+	plan_run_init(&r, 2, F16Z, 1);
+	r.offloaded = 1;
+	r.local_ms = 45;
+	r.peer_compute_ms = 14;
+	r.raw_bytes = 100000;
+	r.wire_bytes = 25000;
+	r.decode_ms = 4;
+	r.image_bytes = 12345;
+	r.power_mw[PLAN_PHASE_COMPUTE] = 7000;
+	assert_int_equal(plan_learn(p, &in, &r), 0);
+	assert_true(plan_generation(p) > gen);
+	assert_int_equal(plan_runs_learnt(p), 1);
+	assert_int_equal(plan_predict(p, &in, 2, F16Z, 1, &o), 0);
+	assert_near(o.local_ms, 5 + 33 + 100000 * 3e-6, D_TOL(38.3));
+	assert_near(o.remote_ms, 8.4, D_TOL(8.4));
+	assert_int_equal(o.wire_bytes, 25000);
+	assert_false(o.ratio_assumed);
+	/* one power sample is not yet "learnt" (5 are) but is kept */
+	assert_near(plan_power_mw(p, PLAN_PHASE_COMPUTE, &learnt), 6000, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(plan_learn(p, &in, &r), 0);
+	assert_near(plan_power_mw(p, PLAN_PHASE_COMPUTE, &learnt), 7000, D_TOL(7000));
+	assert_true(learnt);
+	plan_request_facts(p, &facts);
+	assert_int_equal(facts.input_bytes, 12345);
+	assert_near(facts.decode_ms, 4, D_TOL(4));
+	/* no peer decode known, no speed: ours */
+	assert_near(facts.peer_decode_ms, 4, D_TOL(4));
+	/* decode 9: EWMA 4 + 0.2 * 5 = 5; a run that did not decode leaves it */
+	plan_run_init(&r, 4, PLAN_ENC_LOCAL, 1);
+	r.decode_ms = 9;
+	assert_int_equal(plan_learn(p, &in, &r), 0);
+	plan_run_init(&r, 4, PLAN_ENC_LOCAL, 1);
+	assert_int_equal(plan_learn(p, &in, &r), 0);
+	plan_request_facts(p, &facts);
+	assert_near(facts.decode_ms, 5, D_TOL(5));
+	assert_int_equal(facts.input_bytes, 12345);
+	/* the peer's decode of a received image, once it answered one */
+	plan_run_init(&r, 0, PLAN_ENC_INPUT, 1);
+	r.offloaded = 1;
+	r.peer_decode_ms = 1.5;
+	assert_int_equal(plan_learn(p, &in, &r), 0);
+	plan_request_facts(p, &facts);
+	assert_near(facts.peer_decode_ms, 1.5, D_TOL(1.5));
+	/* nonsense is refused whole */
+	plan_run_init(&r, 5, F32, 1);
+	assert_int_equal(plan_learn(p, &in, &r), -EINVAL);
+	plan_run_init(&r, 1, F32, PLAN_MAX_BANDS + 1);
+	assert_int_equal(plan_learn(p, &in, &r), -EINVAL);
+	plan_free(p);
+}
+
+/* The peer's whole-model time scales the start-up profile: 10 20 30 40
+ * (100 ms) run there in 25 ms -> 2.5 5 7.5 10, speed 0.25; the peer's
+ * decode is then ours x 0.25. */
+static void test_calibrate_peer(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs(), facts = { 0 };
+	struct plan *p = a_plan(&c);
+	struct plan_candidate o;
+	struct plan_run r;
+
+	/* learning moves the local profile; calibration scales the start-up one */
+	assert_int_equal(plan_observe_local(p, 0, 4, 200), 0);
+	assert_int_equal(plan_calibrate_peer(p, 25), 0);
+	assert_near(plan_peer_speed(p), 0.25, D_TOL(0.25));
+	assert_int_equal(plan_predict(p, &in, 1, F32, 1, &o), 0);
+	assert_near(o.remote_ms, 5 + 7.5 + 10, D_TOL(22.5));
+	plan_run_init(&r, 4, PLAN_ENC_LOCAL, 1);
+	r.decode_ms = 8;
+	assert_int_equal(plan_learn(p, &in, &r), 0);
+	plan_request_facts(p, &facts);
+	assert_near(facts.peer_decode_ms, 2, D_TOL(2));
+	assert_int_equal(plan_calibrate_peer(p, 0), -EINVAL);
+	assert_int_equal(plan_calibrate_peer(p, NAN), -EINVAL);
+	plan_free(p);
+}
+
 /* ---- splitd plan on a stub engine (model A) ---- */
 
 struct engine {
@@ -1073,6 +1239,40 @@ static void test_cli(void **state)
 	unlink(prof);
 }
 
+/* The adapter reads model A off the stub engine: the same candidates and
+ * predictions as model A from its arrays. */
+static void test_engine_adapter(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan *a = a_plan(&c), *b = NULL;
+	struct plan_candidate *va, *vb;
+	int na, nb, ba, bb;
+
+	assert_int_equal(plan_new_from_engine(&stub_engine, a_local, a_peer, &c, &b), 0);
+	assert_int_equal(plan_n_nodes(b), 4);
+	assert_int_equal(plan_enumerate(a, &in, &va, &na, &ba), 0);
+	assert_int_equal(plan_enumerate(b, &in, &vb, &nb, &bb), 0);
+	assert_int_equal(na, nb);
+	assert_int_equal(ba, bb);
+	for (int i = 0; i < na; i++) {
+		assert_int_equal(va[i].cut, vb[i].cut);
+		assert_int_equal(va[i].enc, vb[i].enc);
+		assert_int_equal(va[i].bands, vb[i].bands);
+		assert_int_equal(va[i].wire_bytes, vb[i].wire_bytes);
+		assert_true(va[i].total_ms == vb[i].total_ms);
+	}
+	/* the barrier before node 2 came through: no banded cut 3 */
+	assert_null(find(vb, nb, 3, F32, 2));
+	assert_non_null(find(vb, nb, 2, F32, 2));
+	free(va);
+	free(vb);
+	plan_free(a);
+	plan_free(b);
+	assert_int_equal(plan_new_from_engine(NULL, a_local, a_peer, &c, &b), -EINVAL);
+	assert_null(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1093,6 +1293,10 @@ int main(void)
 		cmocka_unit_test(test_linkest_no_feedback),
 		cmocka_unit_test(test_linkest_rtt_window),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_choose_by_policy),
+		cmocka_unit_test(test_learn_run),
+		cmocka_unit_test(test_calibrate_peer),
+		cmocka_unit_test(test_engine_adapter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,13 +14,16 @@
  * The overlap saving is bounded by (C + X + R_band - max(C, X, R_band)) *
  * (1 - 1/B), which is min(C, X) * (1 - 1/B) when the peer does not stream.
  *
- * plan.c takes arrays, not an engine: the caller copies what the engine says
- * (node count, cut bytes, band_ok, profile) into struct plan_model. */
+ * plan_new takes arrays, not an engine (struct plan_model); plan_new_from_engine
+ * is the one adapter from an engine to them, used by `splitd serve` and
+ * `splitd plan` alike. plan/README.md says what lives where. */
 #ifndef SPLITD_PLAN_H
 #define SPLITD_PLAN_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+struct engine;
 
 enum plan_policy { PLAN_POLICY_LATENCY, PLAN_POLICY_ENERGY, PLAN_POLICY_ENERGY_SLO };
 
@@ -90,9 +93,54 @@ struct plan_candidate {
 struct plan;
 
 int plan_new(const struct plan_model *m, const struct plan_config *c, struct plan **out);
+/* The adapter (plan_engine.c): the model's facts from the engine — node
+ * count, cut sizes, row-local nodes, whether the inputs may travel in
+ * bands, the peer's wavefront table — and the two profiles from the caller
+ * (engine_num_nodes entries each: local_ms as profiled here, peer_ms
+ * measured or assumed). */
+int plan_new_from_engine(const struct engine *e, const double *local_ms, const double *peer_ms,
+			 const struct plan_config *c, struct plan **out);
 void plan_free(struct plan *p);
 int plan_set_config(struct plan *p, const struct plan_config *c);
+void plan_get_config(const struct plan *p, struct plan_config *out);
 int plan_n_nodes(const struct plan *p);
+
+/* What one served request measured, for plan_learn: times in ms, < 0 where
+ * not measured (plan_run_init sets every one so), sizes 0 where none. */
+struct plan_run {
+	int cut, enc, bands;
+	int offloaded;			/* the peer's answer was used */
+	double local_ms;		/* plain runs: nodes [0, cut) here */
+	double banded_ms;		/* banded runs: decode to answer */
+	double peer_compute_ms;		/* the peer's compute of [cut, n) */
+	double peer_decode_ms;		/* the peer's decode of the image (cut 0 input) */
+	size_t raw_bytes, wire_bytes;	/* the cut tensors before and after encoding */
+	double decode_ms;		/* the robot's decode + preprocessing */
+	size_t image_bytes;		/* the received JPEG/PNG; 0 for a tensor */
+	double power_mw[PLAN_PHASE_COUNT];	/* the robot's power in each phase */
+};
+void plan_run_init(struct plan_run *r, int cut, int enc, int bands);
+/* Learn everything r measured (the observe_* calls below, the decode
+ * times and the image size); in: the inputs the request was planned
+ * with (a banded run is judged against the plain cut under them). */
+int plan_learn(struct plan *p, const struct plan_inputs *in, const struct plan_run *r);
+/* The request facts learnt so far into in: input_bytes, decode_ms,
+ * peer_decode_ms (until the peer's own is known, ours scaled by its speed);
+ * the link fields are the caller's. */
+void plan_request_facts(const struct plan *p, struct plan_inputs *in);
+/* The peer ran the whole model in whole_ms: its per-node profile becomes
+ * plan_new's local profile scaled to that total, the ratio is its speed. */
+int plan_calibrate_peer(struct plan *p, double whole_ms);
+double plan_peer_speed(const struct plan *p);
+/* The link as last measured (bandwidth_bps <= 0 or rtt_ms < 0: not that
+ * one), remembered so a restart plans with it until it measures again;
+ * plan_link: -ENOENT for what was never noted. */
+void plan_note_link(struct plan *p, double bandwidth_bps, double rtt_ms);
+int plan_link_bandwidth(const struct plan *p, double *bandwidth_bps);
+int plan_link_rtt(const struct plan *p, double *rtt_ms);
+/* Bumped by everything learnt: a saver compares it with what it wrote. */
+uint64_t plan_generation(const struct plan *p);
+uint64_t plan_runs_learnt(const struct plan *p);
 
 /* Learning from live requests (EWMA with config.ewma_alpha). */
 int plan_observe_local(struct plan *p, int first, int last, double measured_ms);
@@ -134,11 +182,47 @@ int plan_update(struct plan *p, const struct plan_inputs *in, int force,
 		char *reason, size_t reasonlen);
 /* The current choice; -ENOENT before the first plan_update. */
 int plan_current(const struct plan *p, struct plan_candidate *out);
+/* One request's choice under pol (stateless, no hysteresis: what
+ * plan_enumerate's best would be under that policy); slo_ms bounds
+ * PLAN_POLICY_ENERGY_SLO (-EINVAL when it is not > 0); when no candidate
+ * meets it, the fastest. -ENOENT when no candidate is legal. */
+int plan_choose(const struct plan *p, const struct plan_inputs *in, enum plan_policy pol,
+		double slo_ms, struct plan_candidate *out);
 /* "cut 12 f16 x4 bands", "cut 0 input", "all-local": for STATUS= and logs. */
 void plan_describe(const struct plan_candidate *c, int n_nodes, char *buf, size_t len);
 
+/* "latency", "energy", "energy-slo"; plan_policy_parse also takes
+ * "energy_slo" (the config's spelling) and "slo" (?policy=slo). */
+#define PLAN_POLICY_NAMES "latency, energy, slo (also energy_slo or energy-slo)"
 const char *plan_policy_name(enum plan_policy pol);
 int plan_policy_parse(const char *s, enum plan_policy *out);
+
+/* The learnt state on disk (plan_state.c), per model and peer: the peer's
+ * profile and speed, the link, phase powers, compression ratios, banded
+ * efficiencies and request facts, as one JSON document. Written whole to
+ * a temporary file in the same directory, fsync'ed and renamed over the
+ * old one, so a crash leaves the old file or the new, never a mix. Read
+ * back with validation: a file that is not JSON, is cut short, or belongs
+ * to another model, peer or format version is refused whole (err names
+ * the reason), and the plan is left as it was. */
+struct plan_state_id {
+	const char *model_sha256;	/* hex */
+	const char *peer;		/* the peer's URL */
+};
+#define PLAN_STATE_VERSION 1
+/* The state as JSON text (malloc'ed); cheap, for under the caller's lock. */
+int plan_state_dump(const struct plan *p, const struct plan_state_id *id, char **out);
+/* Write text to path atomically (temporary file, fsync, rename, fsync of
+ * the directory). */
+int plan_state_write(const char *path, const char *text, char *err, size_t errlen);
+/* Validate text and take what it holds into p; nothing taken on error. */
+int plan_state_apply(struct plan *p, const struct plan_state_id *id, const char *text,
+		     char *err, size_t errlen);
+/* dump + write, and read + apply: -ENOENT when path does not exist. */
+int plan_state_save(const struct plan *p, const struct plan_state_id *id, const char *path,
+		    char *err, size_t errlen);
+int plan_state_load(struct plan *p, const struct plan_state_id *id, const char *path,
+		    char *err, size_t errlen);
 /* "f32", "f16+zstd", "input", "local"; plan_enc_parse is its inverse. */
 const char *plan_enc_name(int enc);
 int plan_enc_parse(const char *s, int *enc);
