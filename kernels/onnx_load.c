@@ -274,6 +274,18 @@ static const struct opmap ops[] = {
 	{ "Dropout", OP_IDENTITY, 0 }, { "ReduceMean", OP_REDUCE_MEAN, 0 },
 	{ "Expand", OP_EXPAND, 0 }, { "Shape", OP_SHAPE, 0 },
 	{ "ConstantOfShape", OP_CONSTANT_OF_SHAPE, 0 },
+	{ "Equal", OP_EQUAL, 0 }, { "Less", OP_LESS, 0 }, { "LessOrEqual", OP_LESS_EQUAL, 0 },
+	{ "Greater", OP_GREATER, 0 }, { "GreaterOrEqual", OP_GREATER_EQUAL, 0 },
+	{ "And", OP_AND, 0 }, { "Or", OP_OR, 0 }, { "Xor", OP_XOR, 0 }, { "Not", OP_NOT, 0 },
+	{ "Where", OP_WHERE, 0 }, { "Mod", OP_MOD, 0 }, { "Range", OP_RANGE, 0 },
+	{ "ScatterND", OP_SCATTER_ND, 0 },
+	{ "ReduceSum", OP_REDUCE_SUM, 0 }, { "ReduceMax", OP_REDUCE_MAX, 0 },
+	{ "ReduceMin", OP_REDUCE_MIN, 0 }, { "ReduceProd", OP_REDUCE_PROD, 0 },
+	{ "ReduceL1", OP_REDUCE_L1, 0 }, { "ReduceL2", OP_REDUCE_L2, 0 },
+	{ "ReduceLogSum", OP_REDUCE_LOG_SUM, 0 }, { "ReduceLogSumExp", OP_REDUCE_LOG_SUM_EXP, 0 },
+	{ "ReduceSumSquare", OP_REDUCE_SUM_SQUARE, 0 },
+	{ "ArgMax", OP_ARGMAX, 0 }, { "ArgMin", OP_ARGMIN, 0 },
+	{ "LayerNormalization", OP_LAYER_NORM, 0 },
 };
 
 static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProto *np,
@@ -471,16 +483,51 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 		if (np->n_output > 1 && np->output[1][0])
 			return ERR("node '%s' (Dropout): the mask output is not supported", n->name);
 		break;
-	case OP_REDUCE_MEAN: {
+	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
+	case OP_REDUCE_PROD: case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM:
+	case OP_REDUCE_LOG_SUM_EXP: case OP_REDUCE_SUM_SQUARE: {
 		struct axes_params *a = &n->p.axes;
+		/* axes: an attribute, an input from opset 13 (ReduceSum) or 18 (the rest) */
+		int axes_input = opset >= 18 || (m->kind == OP_REDUCE_SUM && opset >= 13);
 		a->keepdims = (int)attr_i(np, "keepdims", 1);
 		a->noop_with_empty_axes = (int)attr_i(np, "noop_with_empty_axes", 0);
 		k = attr_ints(np, "axes", a->axes, TENSOR_MAX_DIMS);
 		if (k == -2)
-			return ERR("node '%s' (ReduceMean): too many axes", n->name);
+			return ERR("node '%s' (%s): too many axes", n->name, np->op_type);
+		if (m->kind != OP_REDUCE_MEAN && axes_input && k >= 0)
+			return ERR("node '%s' (%s): axes is an input in opset %d, not an attribute",
+				   n->name, np->op_type, opset);
+		if (m->kind != OP_REDUCE_MEAN && !axes_input && n->n_in > 1)
+			return ERR("node '%s' (%s): axes is an attribute in opset %d, not an input",
+				   n->name, np->op_type, opset);
 		a->naxes = k;
 		break;
 	}
+	case OP_ARGMAX: case OP_ARGMIN:
+		n->p.arg.axis = attr_i(np, "axis", 0);
+		n->p.arg.keepdims = (int)attr_i(np, "keepdims", 1);
+		n->p.arg.last = (int)attr_i(np, "select_last_index", 0);
+		break;
+	case OP_MOD:
+		n->p.mod.fmod = (int)attr_i(np, "fmod", 0);
+		if (n->p.mod.fmod != 0 && n->p.mod.fmod != 1)
+			return ERR("node '%s' (Mod): fmod must be 0 or 1, not %d", n->name, n->p.mod.fmod);
+		break;
+	case OP_SCATTER_ND: {
+		const char *s = attr_s(np, "reduction", "none", buf, sizeof(buf));
+		if (!strcmp(s, "none")) n->p.scatter.reduce = SCATTER_NONE;
+		else if (!strcmp(s, "add")) n->p.scatter.reduce = SCATTER_ADD;
+		else if (!strcmp(s, "mul")) n->p.scatter.reduce = SCATTER_MUL;
+		else return ERR("node '%s' (ScatterND): reduction '%s' is not supported", n->name, s);
+		break;
+	}
+	case OP_LAYER_NORM:
+		n->p.ln.axis = attr_i(np, "axis", -1);
+		n->p.ln.eps = attr_f(np, "epsilon", 1e-5f);
+		if (attr_i(np, "stash_type", 1) != 1)
+			return ERR("node '%s' (LayerNormalization): stash_type %lld is not supported (1, float32, is)",
+				   n->name, (long long)attr_i(np, "stash_type", 1));
+		break;
 	case OP_SHAPE:
 		n->p.axes.axes[0] = attr_i(np, "start", 0);
 		n->p.axes.axes[1] = attr(np, "end") ? attr_i(np, "end", 0) : INT64_MAX;
