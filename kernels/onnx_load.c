@@ -479,9 +479,11 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 		break;
 	}
 	case OP_IDENTITY:
-		n->n_out = 1;	/* Dropout's mask output is not supported */
-		if (np->n_output > 1 && np->output[1][0])
-			return ERR("node '%s' (Dropout): the mask output is not supported", n->name);
+		/* Dropout's mask output (all true at inference) becomes
+		 * ConstantOfShape(Shape(data)) in eng_parse_onnx; both fold */
+		n->n_out = 1;
+		if (!strcmp(np->op_type, "Dropout") && opset < 7 && attr_i(np, "is_test", 0) == 0)
+			return ERR("node '%s' (Dropout): is_test=0 (training) is not supported", n->name);
 		break;
 	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
 	case OP_REDUCE_PROD: case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM:
@@ -760,6 +762,52 @@ static void dropper_stop(struct dropper *d)
 	d->running = 0;
 }
 
+/* Dropout's mask at inference is all true: out[1] of node ni becomes
+ * ConstantOfShape(Shape(data), value = true), which constant folding
+ * turns into a constant tensor. */
+static int dropout_mask(struct engine *e, int ni, char *err, size_t errlen)
+{
+	char nm[96];
+	int mask = e->n[ni].out[1], data = e->n[ni].in[0], shp, val, si, ci;
+	const char *name = e->n[ni].name;
+	int64_t one = 1;
+
+	snprintf(nm, sizeof(nm), "%s:mask_shape", name);
+	if ((shp = eng_tensor_add(e, nm)) < 0)
+		return shp;
+	snprintf(nm, sizeof(nm), "%s:mask_value", name);
+	if ((val = eng_tensor_add(e, nm)) < 0)
+		return val;
+	eng_tensor_set_shape(&e->t[val], TENSOR_BOOL, 1, &one);
+	if (!(e->t[val].data = calloc(1, 1)))
+		return -ENOMEM;
+	*(uint8_t *)e->t[val].data = 1;
+	e->t[val].is_const = 1;
+	if ((si = eng_node_add(e)) < 0 || (ci = eng_node_add(e)) < 0)
+		return -ENOMEM;
+	struct eng_node *s = &e->n[si], *c = &e->n[ci];
+	name = e->n[ni].name;
+	snprintf(nm, sizeof(nm), "%s:mask_shape", name);
+	if (!(s->name = strdup(nm)))
+		return -ENOMEM;
+	snprintf(nm, sizeof(nm), "%s:mask", name);
+	if (!(c->name = strdup(nm)))
+		return -ENOMEM;
+	s->kind = OP_SHAPE, c->kind = OP_CONSTANT_OF_SHAPE;
+	snprintf(s->op, sizeof(s->op), "Shape");
+	snprintf(c->op, sizeof(c->op), "ConstantOfShape");
+	s->opset = c->opset = e->opset;
+	s->n_in = s->n_out = c->n_out = 1;
+	c->n_in = 2;
+	s->in[0] = data, s->out[0] = shp;
+	s->p.axes.axes[0] = 0, s->p.axes.axes[1] = INT64_MAX;
+	c->in[0] = shp, c->in[1] = val, c->out[0] = mask;
+	e->t[shp].producer = si;
+	e->t[mask].producer = ci;
+	(void)err, (void)errlen;
+	return 0;
+}
+
 int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		   const struct engine_opts *opts, unsigned flags, char *err, size_t errlen)
 {
@@ -897,6 +945,9 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 			e->t[ti].producer = ni;
 		}
 		if ((rc = parse_node(e, n, np, len, err, errlen)))
+			goto out;
+		if (!strcmp(np->op_type, "Dropout") && np->n_output > 1 && np->output[1][0] &&
+		    (rc = dropout_mask(e, ni, err, errlen)))
 			goto out;
 	}
 	for (size_t i = 0; i < g->n_output; i++) {

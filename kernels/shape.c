@@ -865,6 +865,17 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 	case OP_CAST:
 		return set_out(e, n, 0, n->p.cast.to, x->ndim, x->shape, err, errlen);
 	case OP_IDENTITY:
+		if (!strcmp(n->op, "Dropout") && tin(e, n, 2)) {	/* training_mode */
+			const struct eng_tensor *tm = tin(e, n, 2);
+			if (!tm->is_const || tm->dtype != TENSOR_BOOL || tm->bytes != 1)
+				return NERR("training_mode must be a constant bool");
+			/* training with ratio 0 (torch's F.dropout(p=0), as torchvision's
+			 * Swin attention calls it) keeps every value: an identity */
+			float ratio = 0.5f;
+			if (*(const uint8_t *)tm->data &&
+			    !(tin(e, n, 1) && const_floats(tin(e, n, 1), &ratio, 1) == 1 && ratio == 0.f))
+				return NERR("training_mode=true with a non-zero ratio is not supported (inference only)");
+		}
 		n->band_ok = x->ndim == 4;
 		return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
 	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:

@@ -435,6 +435,23 @@ static void test_reshape_chain_folds(void **state)
 	free(y), free(x);
 }
 
+/* Shape -> Gather -> Equal/Not/Mod/Range/ReduceSum/Greater/And -> Where ->
+ * Reshape: everything before the Reshape folds at load; the Reshape gets
+ * [2, -1] (Where picks the batch, 2, since the sum of Range(0, 2) is 1 > 0) */
+static void test_where_chain_folds(void **state)
+{
+	(void)state;
+	float *x = rnd(24, 11);
+	struct io in = { "x", 3, { 2, 3, 4 }, x };
+	int64_t n;
+	int nodes;
+	float *y = run_model("where_chain", 1, &in, 1, &n, &nodes);
+	assert_int_equal(nodes, 1);
+	assert_int_equal(n, 24);
+	assert_memory_equal(y, x, 24 * sizeof(float));
+	free(y), free(x);
+}
+
 /* Range execution: [0, k) on one context, [k, N) on another fed with the
  * tensors of cut k, equals the whole run. */
 static void test_ranges_and_cuts(void **state)
@@ -544,6 +561,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_broadcast),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_reshape_chain_folds),
+		cmocka_unit_test(test_where_chain_folds),
 		cmocka_unit_test(test_ranges_and_cuts),
 		cmocka_unit_test(test_bad_models),
 	};
