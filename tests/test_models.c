@@ -153,6 +153,19 @@ static void test_vs_torch(void **state)
 	double t0, run_ms;
 	int bad = 0;
 
+	/* shape and mask arithmetic of a static input shape folds at load */
+	json_t *folded = json_object_get(f->meta, "folded_ops");
+	for (int i = 0; i < engine_num_nodes(f->e); i++) {
+		struct engine_node_info ni;
+		assert_int_equal(engine_node_info(f->e, i, &ni), 0);
+		for (size_t j = 0; j < json_array_size(folded); j++)
+			if (!strcmp(ni.op, json_string_value(json_array_get(folded, j)))) {
+				print_error("%s: node '%s' (%s) was not constant-folded\n", f->name, ni.name,
+					    ni.op);
+				bad++;
+			}
+	}
+
 	assert_int_equal(engine_num_outputs(f->e), f->n_outputs);
 	assert_int_equal(engine_ctx_new(f->e, &c), 0);
 	set_inputs(f, c);
