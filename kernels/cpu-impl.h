@@ -62,6 +62,10 @@ CPU_KERNEL(cpu_scatter_nd);
 CPU_KERNEL(cpu_reduce);		/* every Reduce* but ReduceMean */
 CPU_KERNEL(cpu_argmax);		/* ArgMax, ArgMin */
 CPU_KERNEL(cpu_layer_norm);
+CPU_KERNEL(cpu_tile);
+CPU_KERNEL(cpu_gather_elements);
+CPU_KERNEL(cpu_cumsum);
+CPU_KERNEL(cpu_topk);
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n);
 void cpu_conv_release(struct eng_node *n);

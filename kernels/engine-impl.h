@@ -35,6 +35,7 @@ enum op_kind {
 	OP_REDUCE_L2, OP_REDUCE_LOG_SUM, OP_REDUCE_LOG_SUM_EXP, OP_REDUCE_SUM_SQUARE,
 	OP_ARGMAX, OP_ARGMIN,	/* struct arg_params */
 	OP_LAYER_NORM,		/* struct layer_norm_params */
+	OP_TILE, OP_GATHER_ELEMENTS, OP_CUMSUM, OP_TOPK,	/* select.c */
 	/* shape-only ops: always constant-folded, never reach a backend */
 	OP_SHAPE, OP_CONSTANT, OP_CONSTANT_OF_SHAPE,
 	OP_COUNT
@@ -125,6 +126,9 @@ enum scatter_reduce { SCATTER_NONE, SCATTER_ADD, SCATTER_MUL };
 struct scatter_params { enum scatter_reduce reduce; };
 /* normalised over axes [axis, rank); axis resolved at shape inference */
 struct layer_norm_params { int64_t axis; float eps; };
+struct tile_params { int64_t repeats[TENSOR_MAX_DIMS]; };	/* from the constant input */
+struct cumsum_params { int64_t axis; int exclusive, reverse; };	/* axis: constant input */
+struct topk_params { int64_t axis, k; int largest, sorted; };	/* k: constant input */
 struct constant_params { int tensor; };	/* tensor index of the value */
 
 /* Row geometry of a node along H for banded execution (issue 9): output row
@@ -160,6 +164,9 @@ struct eng_node {
 		struct arg_params arg;
 		struct scatter_params scatter;
 		struct layer_norm_params ln;
+		struct tile_params tile;
+		struct cumsum_params cumsum;
+		struct topk_params topk;
 		struct constant_params constant;
 	} p;
 	int64_t macs;

@@ -720,6 +720,20 @@ static int emit_node(struct builder *b, const struct eng_node *n)
 		attr_int(b, np, "axis", n->p.ln.axis);
 		attr_float(b, np, "epsilon", n->p.ln.eps);
 		break;
+	case OP_GATHER_ELEMENTS:
+		attr_int(b, np, "axis", n->p.axes.axis);
+		break;
+	case OP_CUMSUM:
+		attr_int(b, np, "exclusive", n->p.cumsum.exclusive);
+		attr_int(b, np, "reverse", n->p.cumsum.reverse);
+		break;
+	case OP_TOPK:
+		attr_int(b, np, "axis", n->p.topk.axis);
+		if (b->opset < 10)
+			attr_int(b, np, "k", n->p.topk.k);
+		else if (b->opset >= 11)
+			attr_int(b, np, "largest", n->p.topk.largest);
+		break;
 	default:
 		break;
 	}

@@ -286,6 +286,8 @@ static const struct opmap ops[] = {
 	{ "ReduceSumSquare", OP_REDUCE_SUM_SQUARE, 0 },
 	{ "ArgMax", OP_ARGMAX, 0 }, { "ArgMin", OP_ARGMIN, 0 },
 	{ "LayerNormalization", OP_LAYER_NORM, 0 },
+	{ "Tile", OP_TILE, 0 }, { "GatherElements", OP_GATHER_ELEMENTS, 0 },
+	{ "CumSum", OP_CUMSUM, 0 }, { "TopK", OP_TOPK, 0 },
 };
 
 static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProto *np,
@@ -523,6 +525,21 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 		else return ERR("node '%s' (ScatterND): reduction '%s' is not supported", n->name, s);
 		break;
 	}
+	case OP_GATHER_ELEMENTS:
+		n->p.axes.axis = attr_i(np, "axis", 0);
+		break;
+	case OP_CUMSUM:
+		n->p.cumsum.exclusive = (int)attr_i(np, "exclusive", 0);
+		n->p.cumsum.reverse = (int)attr_i(np, "reverse", 0);
+		break;
+	case OP_TOPK:
+		n->p.topk.axis = attr_i(np, "axis", -1);
+		n->p.topk.largest = (int)attr_i(np, "largest", 1);
+		n->p.topk.sorted = (int)attr_i(np, "sorted", 1);
+		n->p.topk.k = opset < 10 ? attr_i(np, "k", -1) : -1;
+		if (opset < 10 && n->p.topk.k < 0)
+			return ERR("node '%s' (TopK): k is required", n->name);
+		break;
 	case OP_LAYER_NORM:
 		n->p.ln.axis = attr_i(np, "axis", -1);
 		n->p.ln.eps = attr_f(np, "epsilon", 1e-5f);

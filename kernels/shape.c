@@ -962,6 +962,56 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 		n->band_ok = x->ndim == 4 && p->axis != 2 && p->keepdims;
 		return set_out(e, n, 0, TENSOR_I64, nd, out, err, errlen);
 	}
+	case OP_TILE: {
+		k = const_ints(tin(e, n, 1), n->p.tile.repeats, TENSOR_MAX_DIMS);
+		if (k != x->ndim)
+			return NERR("repeats must be a constant of %d values", x->ndim);
+		for (int i = 0; i < x->ndim; i++) {
+			if (n->p.tile.repeats[i] < 0 || n->p.tile.repeats[i] > (1 << 20))
+				return NERR("bad repeat %lld", (long long)n->p.tile.repeats[i]);
+			out[i] = x->shape[i] * n->p.tile.repeats[i];
+		}
+		return set_out(e, n, 0, x->dtype, x->ndim, out, err, errlen);
+	}
+	case OP_GATHER_ELEMENTS: {
+		const struct eng_tensor *ix = tin(e, n, 1);
+		if (!ix || (ix->dtype != TENSOR_I64 && ix->dtype != TENSOR_I32) || ix->ndim != x->ndim)
+			return NERR("indices must be int64 or int32 of the data's rank");
+		if (norm_axis(&n->p.axes.axis, x->ndim))
+			return NERR("axis out of range");
+		for (int i = 0; i < x->ndim; i++)
+			if (i != n->p.axes.axis && ix->shape[i] > x->shape[i])
+				return NERR("indices dimension %d exceeds the data's", i);
+		return set_out(e, n, 0, x->dtype, ix->ndim, ix->shape, err, errlen);
+	}
+	case OP_CUMSUM: {
+		int64_t ax = 0;
+		if (const_ints(tin(e, n, 1), &ax, 1) != 1)
+			return NERR("axis must be a constant scalar");
+		if (norm_axis(&ax, x->ndim))
+			return NERR("axis out of range");
+		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_F64 && x->dtype != TENSOR_I32 &&
+		    x->dtype != TENSOR_I64)
+			return NERR("type %d is not supported (float32, float64, int32, int64)", x->dtype);
+		n->p.cumsum.axis = ax;
+		return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
+	}
+	case OP_TOPK: {
+		struct topk_params *p = &n->p.topk;
+		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32)
+			return NERR("type %d is not supported (float32, int32, int64)", x->dtype);
+		if (norm_axis(&p->axis, x->ndim))
+			return NERR("axis out of range");
+		if (n->opset >= 10 && const_ints(tin(e, n, 1), &p->k, 1) != 1)
+			return NERR("K must be a constant");
+		if (p->k < 0 || p->k > x->shape[p->axis])
+			return NERR("K %lld is not within the axis' %lld", (long long)p->k,
+				    (long long)x->shape[p->axis]);
+		memcpy(out, x->shape, sizeof(out));
+		out[p->axis] = p->k;
+		int rc = set_out(e, n, 0, x->dtype, x->ndim, out, err, errlen);
+		return rc ? rc : set_out(e, n, 1, TENSOR_I64, x->ndim, out, err, errlen);
+	}
 	case OP_LAYER_NORM: {
 		struct layer_norm_params *p = &n->p.ln;
 		int64_t inner = 1;

@@ -461,6 +461,32 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 		return 0;
 	case OP_MOD:	/* fmod is exact in binary floating point (IEEE 754 remainder) */
 		return 1;
+	case OP_TILE: case OP_GATHER_ELEMENTS: case OP_TOPK:	/* data movement, exact */
+		return 1;
+	case OP_CUMSUM: {
+		/* element j is a sum of the j + 1 values before it along the axis
+		 * (j for exclusive), partial sums bounded by P_j = their sum of
+		 * |x|: like ReduceSum, sd <= u P_j sqrt((j + 1) / 3) */
+		const struct cumsum_params *p = &nd->p.cumsum;
+		int64_t outer = 1, inner = 1, len = io->x->shape[p->axis];
+		for (int d = 0; d < p->axis; d++)
+			outer *= io->x->shape[d];
+		for (int d = (int)p->axis + 1; d < io->x->ndim; d++)
+			inner *= io->x->shape[d];
+		for (int64_t o = 0; o < outer; o++)
+			for (int64_t i = 0; i < inner; i++) {
+				double acc = 0;
+				for (int64_t j0 = 0; j0 < len; j0++) {
+					int64_t j = p->reverse ? len - 1 - j0 : j0, el = (o * len + j) * inner + i;
+					if (!p->exclusive)
+						acc += fabs((double)io->xv[el]);
+					io->sd[el] = (float)(U * acc * sqrt((j0 + 1.0) / 3));
+					if (p->exclusive)
+						acc += fabs((double)io->xv[el]);
+				}
+			}
+		return 0;
+	}
 	case OP_RANGE:	/* start + i delta: a product and a sum, each one rounding */
 		for (int64_t i = 0; i < n; i++)
 			io->sd[i] = (float)(U * sqrt(2.0 / 3) * fabs((double)io->yv[i]) +
