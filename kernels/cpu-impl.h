@@ -66,6 +66,7 @@ CPU_KERNEL(cpu_tile);
 CPU_KERNEL(cpu_gather_elements);
 CPU_KERNEL(cpu_cumsum);
 CPU_KERNEL(cpu_topk);
+CPU_KERNEL(cpu_einsum);
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n);
 void cpu_conv_release(struct eng_node *n);

@@ -178,6 +178,7 @@ static int dispatch(struct cpu_ctx *c, const struct eng_node *n, const struct te
 	case OP_GATHER_ELEMENTS: return cpu_gather_elements(c, n, in, out);
 	case OP_CUMSUM: return cpu_cumsum(c, n, in, out);
 	case OP_TOPK: return cpu_topk(c, n, in, out);
+	case OP_EINSUM: return cpu_einsum(c, n, in, out);
 	case OP_SHAPE: return cpu_shape(c, n, in, out);
 	case OP_CONSTANT_OF_SHAPE: return cpu_constant_of_shape(c, n, in, out);
 	case OP_CONSTANT: case OP_COUNT: break;

@@ -36,6 +36,7 @@ enum op_kind {
 	OP_ARGMAX, OP_ARGMIN,	/* struct arg_params */
 	OP_LAYER_NORM,		/* struct layer_norm_params */
 	OP_TILE, OP_GATHER_ELEMENTS, OP_CUMSUM, OP_TOPK,	/* select.c */
+	OP_EINSUM,		/* struct einsum_params */
 	/* shape-only ops: always constant-folded, never reach a backend */
 	OP_SHAPE, OP_CONSTANT, OP_CONSTANT_OF_SHAPE,
 	OP_COUNT
@@ -129,6 +130,16 @@ struct layer_norm_params { int64_t axis; float eps; };
 struct tile_params { int64_t repeats[TENSOR_MAX_DIMS]; };	/* from the constant input */
 struct cumsum_params { int64_t axis; int exclusive, reverse; };	/* axis: constant input */
 struct topk_params { int64_t axis, k; int largest, sorted; };	/* k: constant input */
+/* Einsum without ellipsis: each operand's axes as label numbers 0..nlab-1,
+ * the output's likewise; dims[] per label from shape inference */
+#define EINSUM_MAX_IN 4
+#define EINSUM_MAX_LABELS 16
+struct einsum_params {
+	int nin, nlab, out_rank;
+	int rank[EINSUM_MAX_IN];
+	signed char in[EINSUM_MAX_IN][TENSOR_MAX_DIMS], out[TENSOR_MAX_DIMS];
+	int64_t dims[EINSUM_MAX_LABELS];
+};
 struct constant_params { int tensor; };	/* tensor index of the value */
 
 /* Row geometry of a node along H for banded execution (issue 9): output row
@@ -167,6 +178,7 @@ struct eng_node {
 		struct tile_params tile;
 		struct cumsum_params cumsum;
 		struct topk_params topk;
+		struct einsum_params einsum;
 		struct constant_params constant;
 	} p;
 	int64_t macs;

@@ -723,6 +723,22 @@ static int emit_node(struct builder *b, const struct eng_node *n)
 	case OP_GATHER_ELEMENTS:
 		attr_int(b, np, "axis", n->p.axes.axis);
 		break;
+	case OP_EINSUM: {	/* the equation again, labels renamed a, b, ... */
+		const struct einsum_params *p = &n->p.einsum;
+		char eq[EINSUM_MAX_IN * (TENSOR_MAX_DIMS + 1) + TENSOR_MAX_DIMS + 4];
+		size_t k = 0;
+		for (int i = 0; i < p->nin; i++) {
+			for (int d = 0; d < p->rank[i]; d++)
+				eq[k++] = (char)('a' + p->in[i][d]);
+			eq[k++] = i + 1 < p->nin ? ',' : '-';
+		}
+		eq[k++] = '>';
+		for (int d = 0; d < p->out_rank; d++)
+			eq[k++] = (char)('a' + p->out[d]);
+		eq[k] = 0;
+		attr_str(b, np, "equation", eq);
+		break;
+	}
 	case OP_CUMSUM:
 		attr_int(b, np, "exclusive", n->p.cumsum.exclusive);
 		attr_int(b, np, "reverse", n->p.cumsum.reverse);

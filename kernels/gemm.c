@@ -1,6 +1,7 @@
 /* Gemm and MatMul on the CPU through OpenBLAS sgemm, split over threads by
- * batch item or by output columns. */
+ * batch item or by output columns; Einsum by loops. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include <cblas.h>
 
@@ -107,5 +108,57 @@ CPU_KERNEL(cpu_matmul)
 		j.batch *= j.ybatch[d];
 	}
 	mm_run(c, &j);
+	return 0;
+}
+
+/* ---- Einsum: every combination of the labels' indices, its product of
+ * operand elements added to its output element (in double). Contractions
+ * that map onto GEMMs are exported as MatMul by torch; Einsum here covers
+ * the rest, at loop speed. ---- */
+
+CPU_KERNEL(cpu_einsum)
+{
+	const struct einsum_params *p = &n->p.einsum;
+	int64_t idx[EINSUM_MAX_LABELS] = { 0 }, st[EINSUM_MAX_IN + 1][EINSUM_MAX_LABELS] = { { 0 } };
+	int64_t ycnt = view_numel(&out[0]), terms = 1;
+	int f64 = out[0].dtype == TENSOR_F64;
+	double *acc = calloc(ycnt + 1, sizeof(double));
+
+	if (!acc)
+		return -ENOMEM;
+	/* per label, each operand's (and the output's) element stride */
+	for (int i = 0; i <= p->nin; i++) {
+		int r = i < p->nin ? p->rank[i] : p->out_rank;
+		const signed char *lab = i < p->nin ? p->in[i] : p->out;
+		int64_t k = 1;
+		for (int d = r - 1; d >= 0; d--) {
+			st[i][lab[d]] += k;	/* a repeated label (diagonal) adds its strides */
+			k *= p->dims[lab[d]];
+		}
+	}
+	for (int l = 0; l < p->nlab; l++)
+		terms *= p->dims[l];
+	int64_t off[EINSUM_MAX_IN + 1] = { 0 };
+	for (int64_t t = 0; t < terms; t++) {
+		double v = 1;
+		for (int i = 0; i < p->nin; i++)
+			v *= f64 ? ((const double *)in[i].data)[off[i]] : ((const float *)in[i].data)[off[i]];
+		acc[off[p->nin]] += v;
+		for (int l = p->nlab - 1; l >= 0; l--) {
+			for (int i = 0; i <= p->nin; i++)
+				off[i] += st[i][l];
+			if (++idx[l] < p->dims[l])
+				break;
+			for (int i = 0; i <= p->nin; i++)
+				off[i] -= st[i][l] * p->dims[l];
+			idx[l] = 0;
+		}
+	}
+	for (int64_t i = 0; i < ycnt; i++)
+		if (f64)
+			((double *)out[0].data)[i] = acc[i];
+		else
+			((float *)out[0].data)[i] = (float)acc[i];
+	free(acc);
 	return 0;
 }

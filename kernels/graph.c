@@ -136,7 +136,7 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_REDUCE_LOG_SUM_EXP] = "ReduceLogSumExp", [OP_REDUCE_SUM_SQUARE] = "ReduceSumSquare",
 	[OP_ARGMAX] = "ArgMax", [OP_ARGMIN] = "ArgMin", [OP_LAYER_NORM] = "LayerNormalization",
 	[OP_TILE] = "Tile", [OP_GATHER_ELEMENTS] = "GatherElements", [OP_CUMSUM] = "CumSum",
-	[OP_TOPK] = "TopK",
+	[OP_TOPK] = "TopK", [OP_EINSUM] = "Einsum",
 };
 
 const char *eng_op_name(enum op_kind k)

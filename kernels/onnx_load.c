@@ -287,8 +287,65 @@ static const struct opmap ops[] = {
 	{ "ArgMax", OP_ARGMAX, 0 }, { "ArgMin", OP_ARGMIN, 0 },
 	{ "LayerNormalization", OP_LAYER_NORM, 0 },
 	{ "Tile", OP_TILE, 0 }, { "GatherElements", OP_GATHER_ELEMENTS, 0 },
-	{ "CumSum", OP_CUMSUM, 0 }, { "TopK", OP_TOPK, 0 },
+	{ "CumSum", OP_CUMSUM, 0 }, { "TopK", OP_TOPK, 0 }, { "Einsum", OP_EINSUM, 0 },
 };
+
+/* "ij,jk->ik" into label numbers; no ellipsis. Without "->" the output is
+ * the labels used once, in alphabetical order (numpy's implicit mode). */
+static int parse_einsum(struct eng_node *n, const char *eq, char *err, size_t errlen)
+{
+	struct einsum_params *p = &n->p.einsum;
+	int label_of[128], count[128] = { 0 }, term = 0, pos = 0;
+	const char *arrow = strstr(eq, "->");
+
+	memset(p, 0, sizeof(*p));
+	for (int i = 0; i < 128; i++)
+		label_of[i] = -1;
+	if (strstr(eq, "..."))
+		return ERR("node '%s' (Einsum): ellipsis ('...') is not supported", n->name);
+	for (const char *c = eq; *c && c != arrow; c++) {
+		if (*c == ' ')
+			continue;
+		if (*c == ',') {
+			p->rank[term++] = pos;
+			pos = 0;
+			if (term >= EINSUM_MAX_IN)
+				return ERR("node '%s' (Einsum): more than %d operands", n->name, EINSUM_MAX_IN);
+			continue;
+		}
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')) || pos >= TENSOR_MAX_DIMS)
+			return ERR("node '%s' (Einsum): bad equation '%s'", n->name, eq);
+		if (label_of[(int)*c] < 0) {
+			if (p->nlab >= EINSUM_MAX_LABELS)
+				return ERR("node '%s' (Einsum): more than %d labels", n->name, EINSUM_MAX_LABELS);
+			label_of[(int)*c] = p->nlab++;
+		}
+		count[(int)*c]++;
+		p->in[term][pos++] = (signed char)label_of[(int)*c];
+	}
+	p->rank[term++] = pos;
+	p->nin = term;
+	if (arrow) {
+		for (const char *c = arrow + 2; *c; c++) {
+			if (*c == ' ')
+				continue;
+			if (*c < 0 || label_of[(int)*c] < 0 || p->out_rank >= TENSOR_MAX_DIMS)
+				return ERR("node '%s' (Einsum): output label '%c' is not an input's", n->name, *c);
+			for (int j = 0; j < p->out_rank; j++)
+				if (p->out[j] == label_of[(int)*c])
+					return ERR("node '%s' (Einsum): output label '%c' repeats", n->name, *c);
+			p->out[p->out_rank++] = (signed char)label_of[(int)*c];
+		}
+	} else {
+		for (int c = 'A'; c <= 'z'; c++)
+			if (count[c] == 1 && p->out_rank < TENSOR_MAX_DIMS)
+				p->out[p->out_rank++] = (signed char)label_of[c];
+	}
+	if (n->n_in != p->nin)
+		return ERR("node '%s' (Einsum): the equation has %d operands, the node %d inputs",
+			   n->name, p->nin, n->n_in);
+	return 0;
+}
 
 static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProto *np,
 		      size_t file_len, char *err, size_t errlen)
@@ -528,6 +585,14 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 	case OP_GATHER_ELEMENTS:
 		n->p.axes.axis = attr_i(np, "axis", 0);
 		break;
+	case OP_EINSUM: {
+		char eq[256];
+		const Onnx__AttributeProto *a = attr(np, "equation");
+		if (!a || !a->has_s || a->s.len >= sizeof(eq))
+			return ERR("node '%s' (Einsum): equation missing or too long", n->name);
+		attr_s(np, "equation", "", eq, sizeof(eq));
+		return parse_einsum(n, eq, err, errlen);
+	}
 	case OP_CUMSUM:
 		n->p.cumsum.exclusive = (int)attr_i(np, "exclusive", 0);
 		n->p.cumsum.reverse = (int)attr_i(np, "reverse", 0);

@@ -996,6 +996,36 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 		n->p.cumsum.axis = ax;
 		return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
 	}
+	case OP_EINSUM: {
+		struct einsum_params *p = &n->p.einsum;
+		int64_t terms = 1;
+		for (int l = 0; l < p->nlab; l++)
+			p->dims[l] = -1;
+		for (int i = 0; i < p->nin; i++) {
+			const struct eng_tensor *t = tin(e, n, i);
+			if (!t || t->ndim != p->rank[i])
+				return NERR("operand %d has rank %d, the equation %d", i, t ? t->ndim : -1,
+					    p->rank[i]);
+			if (t->dtype != x->dtype || (t->dtype != TENSOR_F32 && t->dtype != TENSOR_F64))
+				return NERR("operands must all be float32 or all float64");
+			for (int d = 0; d < t->ndim; d++) {
+				int l = p->in[i][d];
+				if (p->dims[l] >= 0 && p->dims[l] != t->shape[d])
+					return NERR("label %d is %lld in one place, %lld in another", l,
+						    (long long)p->dims[l], (long long)t->shape[d]);
+				p->dims[l] = t->shape[d];
+			}
+		}
+		for (int l = 0; l < p->nlab; l++) {
+			if (p->dims[l] && terms > ENG_MAX_TENSOR_BYTES / p->dims[l])
+				return NERR("too many terms");
+			terms *= p->dims[l];
+		}
+		for (int d = 0; d < p->out_rank; d++)
+			out[d] = p->dims[p->out[d]];
+		n->macs = terms;
+		return set_out(e, n, 0, x->dtype, p->out_rank, out, err, errlen);
+	}
 	case OP_TOPK: {
 		struct topk_params *p = &n->p.topk;
 		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32)

@@ -463,6 +463,54 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 		return 1;
 	case OP_TILE: case OP_GATHER_ELEMENTS: case OP_TOPK:	/* data movement, exact */
 		return 1;
+	case OP_EINSUM: {
+		/* a sum of T products of nin factors per output element: each
+		 * product nin - 1 roundings, the sum like a dot product's: sd <=
+		 * u sqrt((T + nin - 1) / 3) sum |product| (the Conv/MatMul rule) */
+		const struct einsum_params *p = &nd->p.einsum;
+		const float *v[EINSUM_MAX_IN];
+		int64_t st[EINSUM_MAX_IN + 1][EINSUM_MAX_LABELS] = { { 0 } }, idx[EINSUM_MAX_LABELS] = { 0 };
+		int64_t off[EINSUM_MAX_IN + 1] = { 0 }, terms = 1;
+		double *mag = calloc((size_t)n + 1, sizeof(double));
+		if (!mag)
+			return -ENOMEM;
+		for (int i = 0; i < p->nin; i++)
+			if (!(v[i] = vals(e, c, nd->in[i]))) {
+				free(mag);
+				return fail(err, errlen, -ENOTSUP, "%s (Einsum): operand %d not float", nd->name, i);
+			}
+		for (int i = 0; i <= p->nin; i++) {
+			int r = i < p->nin ? p->rank[i] : p->out_rank;
+			const signed char *lab = i < p->nin ? p->in[i] : p->out;
+			int64_t k = 1;
+			for (int d = r - 1; d >= 0; d--) {
+				st[i][lab[d]] += k;
+				k *= p->dims[lab[d]];
+			}
+		}
+		for (int l = 0; l < p->nlab; l++)
+			terms *= p->dims[l];
+		for (int64_t t = 0; t < terms; t++) {
+			double pr = 1;
+			for (int i = 0; i < p->nin; i++)
+				pr *= fabs((double)v[i][off[i]]);
+			mag[off[p->nin]] += pr;
+			for (int l = p->nlab - 1; l >= 0; l--) {
+				for (int i = 0; i <= p->nin; i++)
+					off[i] += st[i][l];
+				if (++idx[l] < p->dims[l])
+					break;
+				for (int i = 0; i <= p->nin; i++)
+					off[i] -= st[i][l] * p->dims[l];
+				idx[l] = 0;
+			}
+		}
+		double per = (double)terms / (double)(n ? n : 1);
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)(U * sqrt((per + p->nin - 1) / 3) * mag[i]);
+		free(mag);
+		return 0;
+	}
 	case OP_CUMSUM: {
 		/* element j is a sum of the j + 1 values before it along the axis
 		 * (j for exclusive), partial sums bounded by P_j = their sum of

@@ -452,6 +452,22 @@ static void test_where_chain_folds(void **state)
 	free(y), free(x);
 }
 
+/* Einsum "bii->bi": y[b][i] = x[b][i][i], a single product each: exact */
+static void test_einsum_diagonal(void **state)
+{
+	(void)state;
+	float *x = rnd(18, 12), want[6];
+	struct io in = { "x", 3, { 2, 3, 3 }, x };
+	int64_t n;
+	for (int b = 0; b < 2; b++)
+		for (int i = 0; i < 3; i++)
+			want[b * 3 + i] = x[(b * 3 + i) * 3 + i];
+	float *y = run_model("einsum_diag", 1, &in, 1, &n, NULL);
+	assert_int_equal(n, 6);
+	assert_memory_equal(y, want, sizeof(want));
+	free(y), free(x);
+}
+
 /* Range execution: [0, k) on one context, [k, N) on another fed with the
  * tensors of cut k, equals the whole run. */
 static void test_ranges_and_cuts(void **state)
@@ -562,6 +578,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_reshape_chain_folds),
 		cmocka_unit_test(test_where_chain_folds),
+		cmocka_unit_test(test_einsum_diagonal),
 		cmocka_unit_test(test_ranges_and_cuts),
 		cmocka_unit_test(test_bad_models),
 	};

@@ -144,6 +144,11 @@ def main(out):
           numpy_helper.from_array(np.array([0], np.int64), "ax"),
           numpy_helper.from_array(np.array([-1], np.int64), "m1")])
 
+    # Einsum with a repeated label (a diagonal): the node tests have none
+    # without an ellipsis
+    save(out, "einsum_diag", [helper.make_node("Einsum", ["x"], ["y"], equation="bii->bi")],
+         [vi("x", [2, 3, 3])], [vo("y")], opset=13)
+
     # the engine's exp polynomial, through Sigmoid and x * Sigmoid(x) (SiLU),
     # swept densely by test_kernels against float64
     save(out, "act_sigmoid", [helper.make_node("Sigmoid", ["x"], ["y"])],
