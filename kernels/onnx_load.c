@@ -327,14 +327,15 @@ static int parse_einsum(struct eng_node *n, const char *eq, char *err, size_t er
 	p->nin = term;
 	if (arrow) {
 		for (const char *c = arrow + 2; *c; c++) {
-			if (*c == ' ')
+			unsigned char ch = (unsigned char)*c;
+			if (ch == ' ')
 				continue;
-			if (*c < 0 || label_of[(int)*c] < 0 || p->out_rank >= TENSOR_MAX_DIMS)
+			if (ch >= 128 || label_of[ch] < 0 || p->out_rank >= TENSOR_MAX_DIMS)
 				return ERR("node '%s' (Einsum): output label '%c' is not an input's", n->name, *c);
 			for (int j = 0; j < p->out_rank; j++)
-				if (p->out[j] == label_of[(int)*c])
+				if (p->out[j] == label_of[ch])
 					return ERR("node '%s' (Einsum): output label '%c' repeats", n->name, *c);
-			p->out[p->out_rank++] = (signed char)label_of[(int)*c];
+			p->out[p->out_rank++] = (signed char)label_of[ch];
 		}
 	} else {
 		for (int c = 'A'; c <= 'z'; c++)
