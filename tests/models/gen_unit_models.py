@@ -148,6 +148,11 @@ def main(out):
     # without an ellipsis
     save(out, "einsum_diag", [helper.make_node("Einsum", ["x"], ["y"], equation="bii->bi")],
          [vi("x", [2, 3, 3])], [vo("y")], opset=13)
+    # two float32 operands, batch/row/column/contraction labels in scrambled
+    # orders: the packed-sgemm path
+    save(out, "einsum_perm", [helper.make_node("Einsum", ["a", "b"], ["y"],
+                                               equation="bkm,nbk->mbn")],
+         [vi("a", [2, 3, 4]), vi("b", [5, 2, 3])], [vo("y")], opset=13)
 
     # the engine's exp polynomial, through Sigmoid and x * Sigmoid(x) (SiLU),
     # swept densely by test_kernels against float64
