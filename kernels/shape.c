@@ -570,9 +570,10 @@ static int infer_range(struct engine *e, struct eng_node *n, char *err, size_t e
 		int64_t s = t[0]->dtype == TENSOR_I64 ? *(const int64_t *)t[0]->data : *(const int32_t *)t[0]->data;
 		int64_t l = t[0]->dtype == TENSOR_I64 ? *(const int64_t *)t[1]->data : *(const int32_t *)t[1]->data;
 		int64_t d = t[0]->dtype == TENSOR_I64 ? *(const int64_t *)t[2]->data : *(const int32_t *)t[2]->data;
-		if ((l > s && s < INT64_MIN / 2) || l - s > INT64_MAX / 2 || l - s < INT64_MIN / 2)
+		int64_t diff;
+		if (__builtin_sub_overflow(l, s, &diff) || d == INT64_MIN)
 			return NERR("range too large");
-		cnt = d > 0 ? (l > s ? (l - s + d - 1) / d : 0) : (s > l ? (s - l - d - 1) / -d : 0);
+		cnt = d > 0 ? (diff > 0 ? (diff - 1) / d + 1 : 0) : (diff < 0 ? -(diff + 1) / -d + 1 : 0);
 	} else {
 		double c = ceil((v[1] - v[0]) / v[2]);
 		if (c > (double)((int64_t)1 << 32))
