@@ -107,6 +107,15 @@ CPU_KERNEL(cpu_matmul)
 		j.ybatch[d] = j.abatch[d] > j.bbatch[d] ? j.abatch[d] : j.bbatch[d];
 		j.batch *= j.ybatch[d];
 	}
+	/* a batch of rows against one matrix (a transformer's Linear on
+	 * [tokens, 1, C] or [1, tokens, C]): A and Y are contiguous
+	 * [batch * M, K] and [batch * M, N], so one GEMM instead of batch GEMVs
+	 * streaming the weights batch times */
+	if (B->ndim == 2 && j.nb > 0) {
+		j.M *= j.batch;
+		j.batch = 1;
+		j.nb = 0;
+	}
 	mm_run(c, &j);
 	return 0;
 }
