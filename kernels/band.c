@@ -86,9 +86,16 @@ static int is_unary(enum op_kind k)
 	return (k >= OP_RELU && k <= OP_CEIL) || k == OP_IDENTITY || k == OP_CAST;
 }
 
+/* numpy-broadcast elementwise ops: the arithmetic ones, comparisons,
+ * logic, Where (three inputs) and Mod */
 static int is_binary(enum op_kind k)
 {
-	return k >= OP_ADD && k <= OP_POW;
+	return (k >= OP_ADD && k <= OP_POW) || (k >= OP_EQUAL && k <= OP_MOD);
+}
+
+static int is_reduce(enum op_kind k)
+{
+	return k == OP_REDUCE_MEAN || (k >= OP_REDUCE_SUM && k <= OP_REDUCE_SUM_SQUARE);
 }
 
 /* Is node i row-local? Fills the per-input modes and the window; on refusal
@@ -159,7 +166,31 @@ static int classify(const struct engine *e, int i, struct band_node *bn, char *e
 	case OP_BATCHNORM:
 		bn->mode[0] = IN_ALIGNED;
 		break;
+	case OP_ARGMAX: case OP_ARGMIN:
+		/* an output row reads its own input row unless the index runs along H */
+		if (n->p.arg.axis == 2 || !n->p.arg.keepdims)
+			return ERR("node %d '%s' (%s) reduces along H or drops an axis: a barrier", i,
+				   n->name, n->op);
+		bn->mode[0] = IN_ALIGNED;
+		break;
+	case OP_LAYER_NORM:
+		/* normalising over W alone keeps rows apart; over C, H or more
+		 * every output row needs every input row */
+		if (n->p.ln.axis != 3)
+			return ERR("node %d '%s' (LayerNormalization) normalises across rows: a barrier",
+				   i, n->name);
+		bn->mode[0] = IN_ALIGNED;
+		break;
 	default:
+		if (is_reduce(n->kind)) {
+			/* shape.c left the axes as a per-axis mask */
+			const struct axes_params *a = &n->p.axes;
+			if (a->naxes != 4 || !a->keepdims || a->axes[2])
+				return ERR("node %d '%s' (%s) reduces along H or drops an axis: a barrier",
+					   i, n->name, n->op);
+			bn->mode[0] = IN_ALIGNED;
+			break;
+		}
 		if (is_unary(n->kind)) {
 			bn->mode[0] = IN_ALIGNED;
 			break;

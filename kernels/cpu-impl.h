@@ -56,6 +56,17 @@ CPU_KERNEL(cpu_expand);
 CPU_KERNEL(cpu_shape);
 CPU_KERNEL(cpu_constant_of_shape);
 CPU_KERNEL(cpu_resize);
+CPU_KERNEL(cpu_logic);		/* comparisons, And/Or/Xor/Not, Where, Mod */
+CPU_KERNEL(cpu_range);
+CPU_KERNEL(cpu_scatter_nd);
+CPU_KERNEL(cpu_reduce);		/* every Reduce* but ReduceMean */
+CPU_KERNEL(cpu_argmax);		/* ArgMax, ArgMin */
+CPU_KERNEL(cpu_layer_norm);
+CPU_KERNEL(cpu_tile);
+CPU_KERNEL(cpu_gather_elements);
+CPU_KERNEL(cpu_cumsum);
+CPU_KERNEL(cpu_topk);
+CPU_KERNEL(cpu_einsum);
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n);
 void cpu_conv_release(struct eng_node *n);

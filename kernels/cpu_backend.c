@@ -163,6 +163,22 @@ static int dispatch(struct cpu_ctx *c, const struct eng_node *n, const struct te
 	case OP_CAST: return cpu_cast(c, n, in, out);
 	case OP_REDUCE_MEAN: return cpu_reduce_mean(c, n, in, out);
 	case OP_EXPAND: return cpu_expand(c, n, in, out);
+	case OP_EQUAL: case OP_LESS: case OP_LESS_EQUAL: case OP_GREATER: case OP_GREATER_EQUAL:
+	case OP_AND: case OP_OR: case OP_XOR: case OP_NOT: case OP_WHERE: case OP_MOD:
+		return cpu_logic(c, n, in, out);
+	case OP_RANGE: return cpu_range(c, n, in, out);
+	case OP_SCATTER_ND: return cpu_scatter_nd(c, n, in, out);
+	case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN: case OP_REDUCE_PROD:
+	case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM: case OP_REDUCE_LOG_SUM_EXP:
+	case OP_REDUCE_SUM_SQUARE:
+		return cpu_reduce(c, n, in, out);
+	case OP_ARGMAX: case OP_ARGMIN: return cpu_argmax(c, n, in, out);
+	case OP_LAYER_NORM: return cpu_layer_norm(c, n, in, out);
+	case OP_TILE: return cpu_tile(c, n, in, out);
+	case OP_GATHER_ELEMENTS: return cpu_gather_elements(c, n, in, out);
+	case OP_CUMSUM: return cpu_cumsum(c, n, in, out);
+	case OP_TOPK: return cpu_topk(c, n, in, out);
+	case OP_EINSUM: return cpu_einsum(c, n, in, out);
 	case OP_SHAPE: return cpu_shape(c, n, in, out);
 	case OP_CONSTANT_OF_SHAPE: return cpu_constant_of_shape(c, n, in, out);
 	case OP_CONSTANT: case OP_COUNT: break;

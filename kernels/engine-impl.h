@@ -26,6 +26,17 @@ enum op_kind {
 	OP_TRANSPOSE, OP_CONCAT, OP_SPLIT, OP_SLICE, OP_GATHER,
 	OP_RESIZE, OP_SOFTMAX, OP_PAD, OP_CAST, OP_IDENTITY,
 	OP_REDUCE_MEAN, OP_EXPAND,
+	/* comparisons and logic (bool results), Where, Mod: numpy broadcasting */
+	OP_EQUAL, OP_LESS, OP_LESS_EQUAL, OP_GREATER, OP_GREATER_EQUAL,
+	OP_AND, OP_OR, OP_XOR, OP_NOT, OP_WHERE, OP_MOD,
+	OP_RANGE, OP_SCATTER_ND,
+	/* reductions: struct axes_params, axes resolved to a per-axis mask */
+	OP_REDUCE_SUM, OP_REDUCE_MAX, OP_REDUCE_MIN, OP_REDUCE_PROD, OP_REDUCE_L1,
+	OP_REDUCE_L2, OP_REDUCE_LOG_SUM, OP_REDUCE_LOG_SUM_EXP, OP_REDUCE_SUM_SQUARE,
+	OP_ARGMAX, OP_ARGMIN,	/* struct arg_params */
+	OP_LAYER_NORM,		/* struct layer_norm_params */
+	OP_TILE, OP_GATHER_ELEMENTS, OP_CUMSUM, OP_TOPK,	/* select.c */
+	OP_EINSUM,		/* struct einsum_params */
 	/* shape-only ops: always constant-folded, never reach a backend */
 	OP_SHAPE, OP_CONSTANT, OP_CONSTANT_OF_SHAPE,
 	OP_COUNT
@@ -109,6 +120,26 @@ struct pad_params {
 };
 
 struct cast_params { enum tensor_dtype to; };
+struct mod_params { int fmod; };
+struct arg_params { int64_t axis; int keepdims, last; };	/* ArgMax, ArgMin */
+/* ScatterND's reduction */
+enum scatter_reduce { SCATTER_NONE, SCATTER_ADD, SCATTER_MUL };
+struct scatter_params { enum scatter_reduce reduce; };
+/* normalised over axes [axis, rank); axis resolved at shape inference */
+struct layer_norm_params { int64_t axis; float eps; };
+struct tile_params { int64_t repeats[TENSOR_MAX_DIMS]; };	/* from the constant input */
+struct cumsum_params { int64_t axis; int exclusive, reverse; };	/* axis: constant input */
+struct topk_params { int64_t axis, k; int largest, sorted; };	/* k: constant input */
+/* Einsum without ellipsis: each operand's axes as label numbers 0..nlab-1,
+ * the output's likewise; dims[] per label from shape inference */
+#define EINSUM_MAX_IN 4
+#define EINSUM_MAX_LABELS 16
+struct einsum_params {
+	int nin, nlab, out_rank;
+	int rank[EINSUM_MAX_IN];
+	signed char in[EINSUM_MAX_IN][TENSOR_MAX_DIMS], out[TENSOR_MAX_DIMS];
+	int64_t dims[EINSUM_MAX_LABELS];
+};
 struct constant_params { int tensor; };	/* tensor index of the value */
 
 /* Row geometry of a node along H for banded execution (issue 9): output row
@@ -140,6 +171,14 @@ struct eng_node {
 		struct resize_params resize;
 		struct pad_params pad;
 		struct cast_params cast;
+		struct mod_params mod;
+		struct arg_params arg;
+		struct scatter_params scatter;
+		struct layer_norm_params ln;
+		struct tile_params tile;
+		struct cumsum_params cumsum;
+		struct topk_params topk;
+		struct einsum_params einsum;
 		struct constant_params constant;
 	} p;
 	int64_t macs;

@@ -490,6 +490,14 @@ static int const_ints(const struct eng_tensor *t, int64_t *v, int max)
 	return (int)t->shape[0];
 }
 
+/* Reductions take axes as an input from opset 13 (ReduceSum) or 18 */
+static int reduce_axes_input(enum op_kind k, int opset)
+{
+	if (k == OP_REDUCE_SUM)
+		return opset >= 13;
+	return opset >= 18 && (k == OP_REDUCE_MEAN || (k >= OP_REDUCE_MAX && k <= OP_REDUCE_SUM_SQUARE));
+}
+
 /* Every node that is not a fused conv: one ONNX node, except SiLU. */
 static int emit_node(struct builder *b, const struct eng_node *n)
 {
@@ -577,7 +585,9 @@ static int emit_node(struct builder *b, const struct eng_node *n)
 	case OP_SPLIT:
 		nin = 1;	/* sizes written from the resolved split below */
 		break;
-	case OP_REDUCE_MEAN:
+	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
+	case OP_REDUCE_PROD: case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM:
+	case OP_REDUCE_LOG_SUM_EXP: case OP_REDUCE_SUM_SQUARE:
 		if (n->p.axes.naxes == 0) {	/* noop_with_empty_axes */
 			node1(b, "Identity", n->name, in_name(b, n->in[0]), y);
 			return b->rc;
@@ -593,7 +603,7 @@ static int emit_node(struct builder *b, const struct eng_node *n)
 		nin--;
 	if (n->kind == OP_SPLIT && b->opset >= 13)
 		nin = 2;
-	if (n->kind == OP_REDUCE_MEAN && b->opset >= 18)
+	if (reduce_axes_input(n->kind, b->opset))
 		nin = 2;
 	if (n->kind != OP_SPLIT)
 		while (nout > 1 && n->out[nout - 1] < 0)
@@ -678,19 +688,68 @@ static int emit_node(struct builder *b, const struct eng_node *n)
 	case OP_CAST:
 		attr_int(b, np, "to", n->p.cast.to);
 		break;
-	case OP_REDUCE_MEAN: {
+	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
+	case OP_REDUCE_PROD: case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM:
+	case OP_REDUCE_LOG_SUM_EXP: case OP_REDUCE_SUM_SQUARE: {
 		const struct axes_params *a = &n->p.axes;
 		int k = 0;
 		for (int i = 0; i < a->naxes; i++)	/* a per-axis mask after inference */
 			if (a->axes[i])
 				v[k++] = i;
 		attr_int(b, np, "keepdims", a->keepdims);
-		if (b->opset >= 18)
+		if (reduce_axes_input(n->kind, b->opset))
 			np->input[1] = ints_init(b, y, "axes", v, k);
 		else
 			attr_ints(b, np, "axes", v, k);
 		break;
 	}
+	case OP_ARGMAX: case OP_ARGMIN:
+		attr_int(b, np, "axis", n->p.arg.axis);
+		attr_int(b, np, "keepdims", n->p.arg.keepdims);
+		if (n->p.arg.last)
+			attr_int(b, np, "select_last_index", 1);
+		break;
+	case OP_MOD:
+		attr_int(b, np, "fmod", n->p.mod.fmod);
+		break;
+	case OP_SCATTER_ND:
+		if (n->p.scatter.reduce != SCATTER_NONE)
+			attr_str(b, np, "reduction", n->p.scatter.reduce == SCATTER_ADD ? "add" : "mul");
+		break;
+	case OP_LAYER_NORM:
+		attr_int(b, np, "axis", n->p.ln.axis);
+		attr_float(b, np, "epsilon", n->p.ln.eps);
+		break;
+	case OP_GATHER_ELEMENTS:
+		attr_int(b, np, "axis", n->p.axes.axis);
+		break;
+	case OP_EINSUM: {	/* the equation again, labels renamed a, b, ... */
+		const struct einsum_params *p = &n->p.einsum;
+		char eq[EINSUM_MAX_IN * (TENSOR_MAX_DIMS + 1) + TENSOR_MAX_DIMS + 4];
+		size_t k = 0;
+		for (int i = 0; i < p->nin; i++) {
+			for (int d = 0; d < p->rank[i]; d++)
+				eq[k++] = (char)('a' + p->in[i][d]);
+			eq[k++] = i + 1 < p->nin ? ',' : '-';
+		}
+		eq[k++] = '>';
+		for (int d = 0; d < p->out_rank; d++)
+			eq[k++] = (char)('a' + p->out[d]);
+		eq[k] = 0;
+		attr_str(b, np, "equation", eq);
+		break;
+	}
+	case OP_CUMSUM:
+		attr_int(b, np, "exclusive", n->p.cumsum.exclusive);
+		attr_int(b, np, "reverse", n->p.cumsum.reverse);
+		break;
+	case OP_TOPK:
+		attr_int(b, np, "axis", n->p.topk.axis);
+		if (b->opset < 10)
+			attr_int(b, np, "k", n->p.topk.k);
+		else if (b->opset >= 11)
+			attr_int(b, np, "largest", n->p.topk.largest);
+		break;
 	default:
 		break;
 	}

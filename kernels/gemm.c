@@ -1,6 +1,7 @@
 /* Gemm and MatMul on the CPU through OpenBLAS sgemm, split over threads by
- * batch item or by output columns. */
+ * batch item or by output columns; Einsum by loops. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include <cblas.h>
 
@@ -106,6 +107,166 @@ CPU_KERNEL(cpu_matmul)
 		j.ybatch[d] = j.abatch[d] > j.bbatch[d] ? j.abatch[d] : j.bbatch[d];
 		j.batch *= j.ybatch[d];
 	}
+	/* a batch of rows against one matrix (a transformer's Linear on
+	 * [tokens, 1, C] or [1, tokens, C]): A and Y are contiguous
+	 * [batch * M, K] and [batch * M, N], so one GEMM instead of batch GEMVs
+	 * streaming the weights batch times */
+	if (B->ndim == 2 && j.nb > 0) {
+		j.M *= j.batch;
+		j.batch = 1;
+		j.nb = 0;
+	}
 	mm_run(c, &j);
+	return 0;
+}
+
+/* ---- Einsum. Two float32 operands whose every label is a batch label (in
+ * both and the output), a row (first operand and output), a column (second
+ * and output) or a contraction (both, not the output), none repeated within
+ * an operand — attention's "BGHID,BGHJD->BGHIJ" — are packed into
+ * [batch][M][K] and [batch][K][N], multiplied by sgemm per batch item, and
+ * the product scattered into the output's order. Everything else: every
+ * combination of the labels' indices, its product of operand elements added
+ * to its output element (in double), at loop speed. ---- */
+
+enum { ES_BATCH, ES_ROW, ES_COL, ES_SUM };
+
+struct es_gemm {
+	int nl[4];			/* labels per role */
+	int lab[4][EINSUM_MAX_LABELS];
+	int64_t dim[4];			/* product of the role's dims */
+	int64_t st[3][EINSUM_MAX_LABELS];	/* per label: A's, B's, Y's stride */
+	const struct einsum_params *p;
+	const float *a, *b;
+	float *ap, *bp, *cp, *y;
+};
+
+/* offset in operand q of the index whose role-r part is flat index i */
+static int64_t es_off(const struct es_gemm *g, int q, int r, int64_t i)
+{
+	int64_t o = 0;
+	for (int j = g->nl[r] - 1; j >= 0; j--) {
+		int l = g->lab[r][j];
+		o += (i % g->p->dims[l]) * g->st[q][l];
+		i /= g->p->dims[l];
+	}
+	return o;
+}
+
+static void es_range(void *arg, int64_t b0, int64_t b1)
+{
+	struct es_gemm *g = arg;
+	int64_t M = g->dim[ES_ROW], N = g->dim[ES_COL], K = g->dim[ES_SUM];
+	for (int64_t b = b0; b < b1; b++) {
+		float *ap = g->ap + b * M * K, *bp = g->bp + b * K * N, *cp = g->cp + b * M * N;
+		int64_t oa = es_off(g, 0, ES_BATCH, b), ob = es_off(g, 1, ES_BATCH, b);
+		int64_t oy = es_off(g, 2, ES_BATCH, b);
+		for (int64_t i = 0; i < M; i++)
+			for (int64_t k = 0; k < K; k++)
+				ap[i * K + k] = g->a[oa + es_off(g, 0, ES_ROW, i) + es_off(g, 0, ES_SUM, k)];
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t j = 0; j < N; j++)
+				bp[k * N + j] = g->b[ob + es_off(g, 1, ES_SUM, k) + es_off(g, 1, ES_COL, j)];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.f, ap,
+			    (int)K, bp, (int)N, 0.f, cp, (int)N);
+		for (int64_t i = 0; i < M; i++)
+			for (int64_t j = 0; j < N; j++)
+				g->y[oy + es_off(g, 2, ES_ROW, i) + es_off(g, 2, ES_COL, j)] = cp[i * N + j];
+	}
+}
+
+/* 0: done by sgemm; 1: not that shape (take the loops); <0: error */
+static int einsum_gemm(struct cpu_ctx *c, const struct einsum_params *p,
+		       const struct tensor_view *in, struct tensor_view *out)
+{
+	struct es_gemm g = { .p = p, .a = in[0].data, .b = in[1].data, .y = out[0].data };
+	int where[EINSUM_MAX_LABELS] = { 0 };	/* bit 0: A, 1: B, 2: Y */
+
+	if (p->nin != 2 || out[0].dtype != TENSOR_F32)
+		return 1;
+	for (int q = 0; q < 3; q++) {
+		int r = q < 2 ? p->rank[q] : p->out_rank;
+		const signed char *lab = q < 2 ? p->in[q] : p->out;
+		int64_t k = 1;
+		for (int d = r - 1; d >= 0; d--) {
+			if (where[lab[d]] & (1 << q))
+				return 1;	/* a diagonal */
+			where[lab[d]] |= 1 << q;
+			g.st[q][lab[d]] = k;
+			k *= p->dims[lab[d]];
+		}
+	}
+	for (int r = 0; r < 4; r++)
+		g.dim[r] = 1;
+	for (int l = 0; l < p->nlab; l++) {
+		int r = where[l] == 7 ? ES_BATCH : where[l] == 5 ? ES_ROW : where[l] == 6 ? ES_COL :
+			where[l] == 3 ? ES_SUM : -1;
+		if (r < 0)
+			return 1;	/* summed within one operand */
+		g.lab[r][g.nl[r]++] = l;
+		g.dim[r] *= p->dims[l];
+	}
+	int64_t B = g.dim[ES_BATCH], M = g.dim[ES_ROW], N = g.dim[ES_COL], K = g.dim[ES_SUM];
+	if (!K || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
+		return 1;	/* an empty contraction: the loops write its zeros */
+	g.ap = malloc((size_t)(B * M * K + 1) * sizeof(float));
+	g.bp = malloc((size_t)(B * K * N + 1) * sizeof(float));
+	g.cp = malloc((size_t)(B * M * N + 1) * sizeof(float));
+	int rc = 0;
+	if (!g.ap || !g.bp || !g.cp)
+		rc = -ENOMEM;
+	else if (B > 0 && M > 0 && N > 0)
+		cpu_parallel(c, B, es_range, &g);
+	free(g.ap), free(g.bp), free(g.cp);
+	return rc;
+}
+
+CPU_KERNEL(cpu_einsum)
+{
+	const struct einsum_params *p = &n->p.einsum;
+	int grc = einsum_gemm(c, p, in, out);
+	if (grc <= 0)
+		return grc;
+	int64_t idx[EINSUM_MAX_LABELS] = { 0 }, st[EINSUM_MAX_IN + 1][EINSUM_MAX_LABELS] = { { 0 } };
+	int64_t ycnt = view_numel(&out[0]), terms = 1;
+	int f64 = out[0].dtype == TENSOR_F64;
+	double *acc = calloc(ycnt + 1, sizeof(double));
+
+	if (!acc)
+		return -ENOMEM;
+	/* per label, each operand's (and the output's) element stride */
+	for (int i = 0; i <= p->nin; i++) {
+		int r = i < p->nin ? p->rank[i] : p->out_rank;
+		const signed char *lab = i < p->nin ? p->in[i] : p->out;
+		int64_t k = 1;
+		for (int d = r - 1; d >= 0; d--) {
+			st[i][lab[d]] += k;	/* a repeated label (diagonal) adds its strides */
+			k *= p->dims[lab[d]];
+		}
+	}
+	for (int l = 0; l < p->nlab; l++)
+		terms *= p->dims[l];
+	int64_t off[EINSUM_MAX_IN + 1] = { 0 };
+	for (int64_t t = 0; t < terms; t++) {
+		double v = 1;
+		for (int i = 0; i < p->nin; i++)
+			v *= f64 ? ((const double *)in[i].data)[off[i]] : ((const float *)in[i].data)[off[i]];
+		acc[off[p->nin]] += v;
+		for (int l = p->nlab - 1; l >= 0; l--) {
+			for (int i = 0; i <= p->nin; i++)
+				off[i] += st[i][l];
+			if (++idx[l] < p->dims[l])
+				break;
+			for (int i = 0; i <= p->nin; i++)
+				off[i] -= st[i][l] * p->dims[l];
+			idx[l] = 0;
+		}
+	}
+	for (int64_t i = 0; i < ycnt; i++)
+		if (f64)
+			((double *)out[0].data)[i] = acc[i];
+		else
+			((float *)out[0].data)[i] = (float)acc[i];
+	free(acc);
 	return 0;
 }

@@ -127,6 +127,16 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_SOFTMAX] = "Softmax", [OP_PAD] = "Pad", [OP_CAST] = "Cast", [OP_IDENTITY] = "Identity",
 	[OP_REDUCE_MEAN] = "ReduceMean", [OP_EXPAND] = "Expand", [OP_SHAPE] = "Shape",
 	[OP_CONSTANT] = "Constant", [OP_CONSTANT_OF_SHAPE] = "ConstantOfShape",
+	[OP_EQUAL] = "Equal", [OP_LESS] = "Less", [OP_LESS_EQUAL] = "LessOrEqual",
+	[OP_GREATER] = "Greater", [OP_GREATER_EQUAL] = "GreaterOrEqual", [OP_AND] = "And",
+	[OP_OR] = "Or", [OP_XOR] = "Xor", [OP_NOT] = "Not", [OP_WHERE] = "Where", [OP_MOD] = "Mod",
+	[OP_RANGE] = "Range", [OP_SCATTER_ND] = "ScatterND", [OP_REDUCE_SUM] = "ReduceSum",
+	[OP_REDUCE_MAX] = "ReduceMax", [OP_REDUCE_MIN] = "ReduceMin", [OP_REDUCE_PROD] = "ReduceProd",
+	[OP_REDUCE_L1] = "ReduceL1", [OP_REDUCE_L2] = "ReduceL2", [OP_REDUCE_LOG_SUM] = "ReduceLogSum",
+	[OP_REDUCE_LOG_SUM_EXP] = "ReduceLogSumExp", [OP_REDUCE_SUM_SQUARE] = "ReduceSumSquare",
+	[OP_ARGMAX] = "ArgMax", [OP_ARGMIN] = "ArgMin", [OP_LAYER_NORM] = "LayerNormalization",
+	[OP_TILE] = "Tile", [OP_GATHER_ELEMENTS] = "GatherElements", [OP_CUMSUM] = "CumSum",
+	[OP_TOPK] = "TopK", [OP_EINSUM] = "Einsum",
 };
 
 const char *eng_op_name(enum op_kind k)

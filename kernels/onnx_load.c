@@ -274,7 +274,79 @@ static const struct opmap ops[] = {
 	{ "Dropout", OP_IDENTITY, 0 }, { "ReduceMean", OP_REDUCE_MEAN, 0 },
 	{ "Expand", OP_EXPAND, 0 }, { "Shape", OP_SHAPE, 0 },
 	{ "ConstantOfShape", OP_CONSTANT_OF_SHAPE, 0 },
+	{ "Equal", OP_EQUAL, 0 }, { "Less", OP_LESS, 0 }, { "LessOrEqual", OP_LESS_EQUAL, 0 },
+	{ "Greater", OP_GREATER, 0 }, { "GreaterOrEqual", OP_GREATER_EQUAL, 0 },
+	{ "And", OP_AND, 0 }, { "Or", OP_OR, 0 }, { "Xor", OP_XOR, 0 }, { "Not", OP_NOT, 0 },
+	{ "Where", OP_WHERE, 0 }, { "Mod", OP_MOD, 0 }, { "Range", OP_RANGE, 0 },
+	{ "ScatterND", OP_SCATTER_ND, 0 },
+	{ "ReduceSum", OP_REDUCE_SUM, 0 }, { "ReduceMax", OP_REDUCE_MAX, 0 },
+	{ "ReduceMin", OP_REDUCE_MIN, 0 }, { "ReduceProd", OP_REDUCE_PROD, 0 },
+	{ "ReduceL1", OP_REDUCE_L1, 0 }, { "ReduceL2", OP_REDUCE_L2, 0 },
+	{ "ReduceLogSum", OP_REDUCE_LOG_SUM, 0 }, { "ReduceLogSumExp", OP_REDUCE_LOG_SUM_EXP, 0 },
+	{ "ReduceSumSquare", OP_REDUCE_SUM_SQUARE, 0 },
+	{ "ArgMax", OP_ARGMAX, 0 }, { "ArgMin", OP_ARGMIN, 0 },
+	{ "LayerNormalization", OP_LAYER_NORM, 0 },
+	{ "Tile", OP_TILE, 0 }, { "GatherElements", OP_GATHER_ELEMENTS, 0 },
+	{ "CumSum", OP_CUMSUM, 0 }, { "TopK", OP_TOPK, 0 }, { "Einsum", OP_EINSUM, 0 },
 };
+
+/* "ij,jk->ik" into label numbers; no ellipsis. Without "->" the output is
+ * the labels used once, in alphabetical order (numpy's implicit mode). */
+static int parse_einsum(struct eng_node *n, const char *eq, char *err, size_t errlen)
+{
+	struct einsum_params *p = &n->p.einsum;
+	int label_of[128], count[128] = { 0 }, term = 0, pos = 0;
+	const char *arrow = strstr(eq, "->");
+
+	memset(p, 0, sizeof(*p));
+	for (int i = 0; i < 128; i++)
+		label_of[i] = -1;
+	if (strstr(eq, "..."))
+		return ERR("node '%s' (Einsum): ellipsis ('...') is not supported", n->name);
+	for (const char *c = eq; *c && c != arrow; c++) {
+		if (*c == ' ')
+			continue;
+		if (*c == ',') {
+			p->rank[term++] = pos;
+			pos = 0;
+			if (term >= EINSUM_MAX_IN)
+				return ERR("node '%s' (Einsum): more than %d operands", n->name, EINSUM_MAX_IN);
+			continue;
+		}
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')) || pos >= TENSOR_MAX_DIMS)
+			return ERR("node '%s' (Einsum): bad equation '%s'", n->name, eq);
+		if (label_of[(int)*c] < 0) {
+			if (p->nlab >= EINSUM_MAX_LABELS)
+				return ERR("node '%s' (Einsum): more than %d labels", n->name, EINSUM_MAX_LABELS);
+			label_of[(int)*c] = p->nlab++;
+		}
+		count[(int)*c]++;
+		p->in[term][pos++] = (signed char)label_of[(int)*c];
+	}
+	p->rank[term++] = pos;
+	p->nin = term;
+	if (arrow) {
+		for (const char *c = arrow + 2; *c; c++) {
+			unsigned char ch = (unsigned char)*c;
+			if (ch == ' ')
+				continue;
+			if (ch >= 128 || label_of[ch] < 0 || p->out_rank >= TENSOR_MAX_DIMS)
+				return ERR("node '%s' (Einsum): output label '%c' is not an input's", n->name, *c);
+			for (int j = 0; j < p->out_rank; j++)
+				if (p->out[j] == label_of[ch])
+					return ERR("node '%s' (Einsum): output label '%c' repeats", n->name, *c);
+			p->out[p->out_rank++] = (signed char)label_of[ch];
+		}
+	} else {
+		for (int c = 'A'; c <= 'z'; c++)
+			if (count[c] == 1 && p->out_rank < TENSOR_MAX_DIMS)
+				p->out[p->out_rank++] = (signed char)label_of[c];
+	}
+	if (n->n_in != p->nin)
+		return ERR("node '%s' (Einsum): the equation has %d operands, the node %d inputs",
+			   n->name, p->nin, n->n_in);
+	return 0;
+}
 
 static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProto *np,
 		      size_t file_len, char *err, size_t errlen)
@@ -467,20 +539,80 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 		break;
 	}
 	case OP_IDENTITY:
-		n->n_out = 1;	/* Dropout's mask output is not supported */
-		if (np->n_output > 1 && np->output[1][0])
-			return ERR("node '%s' (Dropout): the mask output is not supported", n->name);
+		/* Dropout's mask output (all true at inference) becomes
+		 * ConstantOfShape(Shape(data)) in eng_parse_onnx; both fold */
+		n->n_out = 1;
+		if (!strcmp(np->op_type, "Dropout") && opset < 7 && attr_i(np, "is_test", 0) == 0)
+			return ERR("node '%s' (Dropout): is_test=0 (training) is not supported", n->name);
 		break;
-	case OP_REDUCE_MEAN: {
+	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
+	case OP_REDUCE_PROD: case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM:
+	case OP_REDUCE_LOG_SUM_EXP: case OP_REDUCE_SUM_SQUARE: {
 		struct axes_params *a = &n->p.axes;
+		/* axes: an attribute, an input from opset 13 (ReduceSum) or 18 (the rest) */
+		int axes_input = opset >= 18 || (m->kind == OP_REDUCE_SUM && opset >= 13);
 		a->keepdims = (int)attr_i(np, "keepdims", 1);
 		a->noop_with_empty_axes = (int)attr_i(np, "noop_with_empty_axes", 0);
 		k = attr_ints(np, "axes", a->axes, TENSOR_MAX_DIMS);
 		if (k == -2)
-			return ERR("node '%s' (ReduceMean): too many axes", n->name);
+			return ERR("node '%s' (%s): too many axes", n->name, np->op_type);
+		if (m->kind != OP_REDUCE_MEAN && axes_input && k >= 0)
+			return ERR("node '%s' (%s): axes is an input in opset %d, not an attribute",
+				   n->name, np->op_type, opset);
+		if (m->kind != OP_REDUCE_MEAN && !axes_input && n->n_in > 1)
+			return ERR("node '%s' (%s): axes is an attribute in opset %d, not an input",
+				   n->name, np->op_type, opset);
 		a->naxes = k;
 		break;
 	}
+	case OP_ARGMAX: case OP_ARGMIN:
+		n->p.arg.axis = attr_i(np, "axis", 0);
+		n->p.arg.keepdims = (int)attr_i(np, "keepdims", 1);
+		n->p.arg.last = (int)attr_i(np, "select_last_index", 0);
+		break;
+	case OP_MOD:
+		n->p.mod.fmod = (int)attr_i(np, "fmod", 0);
+		if (n->p.mod.fmod != 0 && n->p.mod.fmod != 1)
+			return ERR("node '%s' (Mod): fmod must be 0 or 1, not %d", n->name, n->p.mod.fmod);
+		break;
+	case OP_SCATTER_ND: {
+		const char *s = attr_s(np, "reduction", "none", buf, sizeof(buf));
+		if (!strcmp(s, "none")) n->p.scatter.reduce = SCATTER_NONE;
+		else if (!strcmp(s, "add")) n->p.scatter.reduce = SCATTER_ADD;
+		else if (!strcmp(s, "mul")) n->p.scatter.reduce = SCATTER_MUL;
+		else return ERR("node '%s' (ScatterND): reduction '%s' is not supported", n->name, s);
+		break;
+	}
+	case OP_GATHER_ELEMENTS:
+		n->p.axes.axis = attr_i(np, "axis", 0);
+		break;
+	case OP_EINSUM: {
+		char eq[256];
+		const Onnx__AttributeProto *a = attr(np, "equation");
+		if (!a || !a->has_s || a->s.len >= sizeof(eq))
+			return ERR("node '%s' (Einsum): equation missing or too long", n->name);
+		attr_s(np, "equation", "", eq, sizeof(eq));
+		return parse_einsum(n, eq, err, errlen);
+	}
+	case OP_CUMSUM:
+		n->p.cumsum.exclusive = (int)attr_i(np, "exclusive", 0);
+		n->p.cumsum.reverse = (int)attr_i(np, "reverse", 0);
+		break;
+	case OP_TOPK:
+		n->p.topk.axis = attr_i(np, "axis", -1);
+		n->p.topk.largest = (int)attr_i(np, "largest", 1);
+		n->p.topk.sorted = (int)attr_i(np, "sorted", 1);
+		n->p.topk.k = opset < 10 ? attr_i(np, "k", -1) : -1;
+		if (opset < 10 && n->p.topk.k < 0)
+			return ERR("node '%s' (TopK): k is required", n->name);
+		break;
+	case OP_LAYER_NORM:
+		n->p.ln.axis = attr_i(np, "axis", -1);
+		n->p.ln.eps = attr_f(np, "epsilon", 1e-5f);
+		if (attr_i(np, "stash_type", 1) != 1)
+			return ERR("node '%s' (LayerNormalization): stash_type %lld is not supported (1, float32, is)",
+				   n->name, (long long)attr_i(np, "stash_type", 1));
+		break;
 	case OP_SHAPE:
 		n->p.axes.axes[0] = attr_i(np, "start", 0);
 		n->p.axes.axes[1] = attr(np, "end") ? attr_i(np, "end", 0) : INT64_MAX;
@@ -713,6 +845,52 @@ static void dropper_stop(struct dropper *d)
 	d->running = 0;
 }
 
+/* Dropout's mask at inference is all true: out[1] of node ni becomes
+ * ConstantOfShape(Shape(data), value = true), which constant folding
+ * turns into a constant tensor. */
+static int dropout_mask(struct engine *e, int ni, char *err, size_t errlen)
+{
+	char nm[96];
+	int mask = e->n[ni].out[1], data = e->n[ni].in[0], shp, val, si, ci;
+	const char *name = e->n[ni].name;
+	int64_t one = 1;
+
+	snprintf(nm, sizeof(nm), "%s:mask_shape", name);
+	if ((shp = eng_tensor_add(e, nm)) < 0)
+		return shp;
+	snprintf(nm, sizeof(nm), "%s:mask_value", name);
+	if ((val = eng_tensor_add(e, nm)) < 0)
+		return val;
+	eng_tensor_set_shape(&e->t[val], TENSOR_BOOL, 1, &one);
+	if (!(e->t[val].data = calloc(1, 1)))
+		return -ENOMEM;
+	*(uint8_t *)e->t[val].data = 1;
+	e->t[val].is_const = 1;
+	if ((si = eng_node_add(e)) < 0 || (ci = eng_node_add(e)) < 0)
+		return -ENOMEM;
+	struct eng_node *s = &e->n[si], *c = &e->n[ci];
+	name = e->n[ni].name;
+	snprintf(nm, sizeof(nm), "%s:mask_shape", name);
+	if (!(s->name = strdup(nm)))
+		return -ENOMEM;
+	snprintf(nm, sizeof(nm), "%s:mask", name);
+	if (!(c->name = strdup(nm)))
+		return -ENOMEM;
+	s->kind = OP_SHAPE, c->kind = OP_CONSTANT_OF_SHAPE;
+	snprintf(s->op, sizeof(s->op), "Shape");
+	snprintf(c->op, sizeof(c->op), "ConstantOfShape");
+	s->opset = c->opset = e->opset;
+	s->n_in = s->n_out = c->n_out = 1;
+	c->n_in = 2;
+	s->in[0] = data, s->out[0] = shp;
+	s->p.axes.axes[0] = 0, s->p.axes.axes[1] = INT64_MAX;
+	c->in[0] = shp, c->in[1] = val, c->out[0] = mask;
+	e->t[shp].producer = si;
+	e->t[mask].producer = ci;
+	(void)err, (void)errlen;
+	return 0;
+}
+
 int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		   const struct engine_opts *opts, unsigned flags, char *err, size_t errlen)
 {
@@ -850,6 +1028,9 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 			e->t[ti].producer = ni;
 		}
 		if ((rc = parse_node(e, n, np, len, err, errlen)))
+			goto out;
+		if (!strcmp(np->op_type, "Dropout") && np->n_output > 1 && np->output[1][0] &&
+		    (rc = dropout_mask(e, ni, err, errlen)))
 			goto out;
 	}
 	for (size_t i = 0; i < g->n_output; i++) {

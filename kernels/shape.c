@@ -477,6 +477,112 @@ static int infer_matmul(struct engine *e, struct eng_node *n, char *err, size_t 
 	return set_out(e, n, 0, TENSOR_F32, nd, out, err, errlen);
 }
 
+static int is_float(enum tensor_dtype t)
+{
+	return t == TENSOR_F32 || t == TENSOR_F64 || t == TENSOR_F16;
+}
+
+/* comparisons, And/Or/Xor/Not, Where, Mod: numpy broadcasting of every input */
+static int infer_logic(struct engine *e, struct eng_node *n, char *err, size_t errlen)
+{
+	const struct eng_tensor *x = tin(e, n, 0);
+	int nin = n->kind == OP_NOT ? 1 : n->kind == OP_WHERE ? 3 : 2, nd = x->ndim;
+	int64_t out[TENSOR_MAX_DIMS];
+	enum tensor_dtype yt = TENSOR_BOOL;
+	struct eng_tensor acc = *x;
+
+	for (int i = 1; i < nin; i++) {
+		const struct eng_tensor *t = tin(e, n, i);
+		if (!t)
+			return NERR("needs %d inputs", nin);
+		if (broadcast(&acc, t, &nd, out))
+			return NERR("shapes of the inputs do not broadcast ('%s')", t->name);
+		acc.ndim = nd;
+		memcpy(acc.shape, out, sizeof(out));
+	}
+	switch (n->kind) {
+	case OP_AND: case OP_OR: case OP_XOR: case OP_NOT:
+		for (int i = 0; i < nin; i++)
+			if (tin(e, n, i)->dtype != TENSOR_BOOL)
+				return NERR("inputs must be bool");
+		break;
+	case OP_WHERE:
+		if (x->dtype != TENSOR_BOOL)
+			return NERR("condition must be bool");
+		if (tin(e, n, 1)->dtype != tin(e, n, 2)->dtype || !tensor_dtype_size(tin(e, n, 1)->dtype))
+			return NERR("X and Y must have one supported type");
+		yt = tin(e, n, 1)->dtype;
+		break;
+	case OP_MOD:
+		if (tin(e, n, 1)->dtype != x->dtype)
+			return NERR("input types differ");
+		if (x->dtype == TENSOR_BOOL || x->dtype == TENSOR_F16)
+			return NERR("type %d is not supported", x->dtype);
+		if (is_float(x->dtype) && !n->p.mod.fmod)
+			return NERR("fmod must be 1 for floating-point inputs");
+		yt = x->dtype;
+		break;
+	default:	/* comparisons */
+		if (tin(e, n, 1)->dtype != x->dtype)
+			return NERR("input types differ");
+		if (x->dtype == TENSOR_F16)
+			return NERR("float16 comparisons are not supported");
+		break;
+	}
+	/* row-local like the arithmetic binary ops: every 4-D input is
+	 * row-aligned with the output or broadcasts along H */
+	n->band_ok = nd == 4;
+	for (int i = 0; i < nin; i++) {
+		const struct eng_tensor *t = tin(e, n, i);
+		if (nd == 4 && t->ndim >= 2 && t->shape[t->ndim - 2] != 1 &&
+		    t->shape[t->ndim - 2] != acc.shape[2])
+			n->band_ok = 0;
+	}
+	return set_out(e, n, 0, yt, nd, acc.shape, err, errlen);
+}
+
+/* Range: the length depends on the values, so start, limit and delta must
+ * be constants (they are, once the shape arithmetic before them folds) */
+static int infer_range(struct engine *e, struct eng_node *n, char *err, size_t errlen)
+{
+	const struct eng_tensor *t[3];
+	double v[3];
+	int64_t cnt;
+
+	for (int i = 0; i < 3; i++) {
+		t[i] = tin(e, n, i);
+		if (!t[i] || !t[i]->is_const || t[i]->bytes != tensor_dtype_size(t[i]->dtype) ||
+		    t[i]->ndim > 1)
+			return NERR("start, limit and delta must be constant scalars (static shapes)");
+		if (t[i]->dtype != t[0]->dtype)
+			return NERR("start, limit and delta differ in type");
+		switch (t[i]->dtype) {
+		case TENSOR_F32: v[i] = *(const float *)t[i]->data; break;
+		case TENSOR_F64: v[i] = *(const double *)t[i]->data; break;
+		case TENSOR_I32: v[i] = *(const int32_t *)t[i]->data; break;
+		case TENSOR_I64: v[i] = (double)*(const int64_t *)t[i]->data; break;
+		default: return NERR("type %d is not supported", t[i]->dtype);
+		}
+	}
+	if (v[2] == 0 || !isfinite(v[0]) || !isfinite(v[1]) || !isfinite(v[2]))
+		return NERR("delta must be non-zero and every value finite");
+	if (t[0]->dtype == TENSOR_I64 || t[0]->dtype == TENSOR_I32) {
+		int64_t s = t[0]->dtype == TENSOR_I64 ? *(const int64_t *)t[0]->data : *(const int32_t *)t[0]->data;
+		int64_t l = t[0]->dtype == TENSOR_I64 ? *(const int64_t *)t[1]->data : *(const int32_t *)t[1]->data;
+		int64_t d = t[0]->dtype == TENSOR_I64 ? *(const int64_t *)t[2]->data : *(const int32_t *)t[2]->data;
+		int64_t diff;
+		if (__builtin_sub_overflow(l, s, &diff) || d == INT64_MIN)
+			return NERR("range too large");
+		cnt = d > 0 ? (diff > 0 ? (diff - 1) / d + 1 : 0) : (diff < 0 ? -(diff + 1) / -d + 1 : 0);
+	} else {
+		double c = ceil((v[1] - v[0]) / v[2]);
+		if (c > (double)((int64_t)1 << 32))
+			return NERR("range too large");
+		cnt = c > 0 ? (int64_t)c : 0;
+	}
+	return set_out(e, n, 0, t[0]->dtype, 1, &cnt, err, errlen);
+}
+
 int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errlen)
 {
 	const struct eng_tensor *x = tin(e, n, 0);
@@ -760,15 +866,34 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 	case OP_CAST:
 		return set_out(e, n, 0, n->p.cast.to, x->ndim, x->shape, err, errlen);
 	case OP_IDENTITY:
+		if (!strcmp(n->op, "Dropout") && tin(e, n, 2)) {	/* training_mode */
+			const struct eng_tensor *tm = tin(e, n, 2);
+			if (!tm->is_const || tm->dtype != TENSOR_BOOL || tm->bytes != 1)
+				return NERR("training_mode must be a constant bool");
+			/* training with ratio 0 (torch's F.dropout(p=0), as torchvision's
+			 * Swin attention calls it) keeps every value: an identity */
+			float ratio = 0.5f;
+			if (*(const uint8_t *)tm->data &&
+			    !(tin(e, n, 1) && const_floats(tin(e, n, 1), &ratio, 1) == 1 && ratio == 0.f))
+				return NERR("training_mode=true with a non-zero ratio is not supported (inference only)");
+		}
 		n->band_ok = x->ndim == 4;
 		return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
-	case OP_REDUCE_MEAN: {
+	case OP_REDUCE_MEAN: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
+	case OP_REDUCE_PROD: case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM:
+	case OP_REDUCE_LOG_SUM_EXP: case OP_REDUCE_SUM_SQUARE: {
 		struct axes_params *a = &n->p.axes;
 		int mark[TENSOR_MAX_DIMS] = { 0 };
 		int na = a->naxes;
 		int64_t ax[TENSOR_MAX_DIMS];
-		if (x->dtype != TENSOR_F32)
-			return NERR("only float32 is supported");
+		/* integer sums, products and extrema (shape arithmetic) are exact */
+		int int_ok = n->kind == OP_REDUCE_SUM || n->kind == OP_REDUCE_MAX ||
+			     n->kind == OP_REDUCE_MIN || n->kind == OP_REDUCE_PROD;
+		if (x->dtype != TENSOR_F32 && !(x->dtype == TENSOR_F64 && n->kind != OP_REDUCE_MEAN) &&
+		    !(int_ok && (x->dtype == TENSOR_I64 || x->dtype == TENSOR_I32)))
+			return NERR("type %d is not supported (float32%s)", x->dtype,
+				    n->kind == OP_REDUCE_MEAN ? "" : int_ok ? ", float64, int32, int64" :
+				    ", float64");
 		memcpy(ax, a->axes, sizeof(ax));
 		if (na < 0 && tin(e, n, 1)) {
 			na = const_ints(tin(e, n, 1), ax, TENSOR_MAX_DIMS);
@@ -779,7 +904,7 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 		}
 		if (na <= 0 && a->noop_with_empty_axes) {
 			a->naxes = 0;
-			return set_out(e, n, 0, TENSOR_F32, x->ndim, x->shape, err, errlen);
+			return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
 		}
 		nd = 0;
 		for (int i = 0; i < (na > 0 ? na : 0); i++) {
@@ -795,7 +920,174 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 			out[nd++] = r ? 1 : x->shape[i];
 		}
 		a->naxes = x->ndim;
-		return set_out(e, n, 0, TENSOR_F32, nd, out, err, errlen);
+		/* row-local (band.c) when a 4-D tensor keeps its axes and H is
+		 * not reduced: each output row reads its own input row */
+		n->band_ok = x->ndim == 4 && a->keepdims && na > 0 && !mark[2];
+		return set_out(e, n, 0, x->dtype, nd, out, err, errlen);
+	}
+	case OP_EQUAL: case OP_LESS: case OP_LESS_EQUAL: case OP_GREATER: case OP_GREATER_EQUAL:
+	case OP_AND: case OP_OR: case OP_XOR: case OP_NOT: case OP_WHERE: case OP_MOD:
+		return infer_logic(e, n, err, errlen);
+	case OP_RANGE:
+		return infer_range(e, n, err, errlen);
+	case OP_SCATTER_ND: {
+		const struct eng_tensor *ix = tin(e, n, 1), *up = tin(e, n, 2);
+		if (!ix || !up || ix->dtype != TENSOR_I64 || ix->ndim < 1)
+			return NERR("needs data, int64 indices of rank >= 1 and updates");
+		int64_t q = ix->ndim, kk = ix->shape[q - 1];
+		if (kk < 1 || kk > x->ndim)
+			return NERR("indices address %lld axes of a rank-%d tensor", (long long)kk, x->ndim);
+		if (up->dtype != x->dtype || up->ndim != q - 1 + x->ndim - kk)
+			return NERR("updates must have the data's type and rank %lld",
+				    (long long)(q - 1 + x->ndim - kk));
+		for (int i = 0; i < up->ndim; i++)
+			if (up->shape[i] != (i < q - 1 ? ix->shape[i] : x->shape[kk + i - (q - 1)]))
+				return NERR("updates dimension %d does not fit the indices and data", i);
+		if (n->p.scatter.reduce != SCATTER_NONE && x->dtype != TENSOR_F32 &&
+		    x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32)
+			return NERR("reduction of type %d is not supported", x->dtype);
+		return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
+	}
+	case OP_ARGMAX: case OP_ARGMIN: {
+		struct arg_params *p = &n->p.arg;
+		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32)
+			return NERR("type %d is not supported (float32, int32, int64)", x->dtype);
+		if (norm_axis(&p->axis, x->ndim))
+			return NERR("axis out of range");
+		if (!x->shape[p->axis])
+			return NERR("cannot take the index over an empty axis");
+		nd = 0;
+		for (int i = 0; i < x->ndim; i++)
+			if (i != p->axis || p->keepdims)
+				out[nd++] = i == p->axis ? 1 : x->shape[i];
+		n->band_ok = x->ndim == 4 && p->axis != 2 && p->keepdims;
+		return set_out(e, n, 0, TENSOR_I64, nd, out, err, errlen);
+	}
+	case OP_TILE: {
+		k = const_ints(tin(e, n, 1), n->p.tile.repeats, TENSOR_MAX_DIMS);
+		if (k != x->ndim)
+			return NERR("repeats must be a constant of %d values", x->ndim);
+		for (int i = 0; i < x->ndim; i++) {
+			if (n->p.tile.repeats[i] < 0 || n->p.tile.repeats[i] > (1 << 20))
+				return NERR("bad repeat %lld", (long long)n->p.tile.repeats[i]);
+			out[i] = x->shape[i] * n->p.tile.repeats[i];
+		}
+		return set_out(e, n, 0, x->dtype, x->ndim, out, err, errlen);
+	}
+	case OP_GATHER_ELEMENTS: {
+		const struct eng_tensor *ix = tin(e, n, 1);
+		if (!ix || (ix->dtype != TENSOR_I64 && ix->dtype != TENSOR_I32) || ix->ndim != x->ndim)
+			return NERR("indices must be int64 or int32 of the data's rank");
+		if (norm_axis(&n->p.axes.axis, x->ndim))
+			return NERR("axis out of range");
+		for (int i = 0; i < x->ndim; i++)
+			if (i != n->p.axes.axis && ix->shape[i] > x->shape[i])
+				return NERR("indices dimension %d exceeds the data's", i);
+		return set_out(e, n, 0, x->dtype, ix->ndim, ix->shape, err, errlen);
+	}
+	case OP_CUMSUM: {
+		int64_t ax = 0;
+		if (const_ints(tin(e, n, 1), &ax, 1) != 1)
+			return NERR("axis must be a constant scalar");
+		if (norm_axis(&ax, x->ndim))
+			return NERR("axis out of range");
+		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_F64 && x->dtype != TENSOR_I32 &&
+		    x->dtype != TENSOR_I64)
+			return NERR("type %d is not supported (float32, float64, int32, int64)", x->dtype);
+		n->p.cumsum.axis = ax;
+		return set_out(e, n, 0, x->dtype, x->ndim, x->shape, err, errlen);
+	}
+	case OP_EINSUM: {
+		struct einsum_params *p = &n->p.einsum;
+		int64_t terms = 1;
+		for (int l = 0; l < p->nlab; l++)
+			p->dims[l] = -1;
+		for (int i = 0; i < p->nin; i++) {
+			const struct eng_tensor *t = tin(e, n, i);
+			if (!t || t->ndim != p->rank[i])
+				return NERR("operand %d has rank %d, the equation %d", i, t ? t->ndim : -1,
+					    p->rank[i]);
+			if (t->dtype != x->dtype || (t->dtype != TENSOR_F32 && t->dtype != TENSOR_F64))
+				return NERR("operands must all be float32 or all float64");
+			for (int d = 0; d < t->ndim; d++) {
+				int l = p->in[i][d];
+				if (p->dims[l] >= 0 && p->dims[l] != t->shape[d])
+					return NERR("label %d is %lld in one place, %lld in another", l,
+						    (long long)p->dims[l], (long long)t->shape[d]);
+				p->dims[l] = t->shape[d];
+			}
+		}
+		for (int l = 0; l < p->nlab; l++) {
+			if (p->dims[l] && terms > ENG_MAX_TENSOR_BYTES / p->dims[l])
+				return NERR("too many terms");
+			terms *= p->dims[l];
+		}
+		for (int d = 0; d < p->out_rank; d++)
+			out[d] = p->dims[p->out[d]];
+		n->macs = terms;
+		return set_out(e, n, 0, x->dtype, p->out_rank, out, err, errlen);
+	}
+	case OP_TOPK: {
+		struct topk_params *p = &n->p.topk;
+		if (x->dtype != TENSOR_F32 && x->dtype != TENSOR_I64 && x->dtype != TENSOR_I32)
+			return NERR("type %d is not supported (float32, int32, int64)", x->dtype);
+		if (norm_axis(&p->axis, x->ndim))
+			return NERR("axis out of range");
+		if (n->opset >= 10 && const_ints(tin(e, n, 1), &p->k, 1) != 1)
+			return NERR("K must be a constant");
+		if (p->k < 0 || p->k > x->shape[p->axis])
+			return NERR("K %lld is not within the axis' %lld", (long long)p->k,
+				    (long long)x->shape[p->axis]);
+		memcpy(out, x->shape, sizeof(out));
+		out[p->axis] = p->k;
+		int rc = set_out(e, n, 0, x->dtype, x->ndim, out, err, errlen);
+		return rc ? rc : set_out(e, n, 1, TENSOR_I64, x->ndim, out, err, errlen);
+	}
+	case OP_LAYER_NORM: {
+		struct layer_norm_params *p = &n->p.ln;
+		int64_t inner = 1;
+		if (x->dtype != TENSOR_F32)
+			return NERR("only float32 is supported");
+		if (norm_axis(&p->axis, x->ndim))
+			return NERR("axis out of range");
+		for (int i = (int)p->axis; i < x->ndim; i++)
+			inner *= x->shape[i];
+		for (int j = 1; j < 3; j++) {
+			const struct eng_tensor *sb = tin(e, n, j);
+			int64_t cnt = 1;
+			if (!sb) {
+				if (j == 1)
+					return NERR("Scale is required");
+				continue;
+			}
+			if (sb->dtype != TENSOR_F32)
+				return NERR("Scale and B must be float32");
+			/* the normalised shape, or a suffix of it after 1s, or one value */
+			for (int i = 0; i < sb->ndim; i++)
+				cnt *= sb->shape[i];
+			int ok = cnt == 1;
+			if (!ok && sb->ndim <= x->ndim) {
+				ok = 1;
+				for (int i = 0; i < sb->ndim; i++) {
+					int xi = x->ndim - sb->ndim + i;
+					if (sb->shape[i] != (xi >= p->axis ? x->shape[xi] : 1))
+						ok = 0;
+				}
+				ok = ok && cnt == inner;
+			}
+			if (!ok)
+				return NERR("%s '%s' does not match the normalised axes", j == 1 ? "Scale" : "B",
+					    sb->name);
+		}
+		int rc = set_out(e, n, 0, TENSOR_F32, x->ndim, x->shape, err, errlen);
+		memcpy(out, x->shape, sizeof(out));
+		for (int i = (int)p->axis; i < x->ndim; i++)
+			out[i] = 1;
+		for (int j = 1; j < 3 && !rc; j++)
+			rc = set_out(e, n, j, TENSOR_F32, x->ndim, out, err, errlen);
+		/* row-local when it normalises over W only */
+		n->band_ok = x->ndim == 4 && p->axis == 3;
+		return rc;
 	}
 	case OP_EXPAND: {
 		struct eng_tensor s = { 0 };

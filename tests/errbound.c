@@ -283,6 +283,117 @@ static double max_abs(const float *v, int64_t n)
 	return m;
 }
 
+/* The Reduce family (but ReduceMean, above): per output element, over the
+ * n inputs it reduces, S1 = sum |x|. A float32 implementation sums in any
+ * order, every partial sum bounded by S1:
+ *  - ReduceSum: a mean without the division: sd <= u S1 sqrt(n / 3);
+ *  - ReduceL1: the same with S1 = y;
+ *  - ReduceSumSquare: n squares and n - 1 additions of non-negative
+ *    terms, partial sums <= y: sd <= u y sqrt(2n / 3);
+ *  - ReduceL2 = sqrt(SumSquare): half the sum's relative error, plus the
+ *    correctly rounded sqrt: sd <= u y (sqrt(2n / 3) / 2 + 1 / sqrt 3);
+ *  - ReduceLogSum = log S: the sum's absolute error divided by |S|
+ *    (d log S = dS / S), plus log's own rho |y| / sqrt 3;
+ *  - ReduceLogSumExp = log sum exp x_i: each exp relative rho, the sum of
+ *    positive terms relative u sqrt(n / 3), both absolute errors of y once
+ *    through log (subtracting the maximum first is exact), plus log's own
+ *    rho |y| / sqrt 3;
+ *  - ReduceProd: n - 1 multiplications, each relative u: u |y| sqrt((n - 1) / 3);
+ *  - ReduceMax, ReduceMin: pick one input, exact. */
+static int reduce_sd(struct node_io *io, char *err, size_t errlen)
+{
+	const struct eng_node *nd = io->nd;
+	const struct eng_tensor *x = io->x;
+	const int64_t *mask = nd->p.axes.axes;
+	enum op_kind k = nd->kind;
+	int64_t ny = numel(io->y), nx = numel(x), ost[TENSOR_MAX_DIMS], st = 1, cnt = 1;
+	if (k == OP_REDUCE_MAX || k == OP_REDUCE_MIN || !nd->p.axes.naxes)
+		return 1;
+	if (nd->p.axes.naxes != x->ndim)
+		return fail(err, errlen, -ENOTSUP, "%s (%s): axes not resolved", nd->name, nd->op);
+	for (int d = x->ndim - 1; d >= 0; d--) {
+		ost[d] = mask[d] ? 0 : st;
+		if (mask[d])
+			cnt *= x->shape[d];
+		else
+			st *= x->shape[d];
+	}
+	double *s1 = calloc((size_t)ny + 1, sizeof(double));
+	if (!s1)
+		return -ENOMEM;
+	for (int64_t i = 0; i < nx; i++) {
+		int64_t rem = i, o = 0;
+		for (int d = x->ndim - 1; d >= 0; d--) {
+			o += (rem % x->shape[d]) * ost[d];
+			rem /= x->shape[d];
+		}
+		s1[o] += fabs((double)io->xv[i]);
+	}
+	double nn = (double)cnt;
+	for (int64_t i = 0; i < ny; i++) {
+		double y = fabs((double)io->yv[i]), sd;
+		switch (k) {
+		case OP_REDUCE_SUM: case OP_REDUCE_L1: sd = U * s1[i] * sqrt(nn / 3); break;
+		case OP_REDUCE_SUM_SQUARE: sd = U * y * sqrt(2 * nn / 3); break;
+		case OP_REDUCE_L2: sd = U * y * (sqrt(2 * nn / 3) / 2 + INV_SQRT3); break;
+		case OP_REDUCE_LOG_SUM:
+			sd = U * s1[i] * sqrt(nn / 3) / exp((double)io->yv[i]) + io->fr * INV_SQRT3 * y;
+			break;
+		case OP_REDUCE_LOG_SUM_EXP:
+			sd = io->fr * INV_SQRT3 + U * sqrt(nn / 3) + io->fr * INV_SQRT3 * y;
+			break;
+		default:	/* ReduceProd */
+			sd = U * y * sqrt((nn > 1 ? nn - 1 : 0) / 3);
+			break;
+		}
+		io->sd[i] = (float)sd;
+	}
+	free(s1);
+	return 0;
+}
+
+/* LayerNormalization, per row of n values, as a float32 implementation
+ * computes it: the mean m (a mean of n values: error u mean|x| sqrt((n + 1)
+ * / 3), which moves every y_i by that times r |s_i|, r = 1 / sqrt(var +
+ * eps)); d_i = x_i - m (one rounding); var = mean d^2 (n squares and sums
+ * of non-negative terms plus the division: relative u sqrt((2n + 1) / 3)),
+ * r = 1 / sqrt(var + eps) (half of var's relative error, plus the sum with
+ * eps, the sqrt and the division: 3u), and y_i = d_i r s_i + b_i (three
+ * roundings, d_i's own included: u |d_i r s_i| sqrt(3 / 3), u |y_i|). The
+ * error of m leaves var unchanged to first order (d var / d m = 0). */
+static int layer_norm_sd(const struct engine *e, struct engine_ctx *c, struct node_io *io)
+{
+	const struct eng_node *nd = io->nd;
+	const struct eng_tensor *x = io->x;
+	const float *sc = vals(e, c, nd->in[1]);
+	int64_t inner = 1, rows = 1, nsc = numel(&e->t[nd->in[1]]);
+	if (!sc)
+		return -ENOTSUP;
+	for (int d = 0; d < x->ndim; d++)
+		if (d < nd->p.ln.axis)
+			rows *= x->shape[d];
+		else
+			inner *= x->shape[d];
+	double nn = (double)inner;
+	for (int64_t r = 0; r < rows; r++) {
+		const float *xr = io->xv + r * inner;
+		double m = 0, v = 0, ma = 0;
+		for (int64_t i = 0; i < inner; i++)
+			m += xr[i], ma += fabs((double)xr[i]);
+		m /= nn, ma /= nn;
+		for (int64_t i = 0; i < inner; i++)
+			v += (xr[i] - m) * (xr[i] - m);
+		double rs = 1 / sqrt(v / nn + nd->p.ln.eps);
+		double rel_r = U * sqrt((2 * nn + 1) / 3) / 2 + 3 * U * INV_SQRT3;
+		for (int64_t i = 0; i < inner; i++) {
+			double s = fabs((double)sc[nsc == 1 ? 0 : i]), dn = fabs((xr[i] - m) * rs * s);
+			io->sd[r * inner + i] = (float)(U * sqrt((nn + 1) / 3) * ma * rs * s + rel_r * dn +
+							U * dn + U * INV_SQRT3 * fabs((double)io->yv[r * inner + i]));
+		}
+	}
+	return 0;
+}
+
 /* sd of node j's own rounding into io->sd; 1 when the node is exact */
 static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io *io, double wrel,
 		   char *err, size_t errlen)
@@ -333,6 +444,102 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 			io->sd[i] = (float)s;
 		return 0;
 	}
+	case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN: case OP_REDUCE_PROD:
+	case OP_REDUCE_L1: case OP_REDUCE_L2: case OP_REDUCE_LOG_SUM: case OP_REDUCE_LOG_SUM_EXP:
+	case OP_REDUCE_SUM_SQUARE:
+		return reduce_sd(io, err, errlen);
+	case OP_LAYER_NORM:
+		return layer_norm_sd(e, c, io);
+	case OP_WHERE: case OP_SCATTER_ND:
+		/* Where picks one of two float values; ScatterND without a
+		 * reduction replaces slices: data movement, exact. With add or
+		 * mul each element is one rounding: u |y| / sqrt 3 */
+		if (nd->kind == OP_WHERE || nd->p.scatter.reduce == SCATTER_NONE)
+			return 1;
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)(U * INV_SQRT3 * fabs((double)io->yv[i]));
+		return 0;
+	case OP_MOD:	/* fmod is exact in binary floating point (IEEE 754 remainder) */
+		return 1;
+	case OP_TILE: case OP_GATHER_ELEMENTS: case OP_TOPK:	/* data movement, exact */
+		return 1;
+	case OP_EINSUM: {
+		/* a sum of T products of nin factors per output element: each
+		 * product nin - 1 roundings, the sum like a dot product's: sd <=
+		 * u sqrt((T + nin - 1) / 3) sum |product| (the Conv/MatMul rule) */
+		const struct einsum_params *p = &nd->p.einsum;
+		const float *v[EINSUM_MAX_IN];
+		int64_t st[EINSUM_MAX_IN + 1][EINSUM_MAX_LABELS] = { { 0 } }, idx[EINSUM_MAX_LABELS] = { 0 };
+		int64_t off[EINSUM_MAX_IN + 1] = { 0 }, terms = 1;
+		double *mag = calloc((size_t)n + 1, sizeof(double));
+		if (!mag)
+			return -ENOMEM;
+		for (int i = 0; i < p->nin; i++)
+			if (!(v[i] = vals(e, c, nd->in[i]))) {
+				free(mag);
+				return fail(err, errlen, -ENOTSUP, "%s (Einsum): operand %d not float", nd->name, i);
+			}
+		for (int i = 0; i <= p->nin; i++) {
+			int r = i < p->nin ? p->rank[i] : p->out_rank;
+			const signed char *lab = i < p->nin ? p->in[i] : p->out;
+			int64_t k = 1;
+			for (int d = r - 1; d >= 0; d--) {
+				st[i][lab[d]] += k;
+				k *= p->dims[lab[d]];
+			}
+		}
+		for (int l = 0; l < p->nlab; l++)
+			terms *= p->dims[l];
+		for (int64_t t = 0; t < terms; t++) {
+			double pr = 1;
+			for (int i = 0; i < p->nin; i++)
+				pr *= fabs((double)v[i][off[i]]);
+			mag[off[p->nin]] += pr;
+			for (int l = p->nlab - 1; l >= 0; l--) {
+				for (int i = 0; i <= p->nin; i++)
+					off[i] += st[i][l];
+				if (++idx[l] < p->dims[l])
+					break;
+				for (int i = 0; i <= p->nin; i++)
+					off[i] -= st[i][l] * p->dims[l];
+				idx[l] = 0;
+			}
+		}
+		double per = (double)terms / (double)(n ? n : 1);
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)(U * sqrt((per + p->nin - 1) / 3) * mag[i]);
+		free(mag);
+		return 0;
+	}
+	case OP_CUMSUM: {
+		/* element j is a sum of the j + 1 values before it along the axis
+		 * (j for exclusive), partial sums bounded by P_j = their sum of
+		 * |x|: like ReduceSum, sd <= u P_j sqrt((j + 1) / 3) */
+		const struct cumsum_params *p = &nd->p.cumsum;
+		int64_t outer = 1, inner = 1, len = io->x->shape[p->axis];
+		for (int d = 0; d < p->axis; d++)
+			outer *= io->x->shape[d];
+		for (int d = (int)p->axis + 1; d < io->x->ndim; d++)
+			inner *= io->x->shape[d];
+		for (int64_t o = 0; o < outer; o++)
+			for (int64_t i = 0; i < inner; i++) {
+				double acc = 0;
+				for (int64_t j0 = 0; j0 < len; j0++) {
+					int64_t j = p->reverse ? len - 1 - j0 : j0, el = (o * len + j) * inner + i;
+					if (!p->exclusive)
+						acc += fabs((double)io->xv[el]);
+					io->sd[el] = (float)(U * acc * sqrt((j0 + 1.0) / 3));
+					if (p->exclusive)
+						acc += fabs((double)io->xv[el]);
+				}
+			}
+		return 0;
+	}
+	case OP_RANGE:	/* start + i delta: a product and a sum, each one rounding */
+		for (int64_t i = 0; i < n; i++)
+			io->sd[i] = (float)(U * sqrt(2.0 / 3) * fabs((double)io->yv[i]) +
+					    U * INV_SQRT3 * fabs((double)io->xv[0]));
+		return 0;
 	case OP_SOFTMAX: {
 		int64_t len = nd->p.softmax.legacy ? n : io->x->shape[(nd->p.softmax.axis + io->x->ndim) %
 									  io->x->ndim];
@@ -531,7 +738,8 @@ int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errb
 				      .xv = vals(e, c, nd->in[0]), .yv = b->ref[nd->out[0]], .fr = fr };
 		if (!io.x || !io.xv) {	/* an integer first input: shape arithmetic, exact */
 			if (nd->kind != OP_CAST && nd->kind != OP_GATHER && nd->kind != OP_EXPAND &&
-			    nd->kind != OP_RESHAPE && nd->kind != OP_CONSTANT_OF_SHAPE)
+			    nd->kind != OP_RESHAPE && nd->kind != OP_CONSTANT_OF_SHAPE &&
+			    nd->kind != OP_WHERE)	/* a bool condition choosing floats: exact */
 				rc = fail(err, errlen, -ENOTSUP, "%s (%s): a float result from a non-float input",
 					  nd->name, nd->op);
 			continue;

@@ -435,6 +435,61 @@ static void test_reshape_chain_folds(void **state)
 	free(y), free(x);
 }
 
+/* Shape -> Gather -> Equal/Not/Mod/Range/ReduceSum/Greater/And -> Where ->
+ * Reshape: everything before the Reshape folds at load; the Reshape gets
+ * [2, -1] (Where picks the batch, 2, since the sum of Range(0, 2) is 1 > 0) */
+static void test_where_chain_folds(void **state)
+{
+	(void)state;
+	float *x = rnd(24, 11);
+	struct io in = { "x", 3, { 2, 3, 4 }, x };
+	int64_t n;
+	int nodes;
+	float *y = run_model("where_chain", 1, &in, 1, &n, &nodes);
+	assert_int_equal(nodes, 1);
+	assert_int_equal(n, 24);
+	assert_memory_equal(y, x, 24 * sizeof(float));
+	free(y), free(x);
+}
+
+/* Einsum "bii->bi": y[b][i] = x[b][i][i], a single product each: exact */
+static void test_einsum_diagonal(void **state)
+{
+	(void)state;
+	float *x = rnd(18, 12), want[6];
+	struct io in = { "x", 3, { 2, 3, 3 }, x };
+	int64_t n;
+	for (int b = 0; b < 2; b++)
+		for (int i = 0; i < 3; i++)
+			want[b * 3 + i] = x[(b * 3 + i) * 3 + i];
+	float *y = run_model("einsum_diag", 1, &in, 1, &n, NULL);
+	assert_int_equal(n, 6);
+	assert_memory_equal(y, want, sizeof(want));
+	free(y), free(x);
+}
+
+/* Einsum "bkm,nbk->mbn" (the sgemm path, operands repacked) against a
+ * float64 loop: y[m][b][n] = sum_k a[b][k][m] b[n][b][k] */
+static void test_einsum_gemm(void **state)
+{
+	(void)state;
+	float *a = rnd(24, 13), *b = rnd(30, 14), want[40];
+	struct io in[2] = { { "a", 3, { 2, 3, 4 }, a }, { "b", 3, { 5, 2, 3 }, b } };
+	int64_t n;
+	for (int m = 0; m < 4; m++)
+		for (int bb = 0; bb < 2; bb++)
+			for (int j = 0; j < 5; j++) {
+				double s = 0;
+				for (int k = 0; k < 3; k++)
+					s += (double)a[(bb * 3 + k) * 4 + m] * b[(j * 2 + bb) * 3 + k];
+				want[(m * 2 + bb) * 5 + j] = (float)s;
+			}
+	float *y = run_model("einsum_perm", 1, in, 2, &n, NULL);
+	assert_int_equal(n, 40);
+	assert_close(y, want, n);
+	free(y), free(a), free(b);
+}
+
 /* Range execution: [0, k) on one context, [k, N) on another fed with the
  * tensors of cut k, equals the whole run. */
 static void test_ranges_and_cuts(void **state)
@@ -544,6 +599,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_broadcast),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_reshape_chain_folds),
+		cmocka_unit_test(test_where_chain_folds),
+		cmocka_unit_test(test_einsum_diagonal),
+		cmocka_unit_test(test_einsum_gemm),
 		cmocka_unit_test(test_ranges_and_cuts),
 		cmocka_unit_test(test_bad_models),
 	};

@@ -153,6 +153,19 @@ static void test_vs_torch(void **state)
 	double t0, run_ms;
 	int bad = 0;
 
+	/* shape and mask arithmetic of a static input shape folds at load */
+	json_t *folded = json_object_get(f->meta, "folded_ops");
+	for (int i = 0; i < engine_num_nodes(f->e); i++) {
+		struct engine_node_info ni;
+		assert_int_equal(engine_node_info(f->e, i, &ni), 0);
+		for (size_t j = 0; j < json_array_size(folded); j++)
+			if (!strcmp(ni.op, json_string_value(json_array_get(folded, j)))) {
+				print_error("%s: node '%s' (%s) was not constant-folded\n", f->name, ni.name,
+					    ni.op);
+				bad++;
+			}
+	}
+
 	assert_int_equal(engine_num_outputs(f->e), f->n_outputs);
 	assert_int_equal(engine_ctx_new(f->e, &c), 0);
 	set_inputs(f, c);
@@ -191,6 +204,19 @@ static void test_vs_torch(void **state)
 		if (ret) {
 			print_error("%s %s: %s\n", f->name, f->outputs[i].name, msg);
 			bad++;
+		}
+		/* an acceptance target the model's issue states, relative to
+		 * max |torch| (issue 20: the transformers within 1e-4) */
+		json_t *rt = json_object_get(f->meta, "rel_target");
+		if (json_is_number(rt)) {
+			double rel = json_number_value(rt);
+			print_message("%s %s: max abs err / max |torch| %.3g, target %.3g\n", f->name,
+				      f->outputs[i].name, r.max_abs_ref > 0 ? r.max_abs_err / r.max_abs_ref : 0,
+				      rel);
+			if (ref_compare_rel(&got, &f->outputs[i].v, rel, &r, msg, sizeof(msg))) {
+				print_error("%s %s: %s\n", f->name, f->outputs[i].name, msg);
+				bad++;
+			}
 		}
 	}
 	errbound_free(eb);

@@ -156,6 +156,73 @@ class TinyYolo(nn.Module):
         return self.detect([o3, o4, o5])
 
 
+# --- a YOLOv8-style anchor-free head with Distribution Focal Loss boxes ----
+
+class DFL(nn.Module):
+    """Expected value of each box side's distribution over reg_max bins:
+    softmax over the bins, then sum(p_i * i), written either as ultralytics
+    exports it (a frozen 1x1 conv with weights 0..reg_max-1) or as a
+    multiply and a ReduceSum."""
+
+    def __init__(self, reg_max, how):
+        super().__init__()
+        self.reg_max, self.how = reg_max, how
+        self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
+        self.conv.weight.data[:] = torch.arange(reg_max, dtype=torch.float32).view(1, reg_max, 1, 1)
+        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32).view(1, 1, reg_max, 1))
+
+    def forward(self, x):
+        b, _, a = x.shape
+        if self.how == "conv":
+            p = x.view(b, 4, self.reg_max, a).transpose(2, 1).softmax(1)
+            return self.conv(p).view(b, 4, a)
+        p = x.view(b, 4, self.reg_max, a).softmax(2)
+        return (p * self.bins).sum(2)
+
+
+class TinyYolo8(nn.Module):
+    """YOLOv8n-like: a small CSP-free backbone, three levels (/8, /16, /32),
+    decoupled box (4 x 16 DFL bins) and class branches, anchor points and
+    strides baked as buffers, output [b, 4 + nc, anchors] (xywh, sigmoid)."""
+
+    def __init__(self, img, dfl, nc=80, reg_max=16):
+        super().__init__()
+        self.nc, self.reg_max = nc, reg_max
+        self.b0 = nn.Sequential(ConvBnAct(3, 16, 3, 2), ConvBnAct(16, 32, 3, 2), C3(32, 32, 1),
+                                ConvBnAct(32, 64, 3, 2), C3(64, 64, 1))           # /8
+        self.b1 = nn.Sequential(ConvBnAct(64, 128, 3, 2), C3(128, 128, 1))        # /16
+        self.b2 = nn.Sequential(ConvBnAct(128, 256, 3, 2), SPPF(256, 256))        # /32
+        chs = (64, 128, 256)
+        c2, c3 = max(16, chs[0] // 4, reg_max * 4), max(chs[0], min(nc, 100))
+        self.box = nn.ModuleList(nn.Sequential(ConvBnAct(c, c2, 3), ConvBnAct(c2, c2, 3),
+                                               nn.Conv2d(c2, 4 * reg_max, 1)) for c in chs)
+        self.cls = nn.ModuleList(nn.Sequential(ConvBnAct(c, c3, 3), ConvBnAct(c3, c3, 3),
+                                               nn.Conv2d(c3, nc, 1)) for c in chs)
+        self.dfl = DFL(reg_max, dfl)
+        pts, strides = [], []
+        for s in (8, 16, 32):
+            n = img // s
+            sy, sx = torch.meshgrid(torch.arange(n) + 0.5, torch.arange(n) + 0.5, indexing="ij")
+            pts.append(torch.stack((sx, sy), -1).view(-1, 2))
+            strides.append(torch.full((n * n, 1), float(s)))
+        self.register_buffer("anchors", torch.cat(pts).transpose(0, 1).unsqueeze(0))
+        self.register_buffer("strides", torch.cat(strides).transpose(0, 1).unsqueeze(0))
+
+    def forward(self, x):
+        p3 = self.b0(x)
+        p4 = self.b1(p3)
+        p5 = self.b2(p4)
+        b = x.shape[0]
+        outs = [torch.cat((self.box[i](f), self.cls[i](f)), 1).view(b, 4 * self.reg_max + self.nc, -1)
+                for i, f in enumerate((p3, p4, p5))]
+        y = torch.cat(outs, 2)
+        box, cls = y.split((4 * self.reg_max, self.nc), 1)
+        lt, rb = self.dfl(box).chunk(2, 1)
+        x1y1, x2y2 = self.anchors - lt, self.anchors + rb
+        xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * self.strides
+        return torch.cat((xywh, cls.sigmoid()), 1)
+
+
 # --- a compact DBNet-style text detector ----------------------------------
 
 class BasicBlock(nn.Module):
@@ -239,7 +306,29 @@ MODELS = {
     "yolo_640":           (lambda: TinyYolo(640), (1, 3, 640, 640), 13, "kept", ("bench",), True),
     "dbnet_320":          (lambda: TinyDBNet(), (1, 3, 320, 320), 11, "kept", ("test",), False),
     "dbnet_640":          (lambda: TinyDBNet(), (1, 3, 640, 640), 11, "kept", ("bench",), False),
+    # transformers: small inputs (ViT's must be a multiple of its 16-pixel
+    # patch; Swin's of 32, and at 64 its 7x7 windows pad and shift with masks)
+    "vit_b_16_64":        (lambda: torchvision.models.vit_b_16(weights=None, image_size=64),
+                           (1, 3, 64, 64), 17, "kept", ("test",), False),
+    "swin_t_64":          (tv("swin_t"), (1, 3, 64, 64), 13, "kept", ("test",), False),
+    # the DFL as ultralytics exports it (a 1x1 conv) and as a ReduceSum
+    "yolov8_dfl_conv_160": (lambda: TinyYolo8(160, "conv"), (1, 3, 160, 160), 13, "kept", ("test",), False),
+    "yolov8_dfl_sum_160":  (lambda: TinyYolo8(160, "sum"), (1, 3, 160, 160), 13, "kept", ("test",), False),
+    "vit_b_16":           (tv("vit_b_16"), (1, 3, 224, 224), 17, "kept", ("bench",), False),
+    # a conv/attention hybrid; its partitions of 7 need 224x224; attention as Einsum
+    "maxvit_t":           (tv("maxvit_t"), (1, 3, 224, 224), 17, "kept", ("bench",), False),
+    "swin_t":             (tv("swin_t"), (1, 3, 224, 224), 17, "kept", ("bench",), False),
 }
+
+
+# max |engine - torch| / max |torch| the issue that added the model asks for
+# (issue 20: the transformers within 1e-4); test_models checks it besides
+# the rounding-error tolerance
+REL_TARGET = {"vit_b_16_64": 1e-4, "swin_t_64": 1e-4, "maxvit_t": 1e-4}
+# ops that only compute shapes and masks from the (static) input shape:
+# none may be left after the engine's constant folding (test_models checks)
+MASK_OPS = ["Shape", "ConstantOfShape", "Equal", "Where", "Not", "Mod", "Range", "ScatterND"]
+FOLDED = {"vit_b_16_64": MASK_OPS, "swin_t_64": MASK_OPS}
 
 
 def seed_of(name):
@@ -270,6 +359,21 @@ def randomise_bn(model, shape, gen):
         m.running_mean.add_(torch.randn(c, generator=gen) * 0.1 * sd)
         m.running_var.mul_(torch.rand(c, generator=gen) * 0.45 + 0.8)
         m.momentum = 0.1
+
+
+@torch.no_grad()
+def randomise_affine(model, gen):
+    """LayerNorm's gamma and beta start as 1 and 0, and torchvision's ViT
+    zeroes its classifier: random values instead, so the normalisation's
+    scale and shift and the last Linear are really exercised."""
+    for m in model.modules():
+        if isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.2)
+        elif isinstance(m, nn.Linear) and not m.weight.any():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.02)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.02)
 
 
 DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8}
@@ -327,6 +431,7 @@ def export_one(name, out_dir, force=False):
     gen = torch.Generator().manual_seed(seed_of(name) + 1)
     model = build()
     randomise_bn(model, shape, gen)
+    randomise_affine(model, gen)
     model.eval()
     x = torch.rand(shape, generator=gen)
     with torch.no_grad():
@@ -358,6 +463,8 @@ def export_one(name, out_dir, force=False):
         "params": int(sum(p.numel() for p in model.parameters())),
         "inputs": [tensor_entry("input", xa, "input_0.bin")], "outputs": outs,
         "max_abs_output": [float(np.abs(yo.numpy()).max()) for yo in ys],
+        "rel_target": REL_TARGET.get(name),
+        "folded_ops": FOLDED.get(name, []),
         "stamp": stamp,
     }
     with open(meta_path + ".tmp", "w") as f:

@@ -9,7 +9,8 @@ split unevenly: strided, dilated and asymmetrically padded convolutions, a
 row its consumer never reads (1x1 stride 2), depthwise convolutions,
 residual adds and broadcasts, pooling with ceil_mode and count_include_pad,
 channel Concat/Split and W-only Pad/Slice, and a barrier (global pooling,
-Resize) that no banded range may cross. test_band runs every legal cut of
+Resize; LayerNormalization across rows) that no banded range may cross;
+comparisons, Where, reductions and LayerNormalization that keep rows apart. test_band runs every legal cut of
 every graph banded and compares with the unbanded run.
 """
 import os
@@ -65,10 +66,10 @@ class G:
             ins.append(self.const(rng.standard_normal(cout) * 0.1))
         return self.op("Conv", ins, kernel_shape=[kh, kw], group=group, **attrs)
 
-    def save(self, out_dir, y):
+    def save(self, out_dir, y, opset=13):
         outv = helper.make_tensor_value_info(y, TensorProto.FLOAT, [])
         graph = helper.make_graph(self.nodes, self.name, [self.inp], [outv], self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         model.ir_version = 7
         # the output's shape from ONNX's own shape inference
         model.graph.output[0].type.tensor_type.ClearField("shape")
@@ -185,12 +186,39 @@ def barrier(d):
     g.save(d, y)
 
 
+def rowwise(d):
+    """Transformer-era ops that keep rows apart: comparisons, Not, Where,
+    reductions over C or W with keepdims, ArgMax over C, LayerNormalization
+    over W (opset 17)."""
+    g = G("rowwise", [1, 6, 15, 10])
+    a = g.conv("x", 6, 6, (3, 3), pads=[1, 1, 1, 1])
+    s = g.op("ReduceSum", [a, g.iconst([1])], keepdims=1)
+    m = g.op("ReduceMax", [a], axes=[3], keepdims=1)
+    w = g.op("Where", [g.op("Greater", [a, s]), a, m])
+    ln = g.op("LayerNormalization", [w, g.const(rng.random(10) + 0.5), g.const(rng.standard_normal(10) * 0.2)],
+              axis=-1)
+    r = g.op("Where", [g.op("Not", [g.op("Less", [ln, g.const(0.0)])]), ln, g.const(0.0)])
+    am = g.op("Cast", [g.op("ArgMax", [a], axis=1, keepdims=1)], to=TensorProto.FLOAT)
+    y = g.conv(g.op("Add", [r, am]), 6, 4, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1])
+    g.save(d, y, opset=17)
+
+
+def barrier_norm(d):
+    """LayerNormalization over C, H, W and a reduction along H: barriers."""
+    g = G("barrier_norm", [1, 4, 13, 8])
+    a = g.conv("x", 4, 4, (3, 3), pads=[1, 1, 1, 1])
+    ln = g.op("LayerNormalization", [a, g.const(rng.random((4, 13, 8)) + 0.5)], axis=1)
+    y = g.op("Mul", [ln, g.op("ReduceL2", [ln], axes=[2], keepdims=1)])
+    g.save(d, g.conv(y, 4, 4, (1, 1)), opset=17)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: gen_band_graphs.py OUT_DIR")
     d = sys.argv[1]
     os.makedirs(d, exist_ok=True)
-    fns = [strided, dilated, asym, skiprow, depthwise, residual, pools, layout, barrier]
+    fns = [strided, dilated, asym, skiprow, depthwise, residual, pools, layout, barrier, rowwise,
+           barrier_norm]
     for fn in fns:
         fn(d)
     with open(os.path.join(d, "graphs.txt"), "w") as f:

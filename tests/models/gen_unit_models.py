@@ -120,6 +120,40 @@ def main(out):
           numpy_helper.from_array(np.array([0], np.int64), "ax"),
           numpy_helper.from_array(np.array([-1], np.int64), "m1")])
 
+    # the shape arithmetic transformer exports put before a Reshape (vit_b_16:
+    # Shape/Gather/Equal/Where; swin_t: Mod, Range, Not), all of it folded
+    save(out, "where_chain",
+         [helper.make_node("Shape", ["x"], ["s"]),
+          helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+          helper.make_node("Equal", ["n", "m1s"], ["isneg"]),
+          helper.make_node("Not", ["isneg"], ["keep"]),
+          helper.make_node("Mod", ["n", "five"], ["nm"]),
+          helper.make_node("Range", ["i0", "nm", "one"], ["r"]),
+          helper.make_node("ReduceSum", ["r", "ax"], ["rs"], keepdims=0),
+          helper.make_node("Greater", ["rs", "i0"], ["pos"]),
+          helper.make_node("And", ["keep", "pos"], ["ok"]),
+          helper.make_node("Where", ["ok", "n", "m1s"], ["nw"]),
+          helper.make_node("Unsqueeze", ["nw", "ax"], ["nu"]),
+          helper.make_node("Concat", ["nu", "m1"], ["shape"], axis=0),
+          helper.make_node("Reshape", ["x", "shape"], ["y"])],
+         [vi("x", [2, 3, 4])], [vo("y")],
+         [numpy_helper.from_array(np.array(0, np.int64), "i0"),
+          numpy_helper.from_array(np.array(1, np.int64), "one"),
+          numpy_helper.from_array(np.array(5, np.int64), "five"),
+          numpy_helper.from_array(np.array(-1, np.int64), "m1s"),
+          numpy_helper.from_array(np.array([0], np.int64), "ax"),
+          numpy_helper.from_array(np.array([-1], np.int64), "m1")])
+
+    # Einsum with a repeated label (a diagonal): the node tests have none
+    # without an ellipsis
+    save(out, "einsum_diag", [helper.make_node("Einsum", ["x"], ["y"], equation="bii->bi")],
+         [vi("x", [2, 3, 3])], [vo("y")], opset=13)
+    # two float32 operands, batch/row/column/contraction labels in scrambled
+    # orders: the packed-sgemm path
+    save(out, "einsum_perm", [helper.make_node("Einsum", ["a", "b"], ["y"],
+                                               equation="bkm,nbk->mbn")],
+         [vi("a", [2, 3, 4]), vi("b", [5, 2, 3])], [vo("y")], opset=13)
+
     # the engine's exp polynomial, through Sigmoid and x * Sigmoid(x) (SiLU),
     # swept densely by test_kernels against float64
     save(out, "act_sigmoid", [helper.make_node("Sigmoid", ["x"], ["y"])],

@@ -59,6 +59,11 @@ BAKE = {
     "Resize": (1, 2, 3),
     "Upsample": (1,),
     "Clip": (1, 2),
+    "Range": (0, 1, 2),
+    "ReduceSum": (1,),
+    "Tile": (1,),
+    "CumSum": (1,),
+    "TopK": (1,),
 }
 
 # TensorProto data types tensor.h knows (and the runner can read)
