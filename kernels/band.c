@@ -83,7 +83,7 @@ static int is_activation(const struct eng_tensor *t)
 
 static int is_unary(enum op_kind k)
 {
-	return (k >= OP_RELU && k <= OP_CEIL) || k == OP_IDENTITY || k == OP_CAST;
+	return (k >= OP_RELU && k <= OP_GELU) || k == OP_IDENTITY || k == OP_CAST;
 }
 
 /* numpy-broadcast elementwise ops: the arithmetic ones, comparisons,

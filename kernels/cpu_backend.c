@@ -144,6 +144,7 @@ static int dispatch(struct cpu_ctx *c, const struct eng_node *n, const struct te
 	case OP_RELU: case OP_LEAKY_RELU: case OP_CLIP: case OP_SIGMOID: case OP_HARD_SIGMOID:
 	case OP_HARD_SWISH: case OP_SILU: case OP_TANH: case OP_EXP: case OP_SQRT: case OP_NEG:
 	case OP_ABS: case OP_ERF: case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL:
+	case OP_GELU:
 		return cpu_unary(c, n, in, out);
 	case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW:
 		return cpu_binary(c, n, in, out);

@@ -142,6 +142,25 @@ static void act_loop(float *x, int64_t n, enum act_kind k, float a, float b)
 		for (int64_t i = 0; i < n; i++)
 			x[i] = ceilf(x[i]);
 		break;
+	/* Gelu in float64, rounded once: 0.5 x (1 + erf(x / sqrt 2)) as
+	 * 0.5 x erfc(-x / sqrt 2), and 0.5 x (1 + tanh u) as x / (1 + e^-2u),
+	 * u = sqrt(2/pi) (x + 0.044715 x^3): forms without the cancellation of
+	 * 1 + erf and 1 + tanh for negative x, so the result keeps its relative
+	 * accuracy down to the underflow (tests/errbound.c: ACT_GELU). -inf
+	 * gives NaN (-inf * 0), as the formula does in ONNX's reference and
+	 * PyTorch. */
+	case ACT_GELU:
+		for (int64_t i = 0; i < n; i++) {
+			double v = x[i];
+			x[i] = (float)(0.5 * v * erfc(-v * 0.70710678118654752440));
+		}
+		break;
+	case ACT_GELU_TANH:
+		for (int64_t i = 0; i < n; i++) {
+			double v = x[i], u = 0.79788456080286535588 * (v + 0.044715 * v * v * v);
+			x[i] = (float)(v / (1 + exp(-2 * u)));
+		}
+		break;
 	}
 }
 

@@ -17,7 +17,7 @@ enum op_kind {
 	/* unary activations: struct act_params */
 	OP_RELU, OP_LEAKY_RELU, OP_CLIP, OP_SIGMOID, OP_HARD_SIGMOID,
 	OP_HARD_SWISH, OP_SILU, OP_TANH, OP_EXP, OP_SQRT, OP_NEG, OP_ABS,
-	OP_ERF, OP_LOG, OP_RECIPROCAL, OP_FLOOR, OP_CEIL,
+	OP_ERF, OP_LOG, OP_RECIPROCAL, OP_FLOOR, OP_CEIL, OP_GELU,
 	/* binary with numpy broadcasting */
 	OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW,
 	OP_MAXPOOL, OP_AVGPOOL, OP_GLOBAL_AVGPOOL, OP_GLOBAL_MAXPOOL,
@@ -47,6 +47,7 @@ enum act_kind {
 	ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SILU, ACT_TANH,
 	ACT_EXP, ACT_SQRT, ACT_NEG, ACT_ABS, ACT_ERF, ACT_LOG, ACT_RECIPROCAL,
 	ACT_FLOOR, ACT_CEIL,
+	ACT_GELU, ACT_GELU_TANH,	/* Gelu: approximate="none" (erf), "tanh" */
 };
 
 struct act_params {

@@ -303,6 +303,7 @@ static const char *act_op(enum act_kind k)
 	case ACT_RECIPROCAL: return "Reciprocal";
 	case ACT_FLOOR: return "Floor";
 	case ACT_CEIL: return "Ceil";
+	case ACT_GELU: case ACT_GELU_TANH: return "Gelu";
 	default: return NULL;	/* ACT_NONE; ACT_SILU has two parts */
 	}
 }
@@ -329,6 +330,8 @@ static int emit_act(struct builder *b, const char *name, const struct act_params
 	const char *op = act_op(a->kind);
 	if (!op)
 		return ERR("node '%s': activation %d cannot be exported", name, (int)a->kind);
+	if ((a->kind == ACT_GELU || a->kind == ACT_GELU_TANH) && b->opset < 20)
+		return ERR("node '%s': Gelu cannot be written in opset %d (it needs 20)", name, b->opset);
 	np = node1(b, op, xprintf(b, "%s/%s", name, op), x, y);
 	switch (a->kind) {
 	case ACT_LEAKY_RELU:
@@ -337,6 +340,9 @@ static int emit_act(struct builder *b, const char *name, const struct act_params
 	case ACT_HARD_SIGMOID:
 		attr_float(b, np, "alpha", a->alpha);
 		attr_float(b, np, "beta", a->beta);
+		break;
+	case ACT_GELU_TANH:
+		attr_str(b, np, "approximate", "tanh");
 		break;
 	case ACT_CLIP:
 		if (b->opset < 11) {
@@ -517,9 +523,15 @@ static int emit_node(struct builder *b, const struct eng_node *n)
 	case OP_RELU: case OP_LEAKY_RELU: case OP_SIGMOID: case OP_HARD_SIGMOID:
 	case OP_HARD_SWISH: case OP_TANH: case OP_EXP: case OP_SQRT: case OP_NEG: case OP_ABS:
 	case OP_ERF: case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL:
+	case OP_GELU:
+		if (n->kind == OP_GELU && b->opset < 20)
+			return ERR("node '%s' (Gelu): cannot be written in opset %d (it needs 20)", n->name,
+				   b->opset);
 		np = node1(b, act_op(n->p.act.kind), n->name, in_name(b, n->in[0]), y);
 		if (n->kind == OP_LEAKY_RELU)
 			attr_float(b, np, "alpha", n->p.act.alpha);
+		if (n->p.act.kind == ACT_GELU_TANH)
+			attr_str(b, np, "approximate", "tanh");
 		if (n->kind == OP_HARD_SIGMOID) {
 			attr_float(b, np, "alpha", n->p.act.alpha);
 			attr_float(b, np, "beta", n->p.act.beta);

@@ -117,7 +117,7 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_CLIP] = "Clip", [OP_SIGMOID] = "Sigmoid", [OP_HARD_SIGMOID] = "HardSigmoid",
 	[OP_HARD_SWISH] = "HardSwish", [OP_SILU] = "SiLU", [OP_TANH] = "Tanh", [OP_EXP] = "Exp",
 	[OP_SQRT] = "Sqrt", [OP_NEG] = "Neg", [OP_ABS] = "Abs", [OP_ERF] = "Erf", [OP_LOG] = "Log",
-	[OP_RECIPROCAL] = "Reciprocal", [OP_FLOOR] = "Floor", [OP_CEIL] = "Ceil",
+	[OP_RECIPROCAL] = "Reciprocal", [OP_FLOOR] = "Floor", [OP_CEIL] = "Ceil", [OP_GELU] = "Gelu",
 	[OP_ADD] = "Add", [OP_SUB] = "Sub", [OP_MUL] = "Mul", [OP_DIV] = "Div", [OP_POW] = "Pow",
 	[OP_MAXPOOL] = "MaxPool", [OP_AVGPOOL] = "AveragePool",
 	[OP_GLOBAL_AVGPOOL] = "GlobalAveragePool", [OP_GLOBAL_MAXPOOL] = "GlobalMaxPool",
@@ -420,7 +420,7 @@ static int act_of(const struct eng_node *n, struct act_params *a)
 {
 	switch (n->kind) {
 	case OP_RELU: case OP_LEAKY_RELU: case OP_CLIP: case OP_SIGMOID: case OP_HARD_SIGMOID:
-	case OP_HARD_SWISH: case OP_SILU: case OP_TANH:
+	case OP_HARD_SWISH: case OP_SILU: case OP_TANH: case OP_GELU:
 		*a = n->p.act;
 		return 1;
 	default:

@@ -258,7 +258,7 @@ static const struct opmap ops[] = {
 	{ "Exp", OP_EXP, ACT_EXP }, { "Sqrt", OP_SQRT, ACT_SQRT }, { "Neg", OP_NEG, ACT_NEG },
 	{ "Abs", OP_ABS, ACT_ABS }, { "Erf", OP_ERF, ACT_ERF }, { "Log", OP_LOG, ACT_LOG },
 	{ "Reciprocal", OP_RECIPROCAL, ACT_RECIPROCAL }, { "Floor", OP_FLOOR, ACT_FLOOR },
-	{ "Ceil", OP_CEIL, ACT_CEIL },
+	{ "Ceil", OP_CEIL, ACT_CEIL }, { "Gelu", OP_GELU, ACT_GELU },
 	{ "Add", OP_ADD, 0 }, { "Sub", OP_SUB, 0 }, { "Mul", OP_MUL, 0 }, { "Div", OP_DIV, 0 },
 	{ "Pow", OP_POW, 0 },
 	{ "MaxPool", OP_MAXPOOL, 0 }, { "AveragePool", OP_AVGPOOL, 0 },
@@ -407,6 +407,16 @@ static int parse_node(struct engine *e, struct eng_node *n, const Onnx__NodeProt
 	case OP_HARD_SWISH:
 		n->p.act.kind = m->act;
 		break;
+	case OP_GELU: {
+		const char *s = attr_s(np, "approximate", "none", buf, sizeof(buf));
+		if (opset < 20)
+			return ERR("node '%s' (Gelu): Gelu needs opset 20, the model's is %d", n->name, opset);
+		if (!strcmp(s, "none")) n->p.act.kind = ACT_GELU;
+		else if (!strcmp(s, "tanh")) n->p.act.kind = ACT_GELU_TANH;
+		else return ERR("node '%s' (Gelu): approximate '%s' is not supported (none or tanh)",
+				n->name, s);
+		break;
+	}
 	case OP_LEAKY_RELU:
 		n->p.act.kind = ACT_LEAKY_RELU;
 		n->p.act.alpha = attr_f(np, "alpha", 0.01f);
@@ -923,8 +933,8 @@ int eng_parse_onnx(struct engine *e, const void *data, size_t len,
 		if (!o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx"))
 			e->opset = (int)o->version;
 	}
-	if (e->opset < 1 || e->opset > 18)
-		{ rc = ERR("ONNX opset %d is not supported (1 to 18 are)", e->opset); goto out; }
+	if (e->opset < 1 || e->opset > 20)
+		{ rc = ERR("ONNX opset %d is not supported (1 to 20 are)", e->opset); goto out; }
 	g = mp->graph;
 	if (!g || !g->n_node)
 		{ rc = ERR("ONNX model has no graph"); goto out; }

@@ -651,6 +651,7 @@ int eng_infer_node(struct engine *e, struct eng_node *n, char *err, size_t errle
 	case OP_RELU: case OP_LEAKY_RELU: case OP_SIGMOID: case OP_HARD_SIGMOID:
 	case OP_HARD_SWISH: case OP_SILU: case OP_TANH: case OP_EXP: case OP_SQRT: case OP_NEG:
 	case OP_ABS: case OP_ERF: case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL:
+	case OP_GELU:
 		if (x->dtype != TENSOR_F32 && !(x->dtype == TENSOR_I64 &&
 						(n->kind == OP_NEG || n->kind == OP_ABS || n->kind == OP_RELU)))
 			return NERR("only float32 is supported");

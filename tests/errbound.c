@@ -78,6 +78,16 @@ static int act_rule(const struct act_params *a, double y, double fr, double *slo
 	case ACT_TANH: *slope = 1 - y * y + U; *rho = fr; return 0;
 	case ACT_ERF: *slope = 1.1283792; *rho = fr; return 0;
 	case ACT_EXP: *slope = fabs(y); *rho = fr; return 0;
+	/* Gelu(x) = x Phi(x): slope Phi(x) + x phi(x), largest at x = sqrt 2:
+	 * 0.9214 + 0.2076 = 1.1289 (the tanh form: 1.1290; both dip to -0.129
+	 * at x = -sqrt 2). Own rounding: the kernel evaluates 0.5 x erfc(-x /
+	 * sqrt 2) and x / (1 + e^-2u) in float64 and rounds once (U). The
+	 * float64 roundings of the argument move the result by at most
+	 * |x g'(x) / g(x)| <= 1 + x^2 times a few 2^-53 relative, and erfc and
+	 * exp are within 1 ulp of float64: under 2^-40 relative while the
+	 * result is a normal float32 (|x| < 14), so a second U covers them and
+	 * fr (the float32 functions' accuracy) does not enter. */
+	case ACT_GELU: case ACT_GELU_TANH: *slope = 1.13; *rho = 2 * U; return 0;
 	default: return -ENOTSUP;
 	}
 }
@@ -567,7 +577,8 @@ static int node_sd(const struct engine *e, struct engine_ctx *c, struct node_io 
 		return 0;
 	case OP_RELU: case OP_LEAKY_RELU: case OP_CLIP: case OP_SIGMOID: case OP_HARD_SIGMOID:
 	case OP_HARD_SWISH: case OP_SILU: case OP_TANH: case OP_EXP: case OP_NEG: case OP_ABS:
-	case OP_ERF: case OP_LOG: case OP_SQRT: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL: {
+	case OP_ERF: case OP_LOG: case OP_SQRT: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL:
+	case OP_GELU: {
 		double slope, rho = 0;
 		enum act_kind k = nd->p.act.kind;
 		if (k == ACT_LOG)

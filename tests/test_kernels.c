@@ -195,6 +195,67 @@ static void test_exp_ps_sweep(void **state)
 	sweep("act_silu", 1);
 }
 
+/* Gelu (both forms) against PyTorch's float64 results rounded to float32
+ * (gen_unit_models.py: gelu_ref). The kernel is within 2 U |want| of the
+ * exact value (tests/errbound.c: ACT_GELU: float64 evaluation, one rounding)
+ * and the reference within U |want| (its rounding; its float64 error is
+ * under 1e-9 relative): 3 U |want|, plus FLT_TRUE_MIN for the two roundings
+ * of subnormal results. NaN and -inf give NaN, +inf gives +inf, as in
+ * PyTorch. */
+static void check_gelu(const char *model)
+{
+	enum { N = 2049 + 17 };
+	float *x = load_bin(model, "x", N), *want = load_bin(model, "ref", N);
+	for (int t = 1; t <= 2; t++) {
+		struct io in = { "x", 2, { 1, N }, x };
+		int64_t n;
+		float *y = run_model(model, t, &in, 1, &n, NULL);
+		assert_int_equal(n, N);
+		double worst = 0;
+		for (int i = 0; i < N; i++) {
+			if (isnan(want[i]) || isinf(want[i])) {
+				if (!(isnan(want[i]) ? isnan(y[i]) : y[i] == want[i]))
+					fail_msg("%s(%g) = %.9g, want %.9g", model, x[i], y[i], want[i]);
+				continue;
+			}
+			double d = fabs((double)y[i] - want[i]);
+			double tol = 3 * ERRBOUND_U * fabs((double)want[i]) + FLT_TRUE_MIN;
+			if (!(d <= tol))
+				fail_msg("%s(%.9g) = %.9g, want %.9g (%.3g ulp-relative)", model, x[i], y[i],
+					 want[i], d / (ERRBOUND_U * fabs((double)want[i])));
+			worst = fmax(worst, d / tol);
+		}
+		print_message("MARGIN kernels/%s %.3g\n", model, worst);
+		free(y);
+	}
+	free(x), free(want);
+}
+
+static void test_gelu(void **state)
+{
+	(void)state;
+	check_gelu("gelu_none");
+	check_gelu("gelu_tanh");
+	/* Conv + Gelu(tanh) fused into one node, against a naive conv and
+	 * Gelu in float64 */
+	float *x = rnd(8 * 10 * 13, 2), *w = load_bin("conv_gelu", "w", 8 * 9);
+	float *b = load_bin("conv_gelu", "b", 8);
+	float want[8 * 5 * 7];
+	ref_conv(x, 1, 8, 10, 13, w, b, 8, 3, 3, 8, 2, 2, 1, 1, 1, 1, 5, 7, want);
+	for (int i = 0; i < 8 * 5 * 7; i++) {
+		double v = want[i], u = sqrt(2 / M_PI) * (v + 0.044715 * v * v * v);
+		want[i] = (float)(v / (1 + exp(-2 * u)));
+	}
+	struct io in = { "x", 4, { 1, 8, 10, 13 }, x };
+	int64_t n;
+	int nodes;
+	float *y = run_model("conv_gelu", 1, &in, 1, &n, &nodes);
+	assert_int_equal(nodes, 1);	/* Gelu fused */
+	assert_int_equal(n, 8 * 5 * 7);
+	assert_close(y, want, n);
+	free(y), free(x), free(w), free(b);
+}
+
 static void test_conv_group(void **state)
 {
 	(void)state;
@@ -576,6 +637,8 @@ static void test_bad_models(void **state)
 	expect_refused("bad_unsupported_op", "unsupported op 'Hardmax'", "the_hardmax");
 	expect_refused("bad_unsupported_op", "opset 13", NULL);
 	expect_refused("bad_shapes", "broadcast", NULL);
+	expect_refused("bad_gelu_approximate", "approximate 'fast' is not supported", "the_gelu");
+	expect_refused("bad_gelu_opset", "Gelu needs opset 20", "old_gelu");
 	char err[256];
 	struct engine *e;
 	assert_true(engine_load_buffer("", 0, NULL, &e, err, sizeof(err)) < 0);
@@ -594,6 +657,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_exp_ps_sweep),
 		cmocka_unit_test(test_conv_group),
 		cmocka_unit_test(test_conv_dw_relu),
+		cmocka_unit_test(test_gelu),
 		cmocka_unit_test(test_conv_bn_add_relu),
 		cmocka_unit_test(test_pools),
 		cmocka_unit_test(test_broadcast),

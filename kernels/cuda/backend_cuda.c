@@ -22,7 +22,8 @@
 #include "cuda.h"
 
 _Static_assert((int)CUDA_ACT_CEIL == (int)ACT_CEIL && (int)CUDA_ACT_SILU == (int)ACT_SILU &&
-	       (int)CUDA_ACT_CLIP == (int)ACT_CLIP, "enum cuda_act mirrors enum act_kind");
+	       (int)CUDA_ACT_CLIP == (int)ACT_CLIP &&
+	       (int)CUDA_ACT_GELU_TANH == (int)ACT_GELU_TANH, "enum cuda_act mirrors enum act_kind");
 
 /* ---- status ------------------------------------------------------------- */
 
@@ -359,7 +360,7 @@ static int backend_cuda_supports(const struct engine *e, const struct eng_node *
 	case OP_RELU: case OP_LEAKY_RELU: case OP_CLIP: case OP_SIGMOID:
 	case OP_HARD_SIGMOID: case OP_HARD_SWISH: case OP_SILU: case OP_TANH:
 	case OP_EXP: case OP_SQRT: case OP_NEG: case OP_ABS: case OP_ERF:
-	case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL:
+	case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL: case OP_GELU:
 		if (n->kind == OP_CLIP)
 			for (int i = 1; i < n->n_in && i < 3; i++)
 				if (n->in[i] >= 0 && !const_f32(tin(e, n, i)))

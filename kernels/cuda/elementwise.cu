@@ -38,6 +38,14 @@ __device__ __forceinline__ float act_apply(int act, float x, float alpha, float 
 	case CUDA_ACT_RECIPROCAL: return 1.0f / x;
 	case CUDA_ACT_FLOOR: return floorf(x);
 	case CUDA_ACT_CEIL: return ceilf(x);
+	// Gelu: 0.5 x erfc(-x / sqrt 2) = 0.5 x (1 + erf(x / sqrt 2)) and
+	// x sigmoid(2u) = 0.5 x (1 + tanh u), forms without the cancellation of
+	// 1 + erf / 1 + tanh for negative x (kernels/elementwise.c)
+	case CUDA_ACT_GELU: return 0.5f * x * erfcf(-x * 0.70710678118654752f);
+	case CUDA_ACT_GELU_TANH: {
+		float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+		return x / (1.0f + expf(-2.0f * u));
+	}
 	default: return x;
 	}
 }

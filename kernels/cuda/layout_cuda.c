@@ -29,6 +29,7 @@ enum cuda_act cuda_act_of(const struct eng_node *n)
 	case OP_RECIPROCAL: return CUDA_ACT_RECIPROCAL;
 	case OP_FLOOR: return CUDA_ACT_FLOOR;
 	case OP_CEIL: return CUDA_ACT_CEIL;
+	case OP_GELU: return n->p.act.kind == ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_GELU;
 	default: return CUDA_ACT_NONE;
 	}
 }
@@ -280,7 +281,7 @@ int cuda_layout_run(struct cuda_ctx *c, const struct cuda_node *cn, const struct
 	case OP_RELU: case OP_LEAKY_RELU: case OP_CLIP: case OP_SIGMOID:
 	case OP_HARD_SIGMOID: case OP_HARD_SWISH: case OP_SILU: case OP_TANH:
 	case OP_EXP: case OP_SQRT: case OP_NEG: case OP_ABS: case OP_ERF:
-	case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL:
+	case OP_LOG: case OP_RECIPROCAL: case OP_FLOOR: case OP_CEIL: case OP_GELU:
 		CUDA_TRY(&c->st, cuda_launch_unary(c->stream, cuda_act_of(n), cn->alpha, cn->beta,
 						   cuda_in(cn, in, 0), out[0].data, numel));
 		return 0;

@@ -45,6 +45,59 @@ def w(name, shape, seed):
     return numpy_helper.from_array(r.standard_normal(shape).astype(np.float32), name)
 
 
+def gelu_inputs():
+    """Gelu's test inputs: a dense sweep of [-16, 16] (the result underflows
+    float32 near -14), zeros, tiny and huge magnitudes, +-10, +-30, NaN and
+    the infinities."""
+    sweep = np.arange(-16 * 64, 16 * 64 + 1) / 64.0
+    special = [0.0, -0.0, 1e-30, -1e-30, 1e-40, -1e-40, 10.0, -10.0, 30.0, -30.0,
+               1e13, -1e13, 3.4e38, -3.4e38, np.nan, np.inf, -np.inf]
+    return np.concatenate([sweep, special]).astype(np.float32)
+
+
+def gelu_ref(x, approximate):
+    """PyTorch's Gelu in float64 (Debian's python3-torch), rounded to
+    float32. torch evaluates 0.5 x (1 + erf(x / sqrt 2)) and 0.5 x (1 +
+    tanh u) as written: for x < -5, 1 + erf and 1 + tanh cancel and lose up
+    to 2^-52 / Phi(x) of relative accuracy in float64 (1e-7 at x = -10),
+    so there the reference is the same function in torch's cancellation-free
+    float64 forms, 0.5 x erfc(-x / sqrt 2) and x / (1 + e^-2u); both forms
+    are checked to agree to 1e-9 relative on [-5, 5]."""
+    import torch
+    t = torch.from_numpy(x.astype(np.float64))
+    plain = torch.nn.functional.gelu(t, approximate=approximate)
+    if approximate == "none":
+        stable = 0.5 * t * torch.special.erfc(-t * (0.5 ** 0.5))
+    else:
+        u = (2 / np.pi) ** 0.5 * (t + 0.044715 * t ** 3)
+        stable = t / (1 + torch.exp(-2 * u))
+    p, s, xd = plain.numpy(), stable.numpy(), x.astype(np.float64)
+    mid = np.abs(xd) <= 5
+    assert np.all(np.abs(p[mid] - s[mid]) <= 1e-9 * np.abs(p[mid]) + 1e-300), approximate
+    ref = np.where(xd < -5, s, p)
+    ref[np.isinf(xd) & (xd < 0)] = p[np.isinf(xd) & (xd < 0)]    # -inf * 0: NaN in both
+    return ref.astype(np.float32)
+
+
+def gelu_models(out):
+    """Gelu at opset 20 (onnx 1.12's checker does not know it: no check),
+    with inputs and float32 references as NAME__x.bin and NAME__ref.bin;
+    conv_gelu: a Conv with a fused tanh Gelu."""
+    x = gelu_inputs()
+    for approx in ("none", "tanh"):
+        name = "gelu_" + approx
+        save(out, name, [helper.make_node("Gelu", ["x"], ["y"], approximate=approx)],
+             [vi("x", [1, len(x)])], [vo("y")], opset=20)
+        x.astype("<f4").tofile(os.path.join(out, f"{name}__x.bin"))
+        gelu_ref(x, approx).astype("<f4").tofile(os.path.join(out, f"{name}__ref.bin"))
+    save(out, "conv_gelu",
+         [helper.make_node("Conv", ["x", "w", "b"], ["c"], group=8, strides=[2, 2],
+                           pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+          helper.make_node("Gelu", ["c"], ["y"], approximate="tanh")],
+         [vi("x", [1, 8, 10, 13])], [vo("y")],
+         [w("w", [8, 1, 3, 3], 3), w("b", [8], 4)], opset=20)
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     # conv: groups 2, dilation 2, strides (2, 1), asymmetric pads, bias
@@ -171,6 +224,8 @@ def main(out):
          [vi("x", [1, 3, 16, 12])], [vo("y")],
          [w("w1", [4, 3, 3, 3], 11), w("w2", [4, 4, 1, 1], 12)])
 
+    gelu_models(out)
+
     # ---- bad models ----
     good = save(out, "bad_base",
                 [helper.make_node("Relu", ["x"], ["y"])], [vi("x", [1, 4])], [vo("y")])
@@ -197,6 +252,13 @@ def main(out):
          [helper.make_node("Relu", ["x"], ["r"], name="first"),
           helper.make_node("Hardmax", ["r"], ["y"], name="the_hardmax")],
          [vi("x", [1, 4])], [vo("y")])
+    # Gelu: approximate is "none" or "tanh"; Gelu is opset 20's
+    save(out, "bad_gelu_approximate",
+         [helper.make_node("Gelu", ["x"], ["y"], name="the_gelu", approximate="fast")],
+         [vi("x", [1, 4])], [vo("y")], opset=20)
+    save(out, "bad_gelu_opset",
+         [helper.make_node("Gelu", ["x"], ["y"], name="old_gelu")],
+         [vi("x", [1, 4])], [vo("y")], opset=18)
     save(out, "bad_shapes",
          [helper.make_node("Add", ["a", "b"], ["y"])], [vi("a", [2, 3]), vi("b", [4, 3])],
          [vo("y")], check=False)
