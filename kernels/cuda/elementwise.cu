@@ -38,13 +38,18 @@ __device__ __forceinline__ float act_apply(int act, float x, float alpha, float 
 	case CUDA_ACT_RECIPROCAL: return 1.0f / x;
 	case CUDA_ACT_FLOOR: return floorf(x);
 	case CUDA_ACT_CEIL: return ceilf(x);
-	// Gelu: 0.5 x erfc(-x / sqrt 2) = 0.5 x (1 + erf(x / sqrt 2)) and
-	// x sigmoid(2u) = 0.5 x (1 + tanh u), forms without the cancellation of
-	// 1 + erf / 1 + tanh for negative x (kernels/elementwise.c)
-	case CUDA_ACT_GELU: return 0.5f * x * erfcf(-x * 0.70710678118654752f);
+	// Gelu as the CPU evaluates it (kernels/elementwise.c): in double,
+	// 0.5 x erfc(-x / sqrt 2) = 0.5 x (1 + erf(x / sqrt 2)) and
+	// x / (1 + e^-2u) = 0.5 x (1 + tanh u), forms without the cancellation
+	// of 1 + erf and 1 + tanh for negative x, rounded once: in float the
+	// rounding of the argument alone costs (1 + x^2) u relative in the tail
+	case CUDA_ACT_GELU: {
+		double v = x;
+		return (float)(0.5 * v * erfc(-v * 0.70710678118654752440));
+	}
 	case CUDA_ACT_GELU_TANH: {
-		float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
-		return x / (1.0f + expf(-2.0f * u));
+		double v = x, u = 0.79788456080286535588 * (v + 0.044715 * v * v * v);
+		return (float)(v / (1.0 + exp(-2.0 * u)));
 	}
 	default: return x;
 	}
