@@ -468,6 +468,20 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 			json_object_set_new(pw, ph[k], e);
 		}
 		json_object_set_new(pl, "phase_power", pw);
+		{
+			/* the settings the planner runs with (reloadable: the
+			 * planner's own copy, not the configuration's) */
+			struct plan_config pc;
+			json_t *cf = json_object();
+			plan_get_config(m->plan, &pc);
+			json_object_set_new(cf, "policy", json_string(plan_policy_name(pc.policy)));
+			json_object_set_new(cf, "slo_ms", json_real(pc.slo_ms));
+			json_object_set_new(cf, "replan_threshold", json_real(pc.threshold));
+			json_object_set_new(cf, "hysteresis", json_real(pc.hysteresis));
+			json_object_set_new(cf, "max_bands", json_integer(pc.max_bands));
+			json_object_set_new(cf, "band_overhead", json_real(pc.band_overhead_frac));
+			json_object_set_new(pl, "config", cf);
+		}
 		json_object_set_new(pl, "peer_calibrated", json_boolean(m->calibrated));
 		{
 			/* per band count: efficiency and how many banded runs taught it */
@@ -623,6 +637,9 @@ char *pipe_status_json(struct pipeline *p, bool explain)
 		}
 		json_object_set_new(link, "wifi", w);
 	}
+	pthread_mutex_lock(&p->link_lock);
+	json_object_set_new(link, "idle_probe_ms", json_real((double)linkest_idle_probe_ns(p->link) / 1e6));
+	pthread_mutex_unlock(&p->link_lock);
 	json_object_set_new(root, "link", link);
 
 	json_object_set_new(root, "power", power_json(p));

@@ -158,6 +158,11 @@ void linkest_set_idle_probe(struct linkest *l, uint64_t idle_probe_ns)
 	l->cfg.idle_probe_ns = idle_probe_ns;
 }
 
+uint64_t linkest_idle_probe_ns(const struct linkest *l)
+{
+	return l->cfg.idle_probe_ns;
+}
+
 int linkest_probe_due(struct linkest *l, uint64_t now_ns)
 {
 	if (l->cfg.idle_probe_ns == 0 || now_ns < l->last_ns + l->cfg.idle_probe_ns)

@@ -62,5 +62,6 @@ void linkest_get(const struct linkest *l, struct linkest_estimate *out);
  * counts as asked (at most one per idle period). */
 int linkest_probe_due(struct linkest *l, uint64_t now_ns);
 void linkest_set_idle_probe(struct linkest *l, uint64_t idle_probe_ns);
+uint64_t linkest_idle_probe_ns(const struct linkest *l);
 
 #endif

@@ -22,6 +22,7 @@ Prints 'N passed, N failed' and exits non-zero on any failure.
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -105,6 +106,30 @@ def run_policy(robot, body):
     check(f"?policy=fastest: 400 naming the policies ({msg})", st == 400 and "latency, energy, slo" in msg, (st, r))
 
 
+def max_bands_reload(robot, conf):
+    """planner.max_bands by SIGHUP, with a peer that is a splitd (with
+    peer.allow_unverified the planner never bands): the planner runs with
+    the new limit, and its candidates follow it both ways."""
+    def bands(s):
+        return max((c["bands"] for c in s["planner"]["candidates"]), default=0)
+
+    s = status(robot.port, True)
+    check("max_bands: 1 before the reload, no banded candidate",
+          s["planner"]["config"]["max_bands"] == 1 and bands(s) == 1, (s["planner"]["config"], bands(s)))
+    for limit in (4, 1):
+        with open(robot.path, "w") as f:
+            f.write(conf.replace("[planner]\n", f"[planner]\nmax_bands = {limit}\n", 1))
+        n0 = robot.text().count("reload: done")
+        robot.proc.send_signal(signal.SIGHUP)
+        check(f"max_bands: reload to {limit}", poll(lambda: robot.text().count("reload: done") > n0, 30))
+        s = status(robot.port, True)
+        check(f"max_bands: the planner runs with {limit} and weighs up to {limit} bands",
+              s["planner"]["config"]["max_bands"] == limit and bands(s) == limit,
+              (s["planner"]["config"], bands(s)))
+    with open(robot.path, "w") as f:
+        f.write(conf)
+
+
 def start_robot(splitd, conf, tmp, name):
     rport = int(re.search(r"listen = 127\.0\.0\.1:(\d+)", conf).group(1))
     robot = pf.Daemon(splitd, conf, rport, name, tmp)
@@ -160,6 +185,7 @@ def main():
             st, r = robot.infer(body, "application/x-npy", q)
             check(f"{q}: offloaded", st == 200 and not r["placement"]["fallback"], (st, r.get("placement")))
         run_policy(robot, body)
+        max_bands_reload(robot, conf)
         learnt = status(rport)["planner"]["state"]["runs_learnt"]
         stop_robot(robot)
 

@@ -31,7 +31,10 @@ waits for the log to say the reload finished, and observes:
         deadline at 300 ms: again at least 3 attempts in 3 s;
   planner.wifi_interface      /v1/status names the new interface;
   planner.p_tx_w, peer.encoding  the planner's default transmit watts and
-        the encodings its candidates weigh (/v1/status?explain=1).
+        the encodings its candidates weigh (/v1/status?explain=1);
+  the other [planner] keys: the values the planner itself runs with
+        (/v1/status planner.config, phase_power) and the link estimator's
+        idle probe period (link.idle_probe_ms).
 
 The lower bounds of counts sit 4x or more below what the settings give, the
 upper bounds follow from the settings alone, so a loaded machine (or the
@@ -492,6 +495,28 @@ def planner_phases(r, port, cfg):
     tx = planner().get("phase_power", {}).get("transmit", {})
     check("p_tx_w: the planner's transmit watts are 7.5", tx.get("watts") == 7.5, tx)
     check("encoding: f16 is the only encoding weighed", encodings() == {"f16"}, encodings())
+    # every other key of the hook, and probe_idle_ms (the link estimator's):
+    # each value the planner (and the estimator) runs with after the reload
+    before = planner().get("config", {})
+    check("planner config shown before the reload", before.get("policy") == "latency" and
+          before.get("max_bands") == 1, before)
+    keys = {"policy": "energy", "slo_ms": 250.0, "replan_threshold": 0.35, "hysteresis": 0.15,
+            "p_compute_w": 3.5, "p_wait_w": 1.25, "max_bands": 4, "band_overhead": 0.125,
+            "probe_idle_ms": 12345}
+    conf2 = conf.replace("[planner]\n", "[planner]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    check("planner: reload every [planner] key", r.reload(conf2) and "reload: done" in r.last, r.last)
+    pl = planner()
+    cf, pw = pl.get("config", {}), pl.get("phase_power", {})
+    for k in ("policy", "slo_ms", "replan_threshold", "hysteresis", "band_overhead"):
+        check(f"{k}: the planner runs with {keys[k]}", cf.get(k) == keys[k], cf)
+    # this robot's peer is allow_unverified (maybe not a splitd): never banded
+    # whatever max_bands says; plan_e2e reloads max_bands with a splitd peer
+    check("max_bands: still 1 towards a peer that may not read bands", cf.get("max_bands") == 1, cf)
+    check("p_compute_w: the planner's compute watts are 3.5", pw.get("compute", {}).get("watts") == 3.5, pw)
+    check("p_wait_w: the planner's wait watts are 1.25", pw.get("wait", {}).get("watts") == 1.25, pw)
+    _, body = get(port, "/v1/status")
+    idle = json.loads(body).get("link", {}).get("idle_probe_ms")
+    check("probe_idle_ms: the link estimator probes after 12345 ms idle", idle == 12345.0, idle)
 
 
 def robot_phases(splitd, model, tmp):
