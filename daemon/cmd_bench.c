@@ -5,27 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "commands.h"
 #include "engine.h"
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < lo || v > hi)
-		return -EINVAL;
-	*out = (int)v;
-	return 0;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "link.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -67,19 +50,19 @@ int cmd_bench(int argc, char **argv)
 		switch (c) {
 		case 'm': model = optarg; break;
 		case 'r':
-			if (parse_int(optarg, 1, 1000000, &runs)) {
+			if (cmd_parse_int(optarg, 1, 1000000, &runs)) {
 				fprintf(stderr, "splitd bench: --runs needs a number >= 1, not '%s'\n", optarg);
 				return 2;
 			}
 			break;
 		case 'w':
-			if (parse_int(optarg, 0, 1000000, &warmup)) {
+			if (cmd_parse_int(optarg, 0, 1000000, &warmup)) {
 				fprintf(stderr, "splitd bench: --warmup needs a number >= 0, not '%s'\n", optarg);
 				return 2;
 			}
 			break;
 		case 't':
-			if (parse_int(optarg, 0, 1024, &eo.threads)) {
+			if (cmd_parse_int(optarg, 0, 1024, &eo.threads)) {
 				fprintf(stderr, "splitd bench: --threads needs a number 0..1024, not '%s'\n", optarg);
 				return 2;
 			}
@@ -109,12 +92,12 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "splitd bench: -m MODEL is required\n");
 		return 2;
 	}
-	double l0 = now_ms();
+	double l0 = link_now_ns() / 1e6;
 	if (engine_load(model, &eo, &e, err, sizeof(err))) {
 		fprintf(stderr, "splitd bench: %s: %s\n", model, err);
 		return 1;
 	}
-	double load_ms = now_ms() - l0;
+	double load_ms = link_now_ns() / 1e6 - l0;
 	if (engine_ctx_new(e, &ctx)) {
 		fprintf(stderr, "splitd bench: cannot allocate the context\n");
 		goto out;
@@ -136,14 +119,14 @@ int cmd_bench(int argc, char **argv)
 	if (!t)
 		goto out;
 	for (int i = 0; i < warmup + runs; i++) {
-		double t0 = now_ms();
+		double t0 = link_now_ns() / 1e6;
 		int r = engine_run(ctx);
 		if (r) {
 			fprintf(stderr, "splitd bench: inference failed: %s\n", strerror(-r));
 			goto out;
 		}
 		if (i >= warmup)
-			t[i - warmup] = now_ms() - t0;
+			t[i - warmup] = link_now_ns() / 1e6 - t0;
 	}
 	qsort(t, runs, sizeof(double), cmp_double);
 	double med = pct(t, runs, 0.5), p10 = pct(t, runs, 0.1), p90 = pct(t, runs, 0.9);

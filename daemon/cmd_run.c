@@ -5,28 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "commands.h"
 #include "engine.h"
+#include "link.h"
 #include "npy_file.h"
-
-static int parse_threads(const char *s, int *out)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < 0 || v > 1024)
-		return -EINVAL;
-	*out = (int)v;
-	return 0;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static void out_path(const char *base, int i, int n, char *buf, size_t len)
 {
@@ -66,7 +49,7 @@ int cmd_run(int argc, char **argv)
 		case 'i': input = optarg; break;
 		case 'o': output = optarg; break;
 		case 't':
-			if (parse_threads(optarg, &eo.threads)) {
+			if (cmd_parse_int(optarg, 0, 1024, &eo.threads)) {
 				fprintf(stderr, "splitd run: --threads needs a number 0..1024, not '%s'\n", optarg);
 				return 2;
 			}
@@ -120,9 +103,9 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "splitd run: %s\n", err);
 		goto out;
 	}
-	double t0 = now_ms();
+	double t0 = link_now_ns() / 1e6;
 	int r = engine_run(ctx);
-	double ms = now_ms() - t0;
+	double ms = link_now_ns() / 1e6 - t0;
 	if (r) {
 		fprintf(stderr, "splitd run: inference failed: %s\n", strerror(-r));
 		goto out;

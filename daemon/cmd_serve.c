@@ -139,7 +139,18 @@ static int add_override(struct serve_opts *o, const char *section, const char *k
 /* Returns 0, or the exit status (2) after printing one line. */
 static int parse_args(int argc, char **argv, struct serve_opts *o)
 {
-	enum { O_ROLE = 256, O_LISTEN, O_MODEL, O_PEER, O_THREADS, O_SYSFS, O_PLAIN, O_LOG };
+	/* the options that set one config key, in key_options' order first */
+	enum { O_ROLE = 256, O_LISTEN, O_PEER, O_THREADS, O_SYSFS, O_LOG, O_MODEL, O_PLAIN };
+	static const struct key_option {
+		const char *section, *key, *option;
+	} key_options[] = {
+		[O_ROLE - O_ROLE] = { "daemon", "role", "--role" },
+		[O_LISTEN - O_ROLE] = { "api", "listen", "--listen" },
+		[O_PEER - O_ROLE] = { "peer", "url", "--peer" },
+		[O_THREADS - O_ROLE] = { "daemon", "threads", "--threads" },
+		[O_SYSFS - O_ROLE] = { "power", "sysfs_root", "--sysfs-root" },
+		[O_LOG - O_ROLE] = { "daemon", "log_level", "--log-level" },
+	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "role", required_argument, NULL, O_ROLE },
@@ -164,25 +175,17 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
 			o->config_given = true;
 			break;
 		case O_ROLE:
-			r = add_override(o, "daemon", "role", optarg, "--role");
-			break;
 		case O_LISTEN:
-			r = add_override(o, "api", "listen", optarg, "--listen");
+		case O_PEER:
+		case O_THREADS:
+		case O_SYSFS:
+		case O_LOG: {
+			const struct key_option *k = &key_options[c - O_ROLE];
+			r = add_override(o, k->section, k->key, optarg, k->option);
 			break;
+		}
 		case O_MODEL:
 			o->model_path = optarg;
-			break;
-		case O_PEER:
-			r = add_override(o, "peer", "url", optarg, "--peer");
-			break;
-		case O_THREADS:
-			r = add_override(o, "daemon", "threads", optarg, "--threads");
-			break;
-		case O_SYSFS:
-			r = add_override(o, "power", "sysfs_root", optarg, "--sysfs-root");
-			break;
-		case O_LOG:
-			r = add_override(o, "daemon", "log_level", optarg, "--log-level");
 			break;
 		case O_PLAIN:
 			o->plain = true;
