@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "link.h"
 #include "log.h"
 #include "notify.h"
 #include "serve.h"
@@ -306,21 +307,21 @@ out:
 	config_free(fresh);
 	config_free(next);
 	s->status[0] = 0; /* resend */
-	update_status(s, r < 0 ? "reload failed, old config kept; " : NULL, notify_now_ns());
+	update_status(s, r < 0 ? "reload failed, old config kept; " : NULL, link_now_ns());
 	notify_ready(&s->notify);
 }
 
 /* Stop accepting, wait for requests in flight up to drain_timeout_s. */
 static void drain(struct serve_state *s)
 {
-	uint64_t start = notify_now_ns();
+	uint64_t start = link_now_ns();
 	uint64_t deadline = start + (uint64_t)s->cfg->drain_timeout_s * 1000000000ull;
 	char prefix[96];
 
 	notify_stopping(&s->notify);
 	s->hooks->quiesce(s->ctx);
 	for (;;) {
-		uint64_t now = notify_now_ns();
+		uint64_t now = link_now_ns();
 		unsigned n = s->hooks->inflight(s->ctx);
 		if (n == 0) {
 			log_info("stop: drained in %.0f ms", (double)(now - start) / 1e6);
@@ -346,7 +347,7 @@ static void drain(struct serve_state *s)
 static int main_loop(struct serve_state *s)
 {
 	for (;;) {
-		uint64_t now = notify_now_ns();
+		uint64_t now = link_now_ns();
 		uint64_t wait_ns = notify_watchdog_due_ns(&s->notify, now);
 		uint64_t status_due = s->status_ns + STATUS_PERIOD_NS;
 		uint64_t to_status = status_due > now ? status_due - now : 0;
@@ -357,7 +358,7 @@ static int main_loop(struct serve_state *s)
 		int r = poll(&p, 1, timeout_ms);
 		if (r < 0 && errno != EINTR)
 			return log_err(-errno, "poll: %s", strerror(errno));
-		now = notify_now_ns();
+		now = link_now_ns();
 		notify_watchdog(&s->notify, now);
 		if (now >= status_due)
 			update_status(s, NULL, now);
@@ -413,9 +414,9 @@ int cmd_serve(int argc, char **argv)
 	}
 	for (int i = 0; i < s.listeners.n; i++)
 		log_info("serving on %s", s.listeners.names[i]);
-	update_status(&s, NULL, notify_now_ns());
+	update_status(&s, NULL, link_now_ns());
 	notify_ready(&s.notify);
-	notify_watchdog(&s.notify, notify_now_ns());
+	notify_watchdog(&s.notify, link_now_ns());
 
 	if (main_loop(&s) == 0)
 		status = 0;

@@ -20,9 +20,9 @@ struct bsend {
 	struct link_encoding le;
 	struct peer_tensor pts[PEER_MAX_TENSORS];
 	struct tensor_view views[PEER_MAX_TENSORS];
-	int64_t ends[PEER_MAX_TENSORS][PIPE_BANDS_MAX];
-	size_t marks[PIPE_BANDS_MAX], band_bytes[PIPE_BANDS_MAX];
-	uint64_t marked[PIPE_BANDS_MAX];
+	int64_t ends[PEER_MAX_TENSORS][PEER_MAX_BANDS];
+	size_t marks[PEER_MAX_BANDS], band_bytes[PEER_MAX_BANDS];
+	uint64_t marked[PEER_MAX_BANDS];
 	struct peer_msg msg;
 	struct peer_stream st;
 	uint8_t *wire;
@@ -193,7 +193,7 @@ static int one_band(struct bsend *s, int b, uint64_t t_origin, struct pipe_bande
 	int r = 0;
 
 	if (!s->band) {
-		bt.start_ns = bt.end_ns = (int64_t)pipe_now_ns();
+		bt.start_ns = bt.end_ns = (int64_t)link_now_ns();
 	} else if ((r = engine_band_step(s->band, b)) < 0) {
 		snprintf(err, errlen, "band %d of nodes 0..%d: %s", b, s->cut, strerror(-r));
 		*broken = 1;
@@ -210,7 +210,7 @@ static int one_band(struct bsend *s, int b, uint64_t t_origin, struct pipe_bande
 	}
 	if (r < 0)
 		return r;
-	uint64_t t_ready = pipe_now_ns();
+	uint64_t t_ready = link_now_ns();
 	stream_ready(s, s->msg.header_len + s->off, 0);
 	if (s->band)
 		engine_band_time(s->band, b, &bt);
@@ -226,7 +226,7 @@ static int one_band(struct bsend *s, int b, uint64_t t_origin, struct pipe_bande
  * at once and the rest of the cut computed for the fallback. */
 static int run_bands(struct bsend *s, uint64_t t_origin, struct pipe_banded *bd, char *err, size_t errlen)
 {
-	uint64_t t_run0 = pipe_now_ns();
+	uint64_t t_run0 = link_now_ns();
 	int b = 0, broken = 0, r = 0;
 
 	for (; b < s->bands; b++)
@@ -243,7 +243,7 @@ static int run_bands(struct bsend *s, uint64_t t_origin, struct pipe_banded *bd,
 			b = s->bands;
 	}
 	bd->computed = b == s->bands;
-	bd->local_ns = pipe_now_ns() - t_run0;
+	bd->local_ns = link_now_ns() - t_run0;
 	return r;
 }
 
@@ -307,7 +307,7 @@ int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int ban
 		goto out;
 	stream = true;
 	s->timeout_ms = pipe_request_timeout_ms(m->pipe);
-	of->send_ns = pipe_now_ns();
+	of->send_ns = link_now_ns();
 	if ((r = pthread_create(&th, NULL, sender_main, s)) != 0) {
 		r = -r;
 		snprintf(err, errlen, "starting the band sender: %s", strerror(-r));

@@ -13,8 +13,8 @@ static int check_bands(struct pipe_model *m, int B, int cut, int enc, char *err,
 	char why[PIPE_ERRLEN] = "";
 	int n = m->n_nodes;
 
-	if (B > PIPE_BANDS_MAX) {
-		snprintf(err, errlen, "bands=%d: at most %d", B, PIPE_BANDS_MAX);
+	if (B > PEER_MAX_BANDS) {
+		snprintf(err, errlen, "bands=%d: at most %d", B, PEER_MAX_BANDS);
 		return -EINVAL;
 	}
 	if (cut < 0 || cut >= n) {

@@ -11,13 +11,13 @@ int pipe_local_head(struct pipe_v1 *v)
 {
 	int r;
 
-	v->t_local0 = pipe_now_ns();
+	v->t_local0 = link_now_ns();
 	if (v->cut > 0 && v->bands == 1 && (r = engine_run_range(v->ctx, 0, v->cut)) < 0) {
 		v->status = 500;
 		snprintf(v->err, sizeof(v->err), "running nodes 0..%d: %s", v->cut, strerror(-r));
 		return r;
 	}
-	v->t_local1 = pipe_now_ns();
+	v->t_local1 = link_now_ns();
 	v->local_nodes = v->cut;
 	return 0;
 }

@@ -169,7 +169,7 @@ void pipe_plan_state_save(struct pipe_model *m, bool force)
 {
 	char path[CONFIG_PATH_MAX + 96], hex[65], err[320];
 	struct plan_state_id id = { hex, m->pipe->cfg->peer_url };
-	uint64_t now = pipe_now_ns(), gen;
+	uint64_t now = link_now_ns(), gen;
 	char *text = NULL;
 	int r;
 

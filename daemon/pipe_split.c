@@ -44,7 +44,7 @@ int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struc
 	if ((r = peer_request_build(&spec, &msg, err, errlen)) < 0)
 		goto out;
 	int64_t timeout_ms = pipe_request_timeout_ms(m->pipe);
-	of->send_ns = pipe_now_ns();
+	of->send_ns = link_now_ns();
 	if ((r = m->link.ops->send(m->link.ctx, &msg, timeout_ms, &of->reply, err, errlen)) < 0) {
 		of->infer_failed = true;
 		goto out;

@@ -90,7 +90,7 @@ static int tail_streamed(struct tail *t, char *err, size_t errlen)
 	for (int b = 0; b < B; b++) {
 		if ((r = feed_band(t, band, b, slot, &off, err, errlen)) < 0)
 			return r;
-		uint64_t t0 = pipe_now_ns(), ta = rq->ops->body_arrival ? rq->ops->body_arrival(rq->ctx, off) : 0;
+		uint64_t t0 = link_now_ns(), ta = rq->ops->body_arrival ? rq->ops->body_arrival(rq->ctx, off) : 0;
 		t->tm.band_arrived_ns[b] = (int64_t)((ta && ta <= t0 ? ta : t0) - t_origin);
 		if ((r = engine_band_advance(band)) < 0) {
 			snprintf(err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
@@ -98,7 +98,7 @@ static int tail_streamed(struct tail *t, char *err, size_t errlen)
 		}
 		complete = r == 1;
 		t->tm.band_start_ns[b] = (int64_t)(t0 - t_origin);
-		t->tm.band_end_ns[b] = (int64_t)(pipe_now_ns() - t_origin);
+		t->tm.band_end_ns[b] = (int64_t)(link_now_ns() - t_origin);
 	}
 	/* the body must end with the last band (peer_band_check made the
 	 * bands' bytes sum to the inputs' sizes) */
@@ -186,7 +186,7 @@ static int tail_answer(struct tail *t, char *err, size_t errlen)
 	size_t len = 0;
 	int r;
 
-	uint64_t t_end = pipe_now_ns();
+	uint64_t t_end = link_now_ns();
 	t->tm.queue_ns = (int64_t)(t->t_deq - rq->received_ns);
 	t->tm.decode_ns = (int64_t)(t->t_dec1 - t->t_deq);
 	t->tm.compute_ns = (int64_t)(t->t_run1 - t->t_dec1);
@@ -248,7 +248,7 @@ static int tail_run(struct tail *t, int64_t cut, int *status, char *err, size_t 
 	if ((r = tail_begin(t, cut, err, errlen)) < 0)
 		return r;
 	if (t->rq->streamed) {
-		t->t_dec1 = pipe_now_ns();
+		t->t_dec1 = link_now_ns();
 		if ((r = tail_streamed(t, err, errlen)) < 0) {
 			*status = r == -EINVAL || r == -ENOMEM || r == -EIO ? 500 : 400;
 			return r;
@@ -256,14 +256,14 @@ static int tail_run(struct tail *t, int64_t cut, int *status, char *err, size_t 
 	} else {
 		if ((r = tail_decode(t, err, errlen)) < 0)
 			return r;
-		t->t_dec1 = pipe_now_ns();
+		t->t_dec1 = link_now_ns();
 		if ((r = engine_run_range(t->ctx, t->cut, m->n_nodes)) < 0) {
 			*status = 500;
 			snprintf(err, errlen, "running nodes %d..%d: %s", t->cut, m->n_nodes, strerror(-r));
 			return r;
 		}
 	}
-	t->t_run1 = pipe_now_ns();
+	t->t_run1 = link_now_ns();
 	*status = 500;
 	if ((r = tail_outputs(t, err, errlen)) < 0)
 		return r;
@@ -280,7 +280,7 @@ int pipe_tail(struct pipe_model *m, int worker, const struct pipe_request *rq, i
 		*status = 500;
 		return -ENOMEM;
 	}
-	*t = (struct tail){ .m = m, .worker = worker, .rq = rq, .ctx = m->wctx[worker], .t_deq = pipe_now_ns() };
+	*t = (struct tail){ .m = m, .worker = worker, .rq = rq, .ctx = m->wctx[worker], .t_deq = link_now_ns() };
 	r = tail_run(t, cut, status, err, errlen);
 	if (t->have_energy && t->energy_id) {
 		struct power_request pw;

@@ -6,20 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
 #include "pipeline.h"
-
-uint64_t pipe_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the worker queue ----------------------------------------------- */
 
@@ -276,7 +267,7 @@ int pipe_new(const struct config *cfg, const char *backend, struct pipeline **ou
 	pthread_cond_init(&p->qcond, NULL);
 	pthread_mutex_init(&p->cfg_lock, NULL);
 	pthread_mutex_init(&p->link_lock, NULL);
-	p->start_ns = pipe_now_ns();
+	p->start_ns = link_now_ns();
 	if ((r = config_dup(cfg, &p->cfg)) < 0)
 		goto fail;
 	/* Two workers: one computes while the other waits for the peer. */

@@ -158,7 +158,7 @@ int pipe_v1_answer(struct pipe_v1 *v)
 	struct api_topk tk[32];
 	char enc_name[LINK_ENCODING_STRLEN];
 
-	v->t_end = pipe_now_ns();
+	v->t_end = link_now_ns();
 	struct api_v1_result res = { .model = m->name, .id = v->id, .outputs = v->outs.out,
 				     .n_outputs = v->outs.n, .outputs_none = rq->q.outputs_none };
 	int ntk = top_k(m, &v->outs, tk);
@@ -192,7 +192,7 @@ int pipe_v1_answer(struct pipe_v1 *v)
 
 static void wifi_refresh(struct pipeline *p)
 {
-	uint64_t now = pipe_now_ns();
+	uint64_t now = link_now_ns();
 
 	if (!p->wifi || now - p->wifi_read_ns < 1000000000ull)
 		return;
@@ -600,7 +600,7 @@ char *pipe_status_json(struct pipeline *p, bool explain)
 
 	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
 	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
-	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
+	json_object_set_new(root, "uptime_seconds", json_real((double)(link_now_ns() - p->start_ns) / 1e9));
 	json_object_set_new(root, "backend", backend_json(p));
 	for (int i = 0; i < p->n_models; i++)
 		json_array_append_new(models, model_json(p, &p->models[i], explain));
