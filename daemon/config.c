@@ -473,9 +473,12 @@ const char *config_role_name(int role)
 
 int config_encoding_format(const struct config_encoding *enc, char *buf, size_t len)
 {
-	if (enc->type < 0 || enc->type > CONFIG_ENC_I8 || enc->zip < 0 || enc->zip > CONFIG_ZIP_LZ4)
+	const struct link_encoding *e = &enc->enc;
+
+	if ((int)e->value < 0 || e->value > LINK_VALUE_I8 || (int)e->comp < 0 || e->comp > LINK_COMP_LZ4)
 		return -EINVAL;
-	snprintf(buf, len, "%s%s%s", config_enc_types[enc->type], enc->zip ? "+" : "", config_enc_zips[enc->zip]);
+	snprintf(buf, len, "%s%s%s", enc->is_auto ? "auto" : config_enc_types[e->value], e->comp ? "+" : "",
+		 config_enc_zips[e->comp]);
 	return 0;
 }
 

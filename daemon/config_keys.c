@@ -20,7 +20,8 @@ static const char *const resizes[] = { "stretch", "letterbox", NULL };
 static const char *const channels[] = { "rgb", "bgr", NULL };
 static const char *const layouts[] = { "nchw", "nhwc", NULL };
 static const char *const policies[] = { "latency", "energy", "energy_slo", NULL };
-const char *const config_enc_types[] = { "auto", "f32", "f16", "i8", NULL };
+/* indexed by enum link_value and enum link_comp */
+const char *const config_enc_types[] = { "f32", "f16", "i8", NULL };
 const char *const config_enc_zips[] = { "", "zstd", "lz4", NULL };
 
 #define G(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)

@@ -10,10 +10,27 @@
 #include "peer_proto.h"
 #include "pipeline-impl.h"
 
+/* The one place where the planner's encoding index (plan/ cannot see
+ * link/) and the wire's encoding type meet: the two tables below and their
+ * two directions. */
+static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
+static const enum link_comp comps[PLAN_CODEC_COUNT] = { LINK_COMP_NONE, LINK_COMP_ZSTD, LINK_COMP_LZ4 };
+
+int pipe_enc_plan(const struct link_encoding *e)
+{
+	int d = 0, c = 0;
+
+	for (int i = 0; i < PLAN_DTYPE_COUNT; i++)
+		if (values[i] == e->value)
+			d = i;
+	for (int i = 0; i < PLAN_CODEC_COUNT; i++)
+		if (comps[i] == e->comp)
+			c = i;
+	return PLAN_ENC(d, c);
+}
+
 struct link_encoding pipe_enc_link(int enc)
 {
-	static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
-	static const enum link_comp comps[PLAN_CODEC_COUNT] = { LINK_COMP_NONE, LINK_COMP_ZSTD, LINK_COMP_LZ4 };
 	struct link_encoding e = { LINK_VALUE_F32, LINK_COMP_NONE, 0 };
 
 	if (enc >= 0 && enc < PLAN_ENC_COUNT) {

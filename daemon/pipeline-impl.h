@@ -218,7 +218,10 @@ int pipe_split_send(struct pipe_model *m, struct engine_ctx *ctx, int cut, int e
 		    struct pipe_offload *of, char *err, size_t errlen);
 int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struct peer_tensor *pts, int n,
 		      struct pipe_offload *of, char *err, size_t errlen);
+/* The planner's encoding index and the wire's encoding type, both ways
+ * (pipe_split.c: the one place the two meet). */
 struct link_encoding pipe_enc_link(int plan_enc);
+int pipe_enc_plan(const struct link_encoding *e);
 int64_t pipe_request_timeout_ms(struct pipeline *p);
 /* pipe_image.c: the received image, as is, to the peer (cut 0). */
 int pipe_image_send(struct pipe_model *m, const struct pipe_request *rq, const char *id,

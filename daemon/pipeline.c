@@ -83,13 +83,8 @@ void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc)
 	pc->max_bands = cfg->peer_allow_unverified ? 1 : cfg->max_bands;
 	pc->peer_streams = 1;
 	pc->band_overhead_frac = cfg->band_overhead;
-	if (cfg->peer_encoding.type != CONFIG_ENC_AUTO) {
-		int d = cfg->peer_encoding.type == CONFIG_ENC_F16 ? PLAN_DTYPE_F16 :
-			cfg->peer_encoding.type == CONFIG_ENC_I8 ? PLAN_DTYPE_I8 : PLAN_DTYPE_F32;
-		int c = cfg->peer_encoding.zip == CONFIG_ZIP_ZSTD ? PLAN_CODEC_ZSTD :
-			cfg->peer_encoding.zip == CONFIG_ZIP_LZ4 ? PLAN_CODEC_LZ4 : PLAN_CODEC_NONE;
-		pc->enc_mask = 1u << PLAN_ENC(d, c);
-	}
+	if (!cfg->peer_encoding.is_auto)
+		pc->enc_mask = 1u << pipe_enc_plan(&cfg->peer_encoding.enc);
 }
 
 /* ---- power ------------------------------------------------------------ */
