@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "err.h"
 #include "commands.h"
 #include "engine.h"
 #include "plan.h"
@@ -106,8 +107,7 @@ static int load_peer_profile(const char *path, const struct engine *e, double *n
 	int rc = -EINVAL;
 
 	if (!root) {
-		snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "%s:%d: %s", path, je.line, je.text);
 	}
 	sha = json_object_get(root, "model_sha256");
 	arr = json_object_get(root, "node_ms");

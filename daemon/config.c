@@ -423,23 +423,25 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
 		config_listen_format(&cfg->listen[i], addr, sizeof(addr));
 		where(cfg, "api", "listen", at, sizeof(at));
 		if (cfg->role == CONFIG_ROLE_ROBOT && !cfg->token[0] && !cfg->token_file[0]) {
-			return err_set(-EINVAL, err, errlen, "%sapi.listen: %s is beyond loopback: set api.token or api.token_file", at, addr);
+			return err_set(-EINVAL, err, errlen,
+				       "%sapi.listen: %s is beyond loopback: set api.token or api.token_file", at, addr);
 		}
 		if (cfg->role == CONFIG_ROLE_PEER && cfg->server_plain) {
-			return err_set(-EINVAL, err, errlen, "%speer_server.plain: plain HTTP is only allowed on loopback, not on %s", at, addr);
+			return err_set(-EINVAL, err, errlen,
+				       "%speer_server.plain: plain HTTP is only allowed on loopback, not on %s", at, addr);
 		}
 	}
 	if (cfg->role == CONFIG_ROLE_PEER && !cfg->server_plain &&
 	    (!cfg->server_tls_cert[0] || !cfg->server_tls_key[0])) {
 		return err_set(-EINVAL, err, errlen, "peer_server.tls_cert: the peer role needs peer_server.tls_cert and tls_key, "
-			"or peer_server.plain = true (--plain) on loopback");
+			       "or peer_server.plain = true (--plain) on loopback");
 	}
 	/* Over TLS the peer authenticates every robot, on loopback too: by a
 	 * client certificate its CA signed, or by the bearer token. */
 	if (cfg->role == CONFIG_ROLE_PEER && !cfg->server_plain && !cfg->server_client_ca[0] &&
 	    !cfg->token[0] && !cfg->token_file[0]) {
 		return err_set(-EINVAL, err, errlen, "peer_server.client_ca: the peer must authenticate robots: set "
-			"peer_server.client_ca (client certificates) or api.token");
+			       "peer_server.client_ca (client certificates) or api.token");
 	}
 	if (!!cfg->peer_cert_file[0] != !!cfg->peer_key_file[0]) {
 		where(cfg, "peer", cfg->peer_cert_file[0] ? "cert_file" : "key_file", at, sizeof(at));
@@ -449,16 +451,17 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
 		where(cfg, "peer", "url", at, sizeof(at));
 		if (strncmp(cfg->peer_url, "http://", 7) == 0) {
 			if (!cfg->peer_plain) {
-				return err_set(-EINVAL, err, errlen, "%speer.url: '%s' is plain http: use https, or set peer.plain = true (loopback only)",
-					at, cfg->peer_url);
+				return err_set(-EINVAL, err, errlen,
+					       "%speer.url: '%s' is plain http: use https, or set peer.plain = true (loopback only)",
+					       at, cfg->peer_url);
 			}
 			if (!url_host_is_loopback(cfg->peer_url)) {
 				return err_set(-EINVAL, err, errlen, "%speer.url: plain http is only allowed to a loopback peer, not '%s'", at,
-					cfg->peer_url);
+					       cfg->peer_url);
 			}
 		} else if (strncmp(cfg->peer_url, "https://", 8) != 0) {
 			return err_set(-EINVAL, err, errlen, "%speer.url: '%s' must start with https:// (or http:// with peer.plain)", at,
-				cfg->peer_url);
+				       cfg->peer_url);
 		}
 	}
 	return 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "link_codec.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
@@ -114,9 +115,8 @@ static int describe_tensor(struct bsend *s, int j, struct pipe_offload *of, char
 			 : engine_ctx_get(s->m->wctx[s->worker], vi.name, &s->views[j])) < 0)
 		return r;
 	if (s->views[j].dtype != TENSOR_F32 || s->views[j].ndim != 4) {
-		snprintf(err, errlen, "cut %d: tensor '%s' is not a float NCHW tensor: it cannot travel banded",
-			 s->cut, vi.name);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "cut %d: tensor '%s' is not a float NCHW tensor: it cannot travel banded",
+			       s->cut, vi.name);
 	}
 	for (int b = 0; b < s->bands; b++) {
 		int r0 = 0, r1 = (int)(s->views[j].shape[2] * (b + 1) / s->bands);
@@ -135,9 +135,8 @@ static int describe_tensor(struct bsend *s, int j, struct pipe_offload *of, char
 		s->band_bytes[b] += bb;
 	}
 	if (!pt->len && tensor_numel(&s->views[j])) {
-		snprintf(err, errlen, "encoding %s cannot travel banded (f32, f16 or i8 without compression can)",
-			 plan_enc_name(s->enc));
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "encoding %s cannot travel banded (f32, f16 or i8 without compression can)",
+			       plan_enc_name(s->enc));
 	}
 	s->total += pt->len;
 	of->raw_bytes += tensor_bytes(&s->views[j]);
@@ -259,8 +258,7 @@ static int finish(struct bsend *s, int r, uint64_t t_origin, struct pipe_offload
 		bd->tl[k].sent_ns = !s->band_bytes[k] ? bd->tl[k].ready_ns
 				    : s->marked[k] ? s->marked[k] - t_origin : 0;
 	if (r == 0 && s->rc < 0) {
-		r = s->rc;
-		snprintf(err, errlen, "%s", s->err);
+		r = err_set(s->rc, err, errlen, "%s", s->err);
 	}
 	if (r == 0) {
 		of->have_reply = true;
@@ -292,8 +290,7 @@ int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int ban
 	*s = (struct bsend){ .m = m, .worker = worker, .cut = cut, .enc = enc, .bands = bands,
 			     .n = engine_cut_count(m->eng, cut), .le = pipe_enc_link(enc), .reply = &of->reply };
 	if (s->n < 1 || s->n > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "cut %d crosses %d tensors", cut, s->n);
-		r = -EINVAL;
+		r = err_set(-EINVAL, err, errlen, "cut %d crosses %d tensors", cut, s->n);
 		goto out;
 	}
 	/* cut 0: the inputs, already in ctx, travel in bands (nothing to compute) */
@@ -309,8 +306,7 @@ int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int ban
 	s->timeout_ms = pipe_request_timeout_ms(m->pipe);
 	of->send_ns = link_now_ns();
 	if ((r = pthread_create(&th, NULL, sender_main, s)) != 0) {
-		r = -r;
-		snprintf(err, errlen, "starting the band sender: %s", strerror(-r));
+		r = err_set(-r, err, errlen, "starting the band sender: %s", strerror(r));
 		goto out;
 	}
 	r = run_bands(s, t_origin, bd, err, errlen);

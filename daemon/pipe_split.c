@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "link_codec.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
@@ -84,8 +85,7 @@ static int encode_one(struct pipe_model *m, struct engine_ctx *ctx, int cut, int
 	int r;
 
 	if ((r = engine_cut_tensor(m->eng, cut, j, &vi)) < 0 || (r = engine_ctx_get(ctx, vi.name, &v)) < 0) {
-		snprintf(err, errlen, "cut %d: tensor %d is not available", cut, j);
-		return r;
+		return err_set(r, err, errlen, "cut %d: tensor %d is not available", cut, j);
 	}
 	struct link_encoding le = link_encoding_effective(&want, v.dtype);
 	for (int pass = 0; pass < 2; pass++) {
@@ -100,8 +100,7 @@ static int encode_one(struct pipe_model *m, struct engine_ctx *ctx, int cut, int
 		le = (struct link_encoding){ LINK_VALUE_F32, want.comp, want.level };
 	}
 	if (r < 0) {
-		snprintf(err, errlen, "encoding '%s' for the link: %s", vi.name, strerror(-r));
-		return r;
+		return err_set(r, err, errlen, "encoding '%s' for the link: %s", vi.name, strerror(-r));
 	}
 	*pt = (struct peer_tensor){ .name = vi.name, .dtype = v.dtype, .ndim = v.ndim,
 				    .enc = le, .scale = scale, .data = *buf, .len = len };
@@ -122,8 +121,7 @@ int pipe_split_send(struct pipe_model *m, struct engine_ctx *ctx, int cut, int e
 	if (n < 0)
 		return n;
 	if (n > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "cut %d crosses %d tensors (at most %d travel)", cut, n, PEER_MAX_TENSORS);
-		return -E2BIG;
+		return err_set(-E2BIG, err, errlen, "cut %d crosses %d tensors (at most %d travel)", cut, n, PEER_MAX_TENSORS);
 	}
 	pts = calloc((size_t)n + 1, sizeof(*pts));
 	bufs = calloc((size_t)n + 1, sizeof(*bufs));
