@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "err.h"
 #include "commands.h"
 #include "engine.h"
 #include "plan.h"
@@ -86,6 +87,10 @@ static int parse_encodings(const char *s, unsigned *mask)
 	return *mask ? 0 : -EINVAL;
 }
 
+/* A number macro as text, for messages that quote a limit. */
+#define BANDS_TEXT(n) BANDS_TEXT_(n)
+#define BANDS_TEXT_(n) #n
+
 static int usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "splitd plan: %s%s%s\n", what, arg ? ": " : "", arg ? arg : "");
@@ -102,8 +107,7 @@ static int load_peer_profile(const char *path, const struct engine *e, double *n
 	int rc = -EINVAL;
 
 	if (!root) {
-		snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "%s:%d: %s", path, je.line, je.text);
 	}
 	sha = json_object_get(root, "model_sha256");
 	arr = json_object_get(root, "node_ms");
@@ -138,11 +142,107 @@ out:
 	return rc;
 }
 
+/* An integer in [lo, hi], written as a number (1e3 and 64.0 pass, as
+ * they did when these were read as doubles). */
+static int parse_whole(const char *s, double lo, double hi, int *out)
+{
+	double d;
+
+	if (parse_double(s, lo, &d) < 0 || d > hi || d != floor(d))
+		return -EINVAL;
+	*out = (int)d;
+	return 0;
+}
+
+/* The long options without a short letter. */
+enum plan_cli_opt {
+	O_BW = 256, O_RTT, O_PEER, O_SPEEDUP, O_POLICY, O_SLO, O_BANDS, O_THREADS, O_JSON, O_RUNS, O_IMAGE,
+	O_INPUT_BYTES, O_ENC, O_DECODE, O_PEER_DECODE, O_POWER, O_BAND_OVERHEAD, O_PEER_STREAMS, O_PEER_WAITS
+};
+
+/* One option c with its value arg (NULL for flags): 0, or the exit status
+ * (2) after one line. */
+static int one_option(int c, const char *arg, struct plan_cli *o)
+{
+	double d;
+
+	switch (c) {
+	case 'm': o->model = arg; break;
+	case O_BW:
+		if (parse_rate(arg, &o->bandwidth_bps) < 0)
+			return usage_error("--bandwidth wants a rate like 137M, 400Mbit or 12.5MB/s", arg);
+		break;
+	case O_RTT:
+		if (parse_double(arg, 0, &o->rtt_ms) < 0)
+			return usage_error("--rtt-ms wants milliseconds >= 0", arg);
+		break;
+	case O_PEER: o->peer_profile = arg; break;
+	case O_SPEEDUP:
+		if (parse_double(arg, 1e-6, &o->peer_speedup) < 0)
+			return usage_error("--peer-speedup wants a factor > 0", arg);
+		break;
+	case O_POLICY:
+		if (plan_policy_parse(arg, &o->policy) < 0)
+			return usage_error("--policy is one of " PLAN_POLICY_NAMES, arg);
+		break;
+	case O_SLO:
+		if (parse_double(arg, 1e-6, &o->slo_ms) < 0)
+			return usage_error("--slo-ms wants milliseconds > 0", arg);
+		break;
+	case O_BANDS:
+		if (parse_whole(arg, 1, PLAN_MAX_BANDS, &o->bands) < 0)
+			return usage_error("--bands wants an integer 1.." BANDS_TEXT(PLAN_MAX_BANDS), arg);
+		break;
+	case O_BAND_OVERHEAD:
+		if (parse_double(arg, 0, &o->band_overhead) < 0 || o->band_overhead > 10)
+			return usage_error("--band-overhead wants a fraction 0..10 of the compute", arg);
+		break;
+	case O_PEER_STREAMS:
+		o->peer_streams = 1;
+		break;
+	case O_PEER_WAITS:
+		o->peer_streams = 0;
+		break;
+	case O_THREADS:
+		if (parse_whole(arg, 0, 1024, &o->threads) < 0)
+			return usage_error("--threads wants an integer >= 0", arg);
+		break;
+	case O_RUNS:
+		if (parse_whole(arg, 1, 1000, &o->runs) < 0)
+			return usage_error("--runs wants an integer 1..1000", arg);
+		break;
+	case O_IMAGE: o->image = arg; break;
+	case O_INPUT_BYTES:
+		if (parse_double(arg, 0, &d) < 0 || d != floor(d))
+			return usage_error("--input-bytes wants a byte count", arg);
+		o->input_bytes = (long)d;
+		break;
+	case O_ENC:
+		if (parse_encodings(arg, &o->enc_mask) < 0)
+			return usage_error("--encodings wants a list like f32,f16,i8,f16+zstd", arg);
+		break;
+	case O_DECODE:
+		if (parse_double(arg, 0, &o->decode_ms) < 0)
+			return usage_error("--decode-ms wants milliseconds >= 0", arg);
+		break;
+	case O_PEER_DECODE:
+		if (parse_double(arg, 0, &o->peer_decode_ms) < 0)
+			return usage_error("--peer-decode-ms wants milliseconds >= 0", arg);
+		break;
+	case O_POWER:
+		if (sscanf(arg, "%lf,%lf,%lf", &o->power_mw[0], &o->power_mw[1],
+			   &o->power_mw[2]) != 3 || !(o->power_mw[0] >= 0) ||
+		    !(o->power_mw[1] >= 0) || !(o->power_mw[2] >= 0))
+			return usage_error("--power-mw wants COMPUTE,TX,WAIT in mW", arg);
+		o->have_power = 1;
+		break;
+	case O_JSON: o->json = 1; break;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct plan_cli *o)
 {
-	enum { O_BW = 256, O_RTT, O_PEER, O_SPEEDUP, O_POLICY, O_SLO, O_BANDS, O_THREADS,
-	       O_JSON, O_RUNS, O_IMAGE, O_INPUT_BYTES, O_ENC, O_DECODE, O_PEER_DECODE, O_POWER,
-	       O_BAND_OVERHEAD, O_PEER_STREAMS, O_PEER_WAITS };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "bandwidth", required_argument, NULL, O_BW },
@@ -166,89 +266,17 @@ static int parse_args(int argc, char **argv, struct plan_cli *o)
 		{ "json", no_argument, NULL, O_JSON },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
-	double d;
+	int c, r;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":m:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm': o->model = optarg; break;
-		case O_BW:
-			if (parse_rate(optarg, &o->bandwidth_bps) < 0)
-				return usage_error("--bandwidth wants a rate like 137M, 400Mbit or 12.5MB/s", optarg);
-			break;
-		case O_RTT:
-			if (parse_double(optarg, 0, &o->rtt_ms) < 0)
-				return usage_error("--rtt-ms wants milliseconds >= 0", optarg);
-			break;
-		case O_PEER: o->peer_profile = optarg; break;
-		case O_SPEEDUP:
-			if (parse_double(optarg, 1e-6, &o->peer_speedup) < 0)
-				return usage_error("--peer-speedup wants a factor > 0", optarg);
-			break;
-		case O_POLICY:
-			if (plan_policy_parse(optarg, &o->policy) < 0)
-				return usage_error("--policy is one of " PLAN_POLICY_NAMES, optarg);
-			break;
-		case O_SLO:
-			if (parse_double(optarg, 1e-6, &o->slo_ms) < 0)
-				return usage_error("--slo-ms wants milliseconds > 0", optarg);
-			break;
-		case O_BANDS:
-			if (parse_double(optarg, 1, &d) < 0 || d > PLAN_MAX_BANDS || d != floor(d))
-				return usage_error("--bands wants an integer 1..64", optarg);
-			o->bands = (int)d;
-			break;
-		case O_BAND_OVERHEAD:
-			if (parse_double(optarg, 0, &o->band_overhead) < 0 || o->band_overhead > 10)
-				return usage_error("--band-overhead wants a fraction 0..10 of the compute", optarg);
-			break;
-		case O_PEER_STREAMS:
-			o->peer_streams = 1;
-			break;
-		case O_PEER_WAITS:
-			o->peer_streams = 0;
-			break;
-		case O_THREADS:
-			if (parse_double(optarg, 0, &d) < 0 || d > 1024 || d != floor(d))
-				return usage_error("--threads wants an integer >= 0", optarg);
-			o->threads = (int)d;
-			break;
-		case O_RUNS:
-			if (parse_double(optarg, 1, &d) < 0 || d > 1000 || d != floor(d))
-				return usage_error("--runs wants an integer 1..1000", optarg);
-			o->runs = (int)d;
-			break;
-		case O_IMAGE: o->image = optarg; break;
-		case O_INPUT_BYTES:
-			if (parse_double(optarg, 0, &d) < 0 || d != floor(d))
-				return usage_error("--input-bytes wants a byte count", optarg);
-			o->input_bytes = (long)d;
-			break;
-		case O_ENC:
-			if (parse_encodings(optarg, &o->enc_mask) < 0)
-				return usage_error("--encodings wants a list like f32,f16,i8,f16+zstd", optarg);
-			break;
-		case O_DECODE:
-			if (parse_double(optarg, 0, &o->decode_ms) < 0)
-				return usage_error("--decode-ms wants milliseconds >= 0", optarg);
-			break;
-		case O_PEER_DECODE:
-			if (parse_double(optarg, 0, &o->peer_decode_ms) < 0)
-				return usage_error("--peer-decode-ms wants milliseconds >= 0", optarg);
-			break;
-		case O_POWER:
-			if (sscanf(optarg, "%lf,%lf,%lf", &o->power_mw[0], &o->power_mw[1],
-				   &o->power_mw[2]) != 3 || !(o->power_mw[0] >= 0) ||
-			    !(o->power_mw[1] >= 0) || !(o->power_mw[2] >= 0))
-				return usage_error("--power-mw wants COMPUTE,TX,WAIT in mW", optarg);
-			o->have_power = 1;
-			break;
-		case O_JSON: o->json = 1; break;
-		case ':': return usage_error("option needs a value", argv[optind - 1]);
-		default: return usage_error("unknown option", argv[optind - 1]);
-		}
+		if (c == ':')
+			return usage_error("option needs a value", argv[optind - 1]);
+		if (c == '?')
+			return usage_error("unknown option", argv[optind - 1]);
+		if ((r = one_option(c, optarg, o)) != 0)
+			return r;
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument", argv[optind]);

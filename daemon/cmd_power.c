@@ -27,20 +27,6 @@ static void on_signal(int sig)
 	power_cmd_stop = 1;
 }
 
-/* A whole decimal number in [lo, hi]; -EINVAL otherwise. */
-static int parse_num(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 /* The first sample the command saw: t_s and joules count from it. */
 struct power_cmd_origin {
 	int64_t t_ns;
@@ -137,7 +123,23 @@ static void sleep_until(int64_t t_ns)
 		;
 }
 
-int cmd_power(int argc, char **argv)
+struct power_cli {
+	struct power_config cfg;
+	long interval_ms, count;
+	bool json;
+};
+
+/* A number option's value in [lo, hi]; false after printing why not. */
+static bool num_option(const char *opt, const char *s, long lo, long hi, const char *what, long *out)
+{
+	if (cmd_parse_long(s, lo, hi, out) == 0)
+		return true;
+	fprintf(stderr, "splitd power: %s '%s' is not %s\n", opt, s, what);
+	return false;
+}
+
+/* -1 to go on, else the exit status (0 after --help, 2 after one line). */
+static int parse_args(int argc, char **argv, struct power_cli *o)
 {
 	static const struct option opts[] = {
 		{ "sysfs-root", required_argument, NULL, 'r' },
@@ -147,43 +149,26 @@ int cmd_power(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct power_config cfg;
-	struct power_sampler *s = NULL;
-	struct power_snapshot *snap = NULL;
-	struct sigaction sa;
-	char err[256];
-	long interval_ms = 1000, count = 0, v;
-	bool json = false;
-	struct power_cmd_origin o0 = { 0 };
-	int64_t next;
-	int c, rc = 1;
+	int c;
 
-	power_config_init(&cfg);
 	opterr = 0;
 	optind = 0; /* glibc: a full restart, so the command can run twice */
 	while ((c = getopt_long(argc, argv, ":r:i:c:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
-			cfg.sysfs_root = optarg;
+			o->cfg.sysfs_root = optarg;
 			break;
 		case 'i':
-			if (parse_num(optarg, 1, 3600000, &v) < 0) {
-				fprintf(stderr, "splitd power: --interval-ms '%s' is not "
-					"a number of milliseconds in 1..3600000\n", optarg);
+			if (!num_option("--interval-ms", optarg, 1, 3600000,
+					"a number of milliseconds in 1..3600000", &o->interval_ms))
 				return 2;
-			}
-			interval_ms = v;
 			break;
 		case 'c':
-			if (parse_num(optarg, 1, 1000000000, &v) < 0) {
-				fprintf(stderr, "splitd power: --count '%s' is not a "
-					"positive number\n", optarg);
+			if (!num_option("--count", optarg, 1, 1000000000, "a positive number", &o->count))
 				return 2;
-			}
-			count = v;
 			break;
 		case 'j':
-			json = true;
+			o->json = true;
 			break;
 		case 'h':
 			printf("usage: splitd power [--sysfs-root DIR] [--interval-ms N] "
@@ -203,6 +188,30 @@ int cmd_power(int argc, char **argv)
 		fprintf(stderr, "splitd power: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	return -1;
+}
+
+int cmd_power(int argc, char **argv)
+{
+	struct power_cli o = { .interval_ms = 1000 };
+	struct power_config cfg;
+	struct power_sampler *s = NULL;
+	struct power_snapshot *snap = NULL;
+	struct sigaction sa;
+	char err[256];
+	long interval_ms, count;
+	bool json;
+	struct power_cmd_origin o0 = { 0 };
+	int64_t next;
+	int rc;
+
+	power_config_init(&o.cfg);
+	if ((rc = parse_args(argc, argv, &o)) >= 0)
+		return rc;
+	cfg = o.cfg;
+	interval_ms = o.interval_ms;
+	count = o.count;
+	json = o.json;
 
 	rc = power_sampler_new(&cfg, &s, err, sizeof(err));
 	if (rc < 0) {

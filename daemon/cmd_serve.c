@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "link.h"
 #include "log.h"
 #include "notify.h"
 #include "serve.h"
@@ -139,7 +140,18 @@ static int add_override(struct serve_opts *o, const char *section, const char *k
 /* Returns 0, or the exit status (2) after printing one line. */
 static int parse_args(int argc, char **argv, struct serve_opts *o)
 {
-	enum { O_ROLE = 256, O_LISTEN, O_MODEL, O_PEER, O_THREADS, O_SYSFS, O_PLAIN, O_LOG };
+	/* the options that set one config key, in key_options' order first */
+	enum { O_ROLE = 256, O_LISTEN, O_PEER, O_THREADS, O_SYSFS, O_LOG, O_MODEL, O_PLAIN };
+	static const struct key_option {
+		const char *section, *key, *option;
+	} key_options[] = {
+		[O_ROLE - O_ROLE] = { "daemon", "role", "--role" },
+		[O_LISTEN - O_ROLE] = { "api", "listen", "--listen" },
+		[O_PEER - O_ROLE] = { "peer", "url", "--peer" },
+		[O_THREADS - O_ROLE] = { "daemon", "threads", "--threads" },
+		[O_SYSFS - O_ROLE] = { "power", "sysfs_root", "--sysfs-root" },
+		[O_LOG - O_ROLE] = { "daemon", "log_level", "--log-level" },
+	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "role", required_argument, NULL, O_ROLE },
@@ -164,25 +176,17 @@ static int parse_args(int argc, char **argv, struct serve_opts *o)
 			o->config_given = true;
 			break;
 		case O_ROLE:
-			r = add_override(o, "daemon", "role", optarg, "--role");
-			break;
 		case O_LISTEN:
-			r = add_override(o, "api", "listen", optarg, "--listen");
+		case O_PEER:
+		case O_THREADS:
+		case O_SYSFS:
+		case O_LOG: {
+			const struct key_option *k = &key_options[c - O_ROLE];
+			r = add_override(o, k->section, k->key, optarg, k->option);
 			break;
+		}
 		case O_MODEL:
 			o->model_path = optarg;
-			break;
-		case O_PEER:
-			r = add_override(o, "peer", "url", optarg, "--peer");
-			break;
-		case O_THREADS:
-			r = add_override(o, "daemon", "threads", optarg, "--threads");
-			break;
-		case O_SYSFS:
-			r = add_override(o, "power", "sysfs_root", optarg, "--sysfs-root");
-			break;
-		case O_LOG:
-			r = add_override(o, "daemon", "log_level", optarg, "--log-level");
 			break;
 		case O_PLAIN:
 			o->plain = true;
@@ -303,21 +307,21 @@ out:
 	config_free(fresh);
 	config_free(next);
 	s->status[0] = 0; /* resend */
-	update_status(s, r < 0 ? "reload failed, old config kept; " : NULL, notify_now_ns());
+	update_status(s, r < 0 ? "reload failed, old config kept; " : NULL, link_now_ns());
 	notify_ready(&s->notify);
 }
 
 /* Stop accepting, wait for requests in flight up to drain_timeout_s. */
 static void drain(struct serve_state *s)
 {
-	uint64_t start = notify_now_ns();
+	uint64_t start = link_now_ns();
 	uint64_t deadline = start + (uint64_t)s->cfg->drain_timeout_s * 1000000000ull;
 	char prefix[96];
 
 	notify_stopping(&s->notify);
 	s->hooks->quiesce(s->ctx);
 	for (;;) {
-		uint64_t now = notify_now_ns();
+		uint64_t now = link_now_ns();
 		unsigned n = s->hooks->inflight(s->ctx);
 		if (n == 0) {
 			log_info("stop: drained in %.0f ms", (double)(now - start) / 1e6);
@@ -343,7 +347,7 @@ static void drain(struct serve_state *s)
 static int main_loop(struct serve_state *s)
 {
 	for (;;) {
-		uint64_t now = notify_now_ns();
+		uint64_t now = link_now_ns();
 		uint64_t wait_ns = notify_watchdog_due_ns(&s->notify, now);
 		uint64_t status_due = s->status_ns + STATUS_PERIOD_NS;
 		uint64_t to_status = status_due > now ? status_due - now : 0;
@@ -354,7 +358,7 @@ static int main_loop(struct serve_state *s)
 		int r = poll(&p, 1, timeout_ms);
 		if (r < 0 && errno != EINTR)
 			return log_err(-errno, "poll: %s", strerror(errno));
-		now = notify_now_ns();
+		now = link_now_ns();
 		notify_watchdog(&s->notify, now);
 		if (now >= status_due)
 			update_status(s, NULL, now);
@@ -410,9 +414,9 @@ int cmd_serve(int argc, char **argv)
 	}
 	for (int i = 0; i < s.listeners.n; i++)
 		log_info("serving on %s", s.listeners.names[i]);
-	update_status(&s, NULL, notify_now_ns());
+	update_status(&s, NULL, link_now_ns());
 	notify_ready(&s.notify);
-	notify_watchdog(&s.notify, notify_now_ns());
+	notify_watchdog(&s.notify, link_now_ns());
 
 	if (main_loop(&s) == 0)
 		status = 0;

@@ -14,4 +14,9 @@ int cmd_export_tail(int argc, char **argv); /* cmd_export_tail.c */
 /* `splitd help COMMAND` text of each command; NULL if unknown. */
 const char *cmd_usage(const char *name);
 
+/* cmd_util.c: a whole decimal number in [lo, hi] into *out; -EINVAL (and
+ * *out untouched) otherwise. */
+int cmd_parse_long(const char *s, long lo, long hi, long *out);
+int cmd_parse_int(const char *s, int lo, int hi, int *out);
+
 #endif

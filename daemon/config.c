@@ -17,19 +17,9 @@
 #include <ini.h>
 
 #include "config-impl.h"
+#include "err.h"
 #include "log.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool known_section(const char *section)
 {
@@ -178,8 +168,7 @@ static int handler_fail(struct parse_ctx *ctx, int code, const char *fmt, ...)
 	va_end(ap);
 	ctx->err_line = ctx->in->line;
 	ctx->err_code = code;
-	set_err(ctx->err, ctx->errlen, "%s:%d: %s", ctx->name, ctx->in->line, msg);
-	return 0;
+	return err_set(0, ctx->err, ctx->errlen, "%s:%d: %s", ctx->name, ctx->in->line, msg);
 }
 
 static int ini_handler_fn(void *user, const char *section, const char *name, const char *value)
@@ -241,13 +230,11 @@ int config_load_string(const char *text, const char *name, struct config **out, 
 
 	int line = ini_parse_stream(stream_reader, &in, ini_handler_fn, ctx);
 	if (in.long_line && (!ctx->err_line || in.long_line < ctx->err_line)) {
-		set_err(err, errlen, "%s:%d: line too long (at most 196 characters)", name, in.long_line);
-		r = -EINVAL;
+		r = err_set(-EINVAL, err, errlen, "%s:%d: line too long (at most 196 characters)", name, in.long_line);
 		goto out;
 	}
 	if (line > 0 && (!ctx->err_line || line < ctx->err_line)) {
-		set_err(err, errlen, "%s:%d: not a [section] or key = value line", name, line);
-		r = -EINVAL;
+		r = err_set(-EINVAL, err, errlen, "%s:%d: not a [section] or key = value line", name, line);
 		goto out;
 	}
 	if (ctx->err_line) {
@@ -255,14 +242,12 @@ int config_load_string(const char *text, const char *name, struct config **out, 
 		goto out;
 	}
 	if (line < 0) {
-		set_err(err, errlen, "%s: cannot parse (out of memory)", name);
-		r = -ENOMEM;
+		r = err_set(-ENOMEM, err, errlen, "%s: cannot parse (out of memory)", name);
 		goto out;
 	}
 	for (int i = 0; i < cfg->n_models; i++) {
 		if (!cfg->models[i].path[0]) {
-			set_err(err, errlen, "%s: [model.%s] has no path", name, cfg->models[i].name);
-			r = -EINVAL;
+			r = err_set(-EINVAL, err, errlen, "%s: [model.%s] has no path", name, cfg->models[i].name);
 			goto out;
 		}
 	}
@@ -283,8 +268,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 
 	if (!f) {
 		r = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
-		return r;
+		return err_set(r, err, errlen, "%s: %s", path, strerror(errno));
 	}
 	text = malloc(1024 * 1024 + 1);
 	if (!text) {
@@ -293,18 +277,15 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	}
 	size_t n = fread(text, 1, 1024 * 1024 + 1, f);
 	if (ferror(f)) {
-		r = -EIO;
-		set_err(err, errlen, "%s: read error", path);
+		r = err_set(-EIO, err, errlen, "%s: read error", path);
 		goto out;
 	}
 	if (n > 1024 * 1024) {
-		r = -EFBIG;
-		set_err(err, errlen, "%s: larger than 1 MiB", path);
+		r = err_set(-EFBIG, err, errlen, "%s: larger than 1 MiB", path);
 		goto out;
 	}
 	if (memchr(text, 0, n)) {
-		r = -EINVAL;
-		set_err(err, errlen, "%s: contains a NUL byte (not a text file)", path);
+		r = err_set(-EINVAL, err, errlen, "%s: contains a NUL byte (not a text file)", path);
 		goto out;
 	}
 	text[n] = 0;
@@ -323,21 +304,18 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 	void *base = cfg;
 
 	if (!k) {
-		set_err(err, errlen, "%s: unknown key %s.%s", origin, section, key);
-		return -ENOENT;
+		return err_set(-ENOENT, err, errlen, "%s: unknown key %s.%s", origin, section, key);
 	}
 	if (k->flags & F_MODEL) {
 		struct config_model *m;
 		if (model_get(cfg, section + 6, &m, why, sizeof(why)) < 0) {
-			set_err(err, errlen, "%s: %s", origin, why);
-			return -EINVAL;
+			return err_set(-EINVAL, err, errlen, "%s: %s", origin, why);
 		}
 		base = m;
 	}
 	int r = config_parse_value(k, base, value, why, sizeof(why));
 	if (r < 0) {
-		set_err(err, errlen, "%s: %s", origin, why);
-		return r;
+		return err_set(r, err, errlen, "%s: %s", origin, why);
 	}
 	if (!(k->flags & F_MODEL))
 		cfg->key_line[k - config_keys] = 0;
@@ -355,8 +333,7 @@ int config_set_model_path(struct config *cfg, const char *path, char *err, size_
 	if (n > 5 && strcmp(base + n - 5, ".onnx") == 0)
 		n -= 5;
 	if (n == 0 || n >= sizeof(name)) {
-		set_err(err, errlen, "--model: '%s' has no usable file name", path);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "--model: '%s' has no usable file name", path);
 	}
 	memcpy(name, base, n);
 	name[n] = 0;
@@ -364,8 +341,7 @@ int config_set_model_path(struct config *cfg, const char *path, char *err, size_
 		if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i]))
 			name[i] = '_';
 	if (strlen(path) >= sizeof(cfg->models[0].path)) {
-		set_err(err, errlen, "--model: path too long");
-		return -ENAMETOOLONG;
+		return err_set(-ENAMETOOLONG, err, errlen, "--model: path too long");
 	}
 	cfg->n_models = 0;
 	struct config_model *m = &cfg->models[cfg->n_models++];
@@ -439,8 +415,7 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->token[0] && cfg->token_file[0]) {
 		where(cfg, "api", "token_file", at, sizeof(at));
-		set_err(err, errlen, "%sapi.token_file: set either api.token or api.token_file, not both", at);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "%sapi.token_file: set either api.token or api.token_file, not both", at);
 	}
 	for (int i = 0; i < cfg->n_listen; i++) {
 		if (config_listen_is_loopback(&cfg->listen[i]))
@@ -448,50 +423,45 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
 		config_listen_format(&cfg->listen[i], addr, sizeof(addr));
 		where(cfg, "api", "listen", at, sizeof(at));
 		if (cfg->role == CONFIG_ROLE_ROBOT && !cfg->token[0] && !cfg->token_file[0]) {
-			set_err(err, errlen, "%sapi.listen: %s is beyond loopback: set api.token or api.token_file", at, addr);
-			return -EINVAL;
+			return err_set(-EINVAL, err, errlen,
+				       "%sapi.listen: %s is beyond loopback: set api.token or api.token_file", at, addr);
 		}
 		if (cfg->role == CONFIG_ROLE_PEER && cfg->server_plain) {
-			set_err(err, errlen, "%speer_server.plain: plain HTTP is only allowed on loopback, not on %s", at, addr);
-			return -EINVAL;
+			return err_set(-EINVAL, err, errlen,
+				       "%speer_server.plain: plain HTTP is only allowed on loopback, not on %s", at, addr);
 		}
 	}
 	if (cfg->role == CONFIG_ROLE_PEER && !cfg->server_plain &&
 	    (!cfg->server_tls_cert[0] || !cfg->server_tls_key[0])) {
-		set_err(err, errlen, "peer_server.tls_cert: the peer role needs peer_server.tls_cert and tls_key, "
-			"or peer_server.plain = true (--plain) on loopback");
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "peer_server.tls_cert: the peer role needs peer_server.tls_cert and tls_key, "
+			       "or peer_server.plain = true (--plain) on loopback");
 	}
 	/* Over TLS the peer authenticates every robot, on loopback too: by a
 	 * client certificate its CA signed, or by the bearer token. */
 	if (cfg->role == CONFIG_ROLE_PEER && !cfg->server_plain && !cfg->server_client_ca[0] &&
 	    !cfg->token[0] && !cfg->token_file[0]) {
-		set_err(err, errlen, "peer_server.client_ca: the peer must authenticate robots: set "
-			"peer_server.client_ca (client certificates) or api.token");
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "peer_server.client_ca: the peer must authenticate robots: set "
+			       "peer_server.client_ca (client certificates) or api.token");
 	}
 	if (!!cfg->peer_cert_file[0] != !!cfg->peer_key_file[0]) {
 		where(cfg, "peer", cfg->peer_cert_file[0] ? "cert_file" : "key_file", at, sizeof(at));
-		set_err(err, errlen, "%speer.cert_file: set both peer.cert_file and peer.key_file, or neither", at);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "%speer.cert_file: set both peer.cert_file and peer.key_file, or neither", at);
 	}
 	if (cfg->peer_url[0]) {
 		where(cfg, "peer", "url", at, sizeof(at));
 		if (strncmp(cfg->peer_url, "http://", 7) == 0) {
 			if (!cfg->peer_plain) {
-				set_err(err, errlen, "%speer.url: '%s' is plain http: use https, or set peer.plain = true (loopback only)",
-					at, cfg->peer_url);
-				return -EINVAL;
+				return err_set(-EINVAL, err, errlen,
+					       "%speer.url: '%s' is plain http: use https, or set peer.plain = true (loopback only)",
+					       at, cfg->peer_url);
 			}
 			if (!url_host_is_loopback(cfg->peer_url)) {
-				set_err(err, errlen, "%speer.url: plain http is only allowed to a loopback peer, not '%s'", at,
-					cfg->peer_url);
-				return -EINVAL;
+				return err_set(-EINVAL, err, errlen, "%speer.url: plain http is only allowed to a loopback peer, not '%s'", at,
+					       cfg->peer_url);
 			}
 		} else if (strncmp(cfg->peer_url, "https://", 8) != 0) {
-			set_err(err, errlen, "%speer.url: '%s' must start with https:// (or http:// with peer.plain)", at,
-				cfg->peer_url);
-			return -EINVAL;
+			return err_set(-EINVAL, err, errlen, "%speer.url: '%s' must start with https:// (or http:// with peer.plain)", at,
+				       cfg->peer_url);
 		}
 	}
 	return 0;
@@ -506,9 +476,12 @@ const char *config_role_name(int role)
 
 int config_encoding_format(const struct config_encoding *enc, char *buf, size_t len)
 {
-	if (enc->type < 0 || enc->type > CONFIG_ENC_I8 || enc->zip < 0 || enc->zip > CONFIG_ZIP_LZ4)
+	const struct link_encoding *e = &enc->enc;
+
+	if ((int)e->value < 0 || e->value > LINK_VALUE_I8 || (int)e->comp < 0 || e->comp > LINK_COMP_LZ4)
 		return -EINVAL;
-	snprintf(buf, len, "%s%s%s", config_enc_types[enc->type], enc->zip ? "+" : "", config_enc_zips[enc->zip]);
+	snprintf(buf, len, "%s%s%s", enc->is_auto ? "auto" : config_enc_types[e->value], e->comp ? "+" : "",
+		 config_enc_zips[e->comp]);
 	return 0;
 }
 

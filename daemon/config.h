@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "link_codec.h"
+
 #define CONFIG_STR_MAX 256
 #define CONFIG_PATH_MAX 512
 #define CONFIG_MAX_LISTEN 8
@@ -25,13 +27,14 @@ enum config_resize { CONFIG_RESIZE_STRETCH, CONFIG_RESIZE_LETTERBOX };
 enum config_channels { CONFIG_CHANNELS_RGB, CONFIG_CHANNELS_BGR };
 enum config_layout { CONFIG_LAYOUT_NCHW, CONFIG_LAYOUT_NHWC };
 enum config_policy { CONFIG_POLICY_LATENCY, CONFIG_POLICY_ENERGY, CONFIG_POLICY_ENERGY_SLO };
-/* Cut-tensor encoding: value type plus optional compression. */
-enum config_enc_type { CONFIG_ENC_AUTO, CONFIG_ENC_F32, CONFIG_ENC_F16, CONFIG_ENC_I8 };
-enum config_enc_zip { CONFIG_ZIP_NONE, CONFIG_ZIP_ZSTD, CONFIG_ZIP_LZ4 };
-
+/* Cut-tensor encoding (peer.encoding): "auto" (the planner chooses), or
+ * one encoding of the wire's own type, struct link_encoding (link/'s
+ * front door: the one encoding type; plan/'s index of it is converted in
+ * one place, daemon/pipe_split.c). With auto, enc.comp still holds a
+ * "+zstd"/"+lz4" that was written, as the text had it. */
 struct config_encoding {
-	int type; /* enum config_enc_type */
-	int zip;  /* enum config_enc_zip */
+	bool is_auto;
+	struct link_encoding enc; /* level always 0: the key has no ":LEVEL" */
 };
 
 /* "127.0.0.1:8080", "[::1]:8080", "*:8080" (all IPv4+IPv6). */

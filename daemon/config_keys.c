@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config-impl.h"
+#include "plan.h" /* PLAN_MAX_BANDS, the bound of planner.max_bands */
 
 const char *const config_roles[] = { "robot", "peer", NULL };
 static const char *const backends[] = { "auto", "cpu", "cuda", NULL };
@@ -19,7 +20,8 @@ static const char *const resizes[] = { "stretch", "letterbox", NULL };
 static const char *const channels[] = { "rgb", "bgr", NULL };
 static const char *const layouts[] = { "nchw", "nhwc", NULL };
 static const char *const policies[] = { "latency", "energy", "energy_slo", NULL };
-const char *const config_enc_types[] = { "auto", "f32", "f16", "i8", NULL };
+/* indexed by enum link_value and enum link_comp */
+const char *const config_enc_types[] = { "f32", "f16", "i8", NULL };
 const char *const config_enc_zips[] = { "", "zstd", "lz4", NULL };
 
 #define G(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
@@ -151,7 +153,7 @@ const struct key config_keys[] = {
 	  "Wi-Fi interface for link telemetry (wlan0, at most 15 characters); empty = none" },
 	{ "planner", "probe_idle_ms", T_INT, G(probe_idle_ms), 10, 3600000, "2000", NULL, 0, CONFIG_APPLY_LINK_PROBE,
 	  "send a small probe when the link has been idle this long" },
-	{ "planner", "max_bands", T_INT, G(max_bands), 1, 64, "1", NULL, 0, CONFIG_APPLY_PLANNER,
+	{ "planner", "max_bands", T_INT, G(max_bands), 1, PLAN_MAX_BANDS, "1", NULL, 0, CONFIG_APPLY_PLANNER,
 	  "most bands the planner may choose for a banded (streamed) cut; 1 = layer splits only" },
 	{ "planner", "band_overhead", T_DOUBLE, G(band_overhead), 0, 10, "0.25", NULL, 0, CONFIG_APPLY_PLANNER,
 	  "extra robot compute of a banded run, as a fraction of the unbanded one" },

@@ -352,24 +352,29 @@ static int parse_encoding(const struct key *k, void *base, const char *v, char *
 {
 	char *dst = (char *)base + k->offset;
 	char tmp[256];
-	struct config_encoding e = { 0, 0 };
+	struct config_encoding e;
 	const char *plus = strchr(v, '+');
 	size_t n = plus ? (size_t)(plus - v) : strlen(v);
+	int type, zip = 0;
 
+	memset(&e, 0, sizeof(e)); /* padding too: reload compares keys with memcmp */
 	if (n >= sizeof(tmp))
 		n = sizeof(tmp) - 1;
 	memcpy(tmp, v, n);
 	tmp[n] = 0;
-	e.type = find_choice(config_enc_types, tmp);
+	e.is_auto = strcasecmp(tmp, "auto") == 0;
+	type = e.is_auto ? LINK_VALUE_F32 : find_choice(config_enc_types, tmp);
 	if (plus) {
-		e.zip = find_choice(config_enc_zips, plus + 1);
-		if (e.zip <= 0)
-			e.type = -1;
+		zip = find_choice(config_enc_zips, plus + 1);
+		if (zip <= 0)
+			type = -1;
 	}
-	if (e.type < 0) {
+	if (type < 0) {
 		snprintf(why, whylen, "'%s' is not auto, f32, f16 or i8, optionally with +zstd or +lz4", v);
 		return -EINVAL;
 	}
+	e.enc.value = (enum link_value)type;
+	e.enc.comp = (enum link_comp)zip;
 	memcpy(dst, &e, sizeof(e));
 	return 0;
 }

@@ -4,20 +4,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
 #include "notify.h"
-
-uint64_t notify_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int notify_init(struct notify *n)
 {

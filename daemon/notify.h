@@ -18,10 +18,8 @@ int notify_stopping(struct notify *n);
 int notify_status(struct notify *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends WATCHDOG=1 if half the interval has passed since the last one;
  * returns 1 when a ping was sent, 0 when not due, <0 on error. */
-int notify_watchdog(struct notify *n, uint64_t now_ns);
+int notify_watchdog(struct notify *n, uint64_t now_ns); /* now_ns: link_now_ns() */
 /* Nanoseconds until the next ping is due (UINT64_MAX without watchdog). */
 uint64_t notify_watchdog_due_ns(const struct notify *n, uint64_t now_ns);
-
-uint64_t notify_now_ns(void);
 
 #endif

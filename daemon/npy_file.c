@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "api.h"
 #include "npy_file.h"
 
@@ -18,12 +19,10 @@ static int slurp(const char *path, char **out, size_t *len, char *err, size_t er
 
 	if (!f) {
 		rc = -errno;
-		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-		return rc;
+		return err_set(rc, err, errlen, "open %s: %s", path, strerror(errno));
 	}
 	if (fseek(f, 0, SEEK_END) || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-		snprintf(err, errlen, "%s: cannot determine its size", path);
-		rc = -EINVAL;
+		rc = err_set(-EINVAL, err, errlen, "%s: cannot determine its size", path);
 		goto out;
 	}
 	if (!(buf = malloc(sz ? (size_t)sz : 1))) {
@@ -31,8 +30,7 @@ static int slurp(const char *path, char **out, size_t *len, char *err, size_t er
 		goto out;
 	}
 	if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-		snprintf(err, errlen, "read %s: short read", path);
-		rc = -EINVAL;
+		rc = err_set(-EINVAL, err, errlen, "read %s: short read", path);
 		goto out;
 	}
 	*out = buf;

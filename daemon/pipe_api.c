@@ -107,7 +107,7 @@ static void submit(struct pipeline *p, struct api_call *call, struct pipe_reques
 {
 	rq->ops = &call_ops;
 	rq->ctx = call;
-	rq->enqueued_ns = pipe_now_ns();
+	rq->enqueued_ns = link_now_ns();
 	if (pipe_enqueue(p, rq) < 0) {
 		api_call_header(call, "Retry-After", "1");
 		api_call_error(call, 503, "the inference queue is full (%d waiting)", p->qcap);

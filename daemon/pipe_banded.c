@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "link_codec.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
@@ -20,9 +21,9 @@ struct bsend {
 	struct link_encoding le;
 	struct peer_tensor pts[PEER_MAX_TENSORS];
 	struct tensor_view views[PEER_MAX_TENSORS];
-	int64_t ends[PEER_MAX_TENSORS][PIPE_BANDS_MAX];
-	size_t marks[PIPE_BANDS_MAX], band_bytes[PIPE_BANDS_MAX];
-	uint64_t marked[PIPE_BANDS_MAX];
+	int64_t ends[PEER_MAX_TENSORS][PEER_MAX_BANDS];
+	size_t marks[PEER_MAX_BANDS], band_bytes[PEER_MAX_BANDS];
+	uint64_t marked[PEER_MAX_BANDS];
 	struct peer_msg msg;
 	struct peer_stream st;
 	uint8_t *wire;
@@ -114,9 +115,8 @@ static int describe_tensor(struct bsend *s, int j, struct pipe_offload *of, char
 			 : engine_ctx_get(s->m->wctx[s->worker], vi.name, &s->views[j])) < 0)
 		return r;
 	if (s->views[j].dtype != TENSOR_F32 || s->views[j].ndim != 4) {
-		snprintf(err, errlen, "cut %d: tensor '%s' is not a float NCHW tensor: it cannot travel banded",
-			 s->cut, vi.name);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "cut %d: tensor '%s' is not a float NCHW tensor: it cannot travel banded",
+			       s->cut, vi.name);
 	}
 	for (int b = 0; b < s->bands; b++) {
 		int r0 = 0, r1 = (int)(s->views[j].shape[2] * (b + 1) / s->bands);
@@ -135,9 +135,8 @@ static int describe_tensor(struct bsend *s, int j, struct pipe_offload *of, char
 		s->band_bytes[b] += bb;
 	}
 	if (!pt->len && tensor_numel(&s->views[j])) {
-		snprintf(err, errlen, "encoding %s cannot travel banded (f32, f16 or i8 without compression can)",
-			 plan_enc_name(s->enc));
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "encoding %s cannot travel banded (f32, f16 or i8 without compression can)",
+			       plan_enc_name(s->enc));
 	}
 	s->total += pt->len;
 	of->raw_bytes += tensor_bytes(&s->views[j]);
@@ -193,7 +192,7 @@ static int one_band(struct bsend *s, int b, uint64_t t_origin, struct pipe_bande
 	int r = 0;
 
 	if (!s->band) {
-		bt.start_ns = bt.end_ns = (int64_t)pipe_now_ns();
+		bt.start_ns = bt.end_ns = (int64_t)link_now_ns();
 	} else if ((r = engine_band_step(s->band, b)) < 0) {
 		snprintf(err, errlen, "band %d of nodes 0..%d: %s", b, s->cut, strerror(-r));
 		*broken = 1;
@@ -210,7 +209,7 @@ static int one_band(struct bsend *s, int b, uint64_t t_origin, struct pipe_bande
 	}
 	if (r < 0)
 		return r;
-	uint64_t t_ready = pipe_now_ns();
+	uint64_t t_ready = link_now_ns();
 	stream_ready(s, s->msg.header_len + s->off, 0);
 	if (s->band)
 		engine_band_time(s->band, b, &bt);
@@ -226,7 +225,7 @@ static int one_band(struct bsend *s, int b, uint64_t t_origin, struct pipe_bande
  * at once and the rest of the cut computed for the fallback. */
 static int run_bands(struct bsend *s, uint64_t t_origin, struct pipe_banded *bd, char *err, size_t errlen)
 {
-	uint64_t t_run0 = pipe_now_ns();
+	uint64_t t_run0 = link_now_ns();
 	int b = 0, broken = 0, r = 0;
 
 	for (; b < s->bands; b++)
@@ -243,7 +242,7 @@ static int run_bands(struct bsend *s, uint64_t t_origin, struct pipe_banded *bd,
 			b = s->bands;
 	}
 	bd->computed = b == s->bands;
-	bd->local_ns = pipe_now_ns() - t_run0;
+	bd->local_ns = link_now_ns() - t_run0;
 	return r;
 }
 
@@ -259,8 +258,7 @@ static int finish(struct bsend *s, int r, uint64_t t_origin, struct pipe_offload
 		bd->tl[k].sent_ns = !s->band_bytes[k] ? bd->tl[k].ready_ns
 				    : s->marked[k] ? s->marked[k] - t_origin : 0;
 	if (r == 0 && s->rc < 0) {
-		r = s->rc;
-		snprintf(err, errlen, "%s", s->err);
+		r = err_set(s->rc, err, errlen, "%s", s->err);
 	}
 	if (r == 0) {
 		of->have_reply = true;
@@ -292,8 +290,7 @@ int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int ban
 	*s = (struct bsend){ .m = m, .worker = worker, .cut = cut, .enc = enc, .bands = bands,
 			     .n = engine_cut_count(m->eng, cut), .le = pipe_enc_link(enc), .reply = &of->reply };
 	if (s->n < 1 || s->n > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "cut %d crosses %d tensors", cut, s->n);
-		r = -EINVAL;
+		r = err_set(-EINVAL, err, errlen, "cut %d crosses %d tensors", cut, s->n);
 		goto out;
 	}
 	/* cut 0: the inputs, already in ctx, travel in bands (nothing to compute) */
@@ -307,10 +304,9 @@ int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int ban
 		goto out;
 	stream = true;
 	s->timeout_ms = pipe_request_timeout_ms(m->pipe);
-	of->send_ns = pipe_now_ns();
+	of->send_ns = link_now_ns();
 	if ((r = pthread_create(&th, NULL, sender_main, s)) != 0) {
-		r = -r;
-		snprintf(err, errlen, "starting the band sender: %s", strerror(-r));
+		r = err_set(-r, err, errlen, "starting the band sender: %s", strerror(r));
 		goto out;
 	}
 	r = run_bands(s, t_origin, bd, err, errlen);

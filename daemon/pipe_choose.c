@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "err.h"
 #include "log.h"
 #include "pipeline-impl.h"
 
@@ -13,37 +14,31 @@ static int check_bands(struct pipe_model *m, int B, int cut, int enc, char *err,
 	char why[PIPE_ERRLEN] = "";
 	int n = m->n_nodes;
 
-	if (B > PIPE_BANDS_MAX) {
-		snprintf(err, errlen, "bands=%d: at most %d", B, PIPE_BANDS_MAX);
-		return -EINVAL;
+	if (B > PEER_MAX_BANDS) {
+		return err_set(-EINVAL, err, errlen, "bands=%d: at most %d", B, PEER_MAX_BANDS);
 	}
 	if (cut < 0 || cut >= n) {
-		snprintf(err, errlen, "bands=%d streams a cut to the peer: it needs 0 <= cut < %d", B, n);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "bands=%d streams a cut to the peer: it needs 0 <= cut < %d", B, n);
 	}
 	pthread_mutex_lock(&m->pipe->cfg_lock);
 	bool unverified = m->pipe->cfg->peer_allow_unverified;
 	pthread_mutex_unlock(&m->pipe->cfg_lock);
 	if (unverified) {
-		snprintf(err, errlen, "bands=%d: the peer may not be a splitd (peer.allow_unverified), "
-			 "and only a splitd reads banded requests", B);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "bands=%d: the peer may not be a splitd (peer.allow_unverified), "
+			       "and only a splitd reads banded requests", B);
 	}
 	if (enc != PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE) && enc != PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_NONE) &&
 	    enc != PLAN_ENC(PLAN_DTYPE_I8, PLAN_CODEC_NONE)) {
-		snprintf(err, errlen, "bands=%d: banded cuts travel as f32, f16 or i8 without compression, not %s",
-			 B, plan_enc_name(enc));
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "bands=%d: banded cuts travel as f32, f16 or i8 without compression, not %s",
+			       B, plan_enc_name(enc));
 	}
 	if (cut > 0 && engine_band_check(m->eng, 0, cut, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "bands=%d at cut %d: %s", B, cut, why);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "bands=%d at cut %d: %s", B, cut, why);
 	}
 	/* at cut 0 the input itself travels in bands (the peer's wavefront
 	 * overlaps its compute with the upload) */
 	if (cut == 0 && engine_band_inputs_check(m->eng, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "bands=%d at cut 0: %s", B, why);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "bands=%d at cut 0: %s", B, why);
 	}
 	return 0;
 }
@@ -80,13 +75,11 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 	if (own < 0)
 		return own;
 	if (q->cut > n) {
-		snprintf(err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", q->cut, n, n);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "cut=%d is beyond the model's %d nodes (0..%d)", q->cut, n, n);
 	}
 	if (!m->link.ops) {
 		if (q->cut >= 0 && q->cut < n) {
-			snprintf(err, errlen, "cut=%d needs a peer, and none is configured ([peer] url)", q->cut);
-			return -EINVAL;
+			return err_set(-EINVAL, err, errlen, "cut=%d needs a peer, and none is configured ([peer] url)", q->cut);
 		}
 		*cut = n;
 		*enc = PLAN_ENC_LOCAL;
@@ -104,9 +97,8 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 	*enc = q->cut >= 0 ? (*cut == 0 && image ? PLAN_ENC_INPUT : PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE))
 			   : cur.enc;
 	if (q->encoding && plan_enc_parse(q->encoding, enc) < 0) {
-		snprintf(err, errlen, "encoding=%s: not one of f32, f16, i8 (optionally +zstd or +lz4), input",
-			 q->encoding);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "encoding=%s: not one of f32, f16, i8 (optionally +zstd or +lz4), input",
+			       q->encoding);
 	}
 	if (*cut >= n) {
 		*cut = n;
@@ -115,8 +107,7 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 		*enc = PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE);
 	}
 	if (*enc == PLAN_ENC_INPUT && (*cut != 0 || !image)) {
-		snprintf(err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
 	}
 	*bands = plan_bands;
 	if (q->bands > 1) {

@@ -34,13 +34,13 @@ int pipe_fallback(struct pipe_v1 *v, int r, const char *perr, int64_t peer_nonfi
 	if (m->link.ops && !v->of.infer_failed && m->link.ops->count_fallback)	/* (send counts its own) */
 		m->link.ops->count_fallback(m->link.ctx);
 	atomic_fetch_add(&m->fallbacks, 1);
-	uint64_t t = pipe_now_ns();
+	uint64_t t = link_now_ns();
 	if ((r = engine_run_range(v->ctx, v->cut, m->n_nodes)) < 0) {
 		v->status = 500;
 		snprintf(v->err, sizeof(v->err), "running nodes %d..%d: %s", v->cut, m->n_nodes, strerror(-r));
 		return r;
 	}
-	v->tail_ns = pipe_now_ns() - t;
+	v->tail_ns = link_now_ns() - t;
 	v->local_nodes = m->n_nodes;
 	if ((r = pipe_outputs_from_ctx(&v->outs, v->ctx, m->out_meta, m->api.n_outputs)) < 0) {
 		v->status = 500;

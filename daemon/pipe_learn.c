@@ -48,7 +48,7 @@ static void learn_link(struct pipe_model *m, const struct pipe_v1 *v)
 		m->link.ops->stats(m->link.ctx, &st);
 		pthread_mutex_lock(&p->link_lock);
 		if (st.probes != m->probes_seen && st.last_probe_rtt_ns > 0) {
-			struct linkest_sample s = { .now_ns = pipe_now_ns(), .ttfb_ns = (uint64_t)st.last_probe_rtt_ns };
+			struct linkest_sample s = { .now_ns = link_now_ns(), .ttfb_ns = (uint64_t)st.last_probe_rtt_ns };
 			linkest_observe(p->link, &s);
 		}
 		m->probes_seen = st.probes;
@@ -59,7 +59,7 @@ static void learn_link(struct pipe_model *m, const struct pipe_v1 *v)
 	const struct peer_transfer *x = &v->of.reply.xfer;
 	const struct peer_timing *pt = &v->of.reply.resp.timing;
 	struct linkest_sample s = {
-		.now_ns = pipe_now_ns(), .bytes_up = x->bytes_up,
+		.now_ns = link_now_ns(), .bytes_up = x->bytes_up,
 		.connect_ns = (uint64_t)(x->connect_ns > 0 ? x->connect_ns : 0),
 		.upload_ns = (uint64_t)(x->upload_ns > 0 ? x->upload_ns : 0),
 		.ttfb_ns = (uint64_t)(x->ttfb_ns > 0 ? x->ttfb_ns : 0),
@@ -147,7 +147,7 @@ int pipe_explore(struct pipe_model *m, bool image, struct plan_candidate *pick)
 	if (!m->link.ops || !m->calibrated || m->link.ops->probe(m->link.ctx) != PEER_UP)
 		return 0;
 	pthread_mutex_lock(&p->link_lock);
-	due = linkest_probe_due(p->link, pipe_now_ns());
+	due = linkest_probe_due(p->link, link_now_ns());
 	pthread_mutex_unlock(&p->link_lock);
 	if (!due)
 		return 0;

@@ -5,19 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "err.h"
 #include "pipeline-impl.h"
 
 int pipe_local_head(struct pipe_v1 *v)
 {
 	int r;
 
-	v->t_local0 = pipe_now_ns();
+	v->t_local0 = link_now_ns();
 	if (v->cut > 0 && v->bands == 1 && (r = engine_run_range(v->ctx, 0, v->cut)) < 0) {
 		v->status = 500;
 		snprintf(v->err, sizeof(v->err), "running nodes 0..%d: %s", v->cut, strerror(-r));
 		return r;
 	}
-	v->t_local1 = pipe_now_ns();
+	v->t_local1 = link_now_ns();
 	v->local_nodes = v->cut;
 	return 0;
 }
@@ -39,8 +40,7 @@ static int set_inputs(struct pipe_model *m, struct engine_ctx *ctx, const struct
 		if (!t && m->api.n_inputs == 1 && msg->n_tensors == 1)
 			t = &msg->tensors[0];
 		if (!t) {
-			snprintf(err, errlen, "input '%s' is missing", m->in_meta[i].name);
-			return -EINVAL;
+			return err_set(-EINVAL, err, errlen, "input '%s' is missing", m->in_meta[i].name);
 		}
 		if ((r = api_v2_tensor_view(t, &m->in_meta[i], &v, err, errlen)) < 0 ||
 		    (r = engine_ctx_set(ctx, m->in_meta[i].name, &v, err, errlen)) < 0)
@@ -62,8 +62,7 @@ int pipe_local_v2(struct pipe_model *m, int worker, const struct pipe_request *r
 		return r;
 	*status = 500;
 	if ((r = engine_run(ctx)) < 0) {
-		snprintf(err, errlen, "inference failed: %s", strerror(-r));
-		return r;
+		return err_set(r, err, errlen, "inference failed: %s", strerror(-r));
 	}
 	int n = m->api.n_outputs > 64 ? 64 : m->api.n_outputs;
 	for (int i = 0; i < n; i++) {
@@ -71,8 +70,7 @@ int pipe_local_v2(struct pipe_model *m, int worker, const struct pipe_request *r
 		int binary = msg->binary_data_output;
 
 		if ((r = engine_ctx_get(ctx, m->out_meta[i].name, &v)) < 0) {
-			snprintf(err, errlen, "output '%s' not computed", m->out_meta[i].name);
-			return r;
+			return err_set(r, err, errlen, "output '%s' not computed", m->out_meta[i].name);
 		}
 		for (int j = 0; j < msg->n_outputs; j++)
 			if (!strcmp(msg->outputs[j].name, m->out_meta[i].name))

@@ -188,10 +188,10 @@ static int whole_run_ms(struct pipe_model *m, double *out_ms)
 			goto out;
 	}
 	for (int k = 0; k < RUNS; k++) {
-		uint64_t t0 = pipe_now_ns();
+		uint64_t t0 = link_now_ns();
 		if ((r = engine_run(ctx)) < 0)
 			goto out;
-		t[k] = (double)(pipe_now_ns() - t0) / 1e6;
+		t[k] = (double)(link_now_ns() - t0) / 1e6;
 	}
 	qsort(t, RUNS, sizeof(t[0]), cmp_double);
 	*out_ms = t[RUNS / 2];
@@ -291,7 +291,7 @@ static int profile(struct pipeline *p, struct pipe_model *m, uint64_t t0, uint64
 int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct config_model *cm)
 {
 	const struct config *cfg = p->cfg;
-	uint64_t t0 = pipe_now_ns();
+	uint64_t t0 = link_now_ns();
 	pthread_rwlockattr_t ra;
 	int r;
 
@@ -318,7 +318,7 @@ int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct confi
 	m->top_k = cm->top_k;
 	if (cm->labels[0] && (r = read_labels(m, cm->labels)) < 0)
 		return r;
-	if ((r = profile(p, m, t0, pipe_now_ns())) < 0)
+	if ((r = profile(p, m, t0, link_now_ns())) < 0)
 		return r;
 	if (cfg->role == CONFIG_ROLE_ROBOT && cfg->peer_url[0])
 		return setup_offload(p, m);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "pipeline-impl.h"
 
 void pipe_outputs_fini(struct pipe_outputs *o)
@@ -53,8 +54,7 @@ int pipe_outputs_from_reply(struct pipe_outputs *o, const struct peer_reply *rep
 			if (!strcmp(rep->resp.outputs[j].name, meta[i].name))
 				t = &rep->resp.outputs[j];
 		if (!t) {
-			snprintf(err, errlen, "the peer's answer lacks output '%s'", meta[i].name);
-			r = -EBADMSG;
+			r = err_set(-EBADMSG, err, errlen, "the peer's answer lacks output '%s'", meta[i].name);
 			goto out;
 		}
 		/* what the model produces here; the peer's tensor must match it */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "log.h"
 #include "pipe_plan.h"
 #include "pipeline-impl.h"
@@ -91,8 +92,7 @@ int pipe_plan_for_request(struct pipe_model *m, const char *policy, bool image,
 	if (!policy)
 		return 0;
 	if (plan_policy_parse(policy, &pol) < 0) {
-		snprintf(err, errlen, "policy=%.40s: not one of %s", policy, PLAN_POLICY_NAMES);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "policy=%.40s: not one of %s", policy, PLAN_POLICY_NAMES);
 	}
 	if (!m->plan)
 		return 0;	/* no peer: every policy runs here */
@@ -109,8 +109,7 @@ int pipe_plan_for_request(struct pipe_model *m, const char *policy, bool image,
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (r == -EINVAL) {
-		snprintf(err, errlen, "policy=%.40s needs a latency bound: set planner.slo_ms", policy);
-		return r;
+		return err_set(r, err, errlen, "policy=%.40s needs a latency bound: set planner.slo_ms", policy);
 	}
 	if (r < 0) {
 		/* nothing legal to choose from: as a request without ?policy= */
@@ -169,7 +168,7 @@ void pipe_plan_state_save(struct pipe_model *m, bool force)
 {
 	char path[CONFIG_PATH_MAX + 96], hex[65], err[320];
 	struct plan_state_id id = { hex, m->pipe->cfg->peer_url };
-	uint64_t now = pipe_now_ns(), gen;
+	uint64_t now = link_now_ns(), gen;
 	char *text = NULL;
 	int r;
 

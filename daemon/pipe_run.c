@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "err.h"
 #include "log.h"
 #include "pipeline-impl.h"
 
@@ -45,8 +46,7 @@ static int run_once(struct pipe_model *m, int worker, struct pipe_request *req, 
 		return pipe_tail(m, worker, req, cut, status, err, errlen);
 	if (r == -EINVAL) {
 		*status = 400;
-		snprintf(err, errlen, "splitd_cut must be an integer");
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "splitd_cut must be an integer");
 	}
 	return pipe_local_v2(m, worker, req, status, err, errlen);
 }

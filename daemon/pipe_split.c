@@ -6,14 +6,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "link_codec.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
 
+/* The one place where the planner's encoding index (plan/ cannot see
+ * link/) and the wire's encoding type meet: the two tables below and their
+ * two directions. */
+static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
+static const enum link_comp comps[PLAN_CODEC_COUNT] = { LINK_COMP_NONE, LINK_COMP_ZSTD, LINK_COMP_LZ4 };
+
+int pipe_enc_plan(const struct link_encoding *e)
+{
+	int d = 0, c = 0;
+
+	for (int i = 0; i < PLAN_DTYPE_COUNT; i++)
+		if (values[i] == e->value)
+			d = i;
+	for (int i = 0; i < PLAN_CODEC_COUNT; i++)
+		if (comps[i] == e->comp)
+			c = i;
+	return PLAN_ENC(d, c);
+}
+
 struct link_encoding pipe_enc_link(int enc)
 {
-	static const enum link_value values[PLAN_DTYPE_COUNT] = { LINK_VALUE_F32, LINK_VALUE_F16, LINK_VALUE_I8 };
-	static const enum link_comp comps[PLAN_CODEC_COUNT] = { LINK_COMP_NONE, LINK_COMP_ZSTD, LINK_COMP_LZ4 };
 	struct link_encoding e = { LINK_VALUE_F32, LINK_COMP_NONE, 0 };
 
 	if (enc >= 0 && enc < PLAN_ENC_COUNT) {
@@ -44,7 +62,7 @@ int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struc
 	if ((r = peer_request_build(&spec, &msg, err, errlen)) < 0)
 		goto out;
 	int64_t timeout_ms = pipe_request_timeout_ms(m->pipe);
-	of->send_ns = pipe_now_ns();
+	of->send_ns = link_now_ns();
 	if ((r = m->link.ops->send(m->link.ctx, &msg, timeout_ms, &of->reply, err, errlen)) < 0) {
 		of->infer_failed = true;
 		goto out;
@@ -67,8 +85,7 @@ static int encode_one(struct pipe_model *m, struct engine_ctx *ctx, int cut, int
 	int r;
 
 	if ((r = engine_cut_tensor(m->eng, cut, j, &vi)) < 0 || (r = engine_ctx_get(ctx, vi.name, &v)) < 0) {
-		snprintf(err, errlen, "cut %d: tensor %d is not available", cut, j);
-		return r;
+		return err_set(r, err, errlen, "cut %d: tensor %d is not available", cut, j);
 	}
 	struct link_encoding le = link_encoding_effective(&want, v.dtype);
 	for (int pass = 0; pass < 2; pass++) {
@@ -83,8 +100,7 @@ static int encode_one(struct pipe_model *m, struct engine_ctx *ctx, int cut, int
 		le = (struct link_encoding){ LINK_VALUE_F32, want.comp, want.level };
 	}
 	if (r < 0) {
-		snprintf(err, errlen, "encoding '%s' for the link: %s", vi.name, strerror(-r));
-		return r;
+		return err_set(r, err, errlen, "encoding '%s' for the link: %s", vi.name, strerror(-r));
 	}
 	*pt = (struct peer_tensor){ .name = vi.name, .dtype = v.dtype, .ndim = v.ndim,
 				    .enc = le, .scale = scale, .data = *buf, .len = len };
@@ -105,8 +121,7 @@ int pipe_split_send(struct pipe_model *m, struct engine_ctx *ctx, int cut, int e
 	if (n < 0)
 		return n;
 	if (n > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "cut %d crosses %d tensors (at most %d travel)", cut, n, PEER_MAX_TENSORS);
-		return -E2BIG;
+		return err_set(-E2BIG, err, errlen, "cut %d crosses %d tensors (at most %d travel)", cut, n, PEER_MAX_TENSORS);
 	}
 	pts = calloc((size_t)n + 1, sizeof(*pts));
 	bufs = calloc((size_t)n + 1, sizeof(*bufs));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "link_codec.h"
 #include "log.h"
 #include "peer_proto.h"
@@ -48,9 +49,8 @@ static int feed_band(struct tail *t, struct engine_band *band, int b, const int 
 		    (r = peer_request_band_decode(&t->pr, b, i, &t->views[j], err, errlen)) < 0)
 			return r;
 		if ((r = engine_band_feed(band, t->cutv[j].name, t->pr.inputs[i].band_ends[b])) < 0) {
-			snprintf(err, errlen, "cut %d tensor '%s' cannot be fed to the wavefront", t->cut,
-				 t->cutv[j].name);
-			return r;
+			return err_set(r, err, errlen, "cut %d tensor '%s' cannot be fed to the wavefront", t->cut,
+				       t->cutv[j].name);
 		}
 	}
 	return 0;
@@ -71,15 +71,13 @@ static int tail_streamed(struct tail *t, char *err, size_t errlen)
 	size_t off = 0;
 
 	if (B < 2 || B > PEER_MAX_BANDS || reach <= cut || t->n_cut < 1 || !rq->ops->body_wait) {
-		snprintf(err, errlen, "cut %d cannot run as a wavefront here", cut);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "cut %d cannot run as a wavefront here", cut);
 	}
 	if ((r = peer_request_match(&t->pr, engine_sha256(m->eng), t->cutv, t->n_cut, which, err, errlen)) < 0)
 		return r;
 	for (int j = 0; j < t->n_cut; j++) {
 		if ((r = engine_ctx_get(t->ctx, t->cutv[j].name, &t->views[j])) < 0) {
-			snprintf(err, errlen, "cut %d tensor '%s' has no place here", cut, t->cutv[j].name);
-			return r;
+			return err_set(r, err, errlen, "cut %d tensor '%s' has no place here", cut, t->cutv[j].name);
 		}
 		slot[which[j]] = j;	/* input i is cut tensor slot[i] */
 	}
@@ -90,27 +88,24 @@ static int tail_streamed(struct tail *t, char *err, size_t errlen)
 	for (int b = 0; b < B; b++) {
 		if ((r = feed_band(t, band, b, slot, &off, err, errlen)) < 0)
 			return r;
-		uint64_t t0 = pipe_now_ns(), ta = rq->ops->body_arrival ? rq->ops->body_arrival(rq->ctx, off) : 0;
+		uint64_t t0 = link_now_ns(), ta = rq->ops->body_arrival ? rq->ops->body_arrival(rq->ctx, off) : 0;
 		t->tm.band_arrived_ns[b] = (int64_t)((ta && ta <= t0 ? ta : t0) - t_origin);
 		if ((r = engine_band_advance(band)) < 0) {
-			snprintf(err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
-			return r;
+			return err_set(r, err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
 		}
 		complete = r == 1;
 		t->tm.band_start_ns[b] = (int64_t)(t0 - t_origin);
-		t->tm.band_end_ns[b] = (int64_t)(pipe_now_ns() - t_origin);
+		t->tm.band_end_ns[b] = (int64_t)(link_now_ns() - t_origin);
 	}
 	/* the body must end with the last band (peer_band_check made the
 	 * bands' bytes sum to the inputs' sizes) */
 	if (rq->ops->body_end && (r = rq->ops->body_end(rq->ctx, err, errlen)) < 0)
 		return r;
 	if (!complete) {	/* every row fed: the wavefront must have finished */
-		snprintf(err, errlen, "the wavefront over nodes %d..%d did not complete", cut, reach);
-		return -EIO;
+		return err_set(-EIO, err, errlen, "the wavefront over nodes %d..%d did not complete", cut, reach);
 	}
 	if (reach < m->n_nodes && (r = engine_run_range(t->ctx, reach, m->n_nodes)) < 0) {
-		snprintf(err, errlen, "running nodes %d..%d: %s", reach, m->n_nodes, strerror(-r));
-		return r;
+		return err_set(r, err, errlen, "running nodes %d..%d: %s", reach, m->n_nodes, strerror(-r));
 	}
 	return 0;
 }
@@ -136,8 +131,7 @@ static int tail_decode(struct tail *t, char *err, size_t errlen)
 	}
 	struct tensor_view tv;
 	if (!m->has_pp) {
-		snprintf(err, errlen, "model '%s' takes no image here (no preprocessing configured)", m->name);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "model '%s' takes no image here (no preprocessing configured)", m->name);
 	}
 	if ((r = api_image_to_tensor(image, image_len, &m->pp, &tv, NULL, err, errlen)) < 0)
 		return r;
@@ -156,8 +150,7 @@ static int tail_outputs(struct tail *t, char *err, size_t errlen)
 	for (int i = 0; i < t->n_out; i++) {
 		struct tensor_view v;
 		if ((r = engine_ctx_get(t->ctx, m->out_meta[i].name, &v)) < 0) {
-			snprintf(err, errlen, "output '%s' not computed", m->out_meta[i].name);
-			return r;
+			return err_set(r, err, errlen, "output '%s' not computed", m->out_meta[i].name);
 		}
 		struct link_encoding le = link_encoding_effective(&t->pr.output_enc, v.dtype);
 		size_t cap = link_encode_bound(&v, &le), len = 0;
@@ -165,8 +158,7 @@ static int tail_outputs(struct tail *t, char *err, size_t errlen)
 		if (!(t->outbuf[i] = malloc(cap ? cap : 1)))
 			return -ENOMEM;
 		if ((r = link_encode(&v, &le, t->outbuf[i], cap, &len, &scale)) < 0) {
-			snprintf(err, errlen, "encoding output '%s': %s", m->out_meta[i].name, strerror(-r));
-			return r;
+			return err_set(r, err, errlen, "encoding output '%s': %s", m->out_meta[i].name, strerror(-r));
 		}
 		t->outs[i] = (struct peer_tensor){ .name = m->out_meta[i].name, .dtype = v.dtype, .ndim = v.ndim,
 						   .enc = le, .scale = scale, .data = t->outbuf[i], .len = len };
@@ -186,7 +178,7 @@ static int tail_answer(struct tail *t, char *err, size_t errlen)
 	size_t len = 0;
 	int r;
 
-	uint64_t t_end = pipe_now_ns();
+	uint64_t t_end = link_now_ns();
 	t->tm.queue_ns = (int64_t)(t->t_deq - rq->received_ns);
 	t->tm.decode_ns = (int64_t)(t->t_dec1 - t->t_deq);
 	t->tm.compute_ns = (int64_t)(t->t_run1 - t->t_dec1);
@@ -215,8 +207,7 @@ static int tail_begin(struct tail *t, int64_t cut, char *err, size_t errlen)
 	int r;
 
 	if (cut < 0 || cut > m->n_nodes) {
-		snprintf(err, errlen, "splitd_cut %" PRId64 " is outside 0..%d", cut, m->n_nodes);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "splitd_cut %" PRId64 " is outside 0..%d", cut, m->n_nodes);
 	}
 	t->cut = (int)cut;
 	if (p->power)
@@ -226,8 +217,7 @@ static int tail_begin(struct tail *t, int64_t cut, char *err, size_t errlen)
 		return r;
 	t->n_cut = engine_cut_count(m->eng, t->cut);
 	if (t->n_cut < 0 || t->n_cut > PEER_MAX_TENSORS) {
-		snprintf(err, errlen, "cut %d cannot be served (%d tensors)", t->cut, t->n_cut);
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "cut %d cannot be served (%d tensors)", t->cut, t->n_cut);
 	}
 	t->cutv = calloc((size_t)t->n_cut + 1, sizeof(*t->cutv));
 	t->views = calloc((size_t)t->n_cut + 1, sizeof(*t->views));
@@ -248,7 +238,7 @@ static int tail_run(struct tail *t, int64_t cut, int *status, char *err, size_t 
 	if ((r = tail_begin(t, cut, err, errlen)) < 0)
 		return r;
 	if (t->rq->streamed) {
-		t->t_dec1 = pipe_now_ns();
+		t->t_dec1 = link_now_ns();
 		if ((r = tail_streamed(t, err, errlen)) < 0) {
 			*status = r == -EINVAL || r == -ENOMEM || r == -EIO ? 500 : 400;
 			return r;
@@ -256,14 +246,13 @@ static int tail_run(struct tail *t, int64_t cut, int *status, char *err, size_t 
 	} else {
 		if ((r = tail_decode(t, err, errlen)) < 0)
 			return r;
-		t->t_dec1 = pipe_now_ns();
+		t->t_dec1 = link_now_ns();
 		if ((r = engine_run_range(t->ctx, t->cut, m->n_nodes)) < 0) {
 			*status = 500;
-			snprintf(err, errlen, "running nodes %d..%d: %s", t->cut, m->n_nodes, strerror(-r));
-			return r;
+			return err_set(r, err, errlen, "running nodes %d..%d: %s", t->cut, m->n_nodes, strerror(-r));
 		}
 	}
-	t->t_run1 = pipe_now_ns();
+	t->t_run1 = link_now_ns();
 	*status = 500;
 	if ((r = tail_outputs(t, err, errlen)) < 0)
 		return r;
@@ -280,7 +269,7 @@ int pipe_tail(struct pipe_model *m, int worker, const struct pipe_request *rq, i
 		*status = 500;
 		return -ENOMEM;
 	}
-	*t = (struct tail){ .m = m, .worker = worker, .rq = rq, .ctx = m->wctx[worker], .t_deq = pipe_now_ns() };
+	*t = (struct tail){ .m = m, .worker = worker, .rq = rq, .ctx = m->wctx[worker], .t_deq = link_now_ns() };
 	r = tail_run(t, cut, status, err, errlen);
 	if (t->have_energy && t->energy_id) {
 		struct power_request pw;

@@ -18,7 +18,7 @@ int pipe_v1_input(struct pipe_v1 *v)
 	int r;
 
 	if (!v->input) {
-		uint64_t t = pipe_now_ns();
+		uint64_t t = link_now_ns();
 		r = rq->ops->decode ? rq->ops->decode(rq->ctx, &v->input, v->err, sizeof(v->err)) : -EINVAL;
 		if (r < 0 || !v->input) {
 			if (!rq->ops->decode)
@@ -26,7 +26,7 @@ int pipe_v1_input(struct pipe_v1 *v)
 			v->status = 400;
 			return r < 0 ? r : -EINVAL;
 		}
-		v->decode_ns = pipe_now_ns() - t;
+		v->decode_ns = link_now_ns() - t;
 		v->decoded = true;
 	}
 	if ((r = engine_ctx_set(v->ctx, v->m->in_meta[0].name, v->input, v->err, sizeof(v->err))) < 0) {
@@ -85,7 +85,7 @@ int pipe_v1_run(struct pipe_v1 *v)
 	struct pipeline *p = m->pipe;
 	int r;
 
-	v->t_deq = pipe_now_ns();
+	v->t_deq = link_now_ns();
 	v->decode_ns = v->req->decode_ns;
 	v->input = v->req->input;
 	v->decoded = v->input != NULL;

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "config.h"
 #include "engine.h"
+#include "link.h"
 #include "linkest.h"
 #include "peer_client.h"
 #include "pipe_request.h"
@@ -148,7 +149,10 @@ int pipe_outputs_from_reply(struct pipe_outputs *o, const struct peer_reply *rep
 int64_t pipe_outputs_nonfinite(const struct pipe_outputs *o);
 
 #define PIPE_ERRLEN 256
-#define PIPE_BANDS_MAX 64
+/* The band limit is the wire's, PEER_MAX_BANDS (link/peer_proto.h); plan/
+ * cannot see link/ and sizes its tables by its own PLAN_MAX_BANDS, so the
+ * two meet here, the one place that includes both. */
+_Static_assert(PLAN_MAX_BANDS == PEER_MAX_BANDS, "plan/ and link/ must agree on the band limit");
 
 /* One request's trip over the link (pipe_split.c, pipe_image.c,
  * pipe_banded.c). */
@@ -163,7 +167,7 @@ struct pipe_offload {
 
 /* A banded offload's timeline (pipe_banded.c). */
 struct pipe_banded {
-	struct api_v1_band tl[PIPE_BANDS_MAX];
+	struct api_v1_band tl[PEER_MAX_BANDS];
 	uint64_t local_ns;		/* the band run, encoding included */
 	int computed;			/* the cut is in ctx (else run 0..cut for a fallback) */
 };
@@ -214,7 +218,10 @@ int pipe_split_send(struct pipe_model *m, struct engine_ctx *ctx, int cut, int e
 		    struct pipe_offload *of, char *err, size_t errlen);
 int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struct peer_tensor *pts, int n,
 		      struct pipe_offload *of, char *err, size_t errlen);
+/* The planner's encoding index and the wire's encoding type, both ways
+ * (pipe_split.c: the one place the two meet). */
 struct link_encoding pipe_enc_link(int plan_enc);
+int pipe_enc_plan(const struct link_encoding *e);
 int64_t pipe_request_timeout_ms(struct pipeline *p);
 /* pipe_image.c: the received image, as is, to the peer (cut 0). */
 int pipe_image_send(struct pipe_model *m, const struct pipe_request *rq, const char *id,
@@ -266,7 +273,8 @@ void pipe_hist_observe(struct pipe_hist *h, double v);
 extern const double pipe_duration_bounds[PIPE_HIST_BUCKETS];
 extern const double pipe_energy_bounds[PIPE_HIST_BUCKETS];
 
-uint64_t pipe_now_ns(void);
+/* The pipeline's clock is link_now_ns (link.h): daemon/ has one clock,
+ * the one every time the link measures is taken on. */
 
 /* The planner's settings from the config (pipeline.c). */
 void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc);

@@ -6,20 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "peer_proto.h"
 #include "pipeline-impl.h"
 #include "pipeline.h"
-
-uint64_t pipe_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the worker queue ----------------------------------------------- */
 
@@ -92,13 +83,8 @@ void pipe_plan_config_from(const struct config *cfg, struct plan_config *pc)
 	pc->max_bands = cfg->peer_allow_unverified ? 1 : cfg->max_bands;
 	pc->peer_streams = 1;
 	pc->band_overhead_frac = cfg->band_overhead;
-	if (cfg->peer_encoding.type != CONFIG_ENC_AUTO) {
-		int d = cfg->peer_encoding.type == CONFIG_ENC_F16 ? PLAN_DTYPE_F16 :
-			cfg->peer_encoding.type == CONFIG_ENC_I8 ? PLAN_DTYPE_I8 : PLAN_DTYPE_F32;
-		int c = cfg->peer_encoding.zip == CONFIG_ZIP_ZSTD ? PLAN_CODEC_ZSTD :
-			cfg->peer_encoding.zip == CONFIG_ZIP_LZ4 ? PLAN_CODEC_LZ4 : PLAN_CODEC_NONE;
-		pc->enc_mask = 1u << PLAN_ENC(d, c);
-	}
+	if (!cfg->peer_encoding.is_auto)
+		pc->enc_mask = 1u << pipe_enc_plan(&cfg->peer_encoding.enc);
 }
 
 /* ---- power ------------------------------------------------------------ */
@@ -276,7 +262,7 @@ int pipe_new(const struct config *cfg, const char *backend, struct pipeline **ou
 	pthread_cond_init(&p->qcond, NULL);
 	pthread_mutex_init(&p->cfg_lock, NULL);
 	pthread_mutex_init(&p->link_lock, NULL);
-	p->start_ns = pipe_now_ns();
+	p->start_ns = link_now_ns();
 	if ((r = config_dup(cfg, &p->cfg)) < 0)
 		goto fail;
 	/* Two workers: one computes while the other waits for the peer. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "log.h"
 #include "pipeline-impl.h"
 #include "pipeline.h"
@@ -32,17 +33,15 @@ int pipe_token_read(const struct config *cfg, char **out, char *err, size_t errl
 		return 0;
 	if (!(f = fopen(cfg->token_file, "re"))) {
 		int r = -errno;
-		snprintf(err, errlen, "api.token_file %s: %s", cfg->token_file, strerror(errno));
-		return r;
+		return err_set(r, err, errlen, "api.token_file %s: %s", cfg->token_file, strerror(errno));
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
 	buf[strcspn(buf, "\r\n")] = 0;
 	if (!buf[0] || strlen(buf) > CONFIG_STR_MAX - 1) {
-		snprintf(err, errlen, "api.token_file %s: %s", cfg->token_file,
-			 buf[0] ? "the token is longer than 255 characters" : "holds no token on its first line");
-		return -EINVAL;
+		return err_set(-EINVAL, err, errlen, "api.token_file %s: %s", cfg->token_file,
+			       buf[0] ? "the token is longer than 255 characters" : "holds no token on its first line");
 	}
 	return (*out = strdup(buf)) ? 0 : -ENOMEM;
 }
@@ -69,8 +68,7 @@ static int apply_wifi(struct pipeline *p, const struct config *cfg, char *err, s
 	int r;
 
 	if (cfg->wifi_interface[0] && (r = wifi_new(cfg->wifi_interface, NULL, &w)) < 0) {
-		snprintf(err, errlen, "planner.wifi_interface %s: %s", cfg->wifi_interface, strerror(-r));
-		return r;
+		return err_set(r, err, errlen, "planner.wifi_interface %s: %s", cfg->wifi_interface, strerror(-r));
 	}
 	pthread_mutex_lock(&p->link_lock);
 	old = p->wifi;
@@ -161,9 +159,8 @@ int pipeline_reload_check(char *err, size_t errlen)
 		if (!k.reloadable)
 			continue;
 		if (k.apply <= CONFIG_APPLY_NONE || k.apply >= CONFIG_APPLY_COUNT || !hooks[k.apply]) {
-			snprintf(err, errlen, "%s.%s is reloadable but hook %d (%s) applies nothing", k.section,
-				 k.name, (int)k.apply, config_apply_name(k.apply));
-			return -ENOSYS;
+			return err_set(-ENOSYS, err, errlen, "%s.%s is reloadable but hook %d (%s) applies nothing", k.section,
+				       k.name, (int)k.apply, config_apply_name(k.apply));
 		}
 	}
 	return 0;

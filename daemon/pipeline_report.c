@@ -3,6 +3,7 @@
  * GET /v1/status (JSON). The last two read counters and snapshots only. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,7 +158,7 @@ int pipe_v1_answer(struct pipe_v1 *v)
 	struct api_topk tk[32];
 	char enc_name[LINK_ENCODING_STRLEN];
 
-	v->t_end = pipe_now_ns();
+	v->t_end = link_now_ns();
 	struct api_v1_result res = { .model = m->name, .id = v->id, .outputs = v->outs.out,
 				     .n_outputs = v->outs.n, .outputs_none = rq->q.outputs_none };
 	int ntk = top_k(m, &v->outs, tk);
@@ -191,7 +192,7 @@ int pipe_v1_answer(struct pipe_v1 *v)
 
 static void wifi_refresh(struct pipeline *p)
 {
-	uint64_t now = pipe_now_ns();
+	uint64_t now = link_now_ns();
 
 	if (!p->wifi || now - p->wifi_read_ns < 1000000000ull)
 		return;
@@ -224,6 +225,23 @@ static int backend_metrics(struct pipeline *p, struct api_metrics *mx)
 	return 0;
 }
 
+/* One sample per rail labelled rail, source and method: its energy in
+ * joules, or (power) its last power in watts where it has one. */
+static int rail_values(struct api_metrics *mx, const struct power_snapshot *snap, bool power)
+{
+	int r = 0;
+
+	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
+		const struct power_rail_status *rs = &snap->rails[i];
+		if (power && rs->power_mw < 0)
+			continue;
+		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
+				    rs->info.method, NULL };
+		r = api_metrics_value(mx, l, power ? (double)rs->power_mw / 1e3 : (double)rs->energy_uj / 1e6);
+	}
+	return r;
+}
+
 /* Per-rail energy and power, from the sampler's snapshot. */
 static int power_metrics(struct pipeline *p, struct api_metrics *mx)
 {
@@ -239,22 +257,12 @@ static int power_metrics(struct pipeline *p, struct api_metrics *mx)
 	if (r == 0)
 		r = api_metrics_family(mx, "splitd_rail_energy_joules_total", API_COUNTER,
 				       "Energy per power rail since start.");
-	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-		const struct power_rail_status *rs = &snap->rails[i];
-		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
-				    rs->info.method, NULL };
-		r = api_metrics_value(mx, l, (double)rs->energy_uj / 1e6);
-	}
+	if (r == 0)
+		r = rail_values(mx, snap, false);
 	if (r == 0)
 		r = api_metrics_family(mx, "splitd_rail_power_watts", API_GAUGE, "Power per rail, last sample.");
-	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
-		const struct power_rail_status *rs = &snap->rails[i];
-		if (rs->power_mw < 0)
-			continue;
-		const char *l[] = { "rail", rs->info.name, "source", rs->info.source, "method",
-				    rs->info.method, NULL };
-		r = api_metrics_value(mx, l, (double)rs->power_mw / 1e3);
-	}
+	if (r == 0)
+		r = rail_values(mx, snap, true);
 	if (r == 0)
 		r = api_metrics_family(mx, "splitd_rail_up", API_GAUGE, "1 when the rail's last read worked.");
 	for (int i = 0; r == 0 && i < snap->n_rails; i++) {
@@ -263,6 +271,49 @@ static int power_metrics(struct pipeline *p, struct api_metrics *mx)
 	}
 	free(snap);
 	return r;
+}
+
+/* The per-model families that are one field of struct pipe_model each:
+ * an _Atomic uint64_t counter, or a struct pipe_hist read under the
+ * model's lock. */
+static const struct model_family {
+	const char *name, *help;
+	enum api_metric_type type;
+	size_t off;
+} model_families[] = {
+	{ "splitd_request_failures_total", "Inference requests that failed (bad input or an engine error).",
+	  API_COUNTER, offsetof(struct pipe_model, failures) },
+	{ "splitd_fallbacks_total", "Requests finished locally because the peer failed.", API_COUNTER,
+	  offsetof(struct pipe_model, fallbacks) },
+	{ "splitd_plan_changes_total", "Times the planner changed the split.", API_COUNTER,
+	  offsetof(struct pipe_model, plan_changes) },
+	{ "splitd_inference_duration_seconds", "Request time from body received to answer.", API_HISTOGRAM,
+	  offsetof(struct pipe_model, duration_s) },
+	{ "splitd_inference_energy_joules", "Board input energy per inference.", API_HISTOGRAM,
+	  offsetof(struct pipe_model, energy_j) },
+};
+
+static int model_family(struct pipeline *p, struct api_metrics *mx, const struct model_family *f)
+{
+	int r;
+
+	FAM(f->name, f->type, f->help);
+	for (int i = 0; i < p->n_models; i++) {
+		struct pipe_model *m = &p->models[i];
+		const char *l[] = { "model", m->name, NULL };
+		const char *field = (const char *)m + f->off;
+		if (f->type != API_HISTOGRAM) {
+			VAL(l, atomic_load((_Atomic uint64_t *)field));
+			continue;
+		}
+		struct pipe_hist h;
+		pthread_mutex_lock(&m->lock);
+		h = *(const struct pipe_hist *)field;
+		pthread_mutex_unlock(&m->lock);
+		if ((r = api_metrics_histogram(mx, l, h.bounds, h.counts, PIPE_HIST_BUCKETS, h.sum)) < 0)
+			return r;
+	}
+	return 0;
 }
 
 /* Per model: requests by placement, failures, fallbacks, plan changes,
@@ -277,43 +328,9 @@ static int model_metrics(struct pipeline *p, struct api_metrics *mx)
 			const char *l[] = { "model", p->models[i].name, "placement", placement_names[k], NULL };
 			VAL(l, atomic_load(&p->models[i].requests[k]));
 		}
-	FAM("splitd_request_failures_total", API_COUNTER, "Inference requests that failed (bad input or an engine error).");
-	for (int i = 0; i < p->n_models; i++) {
-		const char *l[] = { "model", p->models[i].name, NULL };
-		VAL(l, atomic_load(&p->models[i].failures));
-	}
-	FAM("splitd_fallbacks_total", API_COUNTER, "Requests finished locally because the peer failed.");
-	for (int i = 0; i < p->n_models; i++) {
-		const char *l[] = { "model", p->models[i].name, NULL };
-		VAL(l, atomic_load(&p->models[i].fallbacks));
-	}
-	FAM("splitd_plan_changes_total", API_COUNTER, "Times the planner changed the split.");
-	for (int i = 0; i < p->n_models; i++) {
-		const char *l[] = { "model", p->models[i].name, NULL };
-		VAL(l, atomic_load(&p->models[i].plan_changes));
-	}
-	FAM("splitd_inference_duration_seconds", API_HISTOGRAM, "Request time from body received to answer.");
-	for (int i = 0; i < p->n_models; i++) {
-		struct pipe_model *m = &p->models[i];
-		const char *l[] = { "model", m->name, NULL };
-		struct pipe_hist h;
-		pthread_mutex_lock(&m->lock);
-		h = m->duration_s;
-		pthread_mutex_unlock(&m->lock);
-		if ((r = api_metrics_histogram(mx, l, h.bounds, h.counts, PIPE_HIST_BUCKETS, h.sum)) < 0)
+	for (size_t f = 0; f < sizeof(model_families) / sizeof(model_families[0]); f++)
+		if ((r = model_family(p, mx, &model_families[f])) < 0)
 			return r;
-	}
-	FAM("splitd_inference_energy_joules", API_HISTOGRAM, "Board input energy per inference.");
-	for (int i = 0; i < p->n_models; i++) {
-		struct pipe_model *m = &p->models[i];
-		const char *l[] = { "model", m->name, NULL };
-		struct pipe_hist h;
-		pthread_mutex_lock(&m->lock);
-		h = m->energy_j;
-		pthread_mutex_unlock(&m->lock);
-		if ((r = api_metrics_histogram(mx, l, h.bounds, h.counts, PIPE_HIST_BUCKETS, h.sum)) < 0)
-			return r;
-	}
 	FAM("splitd_current_cut", API_GAUGE, "The planner's cut per model (number of nodes run locally).");
 	for (int i = 0; i < p->n_models; i++) {
 		const char *l[] = { "model", p->models[i].name, NULL };
@@ -321,6 +338,17 @@ static int model_metrics(struct pipeline *p, struct api_metrics *mx)
 		VAL(l, cut < 0 ? p->models[i].n_nodes : cut);
 	}
 	return 0;
+}
+
+/* The link estimate and the Wi-Fi telemetry, read together under the
+ * link lock (the Wi-Fi figures refreshed first when they are due). */
+static void link_snapshot(struct pipeline *p, struct linkest_estimate *le, struct wifi_stats *ws)
+{
+	pthread_mutex_lock(&p->link_lock);
+	linkest_get(p->link, le);
+	wifi_refresh(p);
+	*ws = p->wifi_last;
+	pthread_mutex_unlock(&p->link_lock);
 }
 
 int pipe_metrics(void *ctx, struct api_metrics *mx)
@@ -353,11 +381,8 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 	VAL(NULL, atomic_load(&p->peer_requests_served));
 
 	struct linkest_estimate le;
-	pthread_mutex_lock(&p->link_lock);
-	linkest_get(p->link, &le);
-	wifi_refresh(p);
-	struct wifi_stats ws = p->wifi_last;
-	pthread_mutex_unlock(&p->link_lock);
+	struct wifi_stats ws;
+	link_snapshot(p, &le, &ws);
 	FAM("splitd_link_bandwidth_bytes_per_second", API_GAUGE, "Estimated uplink goodput to the peer.");
 	VAL(NULL, le.bandwidth_bps / 8.0);
 	FAM("splitd_link_rtt_seconds", API_GAUGE, "Estimated round-trip time to the peer.");
@@ -589,18 +614,15 @@ char *pipe_status_json(struct pipeline *p, bool explain)
 
 	json_object_set_new(root, "version", json_string(SPLITD_VERSION));
 	json_object_set_new(root, "role", json_string(config_role_name(p->cfg->role)));
-	json_object_set_new(root, "uptime_seconds", json_real((double)(pipe_now_ns() - p->start_ns) / 1e9));
+	json_object_set_new(root, "uptime_seconds", json_real((double)(link_now_ns() - p->start_ns) / 1e9));
 	json_object_set_new(root, "backend", backend_json(p));
 	for (int i = 0; i < p->n_models; i++)
 		json_array_append_new(models, model_json(p, &p->models[i], explain));
 	json_object_set_new(root, "models", models);
 
 	struct linkest_estimate le;
-	pthread_mutex_lock(&p->link_lock);
-	linkest_get(p->link, &le);
-	wifi_refresh(p);
-	struct wifi_stats ws = p->wifi_last;
-	pthread_mutex_unlock(&p->link_lock);
+	struct wifi_stats ws;
+	link_snapshot(p, &le, &ws);
 	json_t *link = json_object();
 	json_object_set_new(link, "bandwidth_bits_per_second", json_real(le.bandwidth_bps));
 	json_object_set_new(link, "rtt_ms", json_real(le.rtt_ms));

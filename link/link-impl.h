@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "peer_proto.h"
 
 struct api_params;
@@ -13,11 +14,7 @@ struct api_params;
 /* Largest size of one tensor dimension on the wire. */
 #define PEER_MAX_DIM ((int64_t)1 << 31)
 
-/* Formats a sentence into the caller's err buffer (err NULL or errlen 0:
- * none) and returns code, so that an error path is one line:
- *   return link_err(-EBADMSG, err, errlen, "tensor '%s' ...", name); */
-int link_err(int code, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/* The error idiom: err_set (common/err.h), the one every floor shares. */
 
 /* The value encodings' bulk routines (link_values.c) the codec runs:
  * f32 -> f16 (check: -ERANGE on a finite value that would overflow), the

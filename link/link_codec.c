@@ -231,20 +231,20 @@ static int decompress(const struct link_encoding *e, const void *src, size_t len
 
 		content = ZSTD_getFrameContentSize(src, len);
 		if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN)
-			return link_err(-EBADMSG, err, errlen, "zstd stream of %zu bytes has no valid frame header", len);
+			return err_set(-EBADMSG, err, errlen, "zstd stream of %zu bytes has no valid frame header", len);
 		if (content != expect)
-			return link_err(-EBADMSG, err, errlen, "zstd frame declares %llu bytes, the tensor needs %zu",
+			return err_set(-EBADMSG, err, errlen, "zstd frame declares %llu bytes, the tensor needs %zu",
 				content, expect);
 		frame = ZSTD_findFrameCompressedSize(src, len);
 		if (ZSTD_isError(frame) || frame != len)
-			return link_err(-EBADMSG, err, errlen, "zstd stream of %zu bytes is not exactly one frame", len);
+			return err_set(-EBADMSG, err, errlen, "zstd stream of %zu bytes is not exactly one frame", len);
 		ZSTD_DCtx *dctx = thread_dctx();
 
 		if (!dctx)
 			return -ENOMEM;
 		r = ZSTD_decompressDCtx(dctx, dst, expect, src, len);
 		if (ZSTD_isError(r) || r != expect)
-			return link_err(-EBADMSG, err, errlen, "zstd stream does not decode: %s",
+			return err_set(-EBADMSG, err, errlen, "zstd stream does not decode: %s",
 				ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short output");
 		return 0;
 	}
@@ -252,15 +252,15 @@ static int decompress(const struct link_encoding *e, const void *src, size_t len
 		int r;
 
 		if (len > (size_t)INT_MAX || expect > (size_t)LZ4_MAX_INPUT_SIZE)
-			return link_err(-EBADMSG, err, errlen, "lz4 block of %zu bytes is too large", len);
+			return err_set(-EBADMSG, err, errlen, "lz4 block of %zu bytes is too large", len);
 		r = LZ4_decompress_safe(src, dst, (int)len, (int)expect);
 		if (r < 0 || (size_t)r != expect)
-			return link_err(-EBADMSG, err, errlen, "lz4 block of %zu bytes does not decode to the %zu bytes the tensor needs",
+			return err_set(-EBADMSG, err, errlen, "lz4 block of %zu bytes does not decode to the %zu bytes the tensor needs",
 				len, expect);
 		return 0;
 	}
 	if (len != expect)
-		return link_err(-EBADMSG, err, errlen, "tensor data is %zu bytes, its shape and encoding need %zu", len, expect);
+		return err_set(-EBADMSG, err, errlen, "tensor data is %zu bytes, its shape and encoding need %zu", len, expect);
 	if (expect)
 		memcpy(dst, src, expect);
 	return 0;
@@ -355,37 +355,37 @@ int link_decode(const void *src, size_t len, const struct link_encoding *e,
 
 	if (!e || !out || (!src && len) || (unsigned)e->value > LINK_VALUE_I8 ||
 	    (unsigned)e->comp > LINK_COMP_LZ4)
-		return link_err(-EINVAL, err, errlen, "invalid decode arguments");
+		return err_set(-EINVAL, err, errlen, "invalid decode arguments");
 	dsz = tensor_dtype_size(out->dtype);
 	if (!dsz)
-		return link_err(-EINVAL, err, errlen, "tensor dtype %d is not supported on the link", (int)out->dtype);
+		return err_set(-EINVAL, err, errlen, "tensor dtype %d is not supported on the link", (int)out->dtype);
 	if (e->value != LINK_VALUE_F32 && out->dtype != TENSOR_F32)
-		return link_err(-EBADMSG, err, errlen, "encoding %s applies to FP32 tensors only, this one is %s",
+		return err_set(-EBADMSG, err, errlen, "encoding %s applies to FP32 tensors only, this one is %s",
 			value_names[e->value], tensor_dtype_name(out->dtype));
 	numel = checked_numel(out, dsz);
 	if (numel < 0)
-		return link_err(-EBADMSG, err, errlen, "tensor shape is negative or larger than %zu bytes", MAX_DECODED_BYTES);
+		return err_set(-EBADMSG, err, errlen, "tensor shape is negative or larger than %zu bytes", MAX_DECODED_BYTES);
 	n = (size_t)numel;
 	if (n && !out->data)
-		return link_err(-EINVAL, err, errlen, "no output buffer");
+		return err_set(-EINVAL, err, errlen, "no output buffer");
 	elem = link_value_size(e->value, out->dtype);
 	expect = n * elem;
 	if (e->value == LINK_VALUE_I8 && !(scale >= 0.0f && scale <= 3.4028235e38f))
-		return link_err(-EBADMSG, err, errlen, "int8 scale %g is not a finite non-negative number", (double)scale);
+		return err_set(-EBADMSG, err, errlen, "int8 scale %g is not a finite non-negative number", (double)scale);
 	/* Before any allocation: a stream cannot expand beyond what its
 	 * compressor allows, so reject sizes that are plainly impossible. */
 	if (e->comp == LINK_COMP_NONE && len != expect)
-		return link_err(-EBADMSG, err, errlen, "tensor data is %zu bytes, its shape and encoding %s need %zu",
+		return err_set(-EBADMSG, err, errlen, "tensor data is %zu bytes, its shape and encoding %s need %zu",
 			len, value_names[e->value], expect);
 	if (e->comp == LINK_COMP_LZ4 && expect / 255 > len + 16)
-		return link_err(-EBADMSG, err, errlen, "lz4 block of %zu bytes cannot hold %zu bytes", len, expect);
+		return err_set(-EBADMSG, err, errlen, "lz4 block of %zu bytes cannot hold %zu bytes", len, expect);
 	if (e->value == LINK_VALUE_F32)
 		return decompress(e, src, len, out->data, expect, err, errlen);
 	if (e->comp == LINK_COMP_NONE) {
 		tmp = (void *)src;	/* read in place */
 	} else {
 		if (!(tmp = malloc(expect ? expect : 1)))
-			return link_err(-ENOMEM, err, errlen, "out of memory decoding %zu bytes", expect);
+			return err_set(-ENOMEM, err, errlen, "out of memory decoding %zu bytes", expect);
 		if ((r = decompress(e, src, len, tmp, expect, err, errlen)) < 0)
 			goto out;
 	}

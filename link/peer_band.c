@@ -57,26 +57,26 @@ int peer_band_check(const struct peer_tensor *t, int bands, char *err, size_t er
 	int64_t planes, rows, width, prev = 0;
 
 	if (!band_elem(t))
-		return link_err(-EBADMSG, err, errlen,
+		return err_set(-EBADMSG, err, errlen,
 			    "input '%.64s' cannot travel banded: only float tensors of rank >= 2 "
 			    "encoded f32, f16 or i8 without compression do", t->name);
 	if (band_geom(t, &planes, &rows, &width) < 0)
-		return link_err(-EBADMSG, err, errlen, "input '%.64s' has an absurd shape", t->name);
+		return err_set(-EBADMSG, err, errlen, "input '%.64s' has an absurd shape", t->name);
 	if (!t->band_ends || t->n_band_ends != bands)
-		return link_err(-EBADMSG, err, errlen, "input '%.64s': splitd_band_rows must list %d band ends",
+		return err_set(-EBADMSG, err, errlen, "input '%.64s': splitd_band_rows must list %d band ends",
 			    t->name, bands);
 	for (int b = 0; b < bands; b++) {
 		if (t->band_ends[b] < prev || t->band_ends[b] > rows)
-			return link_err(-EBADMSG, err, errlen,
+			return err_set(-EBADMSG, err, errlen,
 				    "input '%.64s': splitd_band_rows must not decrease and stay within its %" PRId64
 				    " rows", t->name, rows);
 		prev = t->band_ends[b];
 	}
 	if (prev != rows)
-		return link_err(-EBADMSG, err, errlen, "input '%.64s': the last band must end at row %" PRId64,
+		return err_set(-EBADMSG, err, errlen, "input '%.64s': the last band must end at row %" PRId64,
 			    t->name, rows);
 	if ((size_t)(planes * rows * width) * band_elem(t) + (size_t)bands * band_head(t) != t->len)
-		return link_err(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
+		return err_set(-EBADMSG, err, errlen, "input '%.64s': %zu bytes do not fit its shape and encoding",
 			    t->name, t->len);
 	return 0;
 }
@@ -91,10 +91,10 @@ int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, siz
 		return rc;
 	if (out->dtype != TENSOR_F32 || !band_elem(t) || band_geom(t, &planes, &rows, &width) < 0 ||
 	    !t->band_ends || band < 0 || band >= t->n_band_ends)
-		return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d cannot be decoded", t->name, band);
+		return err_set(-EBADMSG, err, errlen, "input '%.64s' band %d cannot be decoded", t->name, band);
 	int64_t r0 = band ? t->band_ends[band - 1] : 0, r1 = t->band_ends[band];
 	if (len != peer_band_bytes(t, r0, r1))
-		return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d: %zu bytes, rows %" PRId64 "..%" PRId64
+		return err_set(-EBADMSG, err, errlen, "input '%.64s' band %d: %zu bytes, rows %" PRId64 "..%" PRId64
 			    " take %zu", t->name, band, len, r0, r1, peer_band_bytes(t, r0, r1));
 	const uint8_t *src = seg;
 	float scale = 1;
@@ -104,7 +104,7 @@ int peer_band_decode(const struct peer_tensor *t, int band, const void *seg, siz
 		memcpy(&scale, &u, 4);
 		src += 4;
 		if (!(scale >= 0.0f && scale <= 3.4028234663852886e38f))
-			return link_err(-EBADMSG, err, errlen,
+			return err_set(-EBADMSG, err, errlen,
 				    "input '%.64s' band %d: the int8 scale is not a finite float >= 0", t->name, band);
 	}
 	size_t n_el = (size_t)((r1 - r0) * width), es = band_elem(t);
@@ -169,14 +169,14 @@ int peer_request_band_decode(const struct peer_request *r, int band, int i, stru
 	int k = 0, rc;
 
 	if (band_seg(r, band, i, &at, &len) < 0)
-		return link_err(-EINVAL, err, errlen, "band %d of input %d is not in the request", band, i);
+		return err_set(-EINVAL, err, errlen, "band %d of input %d is not in the request", band, i);
 	/* the slice (input k's bytes) where the segment starts */
 	while (k < r->n_inputs && (!r->inputs[k].len || at >= base + r->inputs[k].len)) {
 		base += r->inputs[k].len;
 		k++;
 	}
 	if (len && k == r->n_inputs)
-		return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d lies past the binary part",
+		return err_set(-EBADMSG, err, errlen, "input '%.64s' band %d lies past the binary part",
 			    r->inputs[i].name, band);
 	if (len && at + len <= base + r->inputs[k].len) {
 		seg = (const uint8_t *)r->inputs[k].data + (at - base);
@@ -184,7 +184,7 @@ int peer_request_band_decode(const struct peer_request *r, int band, int i, stru
 		size_t got = 0, from = at - base;
 
 		if (!(copy = malloc(len)))
-			return link_err(-ENOMEM, err, errlen, "out of memory decoding a band");
+			return err_set(-ENOMEM, err, errlen, "out of memory decoding a band");
 		for (; k < r->n_inputs && got < len; k++, from = 0) {
 			size_t n = r->inputs[k].len - from < len - got ? r->inputs[k].len - from : len - got;
 
@@ -194,7 +194,7 @@ int peer_request_band_decode(const struct peer_request *r, int band, int i, stru
 		}
 		if (got < len) {
 			free(copy);
-			return link_err(-EBADMSG, err, errlen, "input '%.64s' band %d runs past the binary part",
+			return err_set(-EBADMSG, err, errlen, "input '%.64s' band %d runs past the binary part",
 				    r->inputs[i].name, band);
 		}
 		seg = copy;
@@ -212,7 +212,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 
 	*out = NULL;
 	if (n < 1 || n > PEER_MAX_TENSORS || bands < 1)
-		return link_err(-EBADMSG, err, errlen, "a banded request needs 1 to %d inputs", PEER_MAX_TENSORS);
+		return err_set(-EBADMSG, err, errlen, "a banded request needs 1 to %d inputs", PEER_MAX_TENSORS);
 	for (int j = 0; j < n; j++) {
 		int64_t planes, rows, width;
 
@@ -231,7 +231,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 	cat = malloc(total ? total : 1);
 	if (!cat || !(dst = malloc(outlen ? outlen : 1))) {
 		free(cat);
-		return link_err(-ENOMEM, err, errlen, "out of memory reordering a banded request");
+		return err_set(-ENOMEM, err, errlen, "out of memory reordering a banded request");
 	}
 	for (int j = 0; j < n; j++)
 		if (ts[j].len)
@@ -252,7 +252,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 				if (!(scale >= 0.0f && scale <= 3.4028234663852886e38f)) {
 					free(cat);
 					free(dst);
-					return link_err(-EBADMSG, err, errlen,
+					return err_set(-EBADMSG, err, errlen,
 						    "input '%.64s' band %d: the int8 scale is not a finite float >= 0",
 						    ts[j].name, b);
 				}
@@ -276,7 +276,7 @@ int peer_unband(struct peer_tensor *ts, int n, int bands, void **out, char *err,
 	/* peer_band_check made each input's bands cover its bytes exactly */
 	if (off != total) {
 		free(dst);
-		return link_err(-EBADMSG, err, errlen, "banded layout does not cover the binary part");
+		return err_set(-EBADMSG, err, errlen, "banded layout does not cover the binary part");
 	}
 	for (int j = 0; j < n; j++) {
 		if (band_head(&ts[j])) {

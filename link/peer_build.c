@@ -63,7 +63,7 @@ static int tensor_params(const struct peer_tensor *t, char **text, char *err, si
 		char enc[LINK_ENCODING_STRLEN];
 
 		if (link_encoding_format(&t->enc, enc, sizeof(enc)) < 0) {
-			r = link_err(-EINVAL, err, errlen, "tensor '%s' has an invalid encoding", t->name);
+			r = err_set(-EINVAL, err, errlen, "tensor '%s' has an invalid encoding", t->name);
 			goto out;
 		}
 		if (json_object_set_new(params, "splitd_encoding", json_string(enc)))
@@ -82,7 +82,7 @@ static int tensor_params(const struct peer_tensor *t, char **text, char *err, si
 	r = params_text(params, text);
 out:
 	if (r == -ENOMEM)
-		link_err(r, err, errlen, "out of memory building a message");
+		err_set(r, err, errlen, "out of memory building a message");
 	json_decref(rows);
 	json_decref(params);
 	return r;
@@ -100,14 +100,14 @@ static int wire_tensors(const struct peer_tensor *ts, int n, struct api_v2_tenso
 	*out = v;
 	*texts = pt;
 	if (!v || !pt)
-		return link_err(-ENOMEM, err, errlen, "out of memory building a message");
+		return err_set(-ENOMEM, err, errlen, "out of memory building a message");
 	for (int i = 0; i < n && !r; i++) {
 		const struct peer_tensor *t = &ts[i];
 		const char *dt = t->is_bytes ? "BYTES" : tensor_dtype_name(t->dtype);
 
 		if (!t->name || !*t->name || strlen(t->name) >= PEER_NAME_MAX || !dt || t->ndim < 0 ||
 		    t->ndim > TENSOR_MAX_DIMS || (t->len && !t->data) || (t->is_bytes && t->len > UINT32_MAX))
-			return link_err(-EINVAL, err, errlen,
+			return err_set(-EINVAL, err, errlen,
 					"tensor '%s' cannot be sent: bad name, dtype, rank or data",
 					t->name ? t->name : "(null)");
 		v[i] = (struct api_v2_tensor){ .name = t->name, .datatype = dt, .dtype = t->dtype,
@@ -136,11 +136,11 @@ static int lay_out(enum api_v2_kind kind, const struct api_v2_message *m, const 
 	int r, nb = 0;
 
 	if ((r = api_v2_build_header(kind, m, &msg.header, &msg.header_len)) < 0)
-		return link_err(r, err, errlen, "cannot build the message's v2 header");
+		return err_set(r, err, errlen, "cannot build the message's v2 header");
 	if (!(msg.iov = calloc((size_t)(2 * n + 1), sizeof(*msg.iov))) ||
 	    !(msg.prefixes = calloc((size_t)n + 1, sizeof(*msg.prefixes)))) {
 		peer_msg_fini(&msg);
-		return link_err(-ENOMEM, err, errlen, "out of memory building a message");
+		return err_set(-ENOMEM, err, errlen, "out of memory building a message");
 	}
 	msg.iov[msg.n_iov++] = (struct iovec){ msg.header, msg.header_len };
 	msg.total_len = msg.header_len;
@@ -199,7 +199,7 @@ static int request_params(const struct peer_request_spec *spec, char **text, cha
 		goto out;
 	if (spec->output_enc) {
 		if (link_encoding_format(spec->output_enc, enc, sizeof(enc)) < 0) {
-			r = link_err(-EINVAL, err, errlen, "invalid output encoding");
+			r = err_set(-EINVAL, err, errlen, "invalid output encoding");
 			goto out;
 		}
 		if (json_object_set_new(p, "splitd_output_encoding", json_string(enc)))
@@ -208,7 +208,7 @@ static int request_params(const struct peer_request_spec *spec, char **text, cha
 	r = params_text(p, text);
 out:
 	if (r == -ENOMEM)
-		link_err(r, err, errlen, "out of memory building a peer request");
+		err_set(r, err, errlen, "out of memory building a peer request");
 	json_decref(p);
 	return r;
 }
@@ -225,10 +225,10 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 	    spec->n_inputs > PEER_MAX_TENSORS || spec->n_outputs < 0 ||
 	    spec->n_outputs > PEER_MAX_TENSORS || (spec->n_inputs && !spec->inputs) ||
 	    (spec->id && strlen(spec->id) >= PEER_ID_MAX))
-		return link_err(-EINVAL, err, errlen, "invalid peer request");
+		return err_set(-EINVAL, err, errlen, "invalid peer request");
 	for (int i = 0; i < spec->n_outputs; i++) {
 		if (!spec->outputs[i] || strlen(spec->outputs[i]) >= PEER_NAME_MAX)
-			return link_err(-EINVAL, err, errlen, "invalid output name");
+			return err_set(-EINVAL, err, errlen, "invalid output name");
 		outs[i] = (struct api_v2_output_req){ .name = spec->outputs[i], .binary = 1 };
 	}
 	if ((r = request_params(spec, &params, err, errlen)) < 0)
@@ -270,7 +270,7 @@ static int timing_params(const struct peer_timing *t, char **text, char *err, si
 	r = params_text(p, text);
 out:
 	if (r < 0)
-		link_err(r, err, errlen, "out of memory building a peer response");
+		err_set(r, err, errlen, "out of memory building a peer response");
 	json_decref(a);
 	json_decref(p);
 	return r;
@@ -285,7 +285,7 @@ int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *
 
 	if (!spec || !out || spec->n_outputs < 0 || spec->n_outputs > PEER_MAX_TENSORS ||
 	    (spec->n_outputs && !spec->outputs))
-		return link_err(-EINVAL, err, errlen, "invalid peer response");
+		return err_set(-EINVAL, err, errlen, "invalid peer response");
 	if (spec->timing && (r = timing_params(spec->timing, &params, err, errlen)) < 0)
 		return r;
 	m.id = spec->id;

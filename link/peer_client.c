@@ -147,10 +147,10 @@ static int status_error(long status, const struct xfer *x, char *err, size_t err
 	if (x->len && peer_response_parse(x->body, x->len, 0, &pr, msg, sizeof(msg)) == 0)
 		peer_response_fini(&pr);
 	if (status == 401 || status == 403)
-		return link_err(-EACCES, err, errlen,
+		return err_set(-EACCES, err, errlen,
 			    "peer refused our credentials (HTTP %ld): check cert_file/key_file and the peer's CA%s%s",
 			    status, msg[0] ? "; " : "", msg);
-	return link_err(-EPROTO, err, errlen, "peer answered HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
+	return err_set(-EPROTO, err, errlen, "peer answered HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
 }
 
 /* ---- probe ----------------------------------------------------------------- */
@@ -172,7 +172,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 		goto out;
 	free(x.body);
 	if (status != 200) {
-		r = link_err(status == 401 || status == 403 ? -EACCES : -EIO, err, errlen,
+		r = err_set(status == 401 || status == 403 ? -EACCES : -EIO, err, errlen,
 			 "peer is not ready (GET /v2/health/ready: HTTP %ld)", status);
 		goto out;
 	}
@@ -183,7 +183,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 	if (status != 200) {
 		r = status_error(status, &x, err, errlen);
 		if (status == 404) {
-			r = link_err(-ENOENT, err, errlen, "peer does not serve model '%s' (HTTP 404)", c->model);
+			r = err_set(-ENOENT, err, errlen, "peer does not serve model '%s' (HTTP 404)", c->model);
 			down = 1;
 		}
 		free(x.body);
@@ -192,7 +192,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 	root = json_loadb((const char *)x.body, x.len, 0, &je);
 	free(x.body);
 	if (!json_is_object(root)) {
-		r = link_err(-EBADMSG, err, errlen, "peer model metadata is not a JSON object");
+		r = err_set(-EBADMSG, err, errlen, "peer model metadata is not a JSON object");
 		goto out;
 	}
 	p = json_object_get(root, "parameters");
@@ -201,7 +201,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 		if (!c->allow_unverified) {
 			atomic_fetch_add(&c->identity_mismatches, 1);
 			down = 1;
-			r = link_err(-EPERM, err, errlen,
+			r = err_set(-EPERM, err, errlen,
 				 "peer model '%s' carries no splitd_model_sha256: not a splitd peer? (allow_unverified accepts it)",
 				 c->model);
 			goto out;
@@ -213,7 +213,7 @@ int peer_client_probe(struct peer_client *c, char *err, size_t errlen)
 		peer_sha256_hex(c->sha, want);
 		atomic_fetch_add(&c->identity_mismatches, 1);
 		down = 1;
-		r = link_err(-EPERM, err, errlen,
+		r = err_set(-EPERM, err, errlen,
 			 "peer serves another model as '%s': its sha256 is %.64s, ours is %s; refusing to offload",
 			 c->model, json_is_string(s) ? json_string_value(s) : "(not a string)", want);
 		goto out;
@@ -267,11 +267,11 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 
 	memset(out, 0, sizeof(*out));
 	if (!req || !req->n_iov) {
-		r = link_err(-EINVAL, err, errlen, "empty request");
+		r = err_set(-EINVAL, err, errlen, "empty request");
 		goto fallback;
 	}
 	if (!may_send(c)) {
-		r = link_err(-EAGAIN, err, errlen, "peer is %s", peer_state_name(peer_client_state(c)));
+		r = err_set(-EAGAIN, err, errlen, "peer is %s", peer_state_name(peer_client_state(c)));
 		goto fallback;
 	}
 	if (timeout_ms <= 0 || timeout_ms > c->request_ms)
@@ -299,7 +299,7 @@ int peer_client_infer(struct peer_client *c, const struct peer_msg *req, int64_t
 		goto failed;
 	}
 	if (!x.has_header_len) {
-		r = link_err(-EBADMSG, err, errlen, "peer answer lacks Inference-Header-Content-Length");
+		r = err_set(-EBADMSG, err, errlen, "peer answer lacks Inference-Header-Content-Length");
 		free(x.body);
 		goto failed;
 	}
@@ -406,9 +406,9 @@ static int init_monotonic_cond(pthread_cond_t *cv)
 static int check_file(const char *what, const char *path, char *err, size_t errlen)
 {
 	if (!path || !*path)
-		return link_err(-EINVAL, err, errlen, "peer link over https needs %s", what);
+		return err_set(-EINVAL, err, errlen, "peer link over https needs %s", what);
 	if (access(path, R_OK) < 0)
-		return link_err(-errno, err, errlen, "peer link %s %s: %s", what, path, strerror(errno));
+		return err_set(-errno, err, errlen, "peer link %s %s: %s", what, path, strerror(errno));
 	return 0;
 }
 
@@ -422,11 +422,11 @@ static int check_url(const struct peer_client_config *cfg, int *https, char *err
 
 	*https = 0;
 	if (!u)
-		return link_err(-ENOMEM, err, errlen, "out of memory");
+		return err_set(-ENOMEM, err, errlen, "out of memory");
 	if (curl_url_set(u, CURLUPART_URL, cfg->url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		r = link_err(-EINVAL, err, errlen, "peer url '%s' is not a URL", cfg->url);
+		r = err_set(-EINVAL, err, errlen, "peer url '%s' is not a URL", cfg->url);
 		goto out;
 	}
 	curl_url_get(u, CURLUPART_PATH, &path, 0);
@@ -434,18 +434,18 @@ static int check_url(const struct peer_client_config *cfg, int *https, char *err
 	curl_url_get(u, CURLUPART_USER, &user, 0);
 	*https = !strcmp(scheme, "https");
 	if ((path && strcmp(path, "/")) || query || user)
-		r = link_err(-EINVAL, err, errlen, "peer url '%s' must be scheme://host:port only", cfg->url);
+		r = err_set(-EINVAL, err, errlen, "peer url '%s' must be scheme://host:port only", cfg->url);
 	else if (*https) {
 		if ((r = check_file("ca_file", cfg->ca_file, err, errlen)) == 0 &&
 		    (r = check_file("cert_file", cfg->cert_file, err, errlen)) == 0)
 			r = check_file("key_file", cfg->key_file, err, errlen);
 	} else if (strcmp(scheme, "http"))
-		r = link_err(-EINVAL, err, errlen, "peer url scheme '%s' is neither https nor http", scheme);
+		r = err_set(-EINVAL, err, errlen, "peer url scheme '%s' is neither https nor http", scheme);
 	else if (!cfg->plain)
-		r = link_err(-EPERM, err, errlen,
+		r = err_set(-EPERM, err, errlen,
 			     "peer url '%s' is plain http: TLS is required unless plain is set", cfg->url);
 	else if (!peer_host_is_loopback(host))
-		r = link_err(-EPERM, err, errlen,
+		r = err_set(-EPERM, err, errlen,
 			     "plain http to %s refused: plain is allowed only to loopback addresses (127.0.0.0/8, ::1, localhost)",
 			     host);
 out:
@@ -468,17 +468,17 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 	*out = NULL;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
-		return link_err(-EIO, err, errlen, "libcurl failed to initialise");
+		return err_set(-EIO, err, errlen, "libcurl failed to initialise");
 	if (!cfg || !cfg->url || !cfg->model || !*cfg->model || !cfg->model_sha256)
-		return link_err(-EINVAL, err, errlen, "peer link needs a url, a model name and its sha256");
+		return err_set(-EINVAL, err, errlen, "peer link needs a url, a model name and its sha256");
 	if ((r = check_url(cfg, &https, err, errlen)) < 0)
 		return r;
 	if (!(c = calloc(1, sizeof(*c))))
-		return link_err(-ENOMEM, err, errlen, "out of memory");
+		return err_set(-ENOMEM, err, errlen, "out of memory");
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->stop_lock, NULL);
 	if ((r = init_monotonic_cond(&c->freed)) < 0 || (r = init_monotonic_cond(&c->stop_cond)) < 0) {
-		link_err(r, err, errlen, "cannot create a condition variable");
+		err_set(r, err, errlen, "cannot create a condition variable");
 		free(c);
 		return r;
 	}
@@ -504,18 +504,18 @@ int peer_client_new(const struct peer_client_config *cfg, struct peer_client **o
 		c->key = strdup(cfg->key_file);
 	}
 	if (!c->base || !c->model || !c->model_esc || (c->https && (!c->ca || !c->cert || !c->key))) {
-		r = link_err(-ENOMEM, err, errlen, "out of memory");
+		r = err_set(-ENOMEM, err, errlen, "out of memory");
 		goto out;
 	}
 	if (strlen(c->model_esc) > 400) {
-		r = link_err(-EINVAL, err, errlen, "model name is too long");
+		r = err_set(-EINVAL, err, errlen, "model name is too long");
 		goto out;
 	}
 	while (strlen(c->base) && c->base[strlen(c->base) - 1] == '/')
 		c->base[strlen(c->base) - 1] = '\0';
 	for (int i = 0; i < npool; i++) {
 		if (!(c->conns[i].h = curl_easy_init())) {
-			r = link_err(-ENOMEM, err, errlen, "out of memory");
+			r = err_set(-ENOMEM, err, errlen, "out of memory");
 			goto out;
 		}
 		c->n_conns++;

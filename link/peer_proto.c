@@ -139,15 +139,15 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 	int rc;
 
 	if (!name || !*name || strlen(name) >= PEER_NAME_MAX)
-		return link_err(-EBADMSG, err, errlen, "tensor name is empty or longer than %d bytes",
+		return err_set(-EBADMSG, err, errlen, "tensor name is empty or longer than %d bytes",
 			    PEER_NAME_MAX - 1);
 	if (!datatype || ndim < 0 || ndim > TENSOR_MAX_DIMS || (ndim && !shape) || (len && !data))
-		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' lacks a datatype, shape or data", name);
+		return err_set(-EBADMSG, err, errlen, "tensor '%.64s' lacks a datatype, shape or data", name);
 	t.name = name;
 	t.ndim = ndim;
 	for (int i = 0; i < ndim; i++) {
 		if (shape[i] < 0 || shape[i] > PEER_MAX_DIM)
-			return link_err(-EBADMSG, err, errlen, "tensor '%.64s' dim %d is out of range", name, i);
+			return err_set(-EBADMSG, err, errlen, "tensor '%.64s' dim %d is out of range", name, i);
 		t.shape[i] = shape[i];
 	}
 	t.scale = 1.0f;
@@ -156,15 +156,15 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 		uint32_t l;
 
 		if (ndim != 1 || shape[0] != 1)
-			return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' must have shape [1]", name);
+			return err_set(-EBADMSG, err, errlen, "BYTES tensor '%.64s' must have shape [1]", name);
 		if (peer_param_string(params, "splitd_encoding", &enc) != -ENOENT)
-			return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' takes no splitd_encoding", name);
+			return err_set(-EBADMSG, err, errlen, "BYTES tensor '%.64s' takes no splitd_encoding", name);
 		if (len < 4)
-			return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' is shorter than its length prefix",
+			return err_set(-EBADMSG, err, errlen, "BYTES tensor '%.64s' is shorter than its length prefix",
 				    name);
 		l = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 		if ((size_t)l != len - 4)
-			return link_err(-EBADMSG, err, errlen,
+			return err_set(-EBADMSG, err, errlen,
 				    "BYTES tensor '%.64s' declares an element of %u bytes in %zu bytes of data",
 				    name, l, len - 4);
 		t.is_bytes = 1;
@@ -175,24 +175,24 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 		return 0;
 	}
 	if ((t.dtype = dtype_from_name(datatype)) == TENSOR_UNDEFINED)
-		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' has unsupported datatype '%.16s'", name,
+		return err_set(-EBADMSG, err, errlen, "tensor '%.64s' has unsupported datatype '%.16s'", name,
 			    datatype);
 	if ((rc = peer_param_string(params, "splitd_encoding", &enc)) != -ENOENT) {
 		if (rc < 0 || link_encoding_parse(enc, &t.enc) < 0)
-			return link_err(-EBADMSG, err, errlen, "tensor '%.64s': splitd_encoding is not an encoding string",
+			return err_set(-EBADMSG, err, errlen, "tensor '%.64s': splitd_encoding is not an encoding string",
 				    name);
 		if (t.enc.value != LINK_VALUE_F32 && t.dtype != TENSOR_F32)
-			return link_err(-EBADMSG, err, errlen,
+			return err_set(-EBADMSG, err, errlen,
 				    "tensor '%.64s' is %s; lossy encodings apply to FP32 only", name, datatype);
 	}
 	if ((rc = peer_param_number(params, "splitd_scale", &s)) != -ENOENT && t.enc.value != LINK_VALUE_I8)
-		return link_err(-EBADMSG, err, errlen, "tensor '%.64s': splitd_scale belongs to i8 encodings only",
+		return err_set(-EBADMSG, err, errlen, "tensor '%.64s': splitd_scale belongs to i8 encodings only",
 			    name);
 	if (t.enc.value == LINK_VALUE_I8) {
 		if (rc < 0)
-			return link_err(-EBADMSG, err, errlen, "int8 tensor '%.64s' has no numeric splitd_scale", name);
+			return err_set(-EBADMSG, err, errlen, "int8 tensor '%.64s' has no numeric splitd_scale", name);
 		if (!(s >= 0.0 && s <= 3.4028234663852886e38))
-			return link_err(-EBADMSG, err, errlen, "int8 tensor '%.64s' scale is not a finite float >= 0",
+			return err_set(-EBADMSG, err, errlen, "int8 tensor '%.64s' scale is not a finite float >= 0",
 				    name);
 		t.scale = (float)s;
 	}
@@ -206,10 +206,10 @@ int peer_input_read(const char *name, const char *datatype, int ndim, const int6
 int peer_tensor_check_like(const struct peer_tensor *t, const struct tensor_view *out, char *err, size_t errlen)
 {
 	if (t->is_bytes)
-		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' is BYTES, a tensor of %s was expected",
+		return err_set(-EBADMSG, err, errlen, "tensor '%.64s' is BYTES, a tensor of %s was expected",
 			    t->name, tensor_dtype_name(out->dtype) ? tensor_dtype_name(out->dtype) : "?");
 	if (t->dtype != out->dtype)
-		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' is %s, %s was expected", t->name,
+		return err_set(-EBADMSG, err, errlen, "tensor '%.64s' is %s, %s was expected", t->name,
 			    tensor_dtype_name(t->dtype), tensor_dtype_name(out->dtype) ?
 			    tensor_dtype_name(out->dtype) : "?");
 	if (t->ndim != out->ndim || memcmp(t->shape, out->shape, sizeof(int64_t) * (size_t)t->ndim)) {
@@ -223,7 +223,7 @@ int peer_tensor_check_like(const struct peer_tensor *t, const struct tensor_view
 			b += snprintf(want + b, sizeof(want) - (size_t)b, "%s%lld", i ? "," : "",
 				      (long long)out->shape[i]);
 		got[a] = want[b] = '\0';
-		return link_err(-EBADMSG, err, errlen, "tensor '%.64s' has shape [%s], [%s] was expected", t->name,
+		return err_set(-EBADMSG, err, errlen, "tensor '%.64s' has shape [%s], [%s] was expected", t->name,
 			    got, want);
 	}
 	return 0;
@@ -240,7 +240,7 @@ int peer_tensor_decode(const struct peer_tensor *t, struct tensor_view *out, cha
 		int r = link_decode(t->data, t->len, &t->enc, t->scale, out, e2, sizeof(e2));
 
 		if (r < 0)
-			return link_err(r, err, errlen, "tensor '%.64s': %s", t->name, e2);
+			return err_set(r, err, errlen, "tensor '%.64s': %s", t->name, e2);
 	}
 	return 0;
 }

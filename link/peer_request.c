@@ -22,34 +22,34 @@ int peer_request_read_params(const struct peer_params *params, struct peer_reque
 	memset(out, 0, sizeof(*out));
 	out->cut = -1;
 	if (!params || !params->obj)
-		return link_err(-EBADMSG, err, errlen, "request has no parameters (splitd_cut is required)");
+		return err_set(-EBADMSG, err, errlen, "request has no parameters (splitd_cut is required)");
 	if (peer_param_int(params, "splitd_cut", &v) < 0 || v < 0 || v > (1 << 24))
-		return link_err(-EBADMSG, err, errlen, "request parameter splitd_cut is not a node position");
+		return err_set(-EBADMSG, err, errlen, "request parameter splitd_cut is not a node position");
 	out->cut = (int)v;
 	if ((rc = peer_param_string(params, "splitd_model_sha256", &s)) != -ENOENT) {
 		if (rc < 0 || peer_sha256_parse(s, out->model_sha256) < 0)
-			return link_err(-EBADMSG, err, errlen, "splitd_model_sha256 is not 64 hex digits");
+			return err_set(-EBADMSG, err, errlen, "splitd_model_sha256 is not 64 hex digits");
 		out->has_sha = 1;
 	}
 	if ((rc = peer_param_int(params, "splitd_bands", &v)) != -ENOENT) {
 		if (rc < 0 || v < 1 || v > PEER_MAX_BANDS)
-			return link_err(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, %d]",
+			return err_set(-EBADMSG, err, errlen, "splitd_bands is not an integer in [1, %d]",
 				    PEER_MAX_BANDS);
 		out->bands = (int)v;
 	}
 	if ((rc = peer_param_bool(params, "splitd_wavefront", &b)) != -ENOENT) {
 		if (rc < 0)
-			return link_err(-EBADMSG, err, errlen, "splitd_wavefront is not a boolean");
+			return err_set(-EBADMSG, err, errlen, "splitd_wavefront is not a boolean");
 		out->no_wavefront = !b;
 	}
 	if ((rc = peer_param_bool(params, "binary_data_output", &b)) != -ENOENT) {
 		if (rc < 0)
-			return link_err(-EBADMSG, err, errlen, "binary_data_output is not a boolean");
+			return err_set(-EBADMSG, err, errlen, "binary_data_output is not a boolean");
 		out->binary_output = b;
 	}
 	if ((rc = peer_param_string(params, "splitd_output_encoding", &s)) != -ENOENT) {
 		if (rc < 0 || link_encoding_parse(s, &out->output_enc) < 0)
-			return link_err(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding string");
+			return err_set(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding string");
 	}
 	return 0;
 }
@@ -64,23 +64,23 @@ int peer_request_add_input(struct peer_request *r, const char *name, const char 
 	if (!r)
 		return -EINVAL;
 	if ((i = r->n_inputs) >= PEER_MAX_TENSORS)
-		return link_err(-EBADMSG, err, errlen, "more than %d inputs", PEER_MAX_TENSORS);
+		return err_set(-EBADMSG, err, errlen, "more than %d inputs", PEER_MAX_TENSORS);
 	t = &r->inputs[i];
 	/* a banded body may still be arriving: nothing here reads its bytes */
 	if (r->bands > 1 && datatype && !strcmp(datatype, "BYTES"))
-		return link_err(-EBADMSG, err, errlen, "BYTES tensor '%.64s' cannot travel banded", name ? name : "");
+		return err_set(-EBADMSG, err, errlen, "BYTES tensor '%.64s' cannot travel banded", name ? name : "");
 	if ((rc = peer_input_read(name, datatype, ndim, shape, params, data, len, t, err, errlen)) < 0)
 		return rc;
 	for (int j = 0; j < i; j++)
 		if (!strcmp(r->inputs[j].name, name))
-			return link_err(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
+			return err_set(-EBADMSG, err, errlen, "input '%.64s' appears twice", name);
 	rc = peer_param_int_array(params, "splitd_band_rows", r->band_rows[i], PEER_MAX_BANDS, &nb);
 	if (r->bands > 1) {
 		if (rc == -ENOENT)
-			return link_err(-EBADMSG, err, errlen, "input '%.64s' of a banded request has no splitd_band_rows",
+			return err_set(-EBADMSG, err, errlen, "input '%.64s' of a banded request has no splitd_band_rows",
 				    name);
 		if (rc < 0)
-			return link_err(-EBADMSG, err, errlen,
+			return err_set(-EBADMSG, err, errlen,
 				    "input '%.64s': splitd_band_rows is not a list of at most %d integers", name,
 				    PEER_MAX_BANDS);
 		t->band_ends = r->band_rows[i];
@@ -88,7 +88,7 @@ int peer_request_add_input(struct peer_request *r, const char *name, const char 
 		if ((rc = peer_band_check(t, r->bands, err, errlen)) < 0)
 			return rc;
 	} else if (rc != -ENOENT) {
-		return link_err(-EBADMSG, err, errlen, "input '%.64s' has splitd_band_rows in a request of one band",
+		return err_set(-EBADMSG, err, errlen, "input '%.64s' has splitd_band_rows in a request of one band",
 			    name);
 	}
 	r->n_inputs++;
@@ -100,9 +100,9 @@ int peer_request_add_output(struct peer_request *r, const char *name, int binary
 	if (!r)
 		return -EINVAL;
 	if (r->n_outputs >= PEER_MAX_TENSORS)
-		return link_err(-EBADMSG, err, errlen, "more than %d requested outputs", PEER_MAX_TENSORS);
+		return err_set(-EBADMSG, err, errlen, "more than %d requested outputs", PEER_MAX_TENSORS);
 	if (!name || strlen(name) >= PEER_NAME_MAX)
-		return link_err(-EBADMSG, err, errlen, "requested output %d has no valid name", r->n_outputs);
+		return err_set(-EBADMSG, err, errlen, "requested output %d has no valid name", r->n_outputs);
 	r->outputs[r->n_outputs++] = name;
 	if (binary)
 		r->binary_output = 1;
@@ -121,14 +121,14 @@ int peer_request_parse(const void *header, size_t header_len, const void *binary
 	memset(out, 0, sizeof(*out));
 	out->cut = -1;
 	if (!header_len)
-		return link_err(-EBADMSG, err, errlen, "request has no JSON header");
+		return err_set(-EBADMSG, err, errlen, "request has no JSON header");
 	/* the API's one v2 parse, as the deployed peer runs it (its header
 	 * first, the binary part where it lies), then the peer's reading */
 	if ((r = api_v2_parse_header(API_V2_REQUEST, header, header_len, binary, binary_len, &msg,
 				     &announced, err, errlen)) < 0)
 		return r == -ENOMEM ? r : -EBADMSG;
 	if (announced != binary_len) {
-		r = link_err(-EBADMSG, err, errlen, "%zu bytes follow the last input's data",
+		r = err_set(-EBADMSG, err, errlen, "%zu bytes follow the last input's data",
 			     binary_len - announced);
 		goto out;
 	}
@@ -180,11 +180,11 @@ static int check_model(const struct peer_request *r, const uint8_t *model_sha256
 	if (!model_sha256)
 		return 0;
 	if (!r->has_sha)
-		return link_err(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
+		return err_set(-EBADMSG, err, errlen, "request does not name the model (splitd_model_sha256)");
 	if (memcmp(r->model_sha256, model_sha256, 32)) {
 		peer_sha256_hex(model_sha256, want);
 		peer_sha256_hex(r->model_sha256, got);
-		return link_err(-EBADMSG, err, errlen,
+		return err_set(-EBADMSG, err, errlen,
 			    "request is for model sha256 %.12s..., this peer holds %.12s...", got, want);
 	}
 	return 0;
@@ -199,7 +199,7 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 	int rc;
 
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS)
-		return link_err(-EINVAL, err, errlen, "invalid decode arguments");
+		return err_set(-EINVAL, err, errlen, "invalid decode arguments");
 	if ((rc = check_model(r, model_sha256, err, errlen)) < 0)
 		return rc;
 	if (image)
@@ -208,21 +208,21 @@ int peer_request_decode(const struct peer_request *r, const uint8_t *model_sha25
 		*image_len = 0;
 	if (r->n_inputs == 1 && r->inputs[0].is_bytes) {
 		if (r->cut != 0)
-			return link_err(-EBADMSG, err, errlen, "a BYTES (image) input is only accepted at cut 0, not %d",
+			return err_set(-EBADMSG, err, errlen, "a BYTES (image) input is only accepted at cut 0, not %d",
 				    r->cut);
 		if (!image || !image_len)
-			return link_err(-EBADMSG, err, errlen, "this peer does not accept images");
+			return err_set(-EBADMSG, err, errlen, "this peer does not accept images");
 		*image = r->inputs[0].data;
 		*image_len = r->inputs[0].len;
 		return 0;
 	}
 	if (n_cut && (!cut || !views))
-		return link_err(-EINVAL, err, errlen, "invalid decode arguments");
+		return err_set(-EINVAL, err, errlen, "invalid decode arguments");
 	if ((rc = peer_request_match(r, NULL, cut, n_cut, which, err, errlen)) < 0)
 		return rc;
 	for (int j = 0; j < n_cut; j++)
 		if (views[j].dtype != cut[j].dtype || views[j].ndim != cut[j].ndim || !views[j].data)
-			return link_err(-EINVAL, err, errlen, "view %d does not match the cut", j);
+			return err_set(-EINVAL, err, errlen, "view %d does not match the cut", j);
 	if (r->bands > 1) {	/* band-major: each band of each input where it lies */
 		for (int b = 0; b < r->bands; b++)
 			for (int j = 0; j < n_cut; j++)
@@ -244,11 +244,11 @@ int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256
 	int rc;
 
 	if (!r || n_cut < 0 || n_cut > PEER_MAX_TENSORS || (n_cut && (!cut || !which)))
-		return link_err(-EINVAL, err, errlen, "invalid match arguments");
+		return err_set(-EINVAL, err, errlen, "invalid match arguments");
 	if ((rc = check_model(r, model_sha256, err, errlen)) < 0)
 		return rc;
 	if (r->n_inputs != n_cut)
-		return link_err(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
+		return err_set(-EBADMSG, err, errlen, "cut %d carries %d tensors, the request has %d", r->cut, n_cut,
 			    r->n_inputs);
 	for (int j = 0; j < n_cut; j++) {
 		int found = -1;
@@ -257,7 +257,7 @@ int peer_request_match(const struct peer_request *r, const uint8_t *model_sha256
 			if (!used[i] && !strcmp(r->inputs[i].name, cut[j].name))
 				found = i;
 		if (found < 0)
-			return link_err(-EBADMSG, err, errlen, "cut %d tensor '%.64s' is missing from the request",
+			return err_set(-EBADMSG, err, errlen, "cut %d tensor '%.64s' is missing from the request",
 				    r->cut, cut[j].name);
 		used[found] = 1;
 		which[j] = found;

@@ -25,7 +25,7 @@ static int error_answer(const void *body, size_t len, char *err, size_t errlen)
 	if (json_is_object(e))
 		e = json_object_get(e, "message");
 	if (json_is_string(e))
-		r = link_err(-EPROTO, err, errlen, "peer answered: %.200s", json_string_value(e));
+		r = err_set(-EPROTO, err, errlen, "peer answered: %.200s", json_string_value(e));
 	json_decref(root);
 	return r;
 }
@@ -74,14 +74,14 @@ static int read_outputs(const struct api_v2_message *msg, struct peer_response *
 	int r;
 
 	if (msg->n_tensors > PEER_MAX_TENSORS)
-		return link_err(-EBADMSG, err, errlen, "response \"outputs\" is not an array of at most %d tensors",
+		return err_set(-EBADMSG, err, errlen, "response \"outputs\" is not an array of at most %d tensors",
 				PEER_MAX_TENSORS);
 	for (int i = 0; i < msg->n_tensors; i++) {
 		const struct api_v2_tensor *t = &msg->tensors[i];
 		struct peer_params pp = peer_params_api(t->params);
 
 		if (!t->binary)
-			return link_err(-EBADMSG, err, errlen,
+			return err_set(-EBADMSG, err, errlen,
 					"tensor '%.64s' carries no binary_data_size (JSON tensor data is not accepted on the peer link)",
 					t->name);
 		if ((r = peer_input_read(t->name, t->datatype, t->ndim, t->shape, &pp,
@@ -106,7 +106,7 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 	memset(out, 0, sizeof(*out));
 	peer_timing_init(&out->timing);
 	if (jlen > len || jlen > PEER_MAX_HEADER_BYTES || !jlen)
-		return link_err(-EBADMSG, err, errlen,
+		return err_set(-EBADMSG, err, errlen,
 				"response header length %zu does not fit a body of %zu bytes", jlen, len);
 	if ((r = api_v2_parse(API_V2_RESPONSE, body, len, header_len, &msg, err, errlen)) < 0) {
 		if (r == -ENOMEM)

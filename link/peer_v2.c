@@ -17,19 +17,19 @@ int peer_v2_request_read(const struct api_v2_message *msg, int streamed, struct 
 	if ((r = peer_request_read_params(&pp, out, err, errlen)) < 0)
 		return r;
 	if (streamed && out->bands < 2)
-		return link_err(-EBADMSG, err, errlen, "a streamed request must be banded");
+		return err_set(-EBADMSG, err, errlen, "a streamed request must be banded");
 	if (msg->id) {
 		if (strlen(msg->id) >= PEER_ID_MAX)
-			return link_err(-EBADMSG, err, errlen, "request id is longer than %d bytes", PEER_ID_MAX - 1);
+			return err_set(-EBADMSG, err, errlen, "request id is longer than %d bytes", PEER_ID_MAX - 1);
 		strcpy(out->id, msg->id);
 	}
 	if (msg->n_tensors < 1 || msg->n_tensors > PEER_MAX_TENSORS)
-		return link_err(-EBADMSG, err, errlen, "request \"inputs\" is not an array of 1 to %d tensors", PEER_MAX_TENSORS);
+		return err_set(-EBADMSG, err, errlen, "request \"inputs\" is not an array of 1 to %d tensors", PEER_MAX_TENSORS);
 	for (int i = 0; i < msg->n_tensors; i++) {
 		const struct api_v2_tensor *t = &msg->tensors[i];
 
 		if (!t->binary)
-			return link_err(-EBADMSG, err, errlen, "input '%.64s' carries JSON \"data\": tensors on the peer link travel "
+			return err_set(-EBADMSG, err, errlen, "input '%.64s' carries JSON \"data\": tensors on the peer link travel "
 				 "in the binary part (binary_data_size)", t->name ? t->name : "");
 		pp = peer_params_api(t->params);
 		if ((r = peer_request_add_input(out, t->name, t->datatype, t->ndim, t->shape, &pp,

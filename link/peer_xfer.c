@@ -307,21 +307,21 @@ static int failure(struct peer_client *c, CURLcode rc, const struct xfer *x, con
 	const char *why = cerr[0] ? cerr : curl_easy_strerror(rc);
 
 	if (rc == CURLE_OPERATION_TIMEDOUT)
-		return link_err(-ETIMEDOUT, err, errlen, "peer did not answer within %lld ms: %s",
+		return err_set(-ETIMEDOUT, err, errlen, "peer did not answer within %lld ms: %s",
 				(long long)timeout_ms, why);
 	if (x->too_big)
-		return link_err(-EMSGSIZE, err, errlen, "peer answer exceeds %zu bytes", c->max_resp);
+		return err_set(-EMSGSIZE, err, errlen, "peer answer exceeds %zu bytes", c->max_resp);
 	if (rc == CURLE_ABORTED_BY_CALLBACK && x->msg && x->msg->stream && x->msg->stream->failed)
 		/* the robot stopped producing the body: not the peer's fault */
-		return link_err(-ECANCELED, err, errlen, "the robot stopped sending the request");
+		return err_set(-ECANCELED, err, errlen, "the robot stopped sending the request");
 	if (rc == CURLE_COULDNT_CONNECT)
-		return link_err(-ECONNREFUSED, err, errlen, "cannot connect to the peer: %s", why);
+		return err_set(-ECONNREFUSED, err, errlen, "cannot connect to the peer: %s", why);
 	if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
 	    rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE) {
 		atomic_fetch_add(&c->auth_failures, 1);
-		return link_err(-EACCES, err, errlen, "TLS with the peer failed: %s", why);
+		return err_set(-EACCES, err, errlen, "TLS with the peer failed: %s", why);
 	}
-	return link_err(-EIO, err, errlen, "peer transfer failed: %s", why);
+	return err_set(-EIO, err, errlen, "peer transfer failed: %s", why);
 }
 
 int peer_xfer_perform(struct peer_client *c, const char *path, const struct peer_msg *msg,
@@ -342,19 +342,19 @@ int peer_xfer_perform(struct peer_client *c, const char *path, const struct peer
 	x->limit = c->max_resp;
 	*status = 0;
 	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->base, path) >= sizeof(url))
-		return link_err(-ENAMETOOLONG, err, errlen, "peer URL is too long");
+		return err_set(-ENAMETOOLONG, err, errlen, "peer URL is too long");
 	if ((r = conn_acquire(c, deadline, &k)) < 0)
-		return link_err(r, err, errlen, "no free connection to the peer within %lld ms",
+		return err_set(r, err, errlen, "no free connection to the peer within %lld ms",
 				(long long)timeout_ms);
 	t->wait_ns = link_now_ns() - start;
 	left_ms = (deadline - link_now_ns()) / 1000000;
 	if (left_ms < 1) {
-		r = link_err(-ETIMEDOUT, err, errlen, "deadline of %lld ms passed before sending",
+		r = err_set(-ETIMEDOUT, err, errlen, "deadline of %lld ms passed before sending",
 			     (long long)timeout_ms);
 		goto out;
 	}
 	if ((r = prepare(c, k, url, cerr, (long)left_ms, msg, x, &hdrs)) < 0) {
-		link_err(r, err, errlen, "out of memory");
+		err_set(r, err, errlen, "out of memory");
 		goto out;
 	}
 	x->t0_ns = link_now_ns();

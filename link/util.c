@@ -1,22 +1,8 @@
-/* link/'s one clock and one error idiom (link.h, link-impl.h). */
+/* link/'s one clock (link.h); its error idiom is common/err.h's err_set. */
 #include "link.h"
 #include "link-impl.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <time.h>
-
-int link_err(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 int64_t link_now_ns(void)
 {

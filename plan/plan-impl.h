@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h" /* err_set: the error idiom every floor shares */
 #include "plan.h"
 
 struct plan_snapshot {
@@ -69,10 +70,5 @@ int plan_pick_best(const struct plan_candidate *v, int n, enum plan_policy pol);
  * rename leaves. */
 int plan_state_write_temp(const char *path, const char *text, char *tmp, size_t tmplen,
 			  char *err, size_t errlen);
-/* The error idiom of plan/: the message into err (when given) and the code
- * it was given back, so an error path is one line:
- *   return plan_fail(-EINVAL, err, errlen, "%s: not JSON", path); */
-int plan_fail(int code, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
 #endif

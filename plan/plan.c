@@ -392,15 +392,3 @@ int plan_enumerate(const struct plan *p, const struct plan_inputs *in,
 	*best = b;
 	return 0;
 }
-
-int plan_fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}

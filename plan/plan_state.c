@@ -124,11 +124,11 @@ static int num(struct staged *s, const json_t *obj, const char *where, const cha
 	if (nullable && (!v || json_is_null(v)))
 		return 0;
 	if (!json_is_number(v))
-		return plan_fail(-EINVAL, s->err, s->errlen, "%s%s: %s", where, key,
+		return err_set(-EINVAL, s->err, s->errlen, "%s%s: %s", where, key,
 				 v ? "not a number" : "missing");
 	*out = json_number_value(v);
 	if (!isfinite(*out) || *out < lo || *out > hi)
-		return plan_fail(-EINVAL, s->err, s->errlen, "%s%s: %g is out of range [%g, %g]",
+		return err_set(-EINVAL, s->err, s->errlen, "%s%s: %g is out of range [%g, %g]",
 				 where, key, *out, lo, hi);
 	return 0;
 }
@@ -141,7 +141,7 @@ static int count(struct staged *s, const json_t *obj, const char *where, const c
 	if (rc < 0)
 		return rc;
 	if (d != floor(d))
-		return plan_fail(-EINVAL, s->err, s->errlen, "%s%s: %g is not a count", where, key, d);
+		return err_set(-EINVAL, s->err, s->errlen, "%s%s: %g is not a count", where, key, d);
 	*out = (int)d;
 	return 0;
 }
@@ -155,23 +155,23 @@ static int identity(struct staged *s, const json_t *root, const struct plan_stat
 	int rc;
 
 	if (!fmt || strcmp(fmt, STATE_FORMAT))
-		return plan_fail(-EINVAL, s->err, s->errlen, "not a splitd plan state (format %s)",
+		return err_set(-EINVAL, s->err, s->errlen, "not a splitd plan state (format %s)",
 				 fmt ? fmt : "missing");
 	if ((rc = num(s, root, "", "version", 0, INT_MAX, 0, &ver)) < 0)
 		return rc;
 	if (ver != PLAN_STATE_VERSION)
-		return plan_fail(-EPROTO, s->err, s->errlen, "format version %g, this splitd reads %d",
+		return err_set(-EPROTO, s->err, s->errlen, "format version %g, this splitd reads %d",
 				 ver, PLAN_STATE_VERSION);
 	if (!sha || strcasecmp(sha, id->model_sha256))
-		return plan_fail(-ESTALE, s->err, s->errlen, "of model %.64s, this model is %.64s",
+		return err_set(-ESTALE, s->err, s->errlen, "of model %.64s, this model is %.64s",
 				 sha ? sha : "(none)", id->model_sha256);
 	if (!peer || strcmp(peer, id->peer))
-		return plan_fail(-ESTALE, s->err, s->errlen, "of peer %.200s, this peer is %.200s",
+		return err_set(-ESTALE, s->err, s->errlen, "of peer %.200s, this peer is %.200s",
 				 peer ? peer : "(none)", id->peer);
 	if ((rc = num(s, root, "", "nodes", 0, INT_MAX, 0, &nodes)) < 0)
 		return rc;
 	if (nodes != s->n)
-		return plan_fail(-ESTALE, s->err, s->errlen, "%g nodes, the model has %d", nodes, s->n);
+		return err_set(-ESTALE, s->err, s->errlen, "%g nodes, the model has %d", nodes, s->n);
 	return 0;
 }
 
@@ -183,7 +183,7 @@ static int scalars(struct staged *s, const json_t *root)
 	int rc;
 
 	if (!json_is_object(link) || !json_is_object(pw))
-		return plan_fail(-EINVAL, s->err, s->errlen, "%s: not an object",
+		return err_set(-EINVAL, s->err, s->errlen, "%s: not an object",
 				 json_is_object(link) ? "power_mw" : "link");
 	if ((rc = num(s, root, "", "runs", 0, 1e18, 0, &runs)) < 0 ||
 	    (rc = num(s, root, "", "peer_speed", 0, 1e6, 0, &s->peer_speed)) < 0 ||
@@ -201,7 +201,7 @@ static int scalars(struct staged *s, const json_t *root)
 
 		snprintf(where, sizeof(where), "power_mw.%s.", phase_names[i]);
 		if (!json_is_object(ph))
-			return plan_fail(-EINVAL, s->err, s->errlen, "%s: not an object", where);
+			return err_set(-EINVAL, s->err, s->errlen, "%s: not an object", where);
 		if ((rc = num(s, ph, where, "mw", 0, 1e9, 0, &s->power_mw[i])) < 0 ||
 		    (rc = count(s, ph, where, "samples", &s->power_n[i])) < 0)
 			return rc;
@@ -209,13 +209,13 @@ static int scalars(struct staged *s, const json_t *root)
 	if (!peer)
 		return 0;
 	if (!json_is_array(peer) || (int)json_array_size(peer) != s->n)
-		return plan_fail(-EINVAL, s->err, s->errlen, "peer_ms: not an array of %d times", s->n);
+		return err_set(-EINVAL, s->err, s->errlen, "peer_ms: not an array of %d times", s->n);
 	for (int i = 0; i < s->n; i++) {
 		const json_t *v = json_array_get(peer, (size_t)i);
 
 		s->peer_ms[i] = json_is_number(v) ? json_number_value(v) : -1;
 		if (!(s->peer_ms[i] >= 0) || !isfinite(s->peer_ms[i]))
-			return plan_fail(-EINVAL, s->err, s->errlen, "peer_ms[%d]: not a time", i);
+			return err_set(-EINVAL, s->err, s->errlen, "peer_ms[%d]: not a time", i);
 	}
 	s->peer_known = 1;
 	return 0;
@@ -231,23 +231,23 @@ static int learnt_list(struct staged *s, const json_t *root, const char *key)
 	size_t i;
 
 	if (!json_is_array(a))
-		return plan_fail(-EINVAL, s->err, s->errlen, "%s: not an array", key);
+		return err_set(-EINVAL, s->err, s->errlen, "%s: not an array", key);
 	json_array_foreach(a, i, e) {
 		double v;
 		int cut = 0, b = 0, enc, n = 0, rc;
 
 		snprintf(where, sizeof(where), "%s[%zu].", key, i);
 		if (!json_is_object(e))
-			return plan_fail(-EINVAL, s->err, s->errlen, "%s: not an object", where);
+			return err_set(-EINVAL, s->err, s->errlen, "%s: not an object", where);
 		if (has_cut && (rc = count(s, e, where, "cut", &cut)) < 0)
 			return rc;
 		if (cut > s->n)
-			return plan_fail(-EINVAL, s->err, s->errlen, "%scut: %d is beyond %d", where, cut, s->n);
+			return err_set(-EINVAL, s->err, s->errlen, "%scut: %d is beyond %d", where, cut, s->n);
 		if (ratios) {
 			const char *nm = json_string_value(json_object_get(e, "encoding"));
 
 			if (!nm || plan_enc_parse(nm, &enc) < 0 || enc >= PLAN_ENC_COUNT)
-				return plan_fail(-EINVAL, s->err, s->errlen, "%sencoding: not a cut encoding", where);
+				return err_set(-EINVAL, s->err, s->errlen, "%sencoding: not a cut encoding", where);
 			if ((rc = num(s, e, where, "ratio", 0, 16, 0, &v)) < 0)
 				return rc;
 			s->ratio[(size_t)cut * PLAN_ENC_COUNT + (size_t)enc] = v;
@@ -258,7 +258,7 @@ static int learnt_list(struct staged *s, const json_t *root, const char *key)
 		    (rc = count(s, e, where, "samples", &n)) < 0)
 			return rc;
 		if (b < 2 || b > PLAN_MAX_BANDS || n < 1)
-			return plan_fail(-EINVAL, s->err, s->errlen, "%s: %d bands, %d samples", where, b, n);
+			return err_set(-EINVAL, s->err, s->errlen, "%s: %d bands, %d samples", where, b, n);
 		if (has_cut) {
 			s->cut_eff[(size_t)cut * (PLAN_MAX_BANDS + 1) + (size_t)b] = v;
 			s->cut_eff_n[(size_t)cut * (PLAN_MAX_BANDS + 1) + (size_t)b] = n;
@@ -306,7 +306,7 @@ int plan_state_apply(struct plan *p, const struct plan_state_id *id, const char 
 	int rc = -ENOMEM;
 
 	if (!id || !id->model_sha256 || !id->peer || !text)
-		return plan_fail(-EINVAL, err, errlen, "no identity or text");
+		return err_set(-EINVAL, err, errlen, "no identity or text");
 	s.peer_ms = calloc(n1, sizeof(double));
 	s.ratio = malloc(n1 * PLAN_ENC_COUNT * sizeof(double));
 	s.cut_eff = calloc(ncut, sizeof(double));
@@ -318,11 +318,11 @@ int plan_state_apply(struct plan *p, const struct plan_state_id *id, const char 
 	for (int b = 0; b <= PLAN_MAX_BANDS; b++)
 		s.band_eff[b] = 1.0;
 	if (!(root = json_loads(text, JSON_REJECT_DUPLICATES, &je))) {
-		rc = plan_fail(-EBADMSG, err, errlen, "not valid JSON (line %d: %s)", je.line, je.text);
+		rc = err_set(-EBADMSG, err, errlen, "not valid JSON (line %d: %s)", je.line, je.text);
 		goto out;
 	}
 	if (!json_is_object(root)) {
-		rc = plan_fail(-EBADMSG, err, errlen, "not a JSON object");
+		rc = err_set(-EBADMSG, err, errlen, "not a JSON object");
 		goto out;
 	}
 	if ((rc = identity(&s, root, id)) < 0 || (rc = scalars(&s, root)) < 0 ||
@@ -363,9 +363,9 @@ int plan_state_write_temp(const char *path, const char *text, char *tmp, size_t 
 	int fd, rc;
 
 	if ((size_t)snprintf(tmp, tmplen, "%s.tmp.XXXXXX", path) >= tmplen)
-		return plan_fail(-ENAMETOOLONG, err, errlen, "%s: path too long", path);
+		return err_set(-ENAMETOOLONG, err, errlen, "%s: path too long", path);
 	if ((fd = mkstemp(tmp)) < 0)
-		return plan_fail(-errno, err, errlen, "%s: %s", tmp, strerror(errno));
+		return err_set(-errno, err, errlen, "%s: %s", tmp, strerror(errno));
 	rc = write_all(fd, text, strlen(text));
 	if (rc == 0 && fchmod(fd, 0644) < 0)
 		rc = -errno;
@@ -375,7 +375,7 @@ int plan_state_write_temp(const char *path, const char *text, char *tmp, size_t 
 		rc = -errno;
 	if (rc < 0) {
 		unlink(tmp);
-		return plan_fail(rc, err, errlen, "%s: %s", tmp, strerror(-rc));
+		return err_set(rc, err, errlen, "%s: %s", tmp, strerror(-rc));
 	}
 	return 0;
 }
@@ -390,7 +390,7 @@ int plan_state_write(const char *path, const char *text, char *err, size_t errle
 	if (rename(tmp, path) < 0) {
 		rc = -errno;
 		unlink(tmp);
-		return plan_fail(rc, err, errlen, "%s: rename: %s", path, strerror(-rc));
+		return err_set(rc, err, errlen, "%s: rename: %s", path, strerror(-rc));
 	}
 	/* the rename itself is durable once the directory is */
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -408,7 +408,7 @@ int plan_state_save(const struct plan *p, const struct plan_state_id *id, const 
 	int rc = plan_state_dump(p, id, &text);
 
 	if (rc < 0)
-		return plan_fail(rc, err, errlen, "%s: %s", path, strerror(-rc));
+		return err_set(rc, err, errlen, "%s: %s", path, strerror(-rc));
 	rc = plan_state_write(path, text, err, errlen);
 	free(text);
 	return rc;
@@ -422,9 +422,9 @@ static int read_text(const char *path, char **out, char *err, size_t errlen)
 	int fd, rc = 0;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return plan_fail(-errno, err, errlen, "%s", strerror(errno));
+		return err_set(-errno, err, errlen, "%s", strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > STATE_MAX_BYTES) {
-		rc = plan_fail(-EINVAL, err, errlen, "not a regular file of at most %u bytes",
+		rc = err_set(-EINVAL, err, errlen, "not a regular file of at most %u bytes",
 			       STATE_MAX_BYTES);
 		goto out;
 	}
@@ -438,7 +438,7 @@ static int read_text(const char *path, char **out, char *err, size_t errlen)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			rc = plan_fail(r < 0 ? -errno : -EIO, err, errlen, "read: %s",
+			rc = err_set(r < 0 ? -errno : -EIO, err, errlen, "read: %s",
 				       r < 0 ? strerror(errno) : "short");
 			goto out;
 		}
@@ -446,7 +446,7 @@ static int read_text(const char *path, char **out, char *err, size_t errlen)
 	}
 	buf[got] = 0;
 	if (strlen(buf) != got) {
-		rc = plan_fail(-EBADMSG, err, errlen, "holds a NUL byte: not text");
+		rc = err_set(-EBADMSG, err, errlen, "holds a NUL byte: not text");
 		goto out;
 	}
 	*out = buf;

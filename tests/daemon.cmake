@@ -36,13 +36,15 @@ set(SPLITD_CONFIG_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c
   ${CMAKE_SOURCE_DIR}/daemon/config_value.c ${CMAKE_SOURCE_DIR}/daemon/log.c)
 if(SPLITD_FUZZ)
   add_executable(fuzz_config ${SPLITD_CONFIG_FUZZ_SOURCES})
-  target_include_directories(fuzz_config PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_include_directories(fuzz_config PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/plan
+    ${CMAKE_SOURCE_DIR}/link ${CMAKE_SOURCE_DIR}/kernels)
   target_link_libraries(fuzz_config PRIVATE ${SPLITD_FUZZ_INIH_LINK_LIBRARIES})
   target_compile_options(fuzz_config PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_config PRIVATE -fsanitize=fuzzer,address,undefined)
 else()
   add_executable(fuzz_config_replay ${SPLITD_CONFIG_FUZZ_SOURCES})
-  target_include_directories(fuzz_config_replay PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+  target_include_directories(fuzz_config_replay PRIVATE ${CMAKE_SOURCE_DIR}/daemon ${CMAKE_SOURCE_DIR}/plan
+    ${CMAKE_SOURCE_DIR}/link ${CMAKE_SOURCE_DIR}/kernels)
   target_link_libraries(fuzz_config_replay PRIVATE ${SPLITD_FUZZ_INIH_LINK_LIBRARIES})
   target_compile_definitions(fuzz_config_replay PRIVATE SPLITD_FUZZ_REPLAY)
   # the corpus of the last fuzzing run (tests/data/fuzz/config) too

@@ -8,7 +8,7 @@ target_compile_definitions(power_fake_nvml PRIVATE SPLITD_FAKE_NVML)
 
 if(TARGET PkgConfig::CMOCKA)
   add_executable(test_power ${CMAKE_SOURCE_DIR}/tests/test_power.c
-    ${CMAKE_SOURCE_DIR}/daemon/cmd_power.c)
+    ${CMAKE_SOURCE_DIR}/daemon/cmd_power.c ${CMAKE_SOURCE_DIR}/daemon/cmd_util.c)
   target_include_directories(test_power PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
   target_compile_definitions(test_power PRIVATE
     FAKE_NVML_PATH="$<TARGET_FILE:power_fake_nvml>")

@@ -65,7 +65,8 @@ static void test_defaults(void **state)
 	assert_true(cfg->power_enabled);
 	assert_int_equal(cfg->power_rate_hz, 100);
 	assert_string_equal(cfg->sysfs_root, "/");
-	assert_int_equal(cfg->peer_encoding.type, CONFIG_ENC_AUTO);
+	assert_true(cfg->peer_encoding.is_auto);
+	assert_int_equal(cfg->peer_encoding.enc.comp, LINK_COMP_NONE);
 	assert_int_equal(cfg->policy, CONFIG_POLICY_LATENCY);
 	assert_true(cfg->slo_ms == 100.0);
 	assert_int_equal(cfg->n_models, 0);
@@ -153,8 +154,9 @@ static void test_good_file(void **state)
 	assert_int_equal(cfg->power_rate_hz, 1000);
 	assert_true(cfg->estimate_idle_watts == 3.5);
 	assert_int_equal(cfg->peer_request_timeout_ms, 750);
-	assert_int_equal(cfg->peer_encoding.type, CONFIG_ENC_F16);
-	assert_int_equal(cfg->peer_encoding.zip, CONFIG_ZIP_LZ4);
+	assert_false(cfg->peer_encoding.is_auto);
+	assert_int_equal(cfg->peer_encoding.enc.value, LINK_VALUE_F16);
+	assert_int_equal(cfg->peer_encoding.enc.comp, LINK_COMP_LZ4);
 	assert_int_equal(cfg->policy, CONFIG_POLICY_ENERGY_SLO);
 	assert_true(cfg->slo_ms == 45.5);
 	assert_int_equal(cfg->max_bands, 4);

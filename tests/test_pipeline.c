@@ -509,7 +509,7 @@ static int fake_tail(struct fake_peer *f, const struct peer_msg *msg, struct pee
 		return r;
 	}
 	struct pipe_request rq = { .kind = PIPE_REQ_V2, .model = &f->peer->models[0],
-				   .received_ns = pipe_now_ns(), .ops = &answer_ops, .ctx = &a };
+				   .received_ns = link_now_ns(), .ops = &answer_ops, .ctx = &a };
 	struct streamed_body sb = { .a = &a, .f = f };
 	if (f->wavefront && msg->stream) {
 		r = api_v2_parse_header(API_V2_REQUEST, body, msg->header_len, body + msg->header_len,
@@ -777,7 +777,7 @@ static void infer(struct rig *g, int cut, const char *enc, int bands, struct ans
 {
 	struct pipe_request rq = { .kind = PIPE_REQ_V1, .model = &g->robot->models[0], .input = &g->in,
 				   .q = { .cut = cut, .bands = bands, .encoding = enc },
-				   .received_ns = pipe_now_ns(), .ops = &answer_ops, .ctx = a };
+				   .received_ns = link_now_ns(), .ops = &answer_ops, .ctx = a };
 
 	memset(a, 0, sizeof(*a));
 	pipe_run(g->robot, 0, &rq);
@@ -812,7 +812,7 @@ static void test_local(void **state)
 	assert_int_equal(a.fallback, 0);
 	/* a cut needs a peer: refused as the client's error, nothing lost */
 	struct pipe_request rq = { .kind = PIPE_REQ_V1, .model = m, .input = &g->in, .q = { .cut = 1 },
-				   .received_ns = pipe_now_ns(), .ops = &answer_ops, .ctx = &a };
+				   .received_ns = link_now_ns(), .ops = &answer_ops, .ctx = &a };
 	memset(&a, 0, sizeof(a));
 	pipe_run(g->robot, 0, &rq);
 	assert_int_equal(a.calls, 1);
