@@ -117,25 +117,30 @@ int power_add_source(struct power_sampler *s, const struct power_source_ops *ops
 	return 0;
 }
 
+/* One file of the rail, when it has one, scaled into *out (left as it is
+ * otherwise). */
+static int read_scaled(struct power_rail_impl *r, int file, bool keep, double *out)
+{
+	int64_t v;
+	int rc;
+
+	if (!r->f[file].path)
+		return 0;
+	if ((rc = sysfs_read_int64(&r->f[file], keep, &v)) < 0)
+		return rc;
+	*out = (double)v * r->scale[file];
+	return 0;
+}
+
 int power_read_files(struct power_sampler *s, struct power_rail_impl *r,
 		     int64_t now_ns, struct power_reading *out)
 {
 	bool keep = s->cfg.keep_fds;
-	int64_t v;
 	int rc;
 
-	if (r->f[RAIL_FILE_ENERGY].path) {
-		rc = sysfs_read_int64(&r->f[RAIL_FILE_ENERGY], keep, &v);
-		if (rc < 0)
-			return rc;
-		out->counter_uj = (double)v * r->scale[RAIL_FILE_ENERGY];
-	}
-	if (r->f[RAIL_FILE_POWER].path) {
-		rc = sysfs_read_int64(&r->f[RAIL_FILE_POWER], keep, &v);
-		if (rc < 0)
-			return rc;
-		out->power_mw = (double)v * r->scale[RAIL_FILE_POWER];
-	}
+	if ((rc = read_scaled(r, RAIL_FILE_ENERGY, keep, &out->counter_uj)) < 0 ||
+	    (rc = read_scaled(r, RAIL_FILE_POWER, keep, &out->power_mw)) < 0)
+		return rc;
 	/* volts and amps beside a power file only display: read them at
 	 * aux_hz; where power is volts x amps, every time */
 	if (r->f[RAIL_FILE_POWER].path && !s->aux_due) {
@@ -143,18 +148,9 @@ int power_read_files(struct power_sampler *s, struct power_rail_impl *r,
 		out->current_ma = r->last_current_ma;
 		goto done;
 	}
-	if (r->f[RAIL_FILE_VOLTAGE].path) {
-		rc = sysfs_read_int64(&r->f[RAIL_FILE_VOLTAGE], keep, &v);
-		if (rc < 0)
-			return rc;
-		out->voltage_mv = (double)v * r->scale[RAIL_FILE_VOLTAGE];
-	}
-	if (r->f[RAIL_FILE_CURRENT].path) {
-		rc = sysfs_read_int64(&r->f[RAIL_FILE_CURRENT], keep, &v);
-		if (rc < 0)
-			return rc;
-		out->current_ma = (double)v * r->scale[RAIL_FILE_CURRENT];
-	}
+	if ((rc = read_scaled(r, RAIL_FILE_VOLTAGE, keep, &out->voltage_mv)) < 0 ||
+	    (rc = read_scaled(r, RAIL_FILE_CURRENT, keep, &out->current_ma)) < 0)
+		return rc;
 	if (isnan(out->power_mw) && !isnan(out->voltage_mv) && !isnan(out->current_ma))
 		out->power_mw = out->voltage_mv * out->current_ma / 1000.0;
 done:
