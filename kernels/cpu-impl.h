@@ -87,4 +87,35 @@ static inline int64_t view_numel(const struct tensor_view *v)
 	return tensor_numel(v);
 }
 
+/* Row-major element strides of v. */
+static inline void view_strides(const struct tensor_view *v, int64_t st[TENSOR_MAX_DIMS])
+{
+	int64_t k = 1;
+
+	for (int d = v->ndim - 1; d >= 0; d--) {
+		st[d] = k;
+		k *= v->shape[d];
+	}
+}
+
+/* The next multi-index of v in row-major order (wraps to all zeros). */
+static inline void view_index_next(int64_t idx[TENSOR_MAX_DIMS], const struct tensor_view *v)
+{
+	for (int d = v->ndim - 1; d >= 0; d--) {
+		if (++idx[d] < v->shape[d])
+			break;
+		idx[d] = 0;
+	}
+}
+
+/* v as [outer, shape[axis], inner]. */
+static inline void view_axis_split(const struct tensor_view *v, int axis, int64_t *outer, int64_t *inner)
+{
+	*outer = *inner = 1;
+	for (int d = 0; d < axis; d++)
+		*outer *= v->shape[d];
+	for (int d = axis + 1; d < v->ndim; d++)
+		*inner *= v->shape[d];
+}
+
 #endif

@@ -159,10 +159,7 @@ CPU_KERNEL(cpu_argmax)
 	int mx = n->kind == OP_ARGMAX;
 	int64_t *y = out[0].data;
 
-	for (int d = 0; d < p->axis; d++)
-		outer *= x->shape[d];
-	for (int d = (int)p->axis + 1; d < x->ndim; d++)
-		inner *= x->shape[d];
+	view_axis_split(x, (int)p->axis, &outer, &inner);
 	for (int64_t o = 0; o < outer; o++)
 		for (int64_t i = 0; i < inner; i++) {
 			int64_t base = o * len * inner + i, best = 0;

@@ -11,24 +11,17 @@ CPU_KERNEL(cpu_tile)
 {
 	const struct tensor_view *x = &in[0], *y = &out[0];
 	size_t es = tensor_dtype_size(x->dtype);
-	int64_t cnt = view_numel(y), idx[TENSOR_MAX_DIMS] = { 0 }, xst[TENSOR_MAX_DIMS], k = 1;
+	int64_t cnt = view_numel(y), idx[TENSOR_MAX_DIMS] = { 0 }, xst[TENSOR_MAX_DIMS];
 
 	if (!cnt)
 		return 0;
-	for (int d = x->ndim - 1; d >= 0; d--) {
-		xst[d] = k;
-		k *= x->shape[d];
-	}
+	view_strides(x, xst);
 	for (int64_t i = 0; i < cnt; i++) {
 		int64_t o = 0;
 		for (int d = 0; d < x->ndim; d++)
 			o += (idx[d] % x->shape[d]) * xst[d];
 		memcpy((char *)y->data + i * es, (const char *)x->data + o * es, es);
-		for (int d = y->ndim - 1; d >= 0; d--) {
-			if (++idx[d] < y->shape[d])
-				break;
-			idx[d] = 0;
-		}
+		view_index_next(idx, y);
 	}
 	return 0;
 }
@@ -40,12 +33,9 @@ CPU_KERNEL(cpu_gather_elements)
 	const struct tensor_view *x = &in[0], *ix = &in[1], *y = &out[0];
 	size_t es = tensor_dtype_size(x->dtype);
 	int64_t ax = n->p.axes.axis, cnt = view_numel(y), idx[TENSOR_MAX_DIMS] = { 0 };
-	int64_t xst[TENSOR_MAX_DIMS], k = 1;
+	int64_t xst[TENSOR_MAX_DIMS];
 
-	for (int d = x->ndim - 1; d >= 0; d--) {
-		xst[d] = k;
-		k *= x->shape[d];
-	}
+	view_strides(x, xst);
 	for (int64_t i = 0; i < cnt; i++) {
 		int64_t v = ix->dtype == TENSOR_I64 ? ((const int64_t *)ix->data)[i] :
 			    ((const int32_t *)ix->data)[i], o = 0;
@@ -56,11 +46,7 @@ CPU_KERNEL(cpu_gather_elements)
 		for (int d = 0; d < x->ndim; d++)
 			o += (d == ax ? v : idx[d]) * xst[d];
 		memcpy((char *)y->data + i * es, (const char *)x->data + o * es, es);
-		for (int d = y->ndim - 1; d >= 0; d--) {
-			if (++idx[d] < y->shape[d])
-				break;
-			idx[d] = 0;
-		}
+		view_index_next(idx, y);
 	}
 	return 0;
 }
@@ -75,10 +61,7 @@ CPU_KERNEL(cpu_cumsum)
 	int64_t outer = 1, inner = 1, len = x->shape[p->axis];
 	enum tensor_dtype t = x->dtype;
 
-	for (int d = 0; d < p->axis; d++)
-		outer *= x->shape[d];
-	for (int d = (int)p->axis + 1; d < x->ndim; d++)
-		inner *= x->shape[d];
+	view_axis_split(x, (int)p->axis, &outer, &inner);
 	for (int64_t o = 0; o < outer; o++)
 		for (int64_t i = 0; i < inner; i++) {
 			double s = 0;
@@ -131,10 +114,7 @@ CPU_KERNEL(cpu_topk)
 
 	if (!it)
 		return -ENOMEM;
-	for (int d = 0; d < p->axis; d++)
-		outer *= x->shape[d];
-	for (int d = (int)p->axis + 1; d < x->ndim; d++)
-		inner *= x->shape[d];
+	view_axis_split(x, (int)p->axis, &outer, &inner);
 	for (int64_t o = 0; o < outer; o++)
 		for (int64_t i = 0; i < inner; i++) {
 			for (int64_t j = 0; j < len; j++) {
