@@ -448,6 +448,23 @@ static json_t *candidates_json(struct pipe_model *m)
 	return a;
 }
 
+/* The settings the planner runs with (reloadable: the planner's own copy,
+ * not the configuration's). */
+static json_t *planner_config_json(const struct plan *plan)
+{
+	struct plan_config pc;
+	json_t *cf = json_object();
+
+	plan_get_config(plan, &pc);
+	json_object_set_new(cf, "policy", json_string(plan_policy_name(pc.policy)));
+	json_object_set_new(cf, "slo_ms", json_real(pc.slo_ms));
+	json_object_set_new(cf, "replan_threshold", json_real(pc.threshold));
+	json_object_set_new(cf, "hysteresis", json_real(pc.hysteresis));
+	json_object_set_new(cf, "max_bands", json_integer(pc.max_bands));
+	json_object_set_new(cf, "band_overhead", json_real(pc.band_overhead_frac));
+	return cf;
+}
+
 static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain)
 {
 	char hex[65];
@@ -493,20 +510,7 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 			json_object_set_new(pw, ph[k], e);
 		}
 		json_object_set_new(pl, "phase_power", pw);
-		{
-			/* the settings the planner runs with (reloadable: the
-			 * planner's own copy, not the configuration's) */
-			struct plan_config pc;
-			json_t *cf = json_object();
-			plan_get_config(m->plan, &pc);
-			json_object_set_new(cf, "policy", json_string(plan_policy_name(pc.policy)));
-			json_object_set_new(cf, "slo_ms", json_real(pc.slo_ms));
-			json_object_set_new(cf, "replan_threshold", json_real(pc.threshold));
-			json_object_set_new(cf, "hysteresis", json_real(pc.hysteresis));
-			json_object_set_new(cf, "max_bands", json_integer(pc.max_bands));
-			json_object_set_new(cf, "band_overhead", json_real(pc.band_overhead_frac));
-			json_object_set_new(pl, "config", cf);
-		}
+		json_object_set_new(pl, "config", planner_config_json(m->plan));
 		json_object_set_new(pl, "peer_calibrated", json_boolean(m->calibrated));
 		{
 			/* per band count: efficiency and how many banded runs taught it */

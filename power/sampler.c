@@ -712,16 +712,21 @@ static void take_sample(struct power_sampler *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int power_sampler_sample_once(struct power_sampler *s)
+static bool is_running(struct power_sampler *s)
 {
 	bool running;
 
-	if (!s)
-		return -EINVAL;
 	pthread_mutex_lock(&s->mu);
 	running = s->running;
 	pthread_mutex_unlock(&s->mu);
-	if (running)
+	return running;
+}
+
+int power_sampler_sample_once(struct power_sampler *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (is_running(s))
 		return -EBUSY;
 	take_sample(s);
 	return 0;
@@ -763,15 +768,11 @@ static void *sampler_main(void *arg)
 
 int power_sampler_start(struct power_sampler *s)
 {
-	bool running;
 	int rc;
 
 	if (!s)
 		return -EINVAL;
-	pthread_mutex_lock(&s->mu);
-	running = s->running;
-	pthread_mutex_unlock(&s->mu);
-	if (running)
+	if (is_running(s))
 		return -EALREADY;
 	/* The first sample on the caller's thread: once start returns, every
 	 * rail has been read (up with a value, or down with its error), however
