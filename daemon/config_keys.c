@@ -37,7 +37,7 @@ const struct key config_keys[] = {
 	{ "daemon", "threads", T_INT, G(threads), 0, 1024, "0", NULL, 0, RESTART,
 	  "CPU kernel threads; 0 = one per online CPU" },
 	{ "daemon", "backend", T_ENUM, G(backend), 0, 0, "auto", backends, 0, RESTART,
-	  "cpu, cuda, or auto (cuda when a GPU is usable)" },
+	  "cpu, cuda, or auto (cuda when a GPU is usable and runs the model, else cpu)" },
 	{ "daemon", "state_dir", T_STR, G(state_dir), 0, 0, "/var/lib/splitd", NULL, 0, RESTART,
 	  "where profiles and link estimates persist between runs" },
 

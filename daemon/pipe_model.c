@@ -309,7 +309,14 @@ int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct confi
 	m->energy_j.bounds = pipe_energy_bounds;
 	atomic_store(&m->current_cut, -1);
 	struct engine *e = NULL;
-	if ((r = open_engine(m, p->backend, &e)) < 0)
+	r = open_engine(m, p->backend, &e);
+	/* backend = auto: a model the GPU backend cannot run (an op it lacks)
+	 * runs on the CPU instead of not at all */
+	if (r < 0 && p->cfg->backend == CONFIG_BACKEND_AUTO && strcmp(p->backend, "cpu")) {
+		log_notice("model %s: not on %s (above): on cpu (backend = auto)", cm->name, p->backend);
+		r = open_engine(m, "cpu", &e);
+	}
+	if (r < 0)
 		return r;
 	m->eng = e;
 	if ((r = describe(m)) < 0)

@@ -685,6 +685,28 @@ static void register_faulty(void)
 	assert_int_equal(backend_register(&faulty), -EEXIST);
 }
 
+/* A backend that runs no op at all (as the CUDA backend lacks some): a
+ * model on it does not load. */
+static struct backend_ops partial;
+
+static int partial_supports(const struct engine *e, const struct eng_node *n)
+{
+	(void)e, (void)n;
+	return 0;
+}
+
+static void register_partial(void)
+{
+	static int done;
+
+	if (done++)
+		return;
+	partial = backend_cpu;
+	partial.name = "partial";
+	partial.supports = partial_supports;
+	assert_int_equal(backend_register(&partial), 0);
+}
+
 /* ---- the fixture ---------------------------------------------------------- */
 
 struct rig {
@@ -748,6 +770,7 @@ static struct rig *rig_new(const char *backend, float scale)
 	g->in = (struct tensor_view){ .dtype = TENSOR_F32, .ndim = 4, .shape = { 1, 3, 16, 12 }, .data = g->input };
 	reference(g);
 	register_faulty();
+	register_partial();
 	g->robot = new_pipeline(g->model, "robot", backend);
 	g->peer = new_pipeline(g->model, "peer", "cpu");
 	g->fake = (struct fake_peer){ .mode = FAKE_OK, .peer = g->peer, .want = g->want, .want_bytes = g->want_bytes };
@@ -1056,6 +1079,22 @@ static void test_backend_auto(void **state)
 	assert_string_not_equal(b, "faulty");
 }
 
+/* backend = auto, and the backend it picked cannot run the model: the
+ * model runs on the CPU (not: no model) and answers as the reference. */
+static void test_backend_auto_unsupported(void **state)
+{
+	struct rig *g = rig_new("partial", 1);
+	struct pipe_model *m = &g->robot->models[0];
+	struct answer a;
+
+	(void)state;
+	assert_int_equal(g->robot->n_models, 1);
+	assert_string_equal(engine_backend_name(m->eng), "cpu");
+	infer(g, -1, NULL, 0, &a);
+	assert_reference(g, &a);
+	rig_free(g);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
@@ -1080,6 +1119,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_backend_unhealthy_local),
 		cmocka_unit_test(test_backend_unhealthy_split),
 		cmocka_unit_test(test_backend_auto),
+		cmocka_unit_test(test_backend_auto_unsupported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
