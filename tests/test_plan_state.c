@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "plan-impl.h"
+#include "plan_same.h"
 
 #define F32 PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE)
 #define F16Z PLAN_ENC(PLAN_DTYPE_F16, PLAN_CODEC_ZSTD)
@@ -125,28 +126,13 @@ static struct plan *taught(double k)
 	return p;
 }
 
-/* Every candidate of a and b predicts the same. */
+/* Every candidate of a and b predicts the same (17 significant digits
+ * round-trip a double exactly). */
 static void assert_same_predictions(const struct plan *a, const struct plan *b)
 {
 	struct plan_inputs in = a_inputs();
-	struct plan_candidate *va, *vb;
-	int na, nb, ba, bb;
 
-	assert_int_equal(plan_enumerate(a, &in, &va, &na, &ba), 0);
-	assert_int_equal(plan_enumerate(b, &in, &vb, &nb, &bb), 0);
-	assert_int_equal(na, nb);
-	assert_int_equal(ba, bb);
-	for (int i = 0; i < na; i++) {
-		assert_int_equal(va[i].cut, vb[i].cut);
-		assert_int_equal(va[i].enc, vb[i].enc);
-		assert_int_equal(va[i].bands, vb[i].bands);
-		assert_int_equal(va[i].wire_bytes, vb[i].wire_bytes);
-		/* 17 significant digits round-trip a double exactly */
-		assert_true(va[i].total_ms == vb[i].total_ms);
-		assert_true(va[i].energy_uj == vb[i].energy_uj);
-	}
-	free(va);
-	free(vb);
+	plan_assert_same(a, b, &in);
 }
 
 static void test_round_trip(void **state)
