@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "tensor.h"
+#include "detection.h"
 
 struct api_server;
 struct api_call;	/* one HTTP request awaiting its answer */
@@ -292,6 +293,10 @@ struct api_v1_result {
 	int outputs_none;		/* leave "data" out */
 	const struct api_topk *top_k;	/* NULL: no "top_k" key */
 	int n_top_k;
+	/* a model with detector post-processing (common/detection.h):
+	 * has_detections 1 writes "detections" (possibly empty) */
+	int has_detections;
+	struct detections detections;
 	struct {
 		int cut, local_nodes, remote_nodes, bands;
 		const char *peer, *encoding;	/* NULL -> null */
