@@ -38,3 +38,28 @@ if(NOT SPLITD_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "splitd: CUDA backend ${SPLITD_HAVE_CUDA}")
+
+# ROS 2 over Cyclone DDS (ros2/): AUTO turns it on when Cyclone DDS (for the
+# target: an arm64 cross build needs cyclonedds-dev:arm64), its idlc and
+# rosidl_adapter (python3-rosidl, python3-empy, run by /usr/bin/python3) are
+# all found; the daemon works without it.
+set(SPLITD_ROS2 AUTO CACHE STRING "Build the ROS 2 side (Cyclone DDS): AUTO, ON or OFF")
+set_property(CACHE SPLITD_ROS2 PROPERTY STRINGS AUTO ON OFF)
+set(SPLITD_ROS2_PYTHON /usr/bin/python3 CACHE FILEPATH "the python3 that runs rosidl_adapter")
+set(SPLITD_HAVE_ROS2 OFF)
+if(NOT SPLITD_ROS2 STREQUAL "OFF")
+  pkg_check_modules(CYCLONEDDS IMPORTED_TARGET CycloneDDS)
+  find_program(SPLITD_IDLC idlc)
+  set(_rosidl 1)
+  if(EXISTS ${SPLITD_ROS2_PYTHON})
+    execute_process(COMMAND ${SPLITD_ROS2_PYTHON} -c "import rosidl_adapter.msg, em"
+                    RESULT_VARIABLE _rosidl OUTPUT_QUIET ERROR_QUIET)
+  endif()
+  if(TARGET PkgConfig::CYCLONEDDS AND SPLITD_IDLC AND _rosidl EQUAL 0)
+    set(SPLITD_HAVE_ROS2 ON)
+  elseif(SPLITD_ROS2 STREQUAL "ON")
+    message(FATAL_ERROR "SPLITD_ROS2=ON but Cyclone DDS (cyclonedds-dev), idlc (cyclonedds-tools) or "
+                        "rosidl_adapter (python3-rosidl, python3-empy) is missing: scripts/setup.sh installs them")
+  endif()
+endif()
+message(STATUS "splitd: ROS 2 (Cyclone DDS) ${SPLITD_HAVE_ROS2}")

@@ -15,6 +15,9 @@ PKGS="$PKGS libmicrohttpd-dev libjansson-dev libsystemd-dev libinih-dev libcmock
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libturbojpeg0-dev libspng-dev libpng-dev
   libcurl4-openssl-dev libzstd-dev liblz4-dev libssl-dev libgnutls28-dev libnl-genl-3-dev
   libopenblas-dev"
+# ROS 2 over DDS (ros2/): Cyclone DDS and its idlc; ROS 2's rosidl_adapter (.msg -> .idl), run by
+# /usr/bin/python3 with empy
+PKGS="$PKGS cyclonedds-dev cyclonedds-tools python3-rosidl python3-empy"
 # reference models and test fixtures (always /usr/bin/python3)
 PKGS="$PKGS python3 python3-onnx python3-numpy python3-torch python3-torchvision python3-pil"
 # tests and benchmarks: Prometheus (promtool and a scraping server), load, network namespaces,
