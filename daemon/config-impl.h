@@ -24,6 +24,8 @@ enum key_type {
 
 #define F_MODEL 2u    /* in [model.NAME]; offset into struct config_model */
 #define F_POSITIVE 4u /* T_TRIPLE: every number > 0 */
+#define F_ROS2 8u     /* in [ros2.NAME]; offset into struct config_ros2_sub */
+#define F_SECTION (F_MODEL | F_ROS2) /* one of the per-NAME sections */
 
 /* One row of the table. A key is reloadable exactly when it names the hook
  * that applies it to the running daemon (apply != CONFIG_APPLY_NONE). */
@@ -44,10 +46,11 @@ struct key {
 extern const struct key config_keys[];
 extern const size_t config_n_keys;
 
-/* The key of [section] name (section "model.NAME" for per-model keys). */
+/* The key of [section] name (section "model.NAME" for per-model keys,
+ * "ros2.NAME" for per-subscription keys). */
 const struct key *config_find_key(const char *section, const char *name);
-/* Parse v for key k into base (struct config, or struct config_model for
- * F_MODEL keys). On failure writes the reason (without key or line). */
+/* Parse v for key k into base (struct config, struct config_model for
+ * F_MODEL keys, struct config_ros2_sub for F_ROS2 keys). On failure writes the reason (without key or line). */
 int config_parse_value(const struct key *k, void *base, const char *v, char *why, size_t whylen);
 
 /* Choice lists shared by the table and the formatters. */

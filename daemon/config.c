@@ -24,27 +24,33 @@
 static bool known_section(const char *section)
 {
 	for (size_t i = 0; i < config_n_keys; i++)
-		if (!(config_keys[i].flags & F_MODEL) && strcmp(config_keys[i].section, section) == 0)
+		if (!(config_keys[i].flags & F_SECTION) && strcmp(config_keys[i].section, section) == 0)
 			return true;
 	return false;
 }
 
-static void apply_model_defaults(struct config_model *m)
+/* The defaults of one [model.NAME] (F_MODEL) or [ros2.NAME] (F_ROS2). */
+static void apply_section_defaults(void *base, unsigned kind)
 {
 	char why[128];
 
 	for (size_t i = 0; i < config_n_keys; i++) {
-		if (!(config_keys[i].flags & F_MODEL))
+		if (!(config_keys[i].flags & kind))
 			continue;
-		(void)config_parse_value(&config_keys[i], m, config_keys[i].def, why, sizeof(why));
+		(void)config_parse_value(&config_keys[i], base, config_keys[i].def, why, sizeof(why));
 	}
+}
+
+static void apply_model_defaults(struct config_model *m)
+{
+	apply_section_defaults(m, F_MODEL);
 }
 
 static bool valid_model_name(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (n == 0 || n >= sizeof(((struct config_model *)0)->name))
+	if (n == 0 || n >= 64)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i]))
@@ -77,6 +83,32 @@ static int model_get(struct config *cfg, const char *name, struct config_model *
 	return 0;
 }
 
+/* [ros2.NAME] by name; created with defaults if absent. */
+static int ros2_sub_get(struct config *cfg, const char *name, struct config_ros2_sub **out, char *why,
+			size_t whylen)
+{
+	for (int i = 0; i < cfg->n_ros2_subs; i++) {
+		if (strcmp(cfg->ros2_subs[i].name, name) == 0) {
+			*out = &cfg->ros2_subs[i];
+			return 0;
+		}
+	}
+	if (!valid_model_name(name)) {
+		snprintf(why, whylen, "subscription name '%s' must be 1-63 letters, digits, '_', '-' or '.'", name);
+		return -EINVAL;
+	}
+	if (cfg->n_ros2_subs == CONFIG_MAX_ROS2_SUBS) {
+		snprintf(why, whylen, "more than %d [ros2.NAME] subscriptions", CONFIG_MAX_ROS2_SUBS);
+		return -E2BIG;
+	}
+	struct config_ros2_sub *s = &cfg->ros2_subs[cfg->n_ros2_subs++];
+	memset(s, 0, sizeof(*s));
+	apply_section_defaults(s, F_ROS2);
+	strcpy(s->name, name);
+	*out = s;
+	return 0;
+}
+
 int config_new_default(struct config **out)
 {
 	char why[128];
@@ -85,7 +117,7 @@ int config_new_default(struct config **out)
 	if (!cfg)
 		return -ENOMEM;
 	for (size_t i = 0; i < config_n_keys; i++) {
-		if (config_keys[i].flags & F_MODEL)
+		if (config_keys[i].flags & F_SECTION)
 			continue;
 		int r = config_parse_value(&config_keys[i], cfg, config_keys[i].def, why, sizeof(why));
 		if (r < 0) {
@@ -129,6 +161,7 @@ struct parse_ctx {
 	const char *name; /* file name, for messages */
 	unsigned char seen[CONFIG_MAX_KEYS];
 	unsigned char model_seen[CONFIG_MAX_MODELS][CONFIG_MAX_KEYS];
+	unsigned char ros2_seen[CONFIG_MAX_ROS2_SUBS][CONFIG_MAX_KEYS];
 	int err_line; /* first error found by the handler, 0 if none */
 	int err_code;
 	char *err;
@@ -184,7 +217,8 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
 	if (!section[0])
 		return handler_fail(ctx, -EINVAL, "key '%s' before any [section]", name);
 	bool model = strncmp(section, "model.", 6) == 0;
-	if (!model && !known_section(section))
+	bool sub = strncmp(section, "ros2.", 5) == 0;
+	if (!model && !sub && !known_section(section))
 		return handler_fail(ctx, -ENOENT, "unknown section [%s] (key '%s')", section, name);
 	k = config_find_key(section, name);
 	if (!k)
@@ -196,6 +230,12 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
 			return handler_fail(ctx, -EINVAL, "[%s]: %s", section, why);
 		base = m;
 		seen = &ctx->model_seen[m - ctx->cfg->models][idx];
+	} else if (sub) {
+		struct config_ros2_sub *rs;
+		if (ros2_sub_get(ctx->cfg, section + 5, &rs, why, sizeof(why)) < 0)
+			return handler_fail(ctx, -EINVAL, "[%s]: %s", section, why);
+		base = rs;
+		seen = &ctx->ros2_seen[rs - ctx->cfg->ros2_subs][idx];
 	} else {
 		base = ctx->cfg;
 		seen = &ctx->seen[idx];
@@ -206,7 +246,7 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
 	int r = config_parse_value(k, base, value, why, sizeof(why));
 	if (r < 0)
 		return handler_fail(ctx, r, "%s.%s: %s", section, name, why);
-	if (!model)
+	if (!model && !sub)
 		ctx->cfg->key_line[idx] = ctx->in->line;
 	return 1;
 }
@@ -248,6 +288,12 @@ int config_load_string(const char *text, const char *name, struct config **out, 
 	for (int i = 0; i < cfg->n_models; i++) {
 		if (!cfg->models[i].path[0]) {
 			r = err_set(-EINVAL, err, errlen, "%s: [model.%s] has no path", name, cfg->models[i].name);
+			goto out;
+		}
+	}
+	for (int i = 0; i < cfg->n_ros2_subs; i++) {
+		if (!cfg->ros2_subs[i].topic[0]) {
+			r = err_set(-EINVAL, err, errlen, "%s: [ros2.%s] has no topic", name, cfg->ros2_subs[i].name);
 			goto out;
 		}
 	}
@@ -312,12 +358,17 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 			return err_set(-EINVAL, err, errlen, "%s: %s", origin, why);
 		}
 		base = m;
+	} else if (k->flags & F_ROS2) {
+		struct config_ros2_sub *rs;
+		if (ros2_sub_get(cfg, section + 5, &rs, why, sizeof(why)) < 0)
+			return err_set(-EINVAL, err, errlen, "%s: %s", origin, why);
+		base = rs;
 	}
 	int r = config_parse_value(k, base, value, why, sizeof(why));
 	if (r < 0) {
 		return err_set(r, err, errlen, "%s: %s", origin, why);
 	}
-	if (!(k->flags & F_MODEL))
+	if (!(k->flags & F_SECTION))
 		cfg->key_line[k - config_keys] = 0;
 	return 0;
 }

@@ -58,7 +58,22 @@ struct config_model {
 	int top_k;
 };
 
-#define CONFIG_MAX_KEYS 96
+/* [ros2.NAME]: one ROS 2 camera subscription (README "ROS 2"). */
+#define CONFIG_MAX_ROS2_SUBS 8
+enum config_ros2_type { CONFIG_ROS2_IMAGE, CONFIG_ROS2_COMPRESSED };
+enum config_ros2_qos { CONFIG_ROS2_QOS_SENSOR, CONFIG_ROS2_QOS_RELIABLE };
+struct config_ros2_sub {
+	char name[64];
+	char topic[CONFIG_STR_MAX];
+	int type; /* enum config_ros2_type */
+	char model[64]; /* "": the only model */
+	char json[CONFIG_STR_MAX], detections[CONFIG_STR_MAX], classification[CONFIG_STR_MAX];
+	int qos; /* enum config_ros2_qos */
+	double max_rate_hz; /* 0: no limit */
+	double depth_scale; /* 0: per encoding */
+};
+
+#define CONFIG_MAX_KEYS 112
 
 /* The hooks that apply reloadable keys to the running daemon. Each row of
  * the table names one (several keys may share one); a key is reloadable
@@ -146,6 +161,13 @@ struct config {
 	int probe_idle_ms;
 	int max_bands;
 	double band_overhead;
+
+	/* [ros2] and [ros2.NAME]: read at start only */
+	int ros2_domain_id; /* -1: ROS_DOMAIN_ID, else 0 */
+	char ros2_node[64];
+	double ros2_power_rate_hz;
+	struct config_ros2_sub ros2_subs[CONFIG_MAX_ROS2_SUBS];
+	int n_ros2_subs;
 };
 
 /* Built-in defaults, no file. */
@@ -157,7 +179,7 @@ int config_load_string(const char *text, const char *name, struct config **out, 
 void config_free(struct config *cfg);
 int config_dup(const struct config *cfg, struct config **out);
 
-/* Set one key ("section.key", or "model.NAME.key") from text, as the command
+/* Set one key ("section.key", "model.NAME.key" or "ros2.NAME.key") from text, as the command
  * line does; `origin` names the source in errors ("--threads"). */
 int config_set(struct config *cfg, const char *section, const char *key, const char *value,
 	       const char *origin, char *err, size_t errlen);

@@ -19,6 +19,8 @@ static const char *const backends[] = { "auto", "cpu", "cuda", NULL };
 static const char *const resizes[] = { "stretch", "letterbox", NULL };
 static const char *const channels[] = { "rgb", "bgr", NULL };
 static const char *const layouts[] = { "nchw", "nhwc", NULL };
+static const char *const ros2_types[] = { "image", "compressed", NULL };
+static const char *const ros2_qos[] = { "sensor", "reliable", NULL };
 static const char *const policies[] = { "latency", "energy", "energy_slo", NULL };
 /* indexed by enum link_value and enum link_comp */
 const char *const config_enc_types[] = { "f32", "f16", "i8", NULL };
@@ -26,6 +28,7 @@ const char *const config_enc_zips[] = { "", "zstd", "lz4", NULL };
 
 #define G(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define M(f) offsetof(struct config_model, f), sizeof(((struct config_model *)0)->f)
+#define S(f) offsetof(struct config_ros2_sub, f), sizeof(((struct config_ros2_sub *)0)->f)
 #define BIG 1e300
 #define RESTART CONFIG_APPLY_NONE /* no hook: read at start only */
 
@@ -157,6 +160,32 @@ const struct key config_keys[] = {
 	  "most bands the planner may choose for a banded (streamed) cut; 1 = layer splits only" },
 	{ "planner", "band_overhead", T_DOUBLE, G(band_overhead), 0, 10, "0.25", NULL, 0, CONFIG_APPLY_PLANNER,
 	  "extra robot compute of a banded run, as a fraction of the unbanded one" },
+
+	{ "ros2", "domain_id", T_INT, G(ros2_domain_id), -1, 232, "-1", NULL, 0, RESTART,
+	  "DDS domain of the ROS 2 topics; -1 = ROS_DOMAIN_ID from the environment, else 0" },
+	{ "ros2", "node_name", T_STR, G(ros2_node), 0, 0, "splitd", NULL, 0, RESTART,
+	  "the ROS 2 node name: private topics (~/power) are /NAME/..." },
+	{ "ros2", "power_rate_hz", T_DOUBLE, G(ros2_power_rate_hz), 0, 100, "0", NULL, 0, RESTART,
+	  "publish the power rails as JSON (std_msgs/String) on ~/power this often; 0 = not" },
+	{ "ros2.*", "topic", T_STR, S(topic), 0, 0, "", NULL, F_ROS2, RESTART,
+	  "the camera's ROS 2 topic, e.g. /camera/image_raw (required)" },
+	{ "ros2.*", "type", T_ENUM, S(type), 0, 0, "image", ros2_types, F_ROS2, RESTART,
+	  "image (sensor_msgs/Image: rgb8, bgr8, mono8, 16UC1, 32FC1) or compressed (CompressedImage: jpeg, png)" },
+	{ "ros2.*", "model", T_STR, S(model), 0, 0, "", NULL, F_ROS2, RESTART,
+	  "the [model.NAME] that runs the frames; empty = the only model" },
+	{ "ros2.*", "json", T_STR, S(json), 0, 0, "", NULL, F_ROS2, RESTART,
+	  "topic for one std_msgs/String JSON answer per frame (the HTTP answer + stamp, frame_id); empty = none" },
+	{ "ros2.*", "detections", T_STR, S(detections), 0, 0, "", NULL, F_ROS2, RESTART,
+	  "topic for vision_msgs/Detection2DArray (models with detector post-processing); empty = none" },
+	{ "ros2.*", "classification", T_STR, S(classification), 0, 0, "", NULL, F_ROS2, RESTART,
+	  "topic for vision_msgs/Classification, the top_k classes (models with labels); empty = none" },
+	{ "ros2.*", "qos", T_ENUM, S(qos), 0, 0, "sensor", ros2_qos, F_ROS2, RESTART,
+	  "sensor (best effort, keep last: ROS 2's sensor data profile) or reliable (ROS 2's default)" },
+	{ "ros2.*", "max_rate_hz", T_DOUBLE, S(max_rate_hz), 0, 10000, "0", NULL, F_ROS2, RESTART,
+	  "frames closer together than this are dropped and counted; 0 = no limit (a frame arriving "
+	  "while the previous one runs is always dropped)" },
+	{ "ros2.*", "depth_scale", T_DOUBLE, S(depth_scale), 0, 1e9, "0", NULL, F_ROS2, RESTART,
+	  "16UC1/32FC1 depth to grey: value x this, clamped to 0..255; 0 = 10 m white (0.0255/mm, 25.5/m)" },
 };
 
 const size_t config_n_keys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -164,13 +193,14 @@ _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_MAX_KEYS, 
 
 const struct key *config_find_key(const char *section, const char *name)
 {
-	bool model = strncmp(section, "model.", 6) == 0;
+	unsigned kind = strncmp(section, "model.", 6) == 0 ? F_MODEL :
+			strncmp(section, "ros2.", 5) == 0 ? F_ROS2 : 0;
 
 	for (size_t i = 0; i < config_n_keys; i++) {
 		const struct key *k = &config_keys[i];
-		if (model != !!(k->flags & F_MODEL))
+		if (kind != (k->flags & F_SECTION))
 			continue;
-		if (!model && strcmp(k->section, section) != 0)
+		if (!kind && strcmp(k->section, section) != 0)
 			continue;
 		if (strcmp(k->name, name) == 0)
 			return k;
@@ -229,7 +259,7 @@ int config_apply_changed(const struct config *old, const struct config *fresh, b
 		keys[0] = 0;
 	for (size_t i = 0; i < config_n_keys; i++) {
 		const struct key *k = &config_keys[i];
-		if (k->apply == CONFIG_APPLY_NONE || (k->flags & F_MODEL) || !key_differs(k, old, fresh))
+		if (k->apply == CONFIG_APPLY_NONE || (k->flags & F_SECTION) || !key_differs(k, old, fresh))
 			continue;
 		changed[k->apply] = true;
 		used = list_add(keys, keys_len, used, k->section, k->name);
@@ -242,7 +272,7 @@ void config_copy_reloadable(struct config *dst, const struct config *src)
 {
 	for (size_t i = 0; i < config_n_keys; i++) {
 		const struct key *k = &config_keys[i];
-		if (k->apply == CONFIG_APPLY_NONE || (k->flags & F_MODEL))
+		if (k->apply == CONFIG_APPLY_NONE || (k->flags & F_SECTION))
 			continue;
 		memcpy((char *)dst + k->offset, (const char *)src + k->offset, key_size(k));
 		dst->key_line[i] = src->key_line[i];
@@ -262,12 +292,16 @@ int config_merge_reloadable(const struct config *cur, const struct config *fresh
 		restart_keys[0] = 0;
 	for (size_t i = 0; i < config_n_keys; i++) {
 		const struct key *k = &config_keys[i];
-		if (k->apply == CONFIG_APPLY_NONE && !(k->flags & F_MODEL) && key_differs(k, cur, fresh))
+		if (k->apply == CONFIG_APPLY_NONE && !(k->flags & F_SECTION) && key_differs(k, cur, fresh))
 			used = list_add(restart_keys, restart_len, used, k->section, k->name);
 	}
 	if (cur->n_models != fresh->n_models ||
 	    memcmp(cur->models, fresh->models, sizeof(cur->models[0]) * (size_t)cur->n_models) != 0)
 		used = list_add(restart_keys, restart_len, used, "models", "");
+	/* ROS 2 subscriptions are made at start: a changed [ros2.NAME] needs a restart */
+	if (cur->n_ros2_subs != fresh->n_ros2_subs ||
+	    memcmp(cur->ros2_subs, fresh->ros2_subs, sizeof(cur->ros2_subs[0]) * (size_t)cur->n_ros2_subs) != 0)
+		used = list_add(restart_keys, restart_len, used, "ros2 subscriptions", "");
 	config_copy_reloadable(n, fresh);
 	memcpy(n->source, fresh->source, sizeof(n->source));
 	*next = n;

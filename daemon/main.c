@@ -105,11 +105,13 @@ static void print_config_help(void)
 	const char *section = "";
 
 	printf("Configuration keys (INI: [section] then key = value; '#' or ';' starts a comment line).\n"
-	       "Per-model keys go in a [model.NAME] section per model. (*) = applied by reload (SIGHUP):\n"
+	       "Per-model keys go in a [model.NAME] section per model, per-camera keys in [ros2.NAME].\n"
+	       "(*) = applied by reload (SIGHUP):\n"
 	       "a reload applies every changed (*) key or none, and logs other changed keys as needing a restart.\n");
 	for (size_t i = 0; config_key_info(i, &k) == 0; i++) {
 		if (strcmp(section, k.section) != 0) {
-			printf("\n[%s]\n", strcmp(k.section, "model.*") == 0 ? "model.NAME" : k.section);
+			printf("\n[%s]\n", strcmp(k.section, "model.*") == 0 ? "model.NAME" :
+					    strcmp(k.section, "ros2.*") == 0 ? "ros2.NAME" : k.section);
 			section = k.section;
 		}
 		printf("  %-22s default '%s'%s\n      %s\n", k.name, k.default_text, k.reloadable ? " (*)" : "", k.doc);

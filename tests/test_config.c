@@ -468,6 +468,8 @@ static void test_shipped_robot_conf(void **state)
 		char header[64], line[256];
 		if (strcmp(k.section, "model.*") == 0)
 			snprintf(header, sizeof(header), "#[model.");
+		else if (strcmp(k.section, "ros2.*") == 0)
+			snprintf(header, sizeof(header), "#[ros2.");
 		else
 			snprintf(header, sizeof(header), "\n[%s]\n", k.section);
 		const char *sec = strstr(text, header);
@@ -476,12 +478,15 @@ static void test_shipped_robot_conf(void **state)
 		snprintf(line, sizeof(line), "\n#%s =%s%s\n", k.name, k.default_text[0] ? " " : "", k.default_text);
 		if (strcmp(k.section, "model.*") == 0 && strcmp(k.name, "path") == 0)
 			snprintf(line, sizeof(line), "\n#path = "); /* required: shown with an example */
+		if (strcmp(k.section, "ros2.*") == 0 && strcmp(k.name, "topic") == 0)
+			snprintf(line, sizeof(line), "\n#topic = "); /* likewise */
 		const char *at = strstr(sec, line);
 		const char *next_sec = strstr(sec + 2, "\n[");
 		if (!at || (next_sec && at > next_sec))
 			fail_msg("etc/splitd.conf does not show '%s' in [%s]", line + 1, k.section);
 		assert_non_null(k.doc);
-		if (strcmp(k.section, "model.*") != 0 && says_reload(sec, at) != k.reloadable)
+		if (strcmp(k.section, "model.*") != 0 && strcmp(k.section, "ros2.*") != 0 &&
+		    says_reload(sec, at) != k.reloadable)
 			fail_msg("etc/splitd.conf: %s.%s is%s reloadable, its comment says otherwise", k.section, k.name,
 				 k.reloadable ? "" : " not");
 	}
@@ -509,6 +514,50 @@ static void test_missing_file(void **state)
 }
 
 /* Garbage never crashes the parser, and is either accepted or explained. */
+/* [ros2] and [ros2.NAME] (issue 19): parsed per section, defaults per
+ * section, a topic required, unknown keys named, and a changed subscription
+ * is a restart, never applied by reload. */
+static void test_ros2_sections(void **state)
+{
+	struct config *cfg = NULL, *fresh = NULL, *next = NULL;
+	char restart[256];
+
+	assert_int_equal(config_load_string("[ros2]\ndomain_id = 42\n[ros2.cam]\ntopic = /camera/image_raw\n"
+					    "qos = reliable\nmax_rate_hz = 7.5\njson = /splitd/result\n"
+					    "[ros2.depth]\ntopic = depth\ntype = image\n",
+					    "t", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->ros2_domain_id, 42);
+	assert_string_equal(cfg->ros2_node, "splitd");
+	assert_int_equal(cfg->n_ros2_subs, 2);
+	assert_string_equal(cfg->ros2_subs[0].name, "cam");
+	assert_int_equal(cfg->ros2_subs[0].qos, CONFIG_ROS2_QOS_RELIABLE);
+	assert_true(cfg->ros2_subs[0].max_rate_hz == 7.5);
+	assert_string_equal(cfg->ros2_subs[0].json, "/splitd/result");
+	assert_int_equal(cfg->ros2_subs[1].qos, CONFIG_ROS2_QOS_SENSOR);
+	assert_true(cfg->ros2_subs[1].max_rate_hz == 0);
+	assert_string_equal(cfg->ros2_subs[1].detections, "");
+
+	assert_int_equal(config_load_string("[ros2.cam]\ntopic = /c\nqos = loud\n", "t", &fresh, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "ros2.cam.qos"));
+	assert_int_equal(config_load_string("[ros2.cam]\ntopik = /c\n", "t", &fresh, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "topik"));
+	assert_int_equal(config_load_string("[ros2.cam]\ntype = compressed\n", "t", &fresh, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "[ros2.cam] has no topic"));
+
+	assert_int_equal(config_load_string("[ros2]\ndomain_id = 42\n[ros2.cam]\ntopic = /camera/image_raw\n"
+					    "qos = reliable\nmax_rate_hz = 10\njson = /splitd/result\n"
+					    "[ros2.depth]\ntopic = depth\ntype = image\n",
+					    "t", &fresh, err, sizeof(err)), 0);
+	assert_int_equal(config_merge_reloadable(cfg, fresh, &next, restart, sizeof(restart)), 0);
+	assert_non_null(strstr(restart, "ros2 subscriptions"));
+	assert_true(next->ros2_subs[0].max_rate_hz == 7.5);	/* kept until a restart */
+	config_free(next);
+	config_free(fresh);
+	config_free(cfg);
+}
+
 static void test_garbage(void **state)
 {
 	uint32_t seed = 12345;
@@ -539,6 +588,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_good_file),
+		cmocka_unit_test(test_ros2_sections),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_cross_checks),
 		cmocka_unit_test(test_flags_override),
