@@ -104,6 +104,7 @@ struct pipeline {
 
 	struct api_server *api;
 	atomic_bool quiescing;
+	struct pipe_ros2 *ros2;		/* ROS 2 topics (pipe_ros2.c), or NULL */
 
 	/* the worker queue */
 	pthread_mutex_t qlock;
@@ -261,6 +262,14 @@ void pipe_free(struct pipeline *p);
 /* pipe_api.c: the HTTP layer's handlers, building pipe_requests. */
 extern const struct api_handlers pipe_api_handlers;
 int pipe_enqueue(struct pipeline *p, const struct pipe_request *req);
+
+/* pipe_ros2.c: the [ros2.NAME] subscriptions and their result topics
+ * (nothing, *out NULL, when none is configured); freed once the workers
+ * have stopped. */
+struct pipe_ros2;
+int pipe_ros2_start(struct pipeline *p, struct pipe_ros2 **out);
+void pipe_ros2_free(struct pipe_ros2 *br);
+int pipe_ros2_metrics(const struct pipe_ros2 *br, struct api_metrics *mx);
 
 /* pipeline_report.c */
 /* The answer to a v1 request that ran: outputs, placement, timing and

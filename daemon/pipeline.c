@@ -143,6 +143,8 @@ void pipe_free(struct pipeline *p)
 	pthread_mutex_unlock(&p->qlock);
 	for (int w = 0; w < p->n_started; w++)
 		pthread_join(p->workers[w], NULL);
+	/* every frame answered: the DDS participant goes now */
+	pipe_ros2_free(p->ros2);
 	if (p->api && api_server_free(p->api, 2000) < 0)
 		log_warn("api: calls still unanswered at stop");
 	for (int i = 0; i < p->n_models; i++)
@@ -330,6 +332,8 @@ static int pipeline_start(const struct config *cfg, struct serve_listeners *ls, 
 		if (p->models[i].peer && peer_client_state(p->models[i].peer) == PEER_UP)
 			pipe_calibrate(&p->models[i], 0);
 	if ((r = start_api(p, ls)) < 0)
+		goto fail;
+	if ((r = pipe_ros2_start(p, &p->ros2)) < 0)
 		goto fail;
 	*ctx = p;
 	return 0;

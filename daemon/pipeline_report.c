@@ -409,6 +409,8 @@ int pipe_metrics(void *ctx, struct api_metrics *mx)
 	pthread_mutex_unlock(&p->qlock);
 	VAL(NULL, qlen);
 
+	if ((r = pipe_ros2_metrics(p->ros2, mx)) < 0)
+		return r;
 	if (p->power)
 		r = power_metrics(p, mx);
 	return r;

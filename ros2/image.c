@@ -76,7 +76,7 @@ int ros2_topic_dds_name(const char *topic, const char *node, char *out, size_t l
 	} else {
 		n = snprintf(full, sizeof(full), "%s", topic[0] == '/' ? topic + 1 : topic);
 	}
-	if (n < 0 || (size_t)n >= sizeof(full) || check_tokens(full) < 0)
+	if (n <= 0 || (size_t)n >= sizeof(full) || check_tokens(full) < 0)
 		return -EINVAL;
 	/* RTPS limits topic names to 256 characters */
 	n = snprintf(out, len, "rt/%s", full);

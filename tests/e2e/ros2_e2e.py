@@ -1,0 +1,401 @@
+#!/usr/bin/python3
+"""splitd's ROS 2 side end to end (issue 19), over DDS on loopback.
+
+Usage: ros2_e2e.py SPLITD ROS2_PEER [--quick]
+
+ROS2_PEER (tests/ros2/ros2_peer.c) is the camera and the result listener:
+another process, Cyclone DDS with the same rosidl-generated types, on a
+DDS domain of this run's own (random), discovery by unicast on 127.0.0.1
+only (CYCLONEDDS_URI). The daemon serves a small classifier (Conv, Relu,
+GlobalAveragePool, Gemm; labels, so top_k) and these subscriptions:
+
+  cam    /camera/image_raw, Image, reliable   -> json, classification
+  jpeg   /camera/compressed, CompressedImage  -> json
+  rated  /camera/rated, Image, max_rate_hz 5  -> json
+  bad    /camera/bad, Image                    -> json
+
+Checks: frames in and results out with their stamps and frame_ids; the
+JSON has the HTTP answer's fields and the same outputs as the same pixels
+POSTed as PNG (and the same JPEG POSTed as is); rgb8, bgr8, mono8, 16UC1,
+32FC1; a burst faster than the model: every frame received is either
+inferred or dropped (busy, rate), one JSON per inferred frame; bad data
+(wrong encoding, step x height != data, empty, a 100-megapixel header, a
+CompressedImage that is not jpeg/png) dropped and counted by reason, and the
+daemon still serves; ~/power; /metrics; SIGTERM with frames in flight: the
+daemon's writer leaves at once (well inside the 10 s DDS lease, so the
+participant was deleted, not timed out) and the exit is clean.
+--quick (the sanitizers' build) leaves out the encodings but bgr8 and the
+HTTP comparison of the JPEG.
+Prints 'N passed, N failed' and exits non-zero on any failure.
+"""
+import http.client
+import io
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for _alias, _type in (("float", float), ("int", int), ("bool", bool),
+                          ("object", object), ("str", str), ("complex", complex)):
+        setattr(np, _alias, _type)
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import onnx  # noqa: E402
+from PIL import Image  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import split_e2e as e2e  # noqa: E402
+from split_e2e import check, free_port  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JPEG = os.path.join(HERE, "..", "data", "api", "img_64x48.jpg")
+SIZE = 160     # model input: heavy enough that a burst outruns it
+
+
+def make_model(path, labels):
+    rng = np.random.default_rng(19)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.2, (16, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.1, (32, 16, 3, 3)).astype(np.float32), "w2")
+    fc = numpy_helper.from_array(rng.normal(0, 0.3, (32, 5)).astype(np.float32), "fc")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="c1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="c2"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="r2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="g"),
+             helper.make_node("Flatten", ["g"], ["f"], name="f"),
+             helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc")]
+    model = helper.make_model(helper.make_graph(nodes, "ros2cls", [x], [y], [w1, w2, fc]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.save(model, path)
+    with open(labels, "w") as f:
+        f.write("cat\ndog\nrobot\ncamera\nlidar\n")
+
+
+CYCLONE_XML = """<?xml version="1.0" encoding="UTF-8" ?>
+<CycloneDDS xmlns="https://cdds.io/config">
+  <Domain Id="any">
+    <General>
+      <Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces>
+      <AllowMulticast>false</AllowMulticast>
+    </General>
+    <Discovery>
+      <ParticipantIndex>auto</ParticipantIndex>
+      <MaxAutoParticipantIndex>40</MaxAutoParticipantIndex>
+      <Peers><Peer Address="127.0.0.1"/></Peers>
+    </Discovery>
+  </Domain>
+</CycloneDDS>
+"""
+
+
+def conf(model, labels, port, domain, state):
+    return f"""[daemon]
+threads = 2
+state_dir = {state}
+[api]
+listen = 127.0.0.1:{port}
+[power]
+sysfs_root = {state}
+[model.cls]
+path = {model}
+labels = {labels}
+top_k = 3
+[ros2]
+domain_id = {domain}
+node_name = splitd_test
+power_rate_hz = 10
+[ros2.cam]
+topic = /camera/image_raw
+json = /splitd/result
+classification = /splitd/classes
+qos = reliable
+[ros2.jpeg]
+topic = /camera/compressed
+type = compressed
+json = /splitd/jpeg_result
+qos = reliable
+[ros2.rated]
+topic = /camera/rated
+json = /splitd/rated_result
+qos = reliable
+max_rate_hz = 5
+[ros2.bad]
+topic = /camera/bad
+json = /splitd/bad_result
+qos = reliable
+"""
+
+
+class Daemon:
+    def __init__(self, splitd, tmp, text, env):
+        self.path = os.path.join(tmp, "splitd.conf")
+        self.logpath = os.path.join(tmp, "splitd.log")
+        with open(self.path, "w") as f:
+            f.write(text)
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen([splitd, "serve", "-c", self.path], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+
+    def text(self):
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+
+def http_req(port, method, path, body=None, ctype=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        c.request(method, path, body=body, headers={"Content-Type": ctype} if ctype else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    except (OSError, http.client.HTTPException) as e:
+        return None, repr(e).encode()
+    finally:
+        c.close()
+
+
+def metrics(port):
+    st, body = http_req(port, "GET", "/metrics")
+    out = {}
+    if st != 200:
+        return out
+    for line in body.decode().splitlines():
+        m = re.match(r'^(splitd_ros2_\w+)\{([^}]*)\} (\S+)$', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            key = (m.group(1), labels.get("subscription"), labels.get("reason"))
+            out[key] = float(m.group(3))
+    return out
+
+
+def counter(mx, name, sub, reason=None):
+    return mx.get(("splitd_ros2_frames_" + name + "_total", sub, reason), 0.0)
+
+
+def peer(tool, domain, env, *args, timeout=60):
+    p = subprocess.run([tool, "run", str(domain)] + [str(a) for a in args], env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    lines = p.stdout.splitlines()
+    js = [json.loads(l[5:]) for l in lines if l.startswith("json ")]
+    cls = [l.split() for l in lines if l.startswith("cls ")]
+    return p, js, cls, lines
+
+
+def frame_pixels(i, w, h, bpp):
+    k = np.arange(w * h * bpp, dtype=np.int64)
+    return ((k * 7 + i * 13) & 255).astype(np.uint8)
+
+
+def phase_basic(tool, domain, env, port):
+    p, js, cls, lines = peer(tool, domain, env, "--topic", "/camera/image_raw", "--encoding", "rgb8",
+                             "--count", 4, "--rate", 4, "--json", "/splitd/result",
+                             "--classification", "/splitd/classes", "--expect", 4, "--wait", 30)
+    check("rgb8: the camera matched splitd's reader", "matched 1" in lines, p.stdout[-500:] + p.stderr[-500:])
+    check("rgb8: one JSON per frame", len(js) == 4, f"{len(js)}: {p.stdout[-800:]}")
+    stamps = sorted((j.get("stamp", {}).get("sec"), j.get("stamp", {}).get("nanosec"), j.get("frame_id"))
+                    for j in js)
+    want = [(1000 + i, 1000 * i + 7, f"cam_{i}") for i in range(len(js))]
+    check("rgb8: stamps and frame_ids preserved", stamps == want, f"{stamps}")
+    if js:
+        j = js[0]
+        check("rgb8: the HTTP answer's fields", all(k in j for k in ("outputs", "top_k", "placement",
+                                                                    "timing_ms", "energy")), f"{list(j)}")
+    check("classification: one vision_msgs/Classification per frame, stamped",
+          sorted((int(c[1]), int(c[2]), c[3]) for c in cls) == want and all(c[4] == "3" for c in cls),
+          f"{cls[:2]}")
+    if js and cls:
+        j0 = [j for j in js if j.get("frame_id") == "cam_0"]
+        c0 = [c for c in cls if c[3] == "cam_0"]
+        if j0 and c0:
+            top = [t["label"] for t in j0[0]["top_k"]]
+            check("classification: the JSON's top_k, in order", top == c0[0][5::2], f"{top} {c0[0]}")
+    # the same pixels over HTTP (PNG: lossless) give the same outputs
+    j0 = [j for j in js if j.get("frame_id") == "cam_1"]
+    img = Image.fromarray(frame_pixels(1, 64, 48, 3).reshape(48, 64, 3), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    st, body = http_req(port, "POST", "/v1/infer", buf.getvalue(), "image/png")
+    if j0 and st == 200:
+        h = json.loads(body)
+        check("rgb8: the same outputs as the same pixels over HTTP",
+              h["outputs"][0]["data"] == j0[0]["outputs"][0]["data"],
+              f"{h['outputs'][0]['data']} vs {j0[0]['outputs'][0]['data']}")
+    else:
+        check("rgb8: HTTP comparison ran", False, f"{st} {body[:200]} {len(j0)}")
+
+
+def phase_encodings(tool, domain, env, quick):
+    encs = ["bgr8"] if quick else ["bgr8", "mono8", "16UC1", "32FC1"]
+    for enc in encs:
+        p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/image_raw", "--encoding", enc, "--count", 1,
+                           "--json", "/splitd/result", "--expect", 1, "--wait", 30)
+        ok = len(js) == 1 and "outputs" in js[0] and js[0].get("frame_id") == "cam_0"
+        check(f"{enc}: frame in, result out", ok, f"{js} {p.stderr[-300:]}")
+
+
+def phase_jpeg(tool, domain, env, port, quick):
+    p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/compressed", "--type", "compressed",
+                       "--file", JPEG, "--count", 2, "--rate", 4, "--json", "/splitd/jpeg_result",
+                       "--expect", 2, "--wait", 30)
+    check("CompressedImage (jpeg): results with stamps", sorted(j.get("frame_id") for j in js) == ["cam_0", "cam_1"],
+          f"{js} {p.stderr[-300:]}")
+    if quick or not js:
+        return
+    with open(JPEG, "rb") as f:
+        st, body = http_req(port, "POST", "/v1/infer", f.read(), "image/jpeg")
+    check("CompressedImage: the same outputs as the JPEG over HTTP",
+          st == 200 and json.loads(body)["outputs"][0]["data"] == js[0]["outputs"][0]["data"], f"{st}")
+
+
+def phase_drops(tool, domain, env, port):
+    m0 = metrics(port)
+    n = 40
+    # a burst far faster than the model: the newest frame, never a backlog
+    p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/image_raw", "--count", n, "--rate", 400,
+                       "--json", "/splitd/result", "--wait", 4)
+    m1 = metrics(port)
+    d = {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}
+
+    def c(name, reason=None):
+        return d.get(("splitd_ros2_frames_" + name + "_total", "cam", reason), 0)
+    received, inferred = c("received"), c("inferred")
+    dropped = sum(c("dropped", r) for r in ("rate", "busy", "encoding", "size", "empty", "too_large", "queue",
+                                           "stopping"))
+    check("burst: every frame received (reliable, deep history)", received == n, f"{received}")
+    check("burst: received = inferred + dropped", received == inferred + dropped + c("failed"),
+          f"{received} {inferred} {dropped}")
+    check("burst: frames dropped as busy", c("dropped", "busy") > 0, f"{d}")
+    check("burst: one JSON per inferred frame", len(js) == inferred, f"{len(js)} vs {inferred}")
+    # max_rate_hz = 5: 20 frames over ~1 s at 20 Hz give at most 1 s x 5 + 1
+    m0 = metrics(port)
+    p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/rated", "--count", 20, "--rate", 20,
+                       "--json", "/splitd/rated_result", "--wait", 3)
+    m1 = metrics(port)
+    rate = counter(m1, "dropped", "rated", "rate") - counter(m0, "dropped", "rated", "rate")
+    inf = counter(m1, "inferred", "rated") - counter(m0, "inferred", "rated")
+    rec = counter(m1, "received", "rated") - counter(m0, "received", "rated")
+    busy = counter(m1, "dropped", "rated", "busy") - counter(m0, "dropped", "rated", "busy")
+    check("max_rate_hz: at most rate x duration + 1 inferred", 1 <= inf <= 7, f"{inf}")
+    check("max_rate_hz: the rest dropped as rate or busy", rec == 20 and rate + busy + inf == 20 and rate >= 10,
+          f"rec {rec} rate {rate} busy {busy} inf {inf}")
+
+
+def phase_bad(tool, domain, env, port, daemon):
+    m0 = metrics(port)
+    for bad, reason in (("encoding", "encoding"), ("size", "size"), ("empty", "empty"), ("huge", "too_large")):
+        peer(tool, domain, env, "--topic", "/camera/bad", "--count", 3, "--rate", 50, "--bad", bad, "--wait", 0.3)
+    peer(tool, domain, env, "--topic", "/camera/compressed", "--type", "compressed", "--file", JPEG,
+         "--bad", "format", "--count", 2, "--rate", 50, "--wait", 0.3)
+    time.sleep(0.3)
+    m1 = metrics(port)
+    for reason in ("encoding", "size", "empty", "too_large"):
+        got = counter(m1, "dropped", "bad", reason) - counter(m0, "dropped", "bad", reason)
+        check(f"bad data: {reason} dropped and counted", got == 3, f"{got}")
+    got = counter(m1, "dropped", "jpeg", "encoding") - counter(m0, "dropped", "jpeg", "encoding")
+    check("bad data: a CompressedImage neither jpeg nor png dropped", got == 2, f"{got}")
+    log = daemon.text()
+    check("bad data: the reason logged", "frame dropped (size" in log and "frame dropped (too_large" in log
+          and "frame dropped (encoding" in log, log[-600:])
+    p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/bad", "--count", 1, "--json", "/splitd/bad_result",
+                       "--expect", 1, "--wait", 30)
+    check("bad data: a good frame after it is answered", len(js) == 1, f"{js}")
+    st, _ = http_req(port, "GET", "/v1/status")
+    check("bad data: HTTP still serves", st == 200, f"{st}")
+
+
+def phase_power(tool, domain, env):
+    p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/unused", "--count", 0,
+                       "--json", "/splitd_test/power", "--expect", 2, "--wait", 10)
+    check("~/power: JSON with the rails, stamped", len(js) >= 2 and all("rails" in j and "stamp" in j for j in js)
+          and js[0]["rails"] and "power_w" in js[0]["rails"][0], f"{js[:1]}")
+
+
+def phase_stop(tool, domain, env, daemon):
+    gone = subprocess.Popen([tool, "gone", str(domain), "--json", "/splitd/result"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    line = gone.stdout.readline()
+    check("stop: a listener matched splitd's writer", line.strip() == "matched 1", line)
+    cam = subprocess.Popen([tool, "run", str(domain), "--topic", "/camera/image_raw", "--count", "400",
+                            "--rate", "100", "--wait", "0"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(1.5)     # frames in flight
+    t_kill = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = daemon.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.proc.kill()
+        rc = daemon.proc.wait()
+    out, _ = gone.communicate(timeout=30)
+    m = re.search(r"gone_at (\S+)", out)
+    took = float(m.group(1)) - t_kill if m else None
+    check("stop: splitd's writer left at once (participant deleted, not a lease timeout)",
+          took is not None and took < 5.0, f"{out} {took}")
+    cam.kill()
+    cam.wait()
+    daemon.log.close()
+    text = daemon.text()
+    check("stop: clean exit with frames in flight", rc == 0 and "runtime error" not in text and
+          "Sanitizer" not in text, f"rc {rc} {text[-1500:]}")
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    quick = "--quick" in sys.argv
+    if len(args) != 2:
+        print(__doc__)
+        return 2
+    splitd, tool = args
+    with tempfile.TemporaryDirectory(prefix="splitd-ros2-") as tmp:
+        model, labels = os.path.join(tmp, "cls.onnx"), os.path.join(tmp, "labels.txt")
+        make_model(model, labels)
+        xml = os.path.join(tmp, "cyclonedds.xml")
+        with open(xml, "w") as f:
+            f.write(CYCLONE_XML)
+        env = dict(os.environ, CYCLONEDDS_URI="file://" + xml)
+        env.pop("ROS_DOMAIN_ID", None)
+        domain = random.Random(os.getpid() ^ int(time.time())).randint(1, 200)
+        port = free_port()
+        d = Daemon(splitd, tmp, conf(model, labels, port, domain, tmp), env)
+        try:
+            ok = False
+            for _ in range(600):
+                if http_req(port, "GET", "/v1/status")[0] == 200 or d.proc.poll() is not None:
+                    ok = d.proc.poll() is None
+                    break
+                time.sleep(0.1)
+            check("splitd serves with [ros2] sections", ok, d.text()[-1500:])
+            if not ok:
+                return 1
+            print(f"domain {domain}")
+            phase_basic(tool, domain, env, port)
+            phase_encodings(tool, domain, env, quick)
+            phase_jpeg(tool, domain, env, port, quick)
+            phase_drops(tool, domain, env, port)
+            phase_bad(tool, domain, env, port, d)
+            phase_power(tool, domain, env)
+            mx = metrics(port)
+            check("/metrics: per-subscription counters", counter(mx, "received", "cam") > 0 and
+                  ("splitd_ros2_frames_dropped_total", "bad", "size") in mx, f"{list(mx)[:5]}")
+            phase_stop(tool, domain, env, d)
+        finally:
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
+    print(f"{e2e.PASS} passed, {e2e.FAIL} failed")
+    return 1 if e2e.FAIL else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
