@@ -29,3 +29,11 @@ if(SPLITD_HAVE_ROS2)
             $<TARGET_FILE:splitd> $<TARGET_FILE:ros2_peer> --quick)
   set_tests_properties(ros2_e2e_quick PROPERTIES LABELS asan TIMEOUT 600 RUN_SERIAL ON)
 endif()
+
+# bench/ros2_overhead.sh: the DDS path against the HTTP path, per frame
+if(SPLITD_HAVE_ROS2)
+  add_executable(bench_ros2_overhead ${CMAKE_SOURCE_DIR}/bench/ros2_overhead.c)
+  target_include_directories(bench_ros2_overhead PRIVATE ${SPLITD_ROS2_GEN_DIR})
+  target_link_libraries(bench_ros2_overhead PRIVATE splitd_ros2 PkgConfig::CYCLONEDDS PkgConfig::CURL
+    PkgConfig::JANSSON)
+endif()
