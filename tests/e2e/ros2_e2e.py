@@ -277,6 +277,7 @@ def phase_drops(tool, domain, env, port):
           f"{received} {inferred} {dropped}")
     check("burst: frames dropped as busy", c("dropped", "busy") > 0, f"{d}")
     check("burst: one JSON per inferred frame", len(js) == inferred, f"{len(js)} vs {inferred}")
+    print(f"     burst of {n}: {int(inferred)} inferred, {int(c('dropped', 'busy'))} dropped busy")
     # max_rate_hz = 5: 20 frames over ~1 s at 20 Hz give at most 1 s x 5 + 1
     m0 = metrics(port)
     p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/rated", "--count", 20, "--rate", 20,
@@ -322,7 +323,7 @@ def phase_power(tool, domain, env):
 
 
 def phase_stop(tool, domain, env, daemon):
-    gone = subprocess.Popen([tool, "gone", str(domain), "--json", "/splitd/result"], env=env,
+    gone = subprocess.Popen([tool, "gone", str(domain), "--json", "/splitd/result", "--wait", "30"], env=env,
                             stdout=subprocess.PIPE, text=True)
     line = gone.stdout.readline()
     check("stop: a listener matched splitd's writer", line.strip() == "matched 1", line)
@@ -340,10 +341,16 @@ def phase_stop(tool, domain, env, daemon):
     out, _ = gone.communicate(timeout=30)
     m = re.search(r"gone_at (\S+)", out)
     took = float(m.group(1)) - t_kill if m else None
+    if took is not None:
+        print(f"     splitd's writer gone {took:.3f} s after SIGTERM")
     check("stop: splitd's writer left at once (participant deleted, not a lease timeout)",
           took is not None and took < 5.0, f"{out} {took}")
     cam.kill()
     cam.wait()
+    # a listener started now finds no writer left behind
+    p = subprocess.run([tool, "gone", str(domain), "--json", "/splitd/result", "--wait", "3"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    check("stop: a new listener discovers no stale writer", p.stdout.strip() == "matched 0", p.stdout)
     daemon.log.close()
     text = daemon.text()
     check("stop: clean exit with frames in flight", rc == 0 and "runtime error" not in text and

@@ -10,8 +10,9 @@
  *     --bad encoding|size|empty|huge|format   (every frame malformed so)
  *     --json T --detections T --classification T   (listen; print each)
  *     --expect N (stop once N JSON results are in) --wait S (then stop)
- *   ros2_peer gone DOMAIN --json T    wait until a writer of T is matched,
- *     then until none is; print how long that took ("gone_ms N")
+ *   ros2_peer gone DOMAIN --json T --wait S   wait up to S s until a writer
+ *     of T is matched ("matched N"), then until none is ("gone_at T", on
+ *     CLOCK_MONOTONIC)
  *
  * Output lines: "json <text>", "det <sec> <nanosec> <frame_id> <n> ...",
  * "cls <sec> <nanosec> <frame_id> <n> ...", "sent <n>", "matched <n>". */
@@ -242,7 +243,7 @@ static int gone(dds_entity_t pp, const struct opts *o)
 	dds_subscription_matched_status_t st = { 0 };
 	double t0 = now_s(), t1;
 
-	while (now_s() - t0 < 30 && (dds_get_subscription_matched_status(r, &st), st.current_count == 0))
+	while (now_s() - t0 < o->wait && (dds_get_subscription_matched_status(r, &st), st.current_count == 0))
 		usleep(10000);
 	printf("matched %u\n", st.current_count);
 	fflush(stdout);
@@ -251,7 +252,6 @@ static int gone(dds_entity_t pp, const struct opts *o)
 	while (dds_get_subscription_matched_status(r, &st), st.current_count > 0)
 		usleep(5000);
 	t1 = now_s();
-	/* the moment the writer was seen going, from the moment this was told to look (stdin) */
 	printf("gone_at %.3f\n", t1);
 	fflush(stdout);
 	return 0;
