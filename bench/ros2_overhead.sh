@@ -1,6 +1,6 @@
 #!/bin/sh
 # Per-frame overhead of the ROS 2 path (DDS, Cyclone, on loopback) against
-# the HTTP path for the same frames (issue 19): a 640x480 frame as
+# the HTTP path for the same frames (issue 19): a 640x480 photo as
 # sensor_msgs/Image rgb8 and as the same pixels in a PNG over HTTP, and one
 # JPEG as CompressedImage and over HTTP. A tiny model (one 1x1 conv and a
 # pooling at 32x32), so the daemon's own time is mostly the decode and resize;
@@ -14,7 +14,7 @@ n=${2:-200}
 cmake --build "$build" --target splitd bench_ros2_overhead -j2 >/dev/null
 tmp=$(mktemp -d /tmp/splitd-ros2-bench.XXXXXX)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
-/usr/bin/python3 - "$tmp" <<'PY'
+/usr/bin/python3 - "$tmp" "$src/tests/data/api/bench_224.jpg" <<'PY'
 import io, sys, numpy as np
 from onnx import TensorProto, helper, numpy_helper
 import onnx
@@ -28,8 +28,10 @@ g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"]),
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
 m.ir_version = 7
 onnx.save(m, d + "/tiny.onnx")
-y, x = np.mgrid[0:480, 0:640]
-rgb = np.stack([(x * 255 // 639), (y * 255 // 479), ((x + y) % 256)], -1).astype(np.uint8)
+# a photo (tests/data/api/bench_224.jpg) at 640x480 with a camera's noise (+-4)
+src = Image.open(sys.argv[2]).convert("RGB").resize((640, 480), Image.BICUBIC)
+noise = np.random.default_rng(19).integers(-4, 5, (480, 640, 3))
+rgb = np.clip(np.asarray(src, np.int32) + noise, 0, 255).astype(np.uint8)
 rgb.tofile(d + "/frame.rgb")
 Image.fromarray(rgb).save(d + "/frame.png")
 Image.fromarray(rgb).save(d + "/frame.jpg", quality=90)
