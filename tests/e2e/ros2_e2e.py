@@ -21,7 +21,8 @@ POSTed as PNG (and the same JPEG POSTed as is); rgb8, bgr8, mono8, 16UC1,
 inferred or dropped (busy, rate), one JSON per inferred frame; bad data
 (wrong encoding, step x height != data, empty, a 100-megapixel header, a
 CompressedImage that is not jpeg/png) dropped and counted by reason, and the
-daemon still serves; ~/power; /metrics; SIGTERM with frames in flight: the
+daemon still serves; ~/power; /metrics; a changed [ros2.NAME] on SIGHUP
+logged as needing a restart; SIGTERM with frames in flight: the
 daemon's writer leaves at once (well inside the 10 s DDS lease, so the
 participant was deleted, not timed out) and the exit is clean.
 --quick (the sanitizers' build) leaves out the encodings but bgr8 and the
@@ -322,6 +323,26 @@ def phase_power(tool, domain, env):
           and js[0]["rails"] and "power_w" in js[0]["rails"][0], f"{js[:1]}")
 
 
+def phase_reload(tool, domain, env, daemon):
+    """A changed [ros2.NAME] on SIGHUP: logged as needing a restart, the
+    subscription runs on as it was."""
+    with open(daemon.path) as f:
+        text = f.read()
+    with open(daemon.path, "w") as f:
+        f.write(text.replace("max_rate_hz = 5", "max_rate_hz = 50"))
+    before = daemon.text()
+    daemon.proc.send_signal(signal.SIGHUP)
+    t0 = time.time()
+    while time.time() - t0 < 30 and "reload: done" not in daemon.text()[len(before):]:
+        time.sleep(0.05)
+    new = daemon.text()[len(before):]
+    check("reload: a changed [ros2.NAME] needs a restart, said so",
+          "ros2 subscriptions changed: needs restart" in new, new[-600:])
+    p, js, _, _ = peer(tool, domain, env, "--topic", "/camera/image_raw", "--count", 1, "--json", "/splitd/result",
+                       "--expect", 1, "--wait", 30)
+    check("reload: frames still answered", len(js) == 1, f"{js}")
+
+
 def phase_stop(tool, domain, env, daemon):
     gone = subprocess.Popen([tool, "gone", str(domain), "--json", "/splitd/result", "--wait", "30"], env=env,
                             stdout=subprocess.PIPE, text=True)
@@ -395,6 +416,7 @@ def main():
             mx = metrics(port)
             check("/metrics: per-subscription counters", counter(mx, "received", "cam") > 0 and
                   ("splitd_ros2_frames_dropped_total", "bad", "size") in mx, f"{list(mx)[:5]}")
+            phase_reload(tool, domain, env, d)
             phase_stop(tool, domain, env, d)
         finally:
             if d.proc.poll() is None:
