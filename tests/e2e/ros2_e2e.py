@@ -200,7 +200,7 @@ def frame_pixels(i, w, h, bpp):
 
 def phase_basic(tool, domain, env, port):
     p, js, cls, lines = peer(tool, domain, env, "--topic", "/camera/image_raw", "--encoding", "rgb8",
-                             "--count", 4, "--rate", 4, "--json", "/splitd/result",
+                             "--count", 4, "--rate", 2, "--json", "/splitd/result",
                              "--classification", "/splitd/classes", "--expect", 4, "--wait", 30)
     check("rgb8: the camera matched splitd's reader", "matched 1" in lines, p.stdout[-500:] + p.stderr[-500:])
     check("rgb8: one JSON per frame", len(js) == 4, f"{len(js)}: {p.stdout[-800:]}")
@@ -289,7 +289,9 @@ def phase_drops(tool, domain, env, port):
     rec = counter(m1, "received", "rated") - counter(m0, "received", "rated")
     busy = counter(m1, "dropped", "rated", "busy") - counter(m0, "dropped", "rated", "busy")
     check("max_rate_hz: at most rate x duration + 1 inferred", 1 <= inf <= 7, f"{inf}")
-    check("max_rate_hz: the rest dropped as rate or busy", rec == 20 and rate + busy + inf == 20 and rate >= 10,
+    # a frame both too soon and arriving while one runs counts as busy: a
+    # slow build (the sanitizers') turns some rate drops into busy ones
+    check("max_rate_hz: the rest dropped as rate or busy", rec == 20 and rate + busy + inf == 20 and rate >= 1,
           f"rec {rec} rate {rate} busy {busy} inf {inf}")
 
 
