@@ -1,4 +1,4 @@
-# ros2/ (issue 19): unit tests of the names, the generated IDL, the wire
+# ros2/ (issue 19): a fuzz target of the frame checks; unit tests of the names, the generated IDL, the wire
 # bytes and the frame checks; and the daemon end to end over DDS on loopback
 # against a camera and result listener of the tests' own (tests/ros2/).
 # Only when built with Cyclone DDS (SPLITD_HAVE_ROS2).
@@ -36,4 +36,22 @@ if(SPLITD_HAVE_ROS2)
   target_include_directories(bench_ros2_overhead PRIVATE ${SPLITD_ROS2_GEN_DIR})
   target_link_libraries(bench_ros2_overhead PRIVATE splitd_ros2 PkgConfig::CYCLONEDDS PkgConfig::CURL
     PkgConfig::JANSSON)
+endif()
+
+# The frame checks and conversions face the network: a fuzz target (any
+# build: ros2/image.c needs no DDS), replayed on its seeds as a unit test.
+if(SPLITD_FUZZ)
+  add_executable(fuzz_ros2_frame ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_ros2_frame.c ${CMAKE_SOURCE_DIR}/ros2/image.c)
+  target_include_directories(fuzz_ros2_frame PRIVATE ${CMAKE_SOURCE_DIR}/ros2)
+  target_compile_options(fuzz_ros2_frame PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_ros2_frame PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_ros2_frame PRIVATE ${MATH_LIB})
+else()
+  add_executable(fuzz_ros2_frame_replay ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_ros2_frame.c ${CMAKE_SOURCE_DIR}/ros2/image.c)
+  target_include_directories(fuzz_ros2_frame_replay PRIVATE ${CMAKE_SOURCE_DIR}/ros2)
+  target_compile_definitions(fuzz_ros2_frame_replay PRIVATE SPLITD_FUZZ_REPLAY)
+  target_link_libraries(fuzz_ros2_frame_replay PRIVATE ${MATH_LIB})
+  file(GLOB _ros2_corpus ${CMAKE_SOURCE_DIR}/tests/data/fuzz/ros2/*)
+  add_test(NAME fuzz_ros2_frame_replay COMMAND fuzz_ros2_frame_replay ${_ros2_corpus})
+  set_tests_properties(fuzz_ros2_frame_replay PROPERTIES LABELS unit TIMEOUT 120)
 endif()
