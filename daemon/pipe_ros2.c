@@ -457,6 +457,21 @@ void pipe_ros2_free(struct pipe_ros2 *br)
 	free(br);
 }
 
+void pipe_ros2_status(const struct pipe_ros2 *br, char *buf, size_t len)
+{
+	uint64_t in = 0, done = 0;
+
+	buf[0] = 0;
+	if (!br || br->n == 0)
+		return;
+	for (int i = 0; i < br->n; i++) {
+		in += atomic_load(&br->slots[i].received);
+		done += atomic_load(&br->slots[i].inferred);
+	}
+	snprintf(buf, len, "ros2 %d topic%s, %" PRIu64 " frames, %" PRIu64 " answered", br->n, br->n == 1 ? "" : "s",
+		 in, done);
+}
+
 /* ---- /metrics --------------------------------------------------------------- */
 
 #define FAM(name, type, help) if ((r = api_metrics_family(mx, name, type, help)) < 0) return r

@@ -375,6 +375,10 @@ static void pipeline_status(void *ctx, char *buf, size_t len)
 						(unsigned long long)served);
 		pthread_mutex_unlock(&m->lock);
 	}
+	char ros[96];
+	pipe_ros2_status(p->ros2, ros, sizeof(ros));
+	if (ros[0] && off < len)
+		off += (size_t)snprintf(buf + off, len - off, "; %s", ros);
 	if (!p->power && off < len)
 		snprintf(buf + off, len - off, "; no energy source");
 }

@@ -114,7 +114,6 @@ path = {model}
 labels = {labels}
 top_k = 3
 [ros2]
-domain_id = {domain}
 node_name = splitd_test
 power_rate_hz = 10
 [ros2.cam]
@@ -397,7 +396,8 @@ def main():
         env.pop("ROS_DOMAIN_ID", None)
         domain = random.Random(os.getpid() ^ int(time.time())).randint(1, 200)
         port = free_port()
-        d = Daemon(splitd, tmp, conf(model, labels, port, domain, tmp), env)
+        # the domain from ROS_DOMAIN_ID, as a ROS 2 user sets it ([ros2] domain_id left at -1)
+        d = Daemon(splitd, tmp, conf(model, labels, port, domain, tmp), dict(env, ROS_DOMAIN_ID=str(domain)))
         try:
             ok = False
             for _ in range(600):
@@ -406,6 +406,11 @@ def main():
                     break
                 time.sleep(0.1)
             check("splitd serves with [ros2] sections", ok, d.text()[-1500:])
+            for _ in range(200):    # the API answers before the ROS 2 side is up
+                if f"on DDS domain {domain}" in d.text():
+                    break
+                time.sleep(0.05)
+            check("the DDS domain from ROS_DOMAIN_ID", f"on DDS domain {domain}" in d.text(), d.text()[-800:])
             if not ok:
                 return 1
             print(f"domain {domain}")
