@@ -423,9 +423,11 @@ int pipe_ros2_start(struct pipeline *p, struct pipe_ros2 **out)
 		if ((r = slot_start(br, &br->slots[i], &cfg->ros2_subs[i])) < 0)
 			return r;
 	}
+	if (cfg->ros2_power_rate_hz > 0 && (r = advertise(br, "~/power", ROS2_STRING, &br->power)) < 0)
+		return r;
+	if ((r = ros2_node_announce(br->node, err, sizeof(err))) < 0)
+		log_warn("ros2: %s (the ROS 2 graph will not name the node)", err);
 	if (cfg->ros2_power_rate_hz > 0) {
-		if ((r = advertise(br, "~/power", ROS2_STRING, &br->power)) < 0)
-			return r;
 		br->power_hz = cfg->ros2_power_rate_hz;
 		if ((r = -pthread_create(&br->power_thread, NULL, power_main, br)) < 0)
 			return log_err(r, "ros2: power thread: %s", strerror(-r));

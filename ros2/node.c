@@ -43,6 +43,7 @@ struct ros2_sub {
 
 struct ros2_node {
 	_Atomic dds_entity_t participant;
+	dds_entity_t info_writer;	/* ros_discovery_info, once announced */
 	char name[64];
 	pthread_mutex_t lock;		/* the lists */
 	struct ros2_sub *subs[MAX_ENDPOINTS];
@@ -269,4 +270,57 @@ int ros2_pub_write(struct ros2_pub *p, const void *sample)
 		return -ESHUTDOWN;
 	dds_return_t rc = dds_write(p->writer, sample);
 	return rc < 0 ? -EIO : 0;
+}
+
+/* ---- the ROS 2 graph ------------------------------------------------------ */
+
+static void gid_of(dds_entity_t e, rmw_dds_common_msg_dds__Gid_ *g)
+{
+	dds_guid_t guid;
+
+	memset(g, 0, sizeof(*g));
+	if (dds_get_guid(e, &guid) == 0)
+		memcpy(g->data, guid.v, sizeof(guid.v));
+}
+
+int ros2_node_announce(struct ros2_node *n, char *err, size_t errlen)
+{
+	rmw_dds_common_msg_dds__ParticipantEntitiesInfo_ info = { 0 };
+	rmw_dds_common_msg_dds__NodeEntitiesInfo_ node = { 0 };
+	rmw_dds_common_msg_dds__Gid_ readers[MAX_ENDPOINTS], writers[MAX_ENDPOINTS];
+	int r = 0;
+
+	if (!n->info_writer) {
+		dds_entity_t t = dds_create_topic(n->participant, &rmw_dds_common_msg_dds__ParticipantEntitiesInfo__desc,
+						  "ros_discovery_info", NULL, NULL);
+		if (t < 0)
+			return dds_fail(t, err, errlen, "topic", "ros_discovery_info");
+		/* as rmw_dds_common's graph cache: reliable, transient local, keep last 1 */
+		dds_qos_t *q = make_qos(ROS2_QOS_RELIABLE, 1);
+		dds_qset_durability(q, DDS_DURABILITY_TRANSIENT_LOCAL);
+		n->info_writer = dds_create_writer(n->participant, t, q, NULL);
+		dds_delete_qos(q);
+		if (n->info_writer < 0) {
+			r = dds_fail(n->info_writer, err, errlen, "writer on", "ros_discovery_info");
+			n->info_writer = 0;
+			return r;
+		}
+	}
+	pthread_mutex_lock(&n->lock);
+	gid_of(n->participant, &info.gid);
+	snprintf(node.node_namespace, sizeof(node.node_namespace), "/");
+	snprintf(node.node_name, sizeof(node.node_name), "%s", n->name);
+	for (int i = 0; i < n->n_subs; i++)
+		gid_of(n->subs[i]->reader, &readers[i]);
+	for (int i = 0; i < n->n_pubs; i++)
+		gid_of(n->pubs[i]->writer, &writers[i]);
+	node.reader_gid_seq = (dds_sequence_rmw_dds_common_msg_dds__Gid_){
+		._length = (uint32_t)n->n_subs, ._maximum = (uint32_t)n->n_subs, ._buffer = readers };
+	node.writer_gid_seq = (dds_sequence_rmw_dds_common_msg_dds__Gid_){
+		._length = (uint32_t)n->n_pubs, ._maximum = (uint32_t)n->n_pubs, ._buffer = writers };
+	pthread_mutex_unlock(&n->lock);
+	info.node_entities_info_seq._length = info.node_entities_info_seq._maximum = 1;
+	info.node_entities_info_seq._buffer = &node;
+	dds_return_t rc = dds_write(n->info_writer, &info);
+	return rc < 0 ? dds_fail(rc, err, errlen, "writing", "ros_discovery_info") : 0;
 }

@@ -15,6 +15,11 @@ int ros2_node_new(int domain_id, const char *node, struct ros2_node **out, char 
 	return err_set(-ENOTSUP, err, errlen, "splitd was built without ROS 2 (Cyclone DDS, -DSPLITD_ROS2)");
 }
 
+int ros2_node_announce(struct ros2_node *n, char *err, size_t errlen)
+{
+	return -ENOTSUP;
+}
+
 void ros2_node_close(struct ros2_node *n)
 {
 }

@@ -12,6 +12,7 @@
 #include "std_msgs/msg/String.h"
 #include "vision_msgs/msg/Classification.h"
 #include "vision_msgs/msg/Detection2DArray.h"
+#include "rmw_dds_common/msg/ParticipantEntitiesInfo.h"
 
 struct ros2_pub {
 	struct ros2_node *node;

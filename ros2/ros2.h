@@ -85,6 +85,12 @@ void ros2_node_close(struct ros2_node *n);
 /* Close, then free subscriptions and publishers. NULL: no-op. */
 void ros2_node_free(struct ros2_node *n);
 
+/* Publish the node and its endpoints on ros_discovery_info (rmw_dds_common's
+ * ParticipantEntitiesInfo: the participant's gid, the node's namespace "/"
+ * and name, its readers' and writers' gids), as rmw does after each change
+ * of its endpoints, so ROS 2's graph (ros2 node list) can name the node. */
+int ros2_node_announce(struct ros2_node *n, char *err, size_t errlen);
+
 /* The callback runs on a Cyclone DDS thread, once per message taken. */
 typedef void (*ros2_frame_fn)(void *ctx, const struct ros2_frame *f);
 int ros2_subscribe(struct ros2_node *n, const char *topic, enum ros2_msg_type type, enum ros2_qos qos,

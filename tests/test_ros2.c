@@ -292,6 +292,60 @@ static void test_classification_through_dds(void **state)
 	ros2_node_free(node);
 }
 
+static void on_frame_none(void *ctx, const struct ros2_frame *f)
+{
+}
+
+/* The node on ros_discovery_info, as rmw_dds_common's graph reads it. */
+static void test_announce(void **state)
+{
+	struct ros2_node *node;
+	struct ros2_pub *pub;
+	struct ros2_sub *sub;
+	void *s[1] = { NULL };
+
+	assert_string_equal(rmw_dds_common_msg_dds__ParticipantEntitiesInfo__desc.m_typename,
+			    "rmw_dds_common::msg::dds_::ParticipantEntitiesInfo_");
+	assert_int_equal(ros2_node_new((int)(200 + getpid() % 30), "graph_test", &node, err, sizeof(err)), 0);
+	assert_int_equal(ros2_advertise(node, "/out", ROS2_STRING, ROS2_QOS_RELIABLE, &pub, err, sizeof(err)), 0);
+	assert_int_equal(ros2_subscribe(node, "/in", ROS2_IMAGE, ROS2_QOS_SENSOR, on_frame_none, NULL, &sub, err,
+					sizeof(err)), 0);
+	assert_int_equal(ros2_node_announce(node, err, sizeof(err)), 0);
+	/* transient local: a reader made afterwards still gets it */
+	dds_qos_t *q = dds_create_qos();
+	dds_qset_reliability(q, DDS_RELIABILITY_RELIABLE, DDS_SECS(1));
+	dds_qset_durability(q, DDS_DURABILITY_TRANSIENT_LOCAL);
+	dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
+	dds_entity_t r = dds_create_reader(pp, dds_create_topic(pp, &rmw_dds_common_msg_dds__ParticipantEntitiesInfo__desc,
+								 "ros_discovery_info", NULL, NULL), q, NULL);
+	dds_delete_qos(q);
+	int found = 0;
+	for (int i = 0; i < 300 && !found; i++) {
+		dds_sample_info_t si;
+		while (!found && dds_take(r, s, &si, 1, 1) > 0) {
+			const rmw_dds_common_msg_dds__ParticipantEntitiesInfo_ *in = s[0];
+			if (si.valid_data && in->node_entities_info_seq._length == 1 &&
+			    !strcmp(in->node_entities_info_seq._buffer[0].node_name, "graph_test")) {
+				const rmw_dds_common_msg_dds__NodeEntitiesInfo_ *ne = &in->node_entities_info_seq._buffer[0];
+				assert_string_equal(ne->node_namespace, "/");
+				assert_int_equal(ne->reader_gid_seq._length, 1);
+				assert_int_equal(ne->writer_gid_seq._length, 1);
+				static const uint8_t zero[24];
+				assert_memory_not_equal(in->gid.data, zero, 16);
+				assert_memory_equal(in->gid.data + 16, zero, 8);	/* a 16-byte GUID in 24 */
+				/* the participant's GUID prefix begins each endpoint's */
+				assert_memory_equal(ne->writer_gid_seq._buffer[0].data, in->gid.data, 12);
+				found = 1;
+			}
+			dds_return_loan(r, s, 1);
+			s[0] = NULL;
+		}
+		usleep(10000);
+	}
+	assert_true(found);
+	ros2_node_free(node);
+}
+
 /* ---- frames ------------------------------------------------------------------ */
 
 static void test_frame_checks(void **state)
@@ -384,6 +438,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_image_wire_bytes, dds_setup, dds_teardown),
 		cmocka_unit_test_setup_teardown(test_detections_through_dds, dds_setup, dds_teardown),
 		cmocka_unit_test_setup_teardown(test_classification_through_dds, dds_setup, dds_teardown),
+		cmocka_unit_test_setup_teardown(test_announce, dds_setup, dds_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
