@@ -333,6 +333,9 @@ int api_image_decode_rgb(const void *buf, size_t len, int64_t max_pixels,
 int api_image_preprocess(const uint8_t *rgb, int width, int height,
 			 const struct api_preprocess *p, struct tensor_view *out,
 			 struct api_image_info *info);
+/* RGB8 -> PNG, losslessly (*png malloc'd: free() it). */
+int api_image_encode_png(const uint8_t *rgb, int width, int height, void **png, size_t *len,
+			 char *err, size_t errlen);
 int api_image_to_tensor(const void *buf, size_t len, const struct api_preprocess *p,
 			struct tensor_view *out, struct api_image_info *info,
 			char *err, size_t errlen);

@@ -10,6 +10,7 @@
 #include <turbojpeg.h>
 
 #include "api-impl.h"
+#include "err.h"
 
 #define DEFAULT_MAX_PIXELS (40ll * 1000 * 1000)
 #define MAX_SIDE 32768
@@ -296,4 +297,37 @@ int api_image_to_tensor(const void *buf, size_t len, const struct api_preprocess
 		snprintf(err, errlen, "the model's preprocessing has no valid input size");
 	free(rgb);
 	return rc;
+}
+
+/* Packed RGB8 -> PNG (lossless: api_image_decode_rgb gives the same
+ * pixels back). zlib level 1 with the up filter: a camera frame is sent
+ * once, so encoding time counts more than the last percent of size. */
+int api_image_encode_png(const uint8_t *rgb, int width, int height, void **png, size_t *len,
+			 char *err, size_t errlen)
+{
+	struct spng_ihdr ihdr = { .width = (uint32_t)width, .height = (uint32_t)height, .bit_depth = 8,
+				  .color_type = SPNG_COLOR_TYPE_TRUECOLOR };
+	spng_ctx *ctx;
+	size_t n;
+	void *buf;
+	int e;
+
+	if (!rgb || width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE)
+		return err_set(-EINVAL, err, errlen, "PNG of %dx%d: not an image size", width, height);
+	if (!(ctx = spng_ctx_new(SPNG_CTX_ENCODER)))
+		return -ENOMEM;
+	n = (size_t)width * (size_t)height * 3;
+	if ((e = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1)) ||
+	    (e = spng_set_option(ctx, SPNG_IMG_COMPRESSION_LEVEL, 1)) ||
+	    (e = spng_set_option(ctx, SPNG_FILTER_CHOICE, SPNG_FILTER_CHOICE_UP)) ||
+	    (e = spng_set_ihdr(ctx, &ihdr)) ||
+	    (e = spng_encode_image(ctx, rgb, n, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE)) ||
+	    !(buf = spng_get_png_buffer(ctx, &n, &e))) {
+		spng_ctx_free(ctx);
+		return err_set(e == SPNG_EMEM ? -ENOMEM : -EIO, err, errlen, "PNG encode: %s", spng_strerror(e));
+	}
+	spng_ctx_free(ctx);
+	*png = buf;
+	*len = n;
+	return 0;
 }

@@ -43,9 +43,17 @@ static int check_bands(struct pipe_model *m, int B, int cut, int enc, char *err,
 	return 0;
 }
 
-/* The plan's candidate for this request (rq names no cut nor encoding). */
-static void planned(struct pipe_model *m, bool image, struct plan_candidate *cur)
+/* A raw frame that may travel as a PNG, with its size known. */
+static bool frame_png(const struct pipe_request *rq)
 {
+	return !rq->is_image && rq->ops && rq->ops->encode_png && rq->png_bytes > 0;
+}
+
+/* The plan's candidate for this request (rq names no cut nor encoding). */
+static void planned(struct pipe_model *m, const struct pipe_request *rq, struct plan_candidate *cur)
+{
+	bool image = rq->is_image;
+
 	struct plan_candidate x;
 	int n = m->n_nodes;
 
@@ -57,8 +65,10 @@ static void planned(struct pipe_model *m, bool image, struct plan_candidate *cur
 		atomic_fetch_add(&m->explorations, 1);
 		*cur = x;
 	}
-	if (!image && cur->enc == PLAN_ENC_INPUT)
-		pipe_tensor_candidate(m, cur);
+	if (!image && frame_png(rq))
+		pipe_tensor_candidate(m, rq->png_bytes, rq->png_ms, cur);
+	else if (!image && cur->enc == PLAN_ENC_INPUT)
+		pipe_tensor_candidate(m, 0, 0, cur);
 }
 
 int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, int *enc, int *bands,
@@ -91,7 +101,7 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 		pthread_mutex_unlock(&m->lock);
 	}
 	if (q->cut < 0 && !q->encoding && !own)
-		planned(m, image, &cur);
+		planned(m, rq, &cur);
 	*cut = q->cut >= 0 ? q->cut : cur.cut;
 	int plan_bands = q->cut < 0 && !q->encoding && cur.bands > 1 ? cur.bands : 1;
 	*enc = q->cut >= 0 ? (*cut == 0 && image ? PLAN_ENC_INPUT : PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE))
@@ -106,8 +116,8 @@ int pipe_choose(struct pipe_model *m, const struct pipe_request *rq, int *cut, i
 	} else if (*enc == PLAN_ENC_LOCAL) {
 		*enc = PLAN_ENC(PLAN_DTYPE_F32, PLAN_CODEC_NONE);
 	}
-	if (*enc == PLAN_ENC_INPUT && (*cut != 0 || !image)) {
-		return err_set(-EINVAL, err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body");
+	if (*enc == PLAN_ENC_INPUT && (*cut != 0 || !(image || (rq->ops && rq->ops->encode_png)))) {
+		return err_set(-EINVAL, err, errlen, "encoding=input sends the received image: it needs cut=0 and a JPEG/PNG body (or a raw frame)");
 	}
 	*bands = plan_bands;
 	if (q->bands > 1) {

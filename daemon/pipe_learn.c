@@ -178,8 +178,10 @@ int pipe_explore(struct pipe_model *m, bool image, struct plan_candidate *pick)
 
 /* The policy's best candidate for a request without a received image (a
  * tensor): the plan is one for every request, and its "cut 0 input" sends
- * the JPEG/PNG as received, which a tensor request does not have. */
-void pipe_tensor_candidate(struct pipe_model *m, struct plan_candidate *pick)
+ * the JPEG/PNG as received, which a tensor request does not have. A raw
+ * frame that can be made into a PNG (png_bytes > 0) has that option
+ * instead, with its own size and the time to encode it. */
+void pipe_tensor_candidate(struct pipe_model *m, size_t png_bytes, double png_ms, struct plan_candidate *pick)
 {
 	struct plan_candidate *v = NULL;
 	struct plan_inputs in;
@@ -187,11 +189,12 @@ void pipe_tensor_candidate(struct pipe_model *m, struct plan_candidate *pick)
 
 	pthread_mutex_lock(&m->lock);
 	pipe_plan_inputs(m, &in);
-	in.input_bytes = 0;	/* no image: no "cut 0 input" candidate */
+	in.input_bytes = png_bytes;	/* 0: no "cut 0 input" candidate */
+	in.input_encode_ms = png_ms;
 	r = plan_enumerate(m->plan, &in, &v, &n, &best);
 	pthread_mutex_unlock(&m->lock);
 	*pick = (struct plan_candidate){ .cut = m->n_nodes, .enc = PLAN_ENC_LOCAL, .bands = 1 };
-	if (r == 0 && best >= 0 && best < n && v[best].enc != PLAN_ENC_INPUT)
+	if (r == 0 && best >= 0 && best < n && (png_bytes || v[best].enc != PLAN_ENC_INPUT))
 		*pick = v[best];
 	free(v);
 }

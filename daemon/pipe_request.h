@@ -41,6 +41,10 @@ struct pipe_request_ops {
 	int (*body_wait)(void *ctx, size_t bytes, char *err, size_t errlen);
 	int (*body_end)(void *ctx, char *err, size_t errlen);
 	uint64_t (*body_arrival)(void *ctx, size_t bytes);
+	/* v1 with a raw frame (a camera's pixels) that may travel to the peer
+	 * as a lossless PNG at cut 0: make it now; the bytes stay the
+	 * request's until respond. NULL: no such option. */
+	int (*encode_png)(void *ctx, const void **png, size_t *len, char *err, size_t errlen);
 };
 
 /* The query options of a v1 request (?cut= ?bands= ...). */
@@ -64,6 +68,10 @@ struct pipe_request {
 	const void *body;
 	size_t body_len;
 	int is_image;			/* body is a JPEG/PNG (not a tensor) */
+	/* a raw frame ops->encode_png can send: the PNG's expected size and
+	 * time to make (the last ones made; png_bytes 0: unknown, not planned) */
+	size_t png_bytes;
+	double png_ms;
 	struct pipe_query q;
 	/* v2: the parsed message (tensors point into the body) */
 	const struct api_v2_message *msg;

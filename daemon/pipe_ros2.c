@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "err.h"
 #include "log.h"
 #include "pipeline-impl.h"
 #include "ros2.h"
@@ -39,6 +40,13 @@ struct ros2_slot {
 	char frame_id[256], encoding[32], format[64];
 	struct tensor_view input;
 	void *input_data;
+	/* a raw frame as a PNG for the peer at cut 0 (made when the plan
+	 * sends it, and every PNG_SAMPLE_EVERY frames otherwise so that the
+	 * planner knows its size and cost): the last one's figures */
+	void *png;
+	size_t png_len, png_bytes;
+	double png_ms;
+	unsigned frames_since_png;
 	_Atomic uint64_t received, inferred, failed, publish_errors;
 	_Atomic uint64_t dropped[ROS2_DROP_REASONS];
 };
@@ -83,6 +91,8 @@ static void release(struct ros2_slot *s)
 {
 	free(s->input_data);
 	s->input_data = NULL;
+	free(s->png);
+	s->png = NULL;
 	pthread_mutex_lock(&s->lock);
 	s->busy = false;
 	pthread_mutex_unlock(&s->lock);
@@ -173,6 +183,63 @@ static void slot_respond(void *ctx, struct pipe_result *res)
 	release(s);
 }
 
+/* The PNG of a raw frame (rgb: the frame as RGB8, what the model's
+ * preprocessing reads, so the peer decodes exactly these pixels), its size
+ * and time remembered for the next frames' plans. */
+static int make_png(struct ros2_slot *s, const uint8_t *rgb, char *err, size_t errlen)
+{
+	uint64_t t = link_now_ns();
+	int r;
+
+	free(s->png);
+	s->png = NULL;
+	r = api_image_encode_png(rgb, (int)s->f.width, (int)s->f.height, &s->png, &s->png_len, err, errlen);
+	if (r < 0)
+		return r;
+	s->png_bytes = s->png_len;
+	s->png_ms = (double)(link_now_ns() - t) / 1e6;
+	s->frames_since_png = 0;
+	return 0;
+}
+
+static int slot_encode_png(void *ctx, const void **png, size_t *len, char *err, size_t errlen)
+{
+	struct ros2_slot *s = ctx;
+	uint8_t *rgb;
+	int r;
+
+	if (!s->png) {
+		if (!(rgb = malloc((size_t)s->f.width * s->f.height * 3)))
+			return err_set(-ENOMEM, err, errlen, "out of memory");
+		ros2_frame_to_rgb8(&s->f, s->enc, s->conf.depth_scale, rgb);
+		r = make_png(s, rgb, err, errlen);
+		free(rgb);
+		if (r < 0)
+			return r;
+	}
+	*png = s->png;
+	*len = s->png_len;
+	return 0;
+}
+
+/* With a peer, a frame decoded here refreshes the PNG figures now and then
+ * (the first frame, then every PNG_SAMPLE_EVERY): a failure only leaves
+ * the option out. */
+#define PNG_SAMPLE_EVERY 32
+static void sample_png(struct ros2_slot *s, const uint8_t *rgb)
+{
+	char err[128];
+
+	if (!s->m->link.ops || (s->png_bytes && ++s->frames_since_png < PNG_SAMPLE_EVERY))
+		return;
+	if (make_png(s, rgb, err, sizeof(err)) < 0) {
+		s->png_bytes = 0;
+		log_warn("ros2: %s: the frame as PNG: %s", s->conf.name, err);
+	}
+	free(s->png);
+	s->png = NULL;
+}
+
 /* A raw frame to RGB8 then the model's preprocessing; a compressed one as
  * an HTTP JPEG/PNG body is (the same decoder and preprocessing). */
 static int slot_decode(void *ctx, const struct tensor_view **out, char *err, size_t errlen)
@@ -192,6 +259,8 @@ static int slot_decode(void *ctx, const struct tensor_view **out, char *err, siz
 			return snprintf(err, errlen, "out of memory"), -ENOMEM;
 		ros2_frame_to_rgb8(&s->f, s->enc, s->conf.depth_scale, rgb);
 		r = api_image_preprocess(rgb, (int)s->f.width, (int)s->f.height, pp, &s->input, &info);
+		if (r == 0)
+			sample_png(s, rgb);
 		free(rgb);
 		if (r < 0)
 			snprintf(err, errlen, "preprocessing the frame: %s", strerror(-r));
@@ -204,6 +273,8 @@ static int slot_decode(void *ctx, const struct tensor_view **out, char *err, siz
 }
 
 static const struct pipe_request_ops slot_ops = { .respond = slot_respond, .decode = slot_decode };
+static const struct pipe_request_ops slot_raw_ops = { .respond = slot_respond, .decode = slot_decode,
+						      .encode_png = slot_encode_png };
 
 /* ---- frames in ------------------------------------------------------------ */
 
@@ -268,9 +339,10 @@ static void on_frame(void *ctx, const struct ros2_frame *f)
 		.kind = PIPE_REQ_V1, .model = s->m,
 		.body = s->f.compressed ? s->f.data : NULL, .body_len = s->f.compressed ? s->f.len : 0,
 		.is_image = s->f.compressed,
+		.png_bytes = s->f.compressed ? 0 : s->png_bytes, .png_ms = s->png_ms,
 		.q = { .cut = -1 },
 		.received_ns = now, .decode_ns = link_now_ns() - now, .enqueued_ns = link_now_ns(),
-		.ops = &slot_ops, .ctx = s,
+		.ops = s->f.compressed ? &slot_ops : &slot_raw_ops, .ctx = s,
 	};
 	if (pipe_enqueue(s->br->p, &rq) < 0) {
 		drop(s, atomic_load(&s->br->p->quiescing) ? ROS2_DROP_STOPPING : ROS2_DROP_QUEUE,

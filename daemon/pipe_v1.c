@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "err.h"
 #include "log.h"
 #include "pipeline-impl.h"
 
@@ -36,6 +37,23 @@ int pipe_v1_input(struct pipe_v1 *v)
 	return 0;
 }
 
+/* cut 0 "input": the received JPEG/PNG as is, or a raw frame made into a
+ * PNG now (the peer decodes it to the same pixels). */
+static int image_send(struct pipe_v1 *v, char *err, size_t errlen)
+{
+	struct pipe_request rq = *v->req;
+	int r;
+
+	if (!rq.is_image) {
+		if (!rq.ops->encode_png)
+			return err_set(-EINVAL, err, errlen, "the request has no image to send");
+		if ((r = rq.ops->encode_png(rq.ctx, &rq.body, &rq.body_len, err, errlen)) < 0)
+			return r;
+		rq.is_image = 1;
+	}
+	return pipe_image_send(v->m, &rq, v->id, &v->of, err, errlen);
+}
+
 /* The cut to the peer and its answer checked; any failure: the fallback. */
 static int offload(struct pipe_v1 *v)
 {
@@ -58,7 +76,7 @@ static int offload(struct pipe_v1 *v)
 			}
 		}
 	} else if (v->enc == PLAN_ENC_INPUT) {
-		r = pipe_image_send(m, v->req, v->id, &v->of, perr, sizeof(perr));
+		r = image_send(v, perr, sizeof(perr));
 	} else {
 		r = pipe_split_send(m, v->ctx, v->cut, v->enc, v->id, &v->of, perr, sizeof(perr));
 	}

@@ -242,7 +242,7 @@ int pipe_tail(struct pipe_model *m, int worker, const struct pipe_request *rq, i
 /* pipe_learn.c: what the planner learns, and the plan of the moment. */
 void pipe_learn(const struct pipe_v1 *v, size_t image_bytes);
 int pipe_explore(struct pipe_model *m, bool image, struct plan_candidate *pick);
-void pipe_tensor_candidate(struct pipe_model *m, struct plan_candidate *pick);
+void pipe_tensor_candidate(struct pipe_model *m, size_t png_bytes, double png_ms, struct plan_candidate *pick);
 int pipe_calibrate(struct pipe_model *m, int worker);
 /* pipe_model.c: load, free, and the failover to the CPU. */
 int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct config_model *cm);

@@ -270,6 +270,8 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 			return -EINVAL;
 		o->raw_bytes = o->wire_bytes = in->input_bytes;
 		o->remote_ms += in->peer_decode_ms > 0 ? in->peer_decode_ms : 0;
+		/* a raw frame made into that image here first (PNG) */
+		o->local_ms = in->input_encode_ms > 0 ? in->input_encode_ms : 0;
 	} else {
 		int dt = enc / PLAN_CODEC_COUNT, cd = enc % PLAN_CODEC_COUNT;
 		double pre, r;

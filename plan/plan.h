@@ -73,6 +73,7 @@ struct plan_inputs {		/* the link and request facts of this moment */
 	double bandwidth_bps;		/* uplink goodput, bits/s */
 	double rtt_ms;
 	size_t input_bytes;		/* received JPEG/PNG size; 0 = no such option */
+	double input_encode_ms;		/* robot: making that image (a raw frame as PNG); 0: received */
 	size_t output_bytes;		/* reply size (0: the model outputs at float32) */
 	double decode_ms;		/* robot: image decode + preprocessing (k > 0 only) */
 	double peer_decode_ms;		/* peer: same, for k = 0 image */

@@ -678,6 +678,46 @@ static void test_image_decode(void **state)
 	free(b);
 }
 
+/* RGB8 -> PNG -> RGB8 is the identity (a raw camera frame sent to the
+ * peer as a PNG must decode to the pixels the robot has), on noise (the
+ * worst case for the filters) of odd sizes; bad sizes are refused. */
+static void test_image_encode_png(void **state)
+{
+	static const int sizes[][2] = { { 1, 1 }, { 13, 7 }, { 640, 3 } };
+	uint32_t seed = 5;
+	char err[256];
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		int w = sizes[k][0], h = sizes[k][1], w2 = 0, h2 = 0;
+		size_t n = (size_t)w * h * 3, len = 0;
+		uint8_t *rgb = malloc(n), *back = NULL;
+		void *png = NULL;
+
+		assert_non_null(rgb);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1664525u + 1013904223u;
+			rgb[i] = (uint8_t)(seed >> 24);
+		}
+		assert_int_equal(api_image_encode_png(rgb, w, h, &png, &len, err, sizeof(err)), 0);
+		assert_true(len > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
+		assert_int_equal(api_image_decode_rgb(png, len, (int64_t)w * h, &back, &w2, &h2, err, sizeof(err)), 0);
+		assert_int_equal(w2, w);
+		assert_int_equal(h2, h);
+		assert_memory_equal(back, rgb, n);
+		free(back);
+		free(png);
+		free(rgb);
+	}
+	uint8_t px[3] = { 0 };
+	void *png = NULL;
+	size_t len = 0;
+	assert_int_equal(api_image_encode_png(px, 0, 1, &png, &len, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "0x1"));
+	assert_int_equal(api_image_encode_png(NULL, 1, 1, &png, &len, err, sizeof(err)), -EINVAL);
+	assert_null(png);
+}
+
 /* ---- decoders across a sequence of inputs (issue 15) ------------------- */
 
 /* Bad images, each followed by good ones on the same thread: a decoder that
@@ -2311,6 +2351,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_npy_reference),
 		cmocka_unit_test(test_npy_write_numpy),
 		cmocka_unit_test(test_image_decode),
+		cmocka_unit_test(test_image_encode_png),
 		cmocka_unit_test_setup_teardown(test_image_decoder_after_bad_images, img_setup, img_teardown),
 		cmocka_unit_test_setup_teardown(test_image_truncated_jpeg_message, img_setup, img_teardown),
 		cmocka_unit_test_setup_teardown(test_http_decoder_after_bad_images, img_setup, img_teardown),

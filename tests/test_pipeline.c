@@ -1095,6 +1095,108 @@ static void test_backend_auto_unsupported(void **state)
 	rig_free(g);
 }
 
+/* ---- a raw frame (a camera's pixels) sent to the peer as a PNG ----------- */
+
+struct frame_req {
+	struct answer a;
+	uint8_t rgb[16 * 12 * 3];	/* height 16, width 12: the model's input */
+	const struct api_preprocess *pp;
+	struct tensor_view in;
+	void *png;
+	int decodes, encodes;
+};
+
+static void frame_respond(void *ctx, struct pipe_result *res)
+{
+	answer_respond(&((struct frame_req *)ctx)->a, res);
+}
+
+static int frame_decode(void *ctx, const struct tensor_view **out, char *err, size_t errlen)
+{
+	struct frame_req *fr = ctx;
+	struct api_image_info info;
+
+	fr->decodes++;
+	assert_int_equal(api_image_preprocess(fr->rgb, 12, 16, fr->pp, &fr->in, &info), 0);
+	*out = &fr->in;
+	return 0;
+}
+
+static int frame_png(void *ctx, const void **png, size_t *len, char *err, size_t errlen)
+{
+	struct frame_req *fr = ctx;
+	int r = api_image_encode_png(fr->rgb, 12, 16, &fr->png, len, err, errlen);
+
+	fr->encodes++;
+	*png = fr->png;
+	return r;
+}
+
+static const struct pipe_request_ops frame_ops = { .respond = frame_respond, .decode = frame_decode,
+						   .encode_png = frame_png };
+
+static void frame_infer(struct rig *g, struct frame_req *fr, int cut, const char *enc)
+{
+	struct pipe_model *m = &g->robot->models[0];
+	struct pipe_request rq = { .kind = PIPE_REQ_V1, .model = m, .q = { .cut = cut, .encoding = enc },
+				   .png_bytes = 1000, .png_ms = 1,
+				   .received_ns = link_now_ns(), .ops = &frame_ops, .ctx = fr };
+
+	fr->pp = m->api.preprocess;
+	assert_non_null(fr->pp);
+	pipe_run(g->robot, 0, &rq);
+	assert_int_equal(fr->a.calls, 1);
+	if (fr->a.status != 200)
+		fail_msg("status %d: %s", fr->a.status, fr->a.error);
+	free(fr->in.data);
+	fr->in.data = NULL;
+	free(fr->png);
+	fr->png = NULL;
+}
+
+/* cut 0 "input" for a raw frame: the robot makes it a PNG, the peer
+ * decodes the same pixels, and the answer is bit for bit the all-local
+ * one (the same preprocessing and kernels on both sides, one thread). */
+static void test_raw_frame_png(void **state)
+{
+	struct rig *g = rig_new("cpu", 1);
+	struct pipe_model *m = linked(g);
+	struct frame_req *local = calloc(1, sizeof(*local)), *sent = calloc(1, sizeof(*sent));
+	uint32_t seed = 11;
+
+	(void)state;
+	assert_non_null(local);
+	assert_non_null(sent);
+	for (size_t i = 0; i < sizeof(local->rgb); i++) {
+		seed = seed * 1664525u + 1013904223u;
+		local->rgb[i] = sent->rgb[i] = (uint8_t)(seed >> 24);
+	}
+	frame_infer(g, local, m->n_nodes, NULL);
+	assert_int_equal(local->decodes, 1);
+	assert_int_equal(local->encodes, 0);
+	int sends = g->fake.sends;
+	frame_infer(g, sent, 0, "input");
+	assert_int_equal(g->fake.sends, sends + 1);
+	assert_int_equal(sent->encodes, 1);
+	assert_int_equal(sent->decodes, 0);	/* the robot never preprocessed it */
+	assert_int_equal(sent->a.cut, 0);
+	assert_string_equal(sent->a.encoding, "input");
+	assert_int_equal(sent->a.fallback, 0);
+	assert_int_equal(sent->a.out_bytes, local->a.out_bytes);
+	assert_memory_equal(sent->a.out, local->a.out, local->a.out_bytes);
+	/* a tensor request may not ask for it */
+	struct answer a;
+	struct pipe_request rq = { .kind = PIPE_REQ_V1, .model = m, .input = &g->in, .q = { .cut = 0, .encoding = "input" },
+				   .received_ns = link_now_ns(), .ops = &answer_ops, .ctx = &a };
+	memset(&a, 0, sizeof(a));
+	pipe_run(g->robot, 0, &rq);
+	assert_int_equal(a.status, 400);
+	assert_non_null(strstr(a.error, "encoding=input"));
+	free(local);
+	free(sent);
+	rig_free(g);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
@@ -1120,6 +1222,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_backend_unhealthy_split),
 		cmocka_unit_test(test_backend_auto),
 		cmocka_unit_test(test_backend_auto_unsupported),
+		cmocka_unit_test(test_raw_frame_png),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -124,6 +124,14 @@ static void test_plain_costs(void **state)
 	assert_near(o.local_ms, 0, D_TOL(1.0));
 	assert_near(o.total_ms, 16.4, D_TOL(16.4));
 	assert_near(o.energy_uj, 52200, D_TOL(52200));
+	/* a raw frame made into that image here first (4 ms of PNG encoding):
+	 * local 4, total 20.4, E = 6000*4 + 4000*3 + 3000*13.4 = 76200 */
+	in.input_encode_ms = 4;
+	assert_int_equal(plan_predict(p, &in, 0, PLAN_ENC_INPUT, 1, &o), 0);
+	assert_near(o.local_ms, 4, D_TOL(4));
+	assert_near(o.total_ms, 20.4, D_TOL(20.4));
+	assert_near(o.energy_uj, 76200, D_TOL(76200));
+	in.input_encode_ms = 0;
 	/* all-local: 5 + 100 = 105; E = 630000 */
 	assert_int_equal(plan_predict(p, &in, 4, PLAN_ENC_LOCAL, 1, &o), 0);
 	assert_near(o.total_ms, 105, D_TOL(105));
