@@ -4,21 +4,27 @@
  *  - depthwise (one input and one output channel per group): a direct kernel
  *    vectorised along the output row;
  *  - 1x1, stride 1, no padding: the input already is the GEMM's B matrix;
- *  - otherwise im2col of a tile of output columns into per-thread scratch,
- *    then OpenBLAS sgemm.
- * Bias, the residual sum and the activation are applied to each tile while
- * it is in cache. */
+ *  - otherwise im2col.
+ * The last two are a packed GEMM (sgemm.c): the weights are packed once at
+ * prepare into the micro-kernel's panels (per group), and each block of
+ * output columns packs its B per call, im2col writing the panels directly
+ * (1x1: copied from the input planes). Bias, the residual sum and the
+ * activation are applied to each block while it is in cache. */
 #include <errno.h>
 #include <stdlib.h>
 
 #include <cblas.h>
 
 #include "cpu-impl.h"
+#include "sgemm-impl.h"
 
 enum conv_algo { CONV_GEMM, CONV_1X1, CONV_DEPTHWISE };
 
 struct conv_plan {
 	enum conv_algo algo;
+	const struct sgemm_kernel *k;
+	float *wp;		/* packed weights (NULL: not constant) */
+	int64_t wp_group;	/* floats per group */
 };
 
 struct conv_geom {
@@ -61,49 +67,61 @@ static enum conv_algo choose(const struct conv_params *p, const struct conv_geom
 	return CONV_GEMM;
 }
 
-/* Output columns per GEMM tile: keep the im2col block near L2 size. */
-static int64_t tile_cols(const struct conv_geom *g)
-{
-	int64_t nt = (384 * 1024) / (g->K * 4);
-	nt = nt < 64 ? 64 : nt;
-	nt = (nt + 15) & ~(int64_t)15;
-	int64_t ohw = g->OH * g->OW;
-	return nt > ohw ? ohw : nt;
-}
-
-/* How a GEMM conv splits over threads: tiles of output columns, or, for one
- * image with few columns (late layers), the output channels (msplit). */
+/* How a packed GEMM conv splits over threads. Units are (image and group,
+ * block of output columns, slice of output channels): a block's columns
+ * are `pmax` or fewer panels of NR, kept so that its slice of B (one K
+ * block) and its C (all channels) stay in L2; with fewer blocks than two per
+ * thread (late layers: few pixels, many channels) each block's channels are
+ * split over the threads instead, every thread packing the block's B. */
 struct conv_tiling {
-	int64_t tile, tiles_per_img, ntasks;
-	int msplit;
-	const float *cols;	/* msplit: the image's im2col, shared */
+	int64_t nb, ms, pmax, panels;
 };
 
-static void tiling(const struct conv_geom *g, int threads, struct conv_tiling *t)
+static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int threads,
+		   struct conv_tiling *t)
 {
-	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G;
-	t->tile = tile_cols(g);
-	t->tiles_per_img = (ohw + t->tile - 1) / t->tile;
-	if (imgs * t->tiles_per_img < threads) {
-		t->tiles_per_img = (threads + imgs - 1) / imgs;
-		t->tile = (ohw + t->tiles_per_img - 1) / t->tiles_per_img;
-		t->tiles_per_img = (ohw + t->tile - 1) / t->tile;
-	}
-	t->ntasks = imgs * t->tiles_per_img;
-	t->msplit = threads > 1 && imgs == 1 && t->tile < 48 && g->Mg >= 16 * threads;
+	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G, kc = sgemm_kc(g->K);
+	int64_t big = g->Mg > kc ? g->Mg : kc, pb = (48 * 1024) / (big * k->nr);
+
+	t->panels = (ohw + k->nr - 1) / k->nr;
+	pb = pb < 1 ? 1 : pb;
+	t->nb = (t->panels + pb - 1) / pb;
+	t->ms = 1;
+	if (threads > 1 && imgs * t->nb < 2 * threads)
+		t->ms = threads;
+	else if (threads > 1 && imgs == 1)
+		t->nb = sgemm_round_up(t->nb, threads);
+	if (t->nb > t->panels)
+		t->nb = t->panels;
+	t->pmax = t->nb ? (t->panels + t->nb - 1) / t->nb : 0;
 }
 
-/* im2col scratch of a GEMM conv: a tile of columns per thread, or with M
- * split the whole image once, in thread 0's buffer, read by every thread. */
-static size_t scratch_bytes(const struct conv_geom *g, const struct conv_tiling *t)
+/* Per-thread scratch: the packed B of one block of columns. */
+static size_t scratch_bytes(const struct conv_geom *g, const struct sgemm_kernel *k,
+			    const struct conv_tiling *t)
 {
-	return (size_t)(g->K * (t->msplit ? g->OH * g->OW : t->tile)) * 4;
+	return (size_t)(g->K * t->pmax * k->nr) * 4 + 64;
+}
+
+/* Weights as the packed A of each group (K = Cg kh kw, rows Mg). */
+static float *pack_weights(const struct conv_geom *g, const struct sgemm_kernel *k, const float *w,
+			   int64_t *group_floats)
+{
+	size_t per = sgemm_packed_a_floats(k, g->Mg, g->K);
+	float *wp = NULL;
+
+	if (posix_memalign((void **)&wp, 64, per * g->G * sizeof(float) + 64))
+		return NULL;
+	for (int64_t gi = 0; gi < g->G; gi++)
+		sgemm_pack_a(k, g->Mg, g->K, w + gi * g->Mg * g->K, g->K, wp + gi * per);
+	*group_floats = (int64_t)per;
+	return wp;
 }
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 {
 	struct conv_plan *pl = calloc(1, sizeof(*pl));
-	const struct eng_tensor *xt = &e->t[n->in[0]], *yt = &e->t[n->out[0]];
+	const struct eng_tensor *xt = &e->t[n->in[0]], *yt = &e->t[n->out[0]], *wt = &e->t[n->in[1]];
 	struct tensor_view x = eng_view(xt, NULL), y = eng_view(yt, NULL);
 	struct conv_geom g;
 
@@ -113,56 +131,88 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	pl->algo = choose(&n->p.conv, &g);
 	n->packed = pl;
 	n->work_bytes = 0;
-	if (pl->algo == CONV_GEMM) {
-		struct conv_tiling t;
-		tiling(&g, e->threads, &t);
-		n->work_bytes = scratch_bytes(&g, &t);
-	}
+	if (pl->algo == CONV_DEPTHWISE)
+		return 0;
+	pl->k = sgemm_kernel_pick();
+	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32 &&
+	    !(pl->wp = pack_weights(&g, pl->k, wt->data, &pl->wp_group)))
+		return -ENOMEM;
+	struct conv_tiling t;
+	tiling(&g, pl->k, e->threads, &t);
+	n->work_bytes = scratch_bytes(&g, pl->k, &t);
 	return 0;
 }
 
 void cpu_conv_release(struct eng_node *n)
 {
-	free(n->packed);
+	struct conv_plan *pl = n->packed;
+	if (pl)
+		free(pl->wp);
+	free(pl);
 	n->packed = NULL;
 }
 
-/* im2col of output columns [c0, c1) of image plane x (Cg channels). */
-static void im2col(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1, float *dst)
+/* Zeros d[0, len). */
+static inline void zero_run(float *d, int64_t len)
 {
-	int64_t nt = c1 - c0;
+	for (int64_t i = 0; i < len; i++)
+		d[i] = 0.f;
+}
+
+/* One run of output columns [ow, ow + len) of output row oh, input row ih
+ * of channel plane src, tap column offset off, into d. */
+static inline void im2col_run(const struct conv_geom *g, const float *src, int64_t ih, int64_t ow,
+			      int64_t len, int64_t off, float *d)
+{
+	if (ih < 0 || ih >= g->H) {
+		zero_run(d, len);
+		return;
+	}
+	const float *row = src + ih * g->W;
+	if (g->sw == 1) {
+		/* valid: 0 <= ow + off < W */
+		int64_t lo = -off > ow ? -off : ow, hi = g->W - off < ow + len ? g->W - off : ow + len;
+		lo = lo > ow + len ? ow + len : lo;
+		hi = hi < lo ? lo : hi;
+		zero_run(d, lo - ow);
+		const float *s = row + off;
+		for (int64_t i = lo; i < hi; i++)
+			d[i - ow] = s[i];
+		zero_run(d + (hi - ow), ow + len - hi);
+	} else {
+		for (int64_t i = 0; i < len; i++) {
+			int64_t iw = (ow + i) * g->sw + off;
+			d[i] = iw >= 0 && iw < g->W ? row[iw] : 0.f;
+		}
+	}
+}
+
+/* im2col of output columns [c0, c1) of image plane x (Cg channels) straight
+ * into packed B panels of nr columns (k-major, K rows, tail columns zero). */
+CPU_CLONES
+static void im2col_pack(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t nr,
+			float *dst)
+{
+	int64_t K = g->K, n = c1 - c0;
 	for (int64_t ci = 0; ci < g->Cg; ci++)
 		for (int64_t ki = 0; ki < g->kh; ki++)
 			for (int64_t kj = 0; kj < g->kw; kj++) {
-				float *d = dst + ((ci * g->kh + ki) * g->kw + kj) * nt;
+				int64_t k = (ci * g->kh + ki) * g->kw + kj, off = kj * g->dw - g->pl;
 				const float *src = x + ci * g->sx;
-				int64_t off = kj * g->dw - g->pl;
+				int64_t oh = c0 / g->OW, ow = c0 % g->OW;
 				for (int64_t p = c0; p < c1;) {
-					int64_t oh = p / g->OW, ow0 = p % g->OW;
-					int64_t ow1 = g->OW < ow0 + (c1 - p) ? g->OW : ow0 + (c1 - p);
-					int64_t ih = oh * g->sh - g->pt + ki * g->dh;
-					if (ih < 0 || ih >= g->H) {
-						memset(d, 0, (ow1 - ow0) * sizeof(float));
-					} else {
-						const float *row = src + ih * g->W;
-						if (g->sw == 1) {
-							int64_t lo = -off > ow0 ? -off : ow0;
-							int64_t hi = g->W - off < ow1 ? g->W - off : ow1;
-							lo = lo > ow1 ? ow1 : lo;
-							hi = hi < lo ? lo : hi;
-							memset(d, 0, (lo - ow0) * sizeof(float));
-							memcpy(d + (lo - ow0), row + lo + off, (hi - lo) * sizeof(float));
-							memset(d + (hi - ow0), 0, (ow1 - hi) * sizeof(float));
-						} else {
-							for (int64_t ow = ow0; ow < ow1; ow++) {
-								int64_t iw = ow * g->sw + off;
-								d[ow - ow0] = iw >= 0 && iw < g->W ? row[iw] : 0.f;
-							}
-						}
-					}
-					d += ow1 - ow0;
-					p += ow1 - ow0;
+					int64_t q = p - c0, col = q % nr, len = nr - col;
+					len = g->OW - ow < len ? g->OW - ow : len;
+					len = c1 - p < len ? c1 - p : len;
+					im2col_run(g, src, oh * g->sh - g->pt + ki * g->dh, ow, len, off,
+						   dst + (q / nr) * K * nr + k * nr + col);
+					p += len;
+					ow += len;
+					if (ow == g->OW)
+						ow = 0, oh++;
 				}
+				if (n % nr)
+					zero_run(dst + (n / nr) * K * nr + k * nr + n % nr, nr - n % nr);
 			}
 }
 
@@ -174,9 +224,10 @@ struct conv_job {
 	float *y;
 	enum conv_algo algo;
 	const float *zero;	/* a zero input row (depthwise 3x3) */
-	int64_t tile, tiles_per_img, ntasks;
-	int msplit;
-	const float *cols;	/* msplit: the image's im2col, shared */
+	const struct sgemm_kernel *k;
+	const float *wp;	/* packed weights */
+	int64_t wp_group;
+	struct conv_tiling t;
 };
 
 /* Bias, fused sum and activation over rows (channels) x cols of y; y and
@@ -199,47 +250,35 @@ static void conv_gemm_task(void *arg, int index, int count)
 {
 	struct conv_job *j = arg;
 	const struct conv_geom *g = &j->g;
-	int64_t ohw = g->OH * g->OW;
-	float *scratch = j->c ? j->c->scratch[index] : NULL;
+	const struct conv_tiling *t = &j->t;
+	int64_t ohw = g->OH * g->OW, nr = j->k->nr, mr = j->k->mr, mp = (g->Mg + mr - 1) / mr;
+	int64_t u0, u1, packed = -1;
+	float *bp = j->c->scratch[index];
 
-	if (j->msplit) {	/* one image, one group, few columns: split M */
-		int64_t m0, m1;
-		tpool_slice(g->Mg, index, count, &m0, &m1);
-		if (m0 >= m1)
-			return;
-		const float *B = j->algo == CONV_GEMM ? j->cols : j->x;
-		int64_t ldb = j->algo == CONV_GEMM ? ohw : g->sx;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)ohw,
-			    (int)g->K, 1.f, j->w + m0 * g->K, (int)g->K, B, (int)ldb, 0.f,
-			    j->y + m0 * g->sy, (int)g->sy);
-		conv_bias_act(j, j->y + m0 * g->sy, j->sum ? j->sum + m0 * g->ss : NULL, j->b ? j->b + m0 : NULL,
-			      m1 - m0, ohw);
-		return;
-	}
-	int64_t t0, t1;
-	tpool_slice(j->ntasks, index, count, &t0, &t1);
-	for (int64_t t = t0; t < t1; t++) {
-		int64_t img = t / j->tiles_per_img, tile = t % j->tiles_per_img;
+	tpool_slice(g->N * g->G * t->nb * t->ms, index, count, &u0, &u1);
+	for (int64_t u = u0; u < u1; u++) {
+		int64_t mi = u % t->ms, blk = u / t->ms, img = blk / t->nb, bi = blk % t->nb;
 		int64_t ni = img / g->G, gi = img % g->G;
-		int64_t c0 = tile * j->tile, c1 = c0 + j->tile < ohw ? c0 + j->tile : ohw;
+		int64_t c0 = bi * t->panels / t->nb * nr, c1 = (bi + 1) * t->panels / t->nb * nr;
+		int64_t m0 = mi * mp / t->ms * mr, m1 = (mi + 1) * mp / t->ms * mr;
+		c1 = c1 < ohw ? c1 : ohw;
+		m1 = m1 < g->Mg ? m1 : g->Mg;
+		if (c0 >= c1 || m0 >= m1)
+			continue;
 		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
-		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
-		int64_t soff = (ni * g->M + gi * g->Mg) * g->ss + c0;
-		const float *B;
-		int64_t ldb;
-		if (j->algo == CONV_GEMM) {
-			im2col(g, xin, c0, c1, scratch);
-			B = scratch;
-			ldb = c1 - c0;
-		} else {
-			B = xin + c0;
-			ldb = g->sx;
+		if (blk != packed) {
+			if (j->algo == CONV_GEMM)
+				im2col_pack(g, xin, c0, c1, nr, bp);
+			else
+				sgemm_pack_b(j->k, g->K, c1 - c0, xin + c0, g->sx, bp);
+			packed = blk;
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Mg, (int)(c1 - c0),
-			    (int)g->K, 1.f, j->w + gi * g->Mg * g->K, (int)g->K, B, (int)ldb, 0.f,
-			    j->y + yoff, (int)g->sy);
-		conv_bias_act(j, j->y + yoff, j->sum ? j->sum + soff : NULL, j->b ? j->b + gi * g->Mg : NULL,
-			      g->Mg, c1 - c0);
+		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
+		int64_t soff = (ni * g->M + gi * g->Mg + m0) * g->ss + c0;
+		sgemm_packed(j->k, g->Mg, c1 - c0, g->K, j->wp + gi * j->wp_group, bp, m0, m1, j->y + yoff,
+			     g->sy);
+		conv_bias_act(j, j->y + yoff + m0 * g->sy, j->sum ? j->sum + soff : NULL,
+			      j->b ? j->b + gi * g->Mg + m0 : NULL, m1 - m0, c1 - c0);
 	}
 }
 
@@ -385,27 +424,22 @@ CPU_KERNEL(cpu_conv)
 		free(zero);
 		return 0;
 	}
-	struct conv_tiling t;
-	tiling(g, c ? c->threads : 1, &t);
-	j.tile = t.tile;
-	j.tiles_per_img = t.tiles_per_img;
-	j.ntasks = t.ntasks;
-	j.msplit = t.msplit;
-	if (j.algo == CONV_GEMM && j.msplit) {
-		/* one im2col of the image, not one per thread */
-		if ((rc = cpu_scratch_reserve_n(c, 1, scratch_bytes(g, &t))))
-			return rc;
-		im2col(g, j.x, 0, g->OH * g->OW, c->scratch[0]);
-		j.cols = c->scratch[0];
-	} else if (j.algo == CONV_GEMM) {
-		if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &t))))
-			return rc;
-	}
-	if (c && c->pool)
+	float *wtmp = NULL;	/* weights that are not constants: packed per call */
+	j.k = pl && pl->k ? pl->k : sgemm_kernel_pick();
+	j.wp = pl ? pl->wp : NULL;
+	j.wp_group = pl ? pl->wp_group : 0;
+	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.w, &j.wp_group)))
+		return -ENOMEM;
+	tiling(g, j.k, c->threads, &j.t);
+	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, j.k, &j.t))))
+		goto out;
+	if (c->pool)
 		tpool_run(c->pool, conv_gemm_task, &j);
 	else
 		conv_gemm_task(&j, 0, 1);
-	return 0;
+out:
+	free(wtmp);
+	return rc;
 }
 
 /* ConvTranspose: cols = W_g^T x X_g, then col2im scatter-add. */

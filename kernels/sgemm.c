@@ -1,0 +1,162 @@
+/* Packed float32 GEMM: packing, the blocked driver, the run-time choice of
+ * micro-kernel, and the portable C micro-kernel. See sgemm-impl.h. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sgemm-impl.h"
+
+/* K block: A's micro-panel (MR x KC) stays in L1 while the B panels of a
+ * block stream from L2. */
+#define SGEMM_KC_MAX 512
+
+int64_t sgemm_kc(int64_t K)
+{
+	int64_t nk = (K + SGEMM_KC_MAX - 1) / SGEMM_KC_MAX;
+	return nk > 1 ? (K + nk - 1) / nk : K;
+}
+
+static const char *const isa_names[SGEMM_ISA_COUNT] = { "portable", "avx2", "avx512", "neon" };
+
+const char *sgemm_isa_name(enum sgemm_isa isa)
+{
+	return isa >= 0 && isa < SGEMM_ISA_COUNT ? isa_names[isa] : "?";
+}
+
+const struct sgemm_kernel *sgemm_kernel_for(enum sgemm_isa isa)
+{
+	switch (isa) {
+	case SGEMM_PORTABLE:
+		return &sgemm_portable;
+#if defined(__x86_64__)
+	case SGEMM_AVX512:
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx512f") ? &sgemm_avx512 : NULL;
+	case SGEMM_AVX2:
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &sgemm_avx2 : NULL;
+#endif
+#if defined(__aarch64__)
+	case SGEMM_NEON:
+		return &sgemm_neon;
+#endif
+	default:
+		return NULL;
+	}
+}
+
+const struct sgemm_kernel *sgemm_kernel_pick(void)
+{
+	static const enum sgemm_isa best[] = { SGEMM_AVX512, SGEMM_AVX2, SGEMM_NEON, SGEMM_PORTABLE };
+	const char *want = getenv("SPLITD_CPU_ISA");
+	const struct sgemm_kernel *k;
+
+	for (int i = 0; want && *want && i < SGEMM_ISA_COUNT; i++)
+		if (!strcasecmp(want, isa_names[i]) && (k = sgemm_kernel_for(i)))
+			return k;
+	for (size_t i = 0; i < sizeof(best) / sizeof(best[0]); i++)
+		if ((k = sgemm_kernel_for(best[i])))
+			return k;
+	return &sgemm_portable;
+}
+
+void sgemm_pack_a(const struct sgemm_kernel *k, int64_t M, int64_t K, const float *a, int64_t lda,
+		  float *dst)
+{
+	int64_t mr = k->mr, kc = sgemm_kc(K), mpad = sgemm_round_up(M, mr);
+
+	for (int64_t k0 = 0; k0 < K; k0 += kc) {
+		int64_t kb = K - k0 < kc ? K - k0 : kc;
+		float *blk = dst + k0 * mpad;
+		for (int64_t m = 0; m < mpad; m += mr) {
+			float *pan = blk + m * kb;
+			for (int64_t i = 0; i < mr; i++) {
+				const float *row = m + i < M ? a + (m + i) * lda + k0 : NULL;
+				for (int64_t kk = 0; kk < kb; kk++)
+					pan[kk * mr + i] = row ? row[kk] : 0.f;
+			}
+		}
+	}
+}
+
+void sgemm_pack_b(const struct sgemm_kernel *k, int64_t K, int64_t N, const float *b, int64_t ldb,
+		  float *dst)
+{
+	int64_t nr = k->nr;
+
+	for (int64_t j = 0; j < N; j += nr) {
+		int64_t w = N - j < nr ? N - j : nr;
+		float *pan = dst + j * K;
+		for (int64_t kk = 0; kk < K; kk++) {
+			const float *src = b + kk * ldb + j;
+			float *d = pan + kk * nr;
+			for (int64_t x = 0; x < w; x++)
+				d[x] = src[x];
+			for (int64_t x = w; x < nr; x++)
+				d[x] = 0.f;
+		}
+	}
+}
+
+/* A tile at C's edge: computed whole in a local tile, its mr x nr corner
+ * copied (and, with acc, read) from C. */
+static void edge_tile(const struct sgemm_kernel *k, int64_t kc, const float *a, const float *b,
+		      float *c, int64_t ldc, int64_t mr, int64_t nr, int acc)
+{
+	float t[32 * 64] __attribute__((aligned(64)));
+	int64_t NR = k->nr;
+
+	for (int64_t i = 0; i < mr; i++)
+		for (int64_t j = 0; j < nr; j++)
+			t[i * NR + j] = acc ? c[i * ldc + j] : 0.f;
+	k->fn(kc, a, b, t, NR, 1);
+	for (int64_t i = 0; i < mr; i++)
+		memcpy(c + i * ldc, t + i * NR, (size_t)nr * sizeof(float));
+}
+
+void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *ap,
+		  const float *bp, int64_t m0, int64_t m1, float *c, int64_t ldc)
+{
+	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K), mpad = sgemm_round_up(M, MR);
+
+	for (int64_t k0 = 0; k0 < K; k0 += kc) {
+		int64_t kb = K - k0 < kc ? K - k0 : kc;
+		int acc = k0 > 0;
+		for (int64_t m = m0; m < m1; m += MR) {
+			const float *a = ap + k0 * mpad + m * kb;
+			int64_t mr = m1 - m < MR ? m1 - m : MR;
+			for (int64_t j = 0; j < N; j += NR) {
+				const float *b = bp + (j * K + k0 * NR);
+				int64_t nr = N - j < NR ? N - j : NR;
+				if (mr == MR && nr == NR)
+					k->fn(kb, a, b, c + m * ldc + j, ldc, acc);
+				else
+					edge_tile(k, kb, a, b, c + m * ldc + j, ldc, mr, nr, acc);
+			}
+		}
+	}
+}
+
+/* ---- portable C: 4 x 16, left to the compiler's baseline vectors ---- */
+#define P_MR 4
+#define P_NR 16
+
+static void portable_4x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int acc)
+{
+	float t[P_MR][P_NR];
+
+	for (int i = 0; i < P_MR; i++)
+		for (int j = 0; j < P_NR; j++)
+			t[i][j] = acc ? c[i * ldc + j] : 0.f;
+	for (int64_t kk = 0; kk < kc; kk++) {
+		const float *ak = a + kk * P_MR, *bk = b + kk * P_NR;
+		for (int i = 0; i < P_MR; i++)
+			for (int j = 0; j < P_NR; j++)
+				t[i][j] += ak[i] * bk[j];
+	}
+	for (int i = 0; i < P_MR; i++)
+		for (int j = 0; j < P_NR; j++)
+			c[i * ldc + j] = t[i][j];
+}
+
+const struct sgemm_kernel sgemm_portable = { SGEMM_PORTABLE, "portable", P_MR, P_NR, portable_4x16 };
