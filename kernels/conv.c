@@ -188,31 +188,35 @@ static inline void im2col_run(const struct conv_geom *g, const float *src, int64
 }
 
 /* im2col of output columns [c0, c1) of image plane x (Cg channels) straight
- * into packed B panels of nr columns (k-major, K rows, tail columns zero). */
+ * into packed B panels of nr columns (k-major, K rows, tail columns zero).
+ * Runs end at an output row's end or a panel's; no division per run. */
 CPU_CLONES
 static void im2col_pack(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t nr,
 			float *dst)
 {
-	int64_t K = g->K, n = c1 - c0;
+	int64_t K = g->K, n = c1 - c0, oh0 = c0 / g->OW, ow0 = c0 % g->OW;
 	for (int64_t ci = 0; ci < g->Cg; ci++)
 		for (int64_t ki = 0; ki < g->kh; ki++)
 			for (int64_t kj = 0; kj < g->kw; kj++) {
 				int64_t k = (ci * g->kh + ki) * g->kw + kj, off = kj * g->dw - g->pl;
 				const float *src = x + ci * g->sx;
-				int64_t oh = c0 / g->OW, ow = c0 % g->OW;
-				for (int64_t p = c0; p < c1;) {
-					int64_t q = p - c0, col = q % nr, len = nr - col;
+				int64_t oh = oh0, ow = ow0, col = 0, ih = oh0 * g->sh - g->pt + ki * g->dh;
+				float *pan = dst + k * nr;
+				for (int64_t left = n; left > 0;) {
+					int64_t len = nr - col;
 					len = g->OW - ow < len ? g->OW - ow : len;
-					len = c1 - p < len ? c1 - p : len;
-					im2col_run(g, src, oh * g->sh - g->pt + ki * g->dh, ow, len, off,
-						   dst + (q / nr) * K * nr + k * nr + col);
-					p += len;
+					len = left < len ? left : len;
+					im2col_run(g, src, ih, ow, len, off, pan + col);
+					left -= len;
+					col += len;
 					ow += len;
+					if (col == nr)
+						col = 0, pan += K * nr;
 					if (ow == g->OW)
-						ow = 0, oh++;
+						ow = 0, oh++, ih += g->sh;
 				}
-				if (n % nr)
-					zero_run(dst + (n / nr) * K * nr + k * nr + n % nr, nr - n % nr);
+				if (col)
+					zero_run(pan + col, nr - col);
 			}
 }
 

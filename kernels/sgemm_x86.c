@@ -76,7 +76,7 @@ AVX512_KERNEL(avx512_6x64, 6, 4)
 AVX512_KERNEL(avx512_28x16, 28, 1)
 AVX2_KERNEL(avx2_6x16, 6, 2)
 
-const struct sgemm_kernel sgemm_avx512 = { SGEMM_AVX512, "avx512", 14, 32, avx512_14x32 };
+const struct sgemm_kernel sgemm_avx512 = { SGEMM_AVX512, "avx512", 8, 32, avx512_8x32 };
 const struct sgemm_kernel sgemm_avx2 = { SGEMM_AVX2, "avx2", 6, 16, avx2_6x16 };
 
 /* The shapes measured for the choice above (bench/cpu_peak.c). */
