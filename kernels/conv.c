@@ -77,6 +77,8 @@ struct conv_tiling {
 	int64_t nb, ms, pmax, panels;
 };
 
+#define CONV_BLOCK_MAX 1024	/* columns of a block at most */
+
 static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int threads,
 		   struct conv_tiling *t)
 {
@@ -84,7 +86,7 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 	int64_t big = g->Mg > kc ? g->Mg : kc, pb = (48 * 1024) / (big * k->nr);
 
 	t->panels = (ohw + k->nr - 1) / k->nr;
-	pb = pb < 1 ? 1 : pb;
+	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / k->nr ? CONV_BLOCK_MAX / k->nr : pb;
 	t->nb = (t->panels + pb - 1) / pb;
 	t->ms = 1;
 	if (threads > 1 && imgs * t->nb < 2 * threads)
@@ -152,71 +154,89 @@ void cpu_conv_release(struct eng_node *n)
 	n->packed = NULL;
 }
 
-/* Zeros d[0, len). */
-static inline void zero_run(float *d, int64_t len)
+/* Row k = (ci, ki, kj) of the im2col of output columns [c0, c1) of image
+ * plane x into row[0, c1 - c0): one run per output row. */
+static inline void im2col_row(const struct conv_geom *g, const float *src, int64_t ki, int64_t kj,
+			      int64_t c0, int64_t c1, float *row)
 {
-	for (int64_t i = 0; i < len; i++)
-		d[i] = 0.f;
-}
-
-/* One run of output columns [ow, ow + len) of output row oh, input row ih
- * of channel plane src, tap column offset off, into d. */
-static inline void im2col_run(const struct conv_geom *g, const float *src, int64_t ih, int64_t ow,
-			      int64_t len, int64_t off, float *d)
-{
-	if (ih < 0 || ih >= g->H) {
-		zero_run(d, len);
-		return;
-	}
-	const float *row = src + ih * g->W;
-	if (g->sw == 1) {
-		/* valid: 0 <= ow + off < W */
-		int64_t lo = -off > ow ? -off : ow, hi = g->W - off < ow + len ? g->W - off : ow + len;
-		lo = lo > ow + len ? ow + len : lo;
-		hi = hi < lo ? lo : hi;
-		zero_run(d, lo - ow);
-		const float *s = row + off;
-		for (int64_t i = lo; i < hi; i++)
-			d[i - ow] = s[i];
-		zero_run(d + (hi - ow), ow + len - hi);
-	} else {
-		for (int64_t i = 0; i < len; i++) {
-			int64_t iw = (ow + i) * g->sw + off;
-			d[i] = iw >= 0 && iw < g->W ? row[iw] : 0.f;
+	int64_t off = kj * g->dw - g->pl, oh = c0 / g->OW, ow = c0 % g->OW;
+	for (int64_t p = c0; p < c1; oh++, ow = 0) {
+		int64_t len = g->OW - ow < c1 - p ? g->OW - ow : c1 - p;
+		int64_t ih = oh * g->sh - g->pt + ki * g->dh;
+		float *d = row + (p - c0);
+		p += len;
+		if (ih < 0 || ih >= g->H) {
+			memset(d, 0, (size_t)len * sizeof(float));
+			continue;
+		}
+		const float *r = src + ih * g->W;
+		if (g->sw == 1) {
+			/* valid: 0 <= ow + off < W */
+			int64_t lo = -off > ow ? -off : ow, hi = g->W - off < ow + len ? g->W - off : ow + len;
+			lo = lo > ow + len ? ow + len : lo;
+			hi = hi < lo ? lo : hi;
+			if (lo > ow)
+				memset(d, 0, (size_t)(lo - ow) * sizeof(float));
+			memcpy(d + (lo - ow), r + lo + off, (size_t)(hi - lo) * sizeof(float));
+			if (ow + len > hi)
+				memset(d + (hi - ow), 0, (size_t)(ow + len - hi) * sizeof(float));
+		} else {
+			/* valid: 0 <= o sw + off < W, o in [ow, ow + len) */
+			int64_t sw = g->sw, lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+			int64_t hi = g->W - off <= 0 ? 0 : (g->W - off - 1) / sw + 1;
+			lo = lo < ow ? ow : lo > ow + len ? ow + len : lo;
+			hi = hi > ow + len ? ow + len : hi < lo ? lo : hi;
+			if (lo > ow)
+				memset(d, 0, (size_t)(lo - ow) * sizeof(float));
+			const float *s = r + off;
+			float *dd = d - ow;
+			if (sw == 2)
+				for (int64_t o = lo; o < hi; o++)
+					dd[o] = s[2 * o];
+			else
+				for (int64_t o = lo; o < hi; o++)
+					dd[o] = s[o * sw];
+			if (ow + len > hi)
+				memset(d + (hi - ow), 0, (size_t)(ow + len - hi) * sizeof(float));
 		}
 	}
 }
 
-/* im2col of output columns [c0, c1) of image plane x (Cg channels) straight
- * into packed B panels of nr columns (k-major, K rows, tail columns zero).
- * Runs end at an output row's end or a panel's; no division per run. */
+/* Row k of n columns into the panels of NR columns at dst (row k of panel
+ * j at dst + (j K + k) NR); the last panel's tail zero. */
+static inline __attribute__((always_inline)) void scatter_row(const float *row, int64_t n, int64_t K,
+							     int64_t k, int64_t NR, float *dst)
+{
+	float *d = dst + k * NR;
+	int64_t j = 0;
+	for (; j + NR <= n; j += NR, d += K * NR)
+		memcpy(d, row + j, (size_t)NR * sizeof(float));
+	if (j < n) {
+		memcpy(d, row + j, (size_t)(n - j) * sizeof(float));
+		memset(d + (n - j), 0, (size_t)(NR - (n - j)) * sizeof(float));
+	}
+}
+
+/* im2col of output columns [c0, c1) of image plane x (Cg channels) into
+ * packed B panels of nr columns: row by row through an L1 buffer, each row
+ * then cut into the panels (fixed-size copies for the kernels' NR). */
 CPU_CLONES
 static void im2col_pack(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t nr,
 			float *dst)
 {
-	int64_t K = g->K, n = c1 - c0, oh0 = c0 / g->OW, ow0 = c0 % g->OW;
+	float row[CONV_BLOCK_MAX] __attribute__((aligned(64)));
+	int64_t K = g->K, n = c1 - c0;
 	for (int64_t ci = 0; ci < g->Cg; ci++)
 		for (int64_t ki = 0; ki < g->kh; ki++)
 			for (int64_t kj = 0; kj < g->kw; kj++) {
-				int64_t k = (ci * g->kh + ki) * g->kw + kj, off = kj * g->dw - g->pl;
-				const float *src = x + ci * g->sx;
-				int64_t oh = oh0, ow = ow0, col = 0, ih = oh0 * g->sh - g->pt + ki * g->dh;
-				float *pan = dst + k * nr;
-				for (int64_t left = n; left > 0;) {
-					int64_t len = nr - col;
-					len = g->OW - ow < len ? g->OW - ow : len;
-					len = left < len ? left : len;
-					im2col_run(g, src, ih, ow, len, off, pan + col);
-					left -= len;
-					col += len;
-					ow += len;
-					if (col == nr)
-						col = 0, pan += K * nr;
-					if (ow == g->OW)
-						ow = 0, oh++, ih += g->sh;
-				}
-				if (col)
-					zero_run(pan + col, nr - col);
+				int64_t k = (ci * g->kh + ki) * g->kw + kj;
+				im2col_row(g, x + ci * g->sx, ki, kj, c0, c1, row);
+				if (nr == 32)
+					scatter_row(row, n, K, k, 32, dst);
+				else if (nr == 16)
+					scatter_row(row, n, K, k, 16, dst);
+				else
+					scatter_row(row, n, K, k, nr, dst);
 			}
 }
 

@@ -11,37 +11,38 @@
 
 #include "sgemm-impl.h"
 
+/* The 24 accumulators are named variables (an array of them spills). */
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
 static void neon_8x12(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int acc)
 {
-	float32x4_t t[8][3];
-
-	for (int i = 0; i < 8; i++)
-		for (int v = 0; v < 3; v++)
-			t[i][v] = acc ? vld1q_f32(c + i * ldc + 4 * v) : vdupq_n_f32(0.f);
+#define DECL(i)                                                                    \
+	float32x4_t t##i##0 = vdupq_n_f32(0.f), t##i##1 = t##i##0, t##i##2 = t##i##0; \
+	if (acc) {                                                                 \
+		t##i##0 = vld1q_f32(c + i * ldc);                                  \
+		t##i##1 = vld1q_f32(c + i * ldc + 4);                              \
+		t##i##2 = vld1q_f32(c + i * ldc + 8);                              \
+	}
+	ROWS(DECL)
+#undef DECL
 	for (int64_t k = 0; k < kc; k++) {
 		float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
 		float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
-#define ROW(i, av, lane)                                              \
-	do {                                                          \
-		t[i][0] = vfmaq_laneq_f32(t[i][0], b0, av, lane);     \
-		t[i][1] = vfmaq_laneq_f32(t[i][1], b1, av, lane);     \
-		t[i][2] = vfmaq_laneq_f32(t[i][2], b2, av, lane);     \
-	} while (0)
-		ROW(0, a0, 0);
-		ROW(1, a0, 1);
-		ROW(2, a0, 2);
-		ROW(3, a0, 3);
-		ROW(4, a1, 0);
-		ROW(5, a1, 1);
-		ROW(6, a1, 2);
-		ROW(7, a1, 3);
-#undef ROW
+#define FMA(i)                                                                         \
+	t##i##0 = vfmaq_laneq_f32(t##i##0, b0, (i) < 4 ? a0 : a1, (i) & 3);            \
+	t##i##1 = vfmaq_laneq_f32(t##i##1, b1, (i) < 4 ? a0 : a1, (i) & 3);            \
+	t##i##2 = vfmaq_laneq_f32(t##i##2, b2, (i) < 4 ? a0 : a1, (i) & 3);
+		ROWS(FMA)
+#undef FMA
 		a += 8;
 		b += 12;
 	}
-	for (int i = 0; i < 8; i++)
-		for (int v = 0; v < 3; v++)
-			vst1q_f32(c + i * ldc + 4 * v, t[i][v]);
+#define STORE(i)                                   \
+	vst1q_f32(c + i * ldc, t##i##0);           \
+	vst1q_f32(c + i * ldc + 4, t##i##1);       \
+	vst1q_f32(c + i * ldc + 8, t##i##2);
+	ROWS(STORE)
+#undef STORE
 }
 
 const struct sgemm_kernel sgemm_neon = { SGEMM_NEON, "neon", 8, 12, neon_8x12 };
