@@ -5,9 +5,13 @@
  * Both broadcast one element of A's column per row and multiply it with NR
  * consecutive elements of B's row (one or more vector loads), accumulating
  * the MR x NR tile in registers:
- *  - AVX-512 14 x 32: 28 zmm accumulators, per k 2 loads of B and 14
- *    broadcasts of A (each folded into its FMA as an embedded {1to16}
- *    memory operand): 28 FMA for 2 vector loads + 14 scalar broadcasts.
+ *  - AVX-512 8 x 32: 16 zmm accumulators, per k 2 vector loads of B and 8
+ *    broadcasts of A: 16 FMA for 10 loads (2 full-width). 16 chains cover
+ *    the FMA latency (4 cycles) on both FMA pipes twice over; rows of 8
+ *    leave no edge on the 8k-channel layers that dominate CNNs. Measured
+ *    against 14 x 32 (28 FMA per 16 loads), 6 x 64 and 28 x 16 with
+ *    bench/cpu_peak --gemm: within noise on the big layers, and 14 x 32
+ *    computes 70 rows for 64 channels.
  *  - AVX2 6 x 16: 12 ymm accumulators, per k 2 loads of B and 6
  *    broadcasts: 12 FMA for 8 loads (the classic Haswell shape). */
 #if defined(__x86_64__)
