@@ -68,11 +68,14 @@ static enum conv_algo choose(const struct conv_params *p, const struct conv_geom
 }
 
 /* How a packed GEMM conv splits over threads. Units are (image and group,
- * block of output columns, slice of output channels): a block's columns
- * are `pmax` or fewer panels of NR, kept so that its slice of B (one K
- * block) and its C (all channels) stay in L2; with fewer blocks than two per
- * thread (late layers: few pixels, many channels) each block's channels are
- * split over the threads instead, every thread packing the block's B. */
+ * block of output columns, slice of output channels), cut evenly over the
+ * threads in that order. A block's columns are `pmax` or fewer panels of
+ * NR, kept so that its slice of B (one K block) and its C (all channels)
+ * stay in L2. With many panels, blocks only (a multiple of the threads);
+ * with a few panels per thread (14x14 layers), blocks of one panel, each
+ * split over the threads' channel slices: every unit the same work; with no
+ * more panels than threads (7x7 layers), one block whose channels are
+ * split: each thread streams its share of the weights once. */
 struct conv_tiling {
 	int64_t nb, ms, pmax, panels;
 };
@@ -89,10 +92,12 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / k->nr ? CONV_BLOCK_MAX / k->nr : pb;
 	t->nb = (t->panels + pb - 1) / pb;
 	t->ms = 1;
-	if (threads > 1 && imgs * t->nb < 2 * threads)
+	if (threads > 1 && imgs * t->panels < 4 * threads) {
 		t->ms = threads;
-	else if (threads > 1 && imgs == 1)
+		t->nb = t->panels <= threads ? (t->panels + pb - 1) / pb : t->panels;
+	} else if (threads > 1 && imgs == 1) {
 		t->nb = sgemm_round_up(t->nb, threads);
+	}
 	if (t->nb > t->panels)
 		t->nb = t->panels;
 	t->pmax = t->nb ? (t->panels + t->nb - 1) / t->nb : 0;

@@ -67,14 +67,30 @@ void sgemm_pack_a(const struct sgemm_kernel *k, int64_t M, int64_t K, const floa
 
 	for (int64_t k0 = 0; k0 < K; k0 += kc) {
 		int64_t kb = K - k0 < kc ? K - k0 : kc;
-		float *blk = dst + k0 * mpad;
-		for (int64_t m = 0; m < mpad; m += mr) {
-			float *pan = blk + m * kb;
-			for (int64_t i = 0; i < mr; i++) {
-				const float *row = m + i < M ? a + (m + i) * lda + k0 : NULL;
-				for (int64_t kk = 0; kk < kb; kk++)
-					pan[kk * mr + i] = row ? row[kk] : 0.f;
-			}
+		float *d = dst + k0 * mpad;
+		for (int64_t m = 0; m < mpad; m += mr)
+			for (int64_t kk = 0; kk < kb; kk++)
+				for (int64_t i = 0; i < mr; i++)
+					*d++ = m + i < M ? a[(m + i) * lda + k0 + kk] : 0.f;
+	}
+}
+
+/* Panels of NR columns of b; NR a constant where inlined. */
+static inline __attribute__((always_inline)) void pack_b_nr(int64_t NR, int64_t K, int64_t N,
+							   const float *b, int64_t ldb, float *dst)
+{
+	for (int64_t j = 0; j < N; j += NR) {
+		int64_t w = N - j < NR ? N - j : NR;
+		float *d = dst + j * K;
+		const float *src = b + j;
+		if (w == NR) {
+			for (int64_t kk = 0; kk < K; kk++, d += NR, src += ldb)
+				memcpy(d, src, (size_t)NR * sizeof(float));
+			continue;
+		}
+		for (int64_t kk = 0; kk < K; kk++, d += NR, src += ldb) {
+			memcpy(d, src, (size_t)w * sizeof(float));
+			memset(d + w, 0, (size_t)(NR - w) * sizeof(float));
 		}
 	}
 }
@@ -82,20 +98,14 @@ void sgemm_pack_a(const struct sgemm_kernel *k, int64_t M, int64_t K, const floa
 void sgemm_pack_b(const struct sgemm_kernel *k, int64_t K, int64_t N, const float *b, int64_t ldb,
 		  float *dst)
 {
-	int64_t nr = k->nr;
-
-	for (int64_t j = 0; j < N; j += nr) {
-		int64_t w = N - j < nr ? N - j : nr;
-		float *pan = dst + j * K;
-		for (int64_t kk = 0; kk < K; kk++) {
-			const float *src = b + kk * ldb + j;
-			float *d = pan + kk * nr;
-			for (int64_t x = 0; x < w; x++)
-				d[x] = src[x];
-			for (int64_t x = w; x < nr; x++)
-				d[x] = 0.f;
-		}
-	}
+	if (k->nr == 32)
+		pack_b_nr(32, K, N, b, ldb, dst);
+	else if (k->nr == 16)
+		pack_b_nr(16, K, N, b, ldb, dst);
+	else if (k->nr == 12)
+		pack_b_nr(12, K, N, b, ldb, dst);
+	else
+		pack_b_nr(k->nr, K, N, b, ldb, dst);
 }
 
 /* A tile at C's edge: computed whole in a local tile, its mr x nr corner
