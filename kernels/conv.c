@@ -252,7 +252,6 @@ struct conv_job {
 	const float *x, *w, *b, *sum;
 	float *y;
 	enum conv_algo algo;
-	const float *zero;	/* a zero input row (depthwise 3x3) */
 	const struct sgemm_kernel *k;
 	const float *wp;	/* packed weights */
 	int64_t wp_group;
@@ -311,56 +310,65 @@ static void conv_gemm_task(void *arg, int index, int count)
 	}
 }
 
-/* Depthwise 3x3: all nine taps in one pass over the interior of a row
- * (out-of-range input rows read a zero row); edge columns checked. */
+/* Depthwise 3x3 on a zero-padded copy of the plane (pad: ph x pw floats,
+ * the input row ih at row ih + pt, column iw at iw + pl): every output has
+ * its nine taps in range, so each row is one vectorised pass, edges too. */
+struct dw_pad { float *buf, *z; int64_t ph, pw; };
+
+static void dw_pad_dims(const struct conv_geom *g, struct dw_pad *p)
+{
+	p->ph = (g->OH - 1) * g->sh + 2 * g->dh + 1;
+	p->pw = (g->OW - 1) * g->sw + 2 * g->dw + 1;
+}
+
 CPU_CLONES
 static void dw3x3_plane(const struct conv_geom *g, const float *x, const float *w, float bias,
-			float *y, const float *zero)
+			float *y, const struct dw_pad *p)
 {
-	int64_t sw = g->sw, W = g->W, dw = g->dw, pl = g->pl;
-	/* interior: 0 <= ow*sw - pl and ow*sw - pl + 2*dw < W */
-	int64_t lo = (pl + sw - 1) / sw;
-	int64_t hi = W - 2 * dw + pl - 1 < 0 ? 0 : (W - 2 * dw + pl - 1) / sw + 1;
-	if (hi > g->OW)
-		hi = g->OW;
-	if (lo > hi)
-		lo = hi;
+	int64_t sw = g->sw, dw = g->dw, pw = p->pw;
+	for (int64_t r = 0; r < p->ph; r++) {
+		float *d = p->buf + r * pw;
+		int64_t ih = r - g->pt, lo = g->pl < 0 ? 0 : g->pl;
+		int64_t hi = g->pl + g->W < pw ? g->pl + g->W : pw;
+		if (ih < 0 || ih >= g->H || hi <= lo) {
+			memset(d, 0, (size_t)pw * sizeof(float));
+			continue;
+		}
+		memset(d, 0, (size_t)lo * sizeof(float));
+		memcpy(d + lo, x + ih * g->W + (lo - g->pl), (size_t)(hi - lo) * sizeof(float));
+		memset(d + hi, 0, (size_t)(pw - hi) * sizeof(float));
+	}
+	float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
+	float w6 = w[6], w7 = w[7], w8 = w[8];
+	if (sw == 1 && dw == 1 && g->sh == 1) {
+		/* the rows as one run over the padded plane (pw - OW results
+		 * per row thrown away): long vectors on 7x7 and 14x14 planes */
+		const float *a0 = p->buf, *a1 = a0 + g->dh * pw, *a2 = a1 + g->dh * pw;
+		float *z = p->z;
+		int64_t n = (g->OH - 1) * pw + g->OW;
+		for (int64_t i = 0; i < n; i++)
+			z[i] = bias + w0 * a0[i] + w1 * a0[i + 1] + w2 * a0[i + 2] +
+			       w3 * a1[i] + w4 * a1[i + 1] + w5 * a1[i + 2] +
+			       w6 * a2[i] + w7 * a2[i + 1] + w8 * a2[i + 2];
+		for (int64_t oh = 0; oh < g->OH; oh++)
+			memcpy(y + oh * g->OW, z + oh * pw, (size_t)g->OW * sizeof(float));
+		return;
+	}
 	for (int64_t oh = 0; oh < g->OH; oh++) {
-		const float *r[3];
-		for (int k = 0; k < 3; k++) {
-			int64_t ih = oh * g->sh - g->pt + k * g->dh;
-			r[k] = ih >= 0 && ih < g->H ? x + ih * W : zero;
-		}
+		const float *a0 = p->buf + oh * g->sh * pw, *a1 = a0 + g->dh * pw, *a2 = a1 + g->dh * pw;
 		float *yr = y + oh * g->OW;
-		for (int64_t ow = 0; ow < g->OW; ow++) {
-			if (ow == lo && lo < hi) {
-				ow = hi - 1;	/* the interior is done below */
-				continue;
-			}
-			float acc = bias;
-			for (int ki = 0; ki < 3; ki++)
-				for (int kj = 0; kj < 3; kj++) {
-					int64_t iw = ow * sw - pl + kj * dw;
-					if (iw >= 0 && iw < W)
-						acc += w[ki * 3 + kj] * r[ki][iw];
-				}
-			yr[ow] = acc;
-		}
-		const float *a0 = r[0] - pl, *a1 = r[1] - pl, *a2 = r[2] - pl;
-		float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
-		float w6 = w[6], w7 = w[7], w8 = w[8];
 		if (sw == 1 && dw == 1) {
-			for (int64_t ow = lo; ow < hi; ow++)
+			for (int64_t ow = 0; ow < g->OW; ow++)
 				yr[ow] = bias + w0 * a0[ow] + w1 * a0[ow + 1] + w2 * a0[ow + 2] +
 					 w3 * a1[ow] + w4 * a1[ow + 1] + w5 * a1[ow + 2] +
 					 w6 * a2[ow] + w7 * a2[ow + 1] + w8 * a2[ow + 2];
 		} else if (sw == 2 && dw == 1) {
-			for (int64_t ow = lo; ow < hi; ow++)
+			for (int64_t ow = 0; ow < g->OW; ow++)
 				yr[ow] = bias + w0 * a0[2 * ow] + w1 * a0[2 * ow + 1] + w2 * a0[2 * ow + 2] +
 					 w3 * a1[2 * ow] + w4 * a1[2 * ow + 1] + w5 * a1[2 * ow + 2] +
 					 w6 * a2[2 * ow] + w7 * a2[2 * ow + 1] + w8 * a2[2 * ow + 2];
 		} else {
-			for (int64_t ow = lo; ow < hi; ow++) {
+			for (int64_t ow = 0; ow < g->OW; ow++) {
 				int64_t b = ow * sw;
 				yr[ow] = bias + w0 * a0[b] + w1 * a0[b + dw] + w2 * a0[b + 2 * dw] +
 					 w3 * a1[b] + w4 * a1[b + dw] + w5 * a1[b + 2 * dw] +
@@ -414,18 +422,24 @@ static void dw_range(void *arg, int64_t b, int64_t e)
 	struct conv_job *j = arg;
 	const struct conv_geom *g = &j->g;
 	int64_t plane = g->OH * g->OW;
+	struct dw_pad pad = { NULL, NULL, 0, 0 };
+	if (g->kh == 3 && g->kw == 3) {
+		dw_pad_dims(g, &pad);
+		pad.buf = malloc((size_t)(pad.ph * pad.pw + g->OH * pad.pw + 16) * sizeof(float));
+		pad.z = pad.buf ? pad.buf + pad.ph * pad.pw : NULL;
+	}
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
 		float *y = j->y + t * g->sy;
-		if (g->kh == 3 && g->kw == 3 && j->zero)
-			dw3x3_plane(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y,
-				    j->zero);
+		if (pad.buf)
+			dw3x3_plane(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y, &pad);
 		else
 			dw_plane(g, j->x + t * g->sx, j->w + ch * g->kh * g->kw,
 				 j->b ? j->b[ch] : 0.f, y);
 		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
 			     &j->n->p.conv.act);
 	}
+	free(pad.buf);
 }
 
 CPU_KERNEL(cpu_conv)
@@ -447,10 +461,7 @@ CPU_KERNEL(cpu_conv)
 	j.y = out[0].data;
 	j.algo = pl ? pl->algo : choose(&n->p.conv, g);
 	if (j.algo == CONV_DEPTHWISE) {
-		float *zero = g->kh == 3 && g->kw == 3 ? calloc(g->W + 1, sizeof(float)) : NULL;
-		j.zero = zero;
 		cpu_parallel(c, g->N * g->M, dw_range, &j);
-		free(zero);
 		return 0;
 	}
 	float *wtmp = NULL;	/* weights that are not constants: packed per call */

@@ -2,7 +2,7 @@
  * runs (AVX-512, AVX2, NEON, portable C: each forced as SPLITD_CPU_ISA
  * forces it), against float64 references: odd M/N/K edges, several K
  * blocks, groups, strides, dilations, pads, 1x1, fused bias, residual and
- * activation, 1 and 2 threads.
+ * activation, 1 and 2 threads; and the depthwise kernels.
  *
  * Tolerance: a float32 sum of n products in any order, FMA or not, is
  * within gamma(n) sum |a_i||b_i| of the exact sum (Higham, eq. 3.5; the
@@ -222,6 +222,10 @@ static void test_conv_isas(void **state)
 		{ 64, 6, 5, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_RELU },	/* K 576: 2 blocks */
 		{ 9, 1, 40, 10, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, 1, 0, ACT_NONE },	/* 1-D */
 		{ 6, 8, 8, 6, 2, 3, 3, 1, 1, 1, 0, 1, 1, 1, 3, 0, 0, ACT_RELU },	/* kh != kw */
+		{ 16, 13, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, 1, 1, ACT_CLIP },	/* depthwise */
+		{ 8, 15, 12, 8, 3, 3, 2, 2, 1, 1, 1, 0, 1, 1, 8, 1, 0, ACT_RELU },	/* dw strided */
+		{ 4, 11, 9, 4, 3, 3, 1, 3, 2, 1, 2, 1, 0, 2, 4, 0, 0, ACT_NONE },	/* dw dilated */
+		{ 4, 7, 9, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 4, 1, 0, ACT_NONE },	/* dw 5x5 */
 	};
 	for (size_t q = 0; q < sizeof(isas) / sizeof(isas[0]); q++) {
 		if (!sgemm_kernel_for(isas[q]))
