@@ -23,6 +23,7 @@ enum conv_algo { CONV_GEMM, CONV_1X1, CONV_DEPTHWISE };
 struct conv_plan {
 	enum conv_algo algo;
 	const struct sgemm_kernel *k;
+	int trans;		/* sgemm_packed_t: few output pixels */
 	float *wp;		/* packed weights (NULL: not constant) */
 	int64_t wp_group;	/* floats per group */
 };
@@ -78,23 +79,42 @@ static enum conv_algo choose(const struct conv_params *p, const struct conv_geom
  * split: each thread streams its share of the weights once. */
 struct conv_tiling {
 	int64_t nb, ms, pmax, panels;
+	int64_t colw, chw;	/* columns per panel, channels per slice step */
 };
 
 #define CONV_BLOCK_MAX 1024	/* columns of a block at most */
 
-static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int threads,
+/* Transposed (sgemm_packed_t) when NR-column panels would waste more than
+ * 8 % of the work on a plane and MR-column ones less: 7x7 and 14x14. */
+static int use_trans(const struct conv_geom *g, const struct sgemm_kernel *k)
+{
+	int64_t ohw = g->OH * g->OW;
+	const char *force = getenv("SPLITD_CONV_TRANS");	/* measurements: 0 never, 1 always */
+	if (force && (*force == '0' || *force == '1'))
+		return *force == '1' && g->Mg % k->nr == 0;
+	return g->Mg % k->nr == 0 && sgemm_round_up(ohw, k->nr) * 100 > ohw * 108 &&
+	       sgemm_round_up(ohw, k->mr) < sgemm_round_up(ohw, k->nr);
+}
+
+static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int trans, int threads,
 		   struct conv_tiling *t)
 {
 	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G, kc = sgemm_kc(g->K);
-	int64_t big = g->Mg > kc ? g->Mg : kc, pb = (48 * 1024) / (big * k->nr);
+	int64_t big = g->Mg > kc ? g->Mg : kc;
 
-	t->panels = (ohw + k->nr - 1) / k->nr;
-	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / k->nr ? CONV_BLOCK_MAX / k->nr : pb;
+	t->colw = trans ? k->mr : k->nr;
+	t->chw = trans ? k->nr : k->mr;
+	t->panels = (ohw + t->colw - 1) / t->colw;
+	/* transposed: every channel panel reads the block's whole B (up to
+	 * 1 MB); else one K block of it and its C stay in L2 */
+	int64_t pb = trans ? (256 * 1024) / (g->K * t->colw) : (48 * 1024) / (big * t->colw);
+	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / t->colw ? CONV_BLOCK_MAX / t->colw : pb;
 	t->nb = (t->panels + pb - 1) / pb;
 	t->ms = 1;
-	if (threads > 1 && imgs * t->panels < 4 * threads) {
+	if (threads > 1 && (trans ? imgs * t->nb < 2 * threads : imgs * t->panels < 4 * threads)) {
 		t->ms = threads;
-		t->nb = t->panels <= threads ? (t->panels + pb - 1) / pb : t->panels;
+		if (!trans && t->panels > threads)
+			t->nb = t->panels;
 	} else if (threads > 1 && imgs == 1) {
 		t->nb = sgemm_round_up(t->nb, threads);
 	}
@@ -104,23 +124,27 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 }
 
 /* Per-thread scratch: the packed B of one block of columns. */
-static size_t scratch_bytes(const struct conv_geom *g, const struct sgemm_kernel *k,
-			    const struct conv_tiling *t)
+static size_t scratch_bytes(const struct conv_geom *g, const struct conv_tiling *t)
 {
-	return (size_t)(g->K * t->pmax * k->nr) * 4 + 64;
+	return (size_t)(g->K * t->pmax * t->colw) * 4 + 64;
 }
 
-/* Weights as the packed A of each group (K = Cg kh kw, rows Mg). */
-static float *pack_weights(const struct conv_geom *g, const struct sgemm_kernel *k, const float *w,
-			   int64_t *group_floats)
+/* Weights as the packed A of each group (K = Cg kh kw, rows Mg), or for
+ * the transposed use as NR-row panels (sgemm_pack_bt). */
+static float *pack_weights(const struct conv_geom *g, const struct sgemm_kernel *k, int trans,
+			   const float *w, int64_t *group_floats)
 {
-	size_t per = sgemm_packed_a_floats(k, g->Mg, g->K);
+	size_t per = trans ? (size_t)(sgemm_round_up(g->Mg, k->nr) * g->K) :
+			     sgemm_packed_a_floats(k, g->Mg, g->K);
 	float *wp = NULL;
 
 	if (posix_memalign((void **)&wp, 64, per * g->G * sizeof(float) + 64))
 		return NULL;
 	for (int64_t gi = 0; gi < g->G; gi++)
-		sgemm_pack_a(k, g->Mg, g->K, w + gi * g->Mg * g->K, g->K, wp + gi * per);
+		if (trans)
+			sgemm_pack_bt(k, g->Mg, g->K, w + gi * g->Mg * g->K, g->K, wp + gi * per);
+		else
+			sgemm_pack_a(k, g->Mg, g->K, w + gi * g->Mg * g->K, g->K, wp + gi * per);
 	*group_floats = (int64_t)per;
 	return wp;
 }
@@ -141,12 +165,13 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	if (pl->algo == CONV_DEPTHWISE)
 		return 0;
 	pl->k = sgemm_kernel_pick();
+	pl->trans = use_trans(&g, pl->k);
 	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32 &&
-	    !(pl->wp = pack_weights(&g, pl->k, wt->data, &pl->wp_group)))
+	    !(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
 		return -ENOMEM;
 	struct conv_tiling t;
-	tiling(&g, pl->k, e->threads, &t);
-	n->work_bytes = scratch_bytes(&g, pl->k, &t);
+	tiling(&g, pl->k, pl->trans, e->threads, &t);
+	n->work_bytes = scratch_bytes(&g, &t);
 	return 0;
 }
 
@@ -255,6 +280,7 @@ struct conv_job {
 	const struct sgemm_kernel *k;
 	const float *wp;	/* packed weights */
 	int64_t wp_group;
+	int trans;
 	struct conv_tiling t;
 };
 
@@ -279,7 +305,7 @@ static void conv_gemm_task(void *arg, int index, int count)
 	struct conv_job *j = arg;
 	const struct conv_geom *g = &j->g;
 	const struct conv_tiling *t = &j->t;
-	int64_t ohw = g->OH * g->OW, nr = j->k->nr, mr = j->k->mr, mp = (g->Mg + mr - 1) / mr;
+	int64_t ohw = g->OH * g->OW, cw = t->colw, mw = t->chw, mp = (g->Mg + mw - 1) / mw;
 	int64_t u0, u1, packed = -1;
 	float *bp = j->c->scratch[index];
 
@@ -287,8 +313,8 @@ static void conv_gemm_task(void *arg, int index, int count)
 	for (int64_t u = u0; u < u1; u++) {
 		int64_t mi = u % t->ms, blk = u / t->ms, img = blk / t->nb, bi = blk % t->nb;
 		int64_t ni = img / g->G, gi = img % g->G;
-		int64_t c0 = bi * t->panels / t->nb * nr, c1 = (bi + 1) * t->panels / t->nb * nr;
-		int64_t m0 = mi * mp / t->ms * mr, m1 = (mi + 1) * mp / t->ms * mr;
+		int64_t c0 = bi * t->panels / t->nb * cw, c1 = (bi + 1) * t->panels / t->nb * cw;
+		int64_t m0 = mi * mp / t->ms * mw, m1 = (mi + 1) * mp / t->ms * mw;
 		c1 = c1 < ohw ? c1 : ohw;
 		m1 = m1 < g->Mg ? m1 : g->Mg;
 		if (c0 >= c1 || m0 >= m1)
@@ -296,15 +322,18 @@ static void conv_gemm_task(void *arg, int index, int count)
 		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
 		if (blk != packed) {
 			if (j->algo == CONV_GEMM)
-				im2col_pack(g, xin, c0, c1, nr, bp);
+				im2col_pack(g, xin, c0, c1, cw, bp);
 			else
-				sgemm_pack_b(j->k, g->K, c1 - c0, xin + c0, g->sx, bp);
+				sgemm_pack_b(cw, g->K, c1 - c0, xin + c0, g->sx, bp);
 			packed = blk;
 		}
 		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
 		int64_t soff = (ni * g->M + gi * g->Mg + m0) * g->ss + c0;
-		sgemm_packed(j->k, g->Mg, c1 - c0, g->K, j->wp + gi * j->wp_group, bp, m0, m1, j->y + yoff,
-			     g->sy);
+		const float *w = j->wp + gi * j->wp_group;
+		if (j->trans)
+			sgemm_packed_t(j->k, g->Mg, c1 - c0, g->K, bp, w, m0, m1, j->y + yoff, g->sy);
+		else
+			sgemm_packed(j->k, g->Mg, c1 - c0, g->K, w, bp, m0, m1, j->y + yoff, g->sy);
 		conv_bias_act(j, j->y + yoff + m0 * g->sy, j->sum ? j->sum + soff : NULL,
 			      j->b ? j->b + gi * g->Mg + m0 : NULL, m1 - m0, c1 - c0);
 	}
@@ -466,12 +495,13 @@ CPU_KERNEL(cpu_conv)
 	}
 	float *wtmp = NULL;	/* weights that are not constants: packed per call */
 	j.k = pl && pl->k ? pl->k : sgemm_kernel_pick();
+	j.trans = pl && pl->k ? pl->trans : use_trans(g, j.k);
 	j.wp = pl ? pl->wp : NULL;
 	j.wp_group = pl ? pl->wp_group : 0;
-	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.w, &j.wp_group)))
+	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.trans, j.w, &j.wp_group)))
 		return -ENOMEM;
-	tiling(g, j.k, c->threads, &j.t);
-	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, j.k, &j.t))))
+	tiling(g, j.k, j.trans, c->threads, &j.t);
+	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t))))
 		goto out;
 	if (c->pool)
 		tpool_run(c->pool, conv_gemm_task, &j);

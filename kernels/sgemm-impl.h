@@ -50,14 +50,27 @@ static inline size_t sgemm_packed_a_floats(const struct sgemm_kernel *k, int64_t
 }
 void sgemm_pack_a(const struct sgemm_kernel *k, int64_t M, int64_t K, const float *a, int64_t lda,
 		  float *dst);
-/* Columns [0, N) of the row-major K x N matrix b (row stride ldb). */
-void sgemm_pack_b(const struct sgemm_kernel *k, int64_t K, int64_t N, const float *b, int64_t ldb,
-		  float *dst);
+/* Columns [0, N) of the row-major K x N matrix b (row stride ldb), in
+ * panels of nr columns (the kernel's NR, or its MR for sgemm_packed_t). */
+void sgemm_pack_b(int64_t nr, int64_t K, int64_t N, const float *b, int64_t ldb, float *dst);
 
 /* Rows [m0, m1) of C = A B (m0 a multiple of MR), columns [0, N); ap is the
  * packed A of all M rows, bp the packed B of the N columns. */
 void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *ap,
 		  const float *bp, int64_t m0, int64_t m1, float *c, int64_t ldc);
+
+/* The transposed use, for few columns (7x7 and 14x14 convs: 49 and 196
+ * are far from multiples of NR but near ones of MR): the kernel's tile is
+ * MR columns (pixels) x NR rows (channels). wt: the M x K matrix w packed
+ * by sgemm_pack_bt as NR-row panels over the whole K ([panel][k][NR],
+ * round_up(M, NR) * K floats); xp: B's columns in panels of MR
+ * (sgemm_pack_b with nr = MR). Rows [m0, m1) (m0 a multiple of NR) of C,
+ * stored transposed from the tiles. Each element is summed in the same
+ * order, K blocks and all, as by sgemm_packed: the results are identical. */
+void sgemm_pack_bt(const struct sgemm_kernel *k, int64_t M, int64_t K, const float *w, int64_t ldw,
+		   float *dst);
+void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *xp,
+		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc);
 
 /* The micro-kernels (sgemm.c, sgemm_x86.c, sgemm_neon.c). */
 extern const struct sgemm_kernel sgemm_portable;

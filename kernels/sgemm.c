@@ -95,17 +95,28 @@ static inline __attribute__((always_inline)) void pack_b_nr(int64_t NR, int64_t 
 	}
 }
 
-void sgemm_pack_b(const struct sgemm_kernel *k, int64_t K, int64_t N, const float *b, int64_t ldb,
-		  float *dst)
+void sgemm_pack_b(int64_t nr, int64_t K, int64_t N, const float *b, int64_t ldb, float *dst)
 {
-	if (k->nr == 32)
+	if (nr == 32)
 		pack_b_nr(32, K, N, b, ldb, dst);
-	else if (k->nr == 16)
+	else if (nr == 16)
 		pack_b_nr(16, K, N, b, ldb, dst);
-	else if (k->nr == 12)
+	else if (nr == 12)
 		pack_b_nr(12, K, N, b, ldb, dst);
+	else if (nr == 8)
+		pack_b_nr(8, K, N, b, ldb, dst);
 	else
-		pack_b_nr(k->nr, K, N, b, ldb, dst);
+		pack_b_nr(nr, K, N, b, ldb, dst);
+}
+
+void sgemm_pack_bt(const struct sgemm_kernel *k, int64_t M, int64_t K, const float *w, int64_t ldw,
+		   float *dst)
+{
+	int64_t nr = k->nr, mpad = sgemm_round_up(M, nr);
+	for (int64_t m = 0; m < mpad; m += nr)
+		for (int64_t kk = 0; kk < K; kk++)
+			for (int64_t j = 0; j < nr; j++)
+				*dst++ = m + j < M ? w[(m + j) * ldw + kk] : 0.f;
 }
 
 /* A tile at C's edge: computed whole in a local tile, its mr x nr corner
@@ -143,6 +154,27 @@ void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K,
 				else
 					edge_tile(k, kb, a, b, c + m * ldc + j, ldc, mr, nr, acc);
 			}
+		}
+	}
+}
+
+void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *xp,
+		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc)
+{
+	float t[32 * 64] __attribute__((aligned(64)));
+	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K);
+
+	for (int64_t m = m0; m < m1; m += NR) {
+		const float *b = wt + m * K;
+		int64_t nm = m1 - m < NR ? m1 - m : NR;
+		for (int64_t p = 0; p < N; p += MR) {
+			const float *a = xp + p * K;
+			int64_t np = N - p < MR ? N - p : MR;
+			for (int64_t k0 = 0; k0 < K; k0 += kc)
+				k->fn(K - k0 < kc ? K - k0 : kc, a + k0 * MR, b + k0 * NR, t, NR, k0 > 0);
+			for (int64_t j = 0; j < nm; j++)
+				for (int64_t i = 0; i < np; i++)
+					c[(m + j) * ldc + p + i] = t[i * NR + j];
 		}
 	}
 }

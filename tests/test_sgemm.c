@@ -90,7 +90,7 @@ static void test_sgemm_shapes(void **state)
 						mag[i * N + j] += fabs(t);
 					}
 			sgemm_pack_a(k, M, K, a, K, ap);
-			sgemm_pack_b(k, K, N, b, N, bp);
+			sgemm_pack_b(k->nr, K, N, b, N, bp);
 			/* rows in two calls, as two threads split them */
 			int64_t mid = M / 2 / k->mr * k->mr;
 			sgemm_packed(k, M, N, K, ap, bp, 0, mid, c, N);
@@ -222,6 +222,11 @@ static void test_conv_isas(void **state)
 		{ 64, 6, 5, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_RELU },	/* K 576: 2 blocks */
 		{ 9, 1, 40, 10, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, 1, 0, ACT_NONE },	/* 1-D */
 		{ 6, 8, 8, 6, 2, 3, 3, 1, 1, 1, 0, 1, 1, 1, 3, 0, 0, ACT_RELU },	/* kh != kw */
+		/* few pixels, channels a multiple of NR: the transposed tiles */
+		{ 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_RELU },
+		{ 64, 27, 27, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_NONE },	/* 14x14 */
+		{ 16, 7, 7, 96, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, ACT_CLIP },	/* 1x1 */
+		{ 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, ACT_NONE },	/* groups */
 		{ 16, 13, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, 1, 1, ACT_CLIP },	/* depthwise */
 		{ 8, 15, 12, 8, 3, 3, 2, 2, 1, 1, 1, 0, 1, 1, 8, 1, 0, ACT_RELU },	/* dw strided */
 		{ 4, 11, 9, 4, 3, 3, 1, 3, 2, 1, 2, 1, 0, 2, 4, 0, 0, ACT_NONE },	/* dw dilated */
