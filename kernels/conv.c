@@ -2,13 +2,14 @@
  *
  * Conv picks one of three algorithms once per node (cpu_conv_prepare):
  *  - depthwise (one input and one output channel per group): a direct kernel
- *    vectorised along the output row;
+ *    vectorised along the output row (3x3: over a zero-padded copy);
  *  - 1x1, stride 1, no padding: the input already is the GEMM's B matrix;
  *  - otherwise im2col.
  * The last two are a packed GEMM (sgemm.c): the weights are packed once at
  * prepare into the micro-kernel's panels (per group), and each block of
- * output columns packs its B per call, im2col writing the panels directly
- * (1x1: copied from the input planes). Bias, the residual sum and the
+ * output columns packs its B per call (im2col row by row, cut into panels)
+ * (1x1: copied from the input planes); planes of few pixels (7x7, 14x14)
+ * use the transposed tiles (sgemm_packed_t). Bias, the residual sum and the
  * activation are applied to each block while it is in cache. */
 #include <errno.h>
 #include <stdlib.h>
