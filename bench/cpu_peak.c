@@ -263,8 +263,12 @@ int main(int argc, char **argv)
 					     { 256, 2304, 196 }, { 512, 4608, 49 } };
 #if defined(__x86_64__)
 	const struct sgemm_kernel *ks = sgemm_avx512_variants;
+#elif defined(__aarch64__)
+	const struct sgemm_kernel list[] = { sgemm_neon, sgemm_portable, { 0, NULL, 0, 0, NULL } };
+	const struct sgemm_kernel *ks = list;
 #else
-	const struct sgemm_kernel ks[] = { sgemm_neon, { 0, NULL, 0, 0, NULL } };
+	const struct sgemm_kernel list[] = { sgemm_portable, { 0, NULL, 0, 0, NULL } };
+	const struct sgemm_kernel *ks = list;
 #endif
 	for (; ks->name; ks++) {
 		if (!sgemm_kernel_for(ks->isa))

@@ -101,7 +101,8 @@ static void test_sgemm_shapes(void **state)
 			free(a), free(b), free(c), free(ap), free(bp), free(want), free(mag);
 		}
 	}
-	assert_true(ran >= 2);	/* portable and the native one at least */
+	assert_true(ran >= 1);
+	assert_non_null(sgemm_kernel_for(sgemm_kernel_pick()->isa));	/* the default runs here */
 	printf("MARGIN sgemm_shapes %.3g\n", worst);
 	worst = 0;
 	(void)state;
