@@ -2,23 +2,31 @@
  *
  * Conv picks one of three algorithms once per node (cpu_conv_prepare):
  *  - depthwise (one input and one output channel per group): a direct kernel
- *    vectorised along the output row;
+ *    vectorised along the output row (3x3: over a zero-padded copy);
  *  - 1x1, stride 1, no padding: the input already is the GEMM's B matrix;
- *  - otherwise im2col of a tile of output columns into per-thread scratch,
- *    then OpenBLAS sgemm.
- * Bias, the residual sum and the activation are applied to each tile while
- * it is in cache. */
+ *  - otherwise im2col.
+ * The last two are a packed GEMM (sgemm.c): the weights are packed once at
+ * prepare into the micro-kernel's panels (per group), and each block of
+ * output columns packs its B per call (im2col row by row, cut into panels)
+ * (1x1: copied from the input planes); planes of few pixels (7x7, 14x14)
+ * use the transposed tiles (sgemm_packed_t). Bias, the residual sum and the
+ * activation are applied to each block while it is in cache. */
 #include <errno.h>
 #include <stdlib.h>
 
 #include <cblas.h>
 
 #include "cpu-impl.h"
+#include "sgemm-impl.h"
 
 enum conv_algo { CONV_GEMM, CONV_1X1, CONV_DEPTHWISE };
 
 struct conv_plan {
 	enum conv_algo algo;
+	const struct sgemm_kernel *k;
+	int trans;		/* sgemm_packed_t: few output pixels */
+	float *wp;		/* packed weights (NULL: not constant) */
+	int64_t wp_group;	/* floats per group */
 };
 
 struct conv_geom {
@@ -61,49 +69,91 @@ static enum conv_algo choose(const struct conv_params *p, const struct conv_geom
 	return CONV_GEMM;
 }
 
-/* Output columns per GEMM tile: keep the im2col block near L2 size. */
-static int64_t tile_cols(const struct conv_geom *g)
-{
-	int64_t nt = (384 * 1024) / (g->K * 4);
-	nt = nt < 64 ? 64 : nt;
-	nt = (nt + 15) & ~(int64_t)15;
-	int64_t ohw = g->OH * g->OW;
-	return nt > ohw ? ohw : nt;
-}
-
-/* How a GEMM conv splits over threads: tiles of output columns, or, for one
- * image with few columns (late layers), the output channels (msplit). */
+/* How a packed GEMM conv splits over threads. Units are (image and group,
+ * block of output columns, slice of output channels), cut evenly over the
+ * threads in that order. A block's columns are `pmax` or fewer panels of
+ * NR, kept so that its slice of B (one K block) and its C (all channels)
+ * stay in L2. With many panels, blocks only (a multiple of the threads);
+ * with a few panels per thread (14x14 layers), blocks of one panel, each
+ * split over the threads' channel slices: every unit the same work; with no
+ * more panels than threads (7x7 layers), one block whose channels are
+ * split: each thread streams its share of the weights once. */
 struct conv_tiling {
-	int64_t tile, tiles_per_img, ntasks;
-	int msplit;
-	const float *cols;	/* msplit: the image's im2col, shared */
+	int64_t nb, ms, pmax, panels;
+	int64_t colw, chw;	/* columns per panel, channels per slice step */
 };
 
-static void tiling(const struct conv_geom *g, int threads, struct conv_tiling *t)
+#define CONV_BLOCK_MAX 1024	/* columns of a block at most */
+
+/* Transposed (sgemm_packed_t) when NR-column panels would waste more than
+ * 8 % of the work on a plane and MR-column ones less: 7x7 and 14x14. */
+static int use_trans(const struct conv_geom *g, const struct sgemm_kernel *k)
 {
-	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G;
-	t->tile = tile_cols(g);
-	t->tiles_per_img = (ohw + t->tile - 1) / t->tile;
-	if (imgs * t->tiles_per_img < threads) {
-		t->tiles_per_img = (threads + imgs - 1) / imgs;
-		t->tile = (ohw + t->tiles_per_img - 1) / t->tiles_per_img;
-		t->tiles_per_img = (ohw + t->tile - 1) / t->tile;
-	}
-	t->ntasks = imgs * t->tiles_per_img;
-	t->msplit = threads > 1 && imgs == 1 && t->tile < 48 && g->Mg >= 16 * threads;
+	int64_t ohw = g->OH * g->OW;
+	const char *force = getenv("SPLITD_CONV_TRANS");	/* measurements: 0 never, 1 always */
+	if (force && (*force == '0' || *force == '1'))
+		return *force == '1' && g->Mg % k->nr == 0;
+	return g->Mg % k->nr == 0 && sgemm_round_up(ohw, k->nr) * 100 > ohw * 108 &&
+	       sgemm_round_up(ohw, k->mr) < sgemm_round_up(ohw, k->nr);
 }
 
-/* im2col scratch of a GEMM conv: a tile of columns per thread, or with M
- * split the whole image once, in thread 0's buffer, read by every thread. */
+static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int trans, int threads,
+		   struct conv_tiling *t)
+{
+	int64_t ohw = g->OH * g->OW, imgs = g->N * g->G, kc = sgemm_kc(g->K);
+	int64_t big = g->Mg > kc ? g->Mg : kc;
+
+	t->colw = trans ? k->mr : k->nr;
+	t->chw = trans ? k->nr : k->mr;
+	t->panels = (ohw + t->colw - 1) / t->colw;
+	/* transposed: every channel panel reads the block's whole B (up to
+	 * 1 MB); else one K block of it and its C stay in L2 */
+	int64_t pb = trans ? (256 * 1024) / (g->K * t->colw) : (48 * 1024) / (big * t->colw);
+	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / t->colw ? CONV_BLOCK_MAX / t->colw : pb;
+	t->nb = (t->panels + pb - 1) / pb;
+	t->ms = 1;
+	if (threads > 1 && (trans ? imgs * t->nb < 2 * threads : imgs * t->panels < 4 * threads)) {
+		t->ms = threads;
+		if (!trans && t->panels > threads)
+			t->nb = t->panels;
+	} else if (threads > 1 && imgs == 1) {
+		t->nb = sgemm_round_up(t->nb, threads);
+	}
+	if (t->nb > t->panels)
+		t->nb = t->panels;
+	t->pmax = t->nb ? (t->panels + t->nb - 1) / t->nb : 0;
+}
+
+/* Per-thread scratch: the packed B of one block of columns. */
 static size_t scratch_bytes(const struct conv_geom *g, const struct conv_tiling *t)
 {
-	return (size_t)(g->K * (t->msplit ? g->OH * g->OW : t->tile)) * 4;
+	return (size_t)(g->K * t->pmax * t->colw) * 4 + 64;
+}
+
+/* Weights as the packed A of each group (K = Cg kh kw, rows Mg), or for
+ * the transposed use as NR-row panels (sgemm_pack_bt). */
+static float *pack_weights(const struct conv_geom *g, const struct sgemm_kernel *k, int trans,
+			   const float *w, int64_t *group_floats)
+{
+	size_t per = trans ? (size_t)(sgemm_round_up(g->Mg, k->nr) * g->K) :
+			     sgemm_packed_a_floats(k, g->Mg, g->K);
+	float *wp = NULL;
+
+	if (posix_memalign((void **)&wp, 64, per * g->G * sizeof(float) + 64))
+		return NULL;
+	for (int64_t gi = 0; gi < g->G; gi++)
+		if (trans)
+			sgemm_pack_bt(k, g->Mg, g->K, w + gi * g->Mg * g->K, g->K, wp + gi * per);
+		else
+			sgemm_pack_a(k, g->Mg, g->K, w + gi * g->Mg * g->K, g->K, wp + gi * per);
+	*group_floats = (int64_t)per;
+	return wp;
 }
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 {
 	struct conv_plan *pl = calloc(1, sizeof(*pl));
-	const struct eng_tensor *xt = &e->t[n->in[0]], *yt = &e->t[n->out[0]];
+	const struct eng_tensor *xt = &e->t[n->in[0]], *yt = &e->t[n->out[0]], *wt = &e->t[n->in[1]];
 	struct tensor_view x = eng_view(xt, NULL), y = eng_view(yt, NULL);
 	struct conv_geom g;
 
@@ -113,56 +163,111 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	pl->algo = choose(&n->p.conv, &g);
 	n->packed = pl;
 	n->work_bytes = 0;
-	if (pl->algo == CONV_GEMM) {
-		struct conv_tiling t;
-		tiling(&g, e->threads, &t);
-		n->work_bytes = scratch_bytes(&g, &t);
-	}
+	if (pl->algo == CONV_DEPTHWISE)
+		return 0;
+	pl->k = sgemm_kernel_pick();
+	pl->trans = use_trans(&g, pl->k);
+	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32 &&
+	    !(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
+		return -ENOMEM;
+	struct conv_tiling t;
+	tiling(&g, pl->k, pl->trans, e->threads, &t);
+	n->work_bytes = scratch_bytes(&g, &t);
 	return 0;
 }
 
 void cpu_conv_release(struct eng_node *n)
 {
-	free(n->packed);
+	struct conv_plan *pl = n->packed;
+	if (pl)
+		free(pl->wp);
+	free(pl);
 	n->packed = NULL;
 }
 
-/* im2col of output columns [c0, c1) of image plane x (Cg channels). */
-static void im2col(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1, float *dst)
+/* Row k = (ci, ki, kj) of the im2col of output columns [c0, c1) of image
+ * plane x into row[0, c1 - c0): one run per output row. */
+static inline void im2col_row(const struct conv_geom *g, const float *src, int64_t ki, int64_t kj,
+			      int64_t c0, int64_t c1, float *row)
 {
-	int64_t nt = c1 - c0;
+	int64_t off = kj * g->dw - g->pl, oh = c0 / g->OW, ow = c0 % g->OW;
+	for (int64_t p = c0; p < c1; oh++, ow = 0) {
+		int64_t len = g->OW - ow < c1 - p ? g->OW - ow : c1 - p;
+		int64_t ih = oh * g->sh - g->pt + ki * g->dh;
+		float *d = row + (p - c0);
+		p += len;
+		if (ih < 0 || ih >= g->H) {
+			memset(d, 0, (size_t)len * sizeof(float));
+			continue;
+		}
+		const float *r = src + ih * g->W;
+		if (g->sw == 1) {
+			/* valid: 0 <= ow + off < W */
+			int64_t lo = -off > ow ? -off : ow, hi = g->W - off < ow + len ? g->W - off : ow + len;
+			lo = lo > ow + len ? ow + len : lo;
+			hi = hi < lo ? lo : hi;
+			if (lo > ow)
+				memset(d, 0, (size_t)(lo - ow) * sizeof(float));
+			memcpy(d + (lo - ow), r + lo + off, (size_t)(hi - lo) * sizeof(float));
+			if (ow + len > hi)
+				memset(d + (hi - ow), 0, (size_t)(ow + len - hi) * sizeof(float));
+		} else {
+			/* valid: 0 <= o sw + off < W, o in [ow, ow + len) */
+			int64_t sw = g->sw, lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+			int64_t hi = g->W - off <= 0 ? 0 : (g->W - off - 1) / sw + 1;
+			lo = lo < ow ? ow : lo > ow + len ? ow + len : lo;
+			hi = hi > ow + len ? ow + len : hi < lo ? lo : hi;
+			if (lo > ow)
+				memset(d, 0, (size_t)(lo - ow) * sizeof(float));
+			const float *s = r + off;
+			float *dd = d - ow;
+			if (sw == 2)
+				for (int64_t o = lo; o < hi; o++)
+					dd[o] = s[2 * o];
+			else
+				for (int64_t o = lo; o < hi; o++)
+					dd[o] = s[o * sw];
+			if (ow + len > hi)
+				memset(d + (hi - ow), 0, (size_t)(ow + len - hi) * sizeof(float));
+		}
+	}
+}
+
+/* Row k of n columns into the panels of NR columns at dst (row k of panel
+ * j at dst + (j K + k) NR); the last panel's tail zero. */
+static inline __attribute__((always_inline)) void scatter_row(const float *row, int64_t n, int64_t K,
+							     int64_t k, int64_t NR, float *dst)
+{
+	float *d = dst + k * NR;
+	int64_t j = 0;
+	for (; j + NR <= n; j += NR, d += K * NR)
+		memcpy(d, row + j, (size_t)NR * sizeof(float));
+	if (j < n) {
+		memcpy(d, row + j, (size_t)(n - j) * sizeof(float));
+		memset(d + (n - j), 0, (size_t)(NR - (n - j)) * sizeof(float));
+	}
+}
+
+/* im2col of output columns [c0, c1) of image plane x (Cg channels) into
+ * packed B panels of nr columns: row by row through an L1 buffer, each row
+ * then cut into the panels (fixed-size copies for the kernels' NR). */
+CPU_CLONES
+static void im2col_pack(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1, int64_t nr,
+			float *dst)
+{
+	float row[CONV_BLOCK_MAX] __attribute__((aligned(64)));
+	int64_t K = g->K, n = c1 - c0;
 	for (int64_t ci = 0; ci < g->Cg; ci++)
 		for (int64_t ki = 0; ki < g->kh; ki++)
 			for (int64_t kj = 0; kj < g->kw; kj++) {
-				float *d = dst + ((ci * g->kh + ki) * g->kw + kj) * nt;
-				const float *src = x + ci * g->sx;
-				int64_t off = kj * g->dw - g->pl;
-				for (int64_t p = c0; p < c1;) {
-					int64_t oh = p / g->OW, ow0 = p % g->OW;
-					int64_t ow1 = g->OW < ow0 + (c1 - p) ? g->OW : ow0 + (c1 - p);
-					int64_t ih = oh * g->sh - g->pt + ki * g->dh;
-					if (ih < 0 || ih >= g->H) {
-						memset(d, 0, (ow1 - ow0) * sizeof(float));
-					} else {
-						const float *row = src + ih * g->W;
-						if (g->sw == 1) {
-							int64_t lo = -off > ow0 ? -off : ow0;
-							int64_t hi = g->W - off < ow1 ? g->W - off : ow1;
-							lo = lo > ow1 ? ow1 : lo;
-							hi = hi < lo ? lo : hi;
-							memset(d, 0, (lo - ow0) * sizeof(float));
-							memcpy(d + (lo - ow0), row + lo + off, (hi - lo) * sizeof(float));
-							memset(d + (hi - ow0), 0, (ow1 - hi) * sizeof(float));
-						} else {
-							for (int64_t ow = ow0; ow < ow1; ow++) {
-								int64_t iw = ow * g->sw + off;
-								d[ow - ow0] = iw >= 0 && iw < g->W ? row[iw] : 0.f;
-							}
-						}
-					}
-					d += ow1 - ow0;
-					p += ow1 - ow0;
-				}
+				int64_t k = (ci * g->kh + ki) * g->kw + kj;
+				im2col_row(g, x + ci * g->sx, ki, kj, c0, c1, row);
+				if (nr == 32)
+					scatter_row(row, n, K, k, 32, dst);
+				else if (nr == 16)
+					scatter_row(row, n, K, k, 16, dst);
+				else
+					scatter_row(row, n, K, k, nr, dst);
 			}
 }
 
@@ -173,10 +278,11 @@ struct conv_job {
 	const float *x, *w, *b, *sum;
 	float *y;
 	enum conv_algo algo;
-	const float *zero;	/* a zero input row (depthwise 3x3) */
-	int64_t tile, tiles_per_img, ntasks;
-	int msplit;
-	const float *cols;	/* msplit: the image's im2col, shared */
+	const struct sgemm_kernel *k;
+	const float *wp;	/* packed weights */
+	int64_t wp_group;
+	int trans;
+	struct conv_tiling t;
 };
 
 /* Bias, fused sum and activation over rows (channels) x cols of y; y and
@@ -199,100 +305,100 @@ static void conv_gemm_task(void *arg, int index, int count)
 {
 	struct conv_job *j = arg;
 	const struct conv_geom *g = &j->g;
-	int64_t ohw = g->OH * g->OW;
-	float *scratch = j->c ? j->c->scratch[index] : NULL;
+	const struct conv_tiling *t = &j->t;
+	int64_t ohw = g->OH * g->OW, cw = t->colw, mw = t->chw, mp = (g->Mg + mw - 1) / mw;
+	int64_t u0, u1, packed = -1;
+	float *bp = j->c->scratch[index];
 
-	if (j->msplit) {	/* one image, one group, few columns: split M */
-		int64_t m0, m1;
-		tpool_slice(g->Mg, index, count, &m0, &m1);
-		if (m0 >= m1)
-			return;
-		const float *B = j->algo == CONV_GEMM ? j->cols : j->x;
-		int64_t ldb = j->algo == CONV_GEMM ? ohw : g->sx;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)ohw,
-			    (int)g->K, 1.f, j->w + m0 * g->K, (int)g->K, B, (int)ldb, 0.f,
-			    j->y + m0 * g->sy, (int)g->sy);
-		conv_bias_act(j, j->y + m0 * g->sy, j->sum ? j->sum + m0 * g->ss : NULL, j->b ? j->b + m0 : NULL,
-			      m1 - m0, ohw);
-		return;
-	}
-	int64_t t0, t1;
-	tpool_slice(j->ntasks, index, count, &t0, &t1);
-	for (int64_t t = t0; t < t1; t++) {
-		int64_t img = t / j->tiles_per_img, tile = t % j->tiles_per_img;
+	tpool_slice(g->N * g->G * t->nb * t->ms, index, count, &u0, &u1);
+	for (int64_t u = u0; u < u1; u++) {
+		int64_t mi = u % t->ms, blk = u / t->ms, img = blk / t->nb, bi = blk % t->nb;
 		int64_t ni = img / g->G, gi = img % g->G;
-		int64_t c0 = tile * j->tile, c1 = c0 + j->tile < ohw ? c0 + j->tile : ohw;
+		int64_t c0 = bi * t->panels / t->nb * cw, c1 = (bi + 1) * t->panels / t->nb * cw;
+		int64_t m0 = mi * mp / t->ms * mw, m1 = (mi + 1) * mp / t->ms * mw;
+		c1 = c1 < ohw ? c1 : ohw;
+		m1 = m1 < g->Mg ? m1 : g->Mg;
+		if (c0 >= c1 || m0 >= m1)
+			continue;
 		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
-		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
-		int64_t soff = (ni * g->M + gi * g->Mg) * g->ss + c0;
-		const float *B;
-		int64_t ldb;
-		if (j->algo == CONV_GEMM) {
-			im2col(g, xin, c0, c1, scratch);
-			B = scratch;
-			ldb = c1 - c0;
-		} else {
-			B = xin + c0;
-			ldb = g->sx;
+		if (blk != packed) {
+			if (j->algo == CONV_GEMM)
+				im2col_pack(g, xin, c0, c1, cw, bp);
+			else
+				sgemm_pack_b(cw, g->K, c1 - c0, xin + c0, g->sx, bp);
+			packed = blk;
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Mg, (int)(c1 - c0),
-			    (int)g->K, 1.f, j->w + gi * g->Mg * g->K, (int)g->K, B, (int)ldb, 0.f,
-			    j->y + yoff, (int)g->sy);
-		conv_bias_act(j, j->y + yoff, j->sum ? j->sum + soff : NULL, j->b ? j->b + gi * g->Mg : NULL,
-			      g->Mg, c1 - c0);
+		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
+		int64_t soff = (ni * g->M + gi * g->Mg + m0) * g->ss + c0;
+		const float *w = j->wp + gi * j->wp_group;
+		if (j->trans)
+			sgemm_packed_t(j->k, g->Mg, c1 - c0, g->K, bp, w, m0, m1, j->y + yoff, g->sy);
+		else
+			sgemm_packed(j->k, g->Mg, c1 - c0, g->K, w, bp, m0, m1, j->y + yoff, g->sy);
+		conv_bias_act(j, j->y + yoff + m0 * g->sy, j->sum ? j->sum + soff : NULL,
+			      j->b ? j->b + gi * g->Mg + m0 : NULL, m1 - m0, c1 - c0);
 	}
 }
 
-/* Depthwise 3x3: all nine taps in one pass over the interior of a row
- * (out-of-range input rows read a zero row); edge columns checked. */
+/* Depthwise 3x3 on a zero-padded copy of the plane (pad: ph x pw floats,
+ * the input row ih at row ih + pt, column iw at iw + pl): every output has
+ * its nine taps in range, so each row is one vectorised pass, edges too. */
+struct dw_pad { float *buf, *z; int64_t ph, pw; };
+
+static void dw_pad_dims(const struct conv_geom *g, struct dw_pad *p)
+{
+	p->ph = (g->OH - 1) * g->sh + 2 * g->dh + 1;
+	p->pw = (g->OW - 1) * g->sw + 2 * g->dw + 1;
+}
+
 CPU_CLONES
 static void dw3x3_plane(const struct conv_geom *g, const float *x, const float *w, float bias,
-			float *y, const float *zero)
+			float *y, const struct dw_pad *p)
 {
-	int64_t sw = g->sw, W = g->W, dw = g->dw, pl = g->pl;
-	/* interior: 0 <= ow*sw - pl and ow*sw - pl + 2*dw < W */
-	int64_t lo = (pl + sw - 1) / sw;
-	int64_t hi = W - 2 * dw + pl - 1 < 0 ? 0 : (W - 2 * dw + pl - 1) / sw + 1;
-	if (hi > g->OW)
-		hi = g->OW;
-	if (lo > hi)
-		lo = hi;
+	int64_t sw = g->sw, dw = g->dw, pw = p->pw;
+	for (int64_t r = 0; r < p->ph; r++) {
+		float *d = p->buf + r * pw;
+		int64_t ih = r - g->pt, lo = g->pl < 0 ? 0 : g->pl;
+		int64_t hi = g->pl + g->W < pw ? g->pl + g->W : pw;
+		if (ih < 0 || ih >= g->H || hi <= lo) {
+			memset(d, 0, (size_t)pw * sizeof(float));
+			continue;
+		}
+		memset(d, 0, (size_t)lo * sizeof(float));
+		memcpy(d + lo, x + ih * g->W + (lo - g->pl), (size_t)(hi - lo) * sizeof(float));
+		memset(d + hi, 0, (size_t)(pw - hi) * sizeof(float));
+	}
+	float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
+	float w6 = w[6], w7 = w[7], w8 = w[8];
+	if (sw == 1 && dw == 1 && g->sh == 1) {
+		/* the rows as one run over the padded plane (pw - OW results
+		 * per row thrown away): long vectors on 7x7 and 14x14 planes */
+		const float *a0 = p->buf, *a1 = a0 + g->dh * pw, *a2 = a1 + g->dh * pw;
+		float *z = p->z;
+		int64_t n = (g->OH - 1) * pw + g->OW;
+		for (int64_t i = 0; i < n; i++)
+			z[i] = bias + w0 * a0[i] + w1 * a0[i + 1] + w2 * a0[i + 2] +
+			       w3 * a1[i] + w4 * a1[i + 1] + w5 * a1[i + 2] +
+			       w6 * a2[i] + w7 * a2[i + 1] + w8 * a2[i + 2];
+		for (int64_t oh = 0; oh < g->OH; oh++)
+			memcpy(y + oh * g->OW, z + oh * pw, (size_t)g->OW * sizeof(float));
+		return;
+	}
 	for (int64_t oh = 0; oh < g->OH; oh++) {
-		const float *r[3];
-		for (int k = 0; k < 3; k++) {
-			int64_t ih = oh * g->sh - g->pt + k * g->dh;
-			r[k] = ih >= 0 && ih < g->H ? x + ih * W : zero;
-		}
+		const float *a0 = p->buf + oh * g->sh * pw, *a1 = a0 + g->dh * pw, *a2 = a1 + g->dh * pw;
 		float *yr = y + oh * g->OW;
-		for (int64_t ow = 0; ow < g->OW; ow++) {
-			if (ow == lo && lo < hi) {
-				ow = hi - 1;	/* the interior is done below */
-				continue;
-			}
-			float acc = bias;
-			for (int ki = 0; ki < 3; ki++)
-				for (int kj = 0; kj < 3; kj++) {
-					int64_t iw = ow * sw - pl + kj * dw;
-					if (iw >= 0 && iw < W)
-						acc += w[ki * 3 + kj] * r[ki][iw];
-				}
-			yr[ow] = acc;
-		}
-		const float *a0 = r[0] - pl, *a1 = r[1] - pl, *a2 = r[2] - pl;
-		float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
-		float w6 = w[6], w7 = w[7], w8 = w[8];
 		if (sw == 1 && dw == 1) {
-			for (int64_t ow = lo; ow < hi; ow++)
+			for (int64_t ow = 0; ow < g->OW; ow++)
 				yr[ow] = bias + w0 * a0[ow] + w1 * a0[ow + 1] + w2 * a0[ow + 2] +
 					 w3 * a1[ow] + w4 * a1[ow + 1] + w5 * a1[ow + 2] +
 					 w6 * a2[ow] + w7 * a2[ow + 1] + w8 * a2[ow + 2];
 		} else if (sw == 2 && dw == 1) {
-			for (int64_t ow = lo; ow < hi; ow++)
+			for (int64_t ow = 0; ow < g->OW; ow++)
 				yr[ow] = bias + w0 * a0[2 * ow] + w1 * a0[2 * ow + 1] + w2 * a0[2 * ow + 2] +
 					 w3 * a1[2 * ow] + w4 * a1[2 * ow + 1] + w5 * a1[2 * ow + 2] +
 					 w6 * a2[2 * ow] + w7 * a2[2 * ow + 1] + w8 * a2[2 * ow + 2];
 		} else {
-			for (int64_t ow = lo; ow < hi; ow++) {
+			for (int64_t ow = 0; ow < g->OW; ow++) {
 				int64_t b = ow * sw;
 				yr[ow] = bias + w0 * a0[b] + w1 * a0[b + dw] + w2 * a0[b + 2 * dw] +
 					 w3 * a1[b] + w4 * a1[b + dw] + w5 * a1[b + 2 * dw] +
@@ -346,18 +452,24 @@ static void dw_range(void *arg, int64_t b, int64_t e)
 	struct conv_job *j = arg;
 	const struct conv_geom *g = &j->g;
 	int64_t plane = g->OH * g->OW;
+	struct dw_pad pad = { NULL, NULL, 0, 0 };
+	if (g->kh == 3 && g->kw == 3) {
+		dw_pad_dims(g, &pad);
+		pad.buf = malloc((size_t)(pad.ph * pad.pw + g->OH * pad.pw + 16) * sizeof(float));
+		pad.z = pad.buf ? pad.buf + pad.ph * pad.pw : NULL;
+	}
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
 		float *y = j->y + t * g->sy;
-		if (g->kh == 3 && g->kw == 3 && j->zero)
-			dw3x3_plane(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y,
-				    j->zero);
+		if (pad.buf)
+			dw3x3_plane(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y, &pad);
 		else
 			dw_plane(g, j->x + t * g->sx, j->w + ch * g->kh * g->kw,
 				 j->b ? j->b[ch] : 0.f, y);
 		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
 			     &j->n->p.conv.act);
 	}
+	free(pad.buf);
 }
 
 CPU_KERNEL(cpu_conv)
@@ -379,33 +491,26 @@ CPU_KERNEL(cpu_conv)
 	j.y = out[0].data;
 	j.algo = pl ? pl->algo : choose(&n->p.conv, g);
 	if (j.algo == CONV_DEPTHWISE) {
-		float *zero = g->kh == 3 && g->kw == 3 ? calloc(g->W + 1, sizeof(float)) : NULL;
-		j.zero = zero;
 		cpu_parallel(c, g->N * g->M, dw_range, &j);
-		free(zero);
 		return 0;
 	}
-	struct conv_tiling t;
-	tiling(g, c ? c->threads : 1, &t);
-	j.tile = t.tile;
-	j.tiles_per_img = t.tiles_per_img;
-	j.ntasks = t.ntasks;
-	j.msplit = t.msplit;
-	if (j.algo == CONV_GEMM && j.msplit) {
-		/* one im2col of the image, not one per thread */
-		if ((rc = cpu_scratch_reserve_n(c, 1, scratch_bytes(g, &t))))
-			return rc;
-		im2col(g, j.x, 0, g->OH * g->OW, c->scratch[0]);
-		j.cols = c->scratch[0];
-	} else if (j.algo == CONV_GEMM) {
-		if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &t))))
-			return rc;
-	}
-	if (c && c->pool)
+	float *wtmp = NULL;	/* weights that are not constants: packed per call */
+	j.k = pl && pl->k ? pl->k : sgemm_kernel_pick();
+	j.trans = pl && pl->k ? pl->trans : use_trans(g, j.k);
+	j.wp = pl ? pl->wp : NULL;
+	j.wp_group = pl ? pl->wp_group : 0;
+	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.trans, j.w, &j.wp_group)))
+		return -ENOMEM;
+	tiling(g, j.k, j.trans, c->threads, &j.t);
+	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t))))
+		goto out;
+	if (c->pool)
 		tpool_run(c->pool, conv_gemm_task, &j);
 	else
 		conv_gemm_task(&j, 0, 1);
-	return 0;
+out:
+	free(wtmp);
+	return rc;
 }
 
 /* ConvTranspose: cols = W_g^T x X_g, then col2im scatter-add. */

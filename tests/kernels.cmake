@@ -37,3 +37,12 @@ else()
   set_tests_properties(fuzz_onnx_replay PROPERTIES
     FIXTURES_REQUIRED kernels_models LABELS unit TIMEOUT 300)
 endif()
+
+# The packed GEMM and Conv on every micro-kernel the CPU runs (issue 17):
+# AVX-512, AVX2, portable C on x86; NEON and portable C on aarch64 (qemu).
+if(TARGET PkgConfig::CMOCKA)
+  add_executable(test_sgemm ${CMAKE_CURRENT_SOURCE_DIR}/test_sgemm.c)
+  target_link_libraries(test_sgemm PRIVATE splitd_kernels PkgConfig::CMOCKA ${MATH_LIB})
+  add_test(NAME kernels_isa COMMAND test_sgemm)
+  set_tests_properties(kernels_isa PROPERTIES LABELS unit TIMEOUT 120)
+endif()

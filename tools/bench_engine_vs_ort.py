@@ -93,6 +93,8 @@ def med(xs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--splitd", required=True)
+    ap.add_argument("--splitd-before", help="a second splitd (the build before a change), "
+                    "interleaved in the same rounds")
     ap.add_argument("--models-dir", required=True)
     ap.add_argument("--ort-script", required=True)
     ap.add_argument("--node", default="node")
@@ -113,11 +115,13 @@ def main():
         common = ["--runs", str(a.runs), "--warmup", str(a.warmup), "--threads", str(a.threads)]
         s_cmd = [a.splitd, "bench", "-m", model] + common + ["--json"]
         o_cmd = [a.node, a.ort_script, d] + common
-        r = {"model": name, "splitd": [], "ort": [], "errors": []}
+        r = {"model": name, "splitd": [], "ort": [], "before": [], "errors": []}
         for rnd in range(a.rounds):
-            order = (("splitd", s_cmd), ("ort", o_cmd))
-            if rnd % 2:
-                order = order[::-1]
+            order = [("splitd", s_cmd), ("ort", o_cmd)]
+            if a.splitd_before:
+                order.append(("before", [a.splitd_before] + s_cmd[1:]))
+            k = rnd % len(order)
+            order = order[k:] + order[:k] if a.splitd_before else (order[::-1] if rnd % 2 else order)
             for who, cmd in order:
                 if who == "ort" and rnd == 0:
                     cmd = cmd + ["--check"]
@@ -142,6 +146,9 @@ def main():
                 ort_acc = max(o["rel"] for o in j["outputs"])
         s_med = med(j.get("median_ms") for j in r["splitd"])
         o_med = med(j.get("median_ms") for j in r["ort"])
+        b_med = med(j.get("median_ms") for j in r["before"])
+        r["before_median_ms"] = b_med
+        r["before_ratio"] = b_med / o_med if b_med and o_med else None
         bound = (meta["weight_bytes"] + sum(meta["largest_tensors_bytes"])) * 1.25
         s_rss = max((j["peak_rss_bytes"] for j in r["splitd"]), default=None)
         r.update({
@@ -178,6 +185,10 @@ def main():
             fmt(r["rss_bound_bytes"] / mb, "%.0f"),
             fmt(r["ort_peak_rss_bytes"] and r["ort_peak_rss_bytes"] / mb, "%.0f"),
             fmt(r["splitd_rel_err"], "%.1e"), fmt(r["ort_rel_err"], "%.1e")))
+    if a.splitd_before:
+        hdr = hdr[:4] + ("before ms", "before/ORT") + hdr[4:]
+        rows = [row[:4] + (fmt(r["before_median_ms"]), fmt(r["before_ratio"], "%.2fx")) + row[4:]
+                for row, r in zip(rows, results)]
     widths = [max(len(str(x)) for x in col) for col in zip(hdr, *rows)]
     line = "  ".join("%%-%ds" % w for w in widths)
     print(line % hdr)

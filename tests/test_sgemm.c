@@ -1,0 +1,255 @@
+/* The packed GEMM and the Conv built on it, on every micro-kernel this CPU
+ * runs (AVX-512, AVX2, NEON, portable C: each forced as SPLITD_CPU_ISA
+ * forces it), against float64 references: odd M/N/K edges, several K
+ * blocks, groups, strides, dilations, pads, 1x1, fused bias, residual and
+ * activation, 1 and 2 threads; and the depthwise kernels.
+ *
+ * Tolerance: a float32 sum of n products in any order, FMA or not, is
+ * within gamma(n) sum |a_i||b_i| of the exact sum (Higham, eq. 3.5; the
+ * bias and residual count as terms; tests/errbound.h), plus half an ulp for
+ * the reference's own rounding. ReLU and Clip are 1-Lipschitz and exact,
+ * so the bound carries through them. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend-impl.h"
+#include "cpu-impl.h"
+#include "errbound.h"
+#include "sgemm-impl.h"
+
+static double gamma_n(int64_t n)
+{
+	return n * ERRBOUND_U / (1 - n * ERRBOUND_U);
+}
+
+static float *rnd(size_t n, unsigned seed)
+{
+	float *p = malloc(n * sizeof(float) + 4);
+	uint32_t s = seed * 2654435761u + 1;
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++) {
+		s = s * 1664525u + 1013904223u;
+		p[i] = ((s >> 8) / 16777216.f) * 4.f - 2.f;
+	}
+	return p;
+}
+
+static double worst;	/* the largest observed / tolerance */
+
+static void check(const char *what, const float *got, const double *want, const double *mag,
+		  int64_t count, int64_t n)
+{
+	for (int64_t i = 0; i < count; i++) {
+		double tol = gamma_n(n) * mag[i] + ERRBOUND_U * fabs(want[i]);
+		double err = fabs(got[i] - want[i]);
+		if (tol > 0 && err / tol > worst)
+			worst = err / tol;
+		if (!(err <= tol)) {
+			print_error("%s: element %ld is %.9g, want %.9g (err %.3g > tol %.3g)\n", what,
+				    (long)i, got[i], want[i], err, tol);
+			fail();
+		}
+	}
+}
+
+static const enum sgemm_isa isas[] = { SGEMM_PORTABLE, SGEMM_AVX2, SGEMM_AVX512, SGEMM_NEON };
+
+static void test_sgemm_shapes(void **state)
+{
+	static const int64_t shapes[][3] = {
+		{ 1, 1, 1 }, { 3, 5, 7 }, { 8, 32, 16 }, { 14, 33, 9 }, { 17, 45, 600 },
+		{ 64, 100, 1100 }, { 29, 64, 513 }, { 5, 200, 3 },
+	};
+	int ran = 0;
+	for (size_t q = 0; q < sizeof(isas) / sizeof(isas[0]); q++) {
+		const struct sgemm_kernel *k = sgemm_kernel_for(isas[q]);
+		if (!k)
+			continue;
+		ran++;
+		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+			int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+			float *a = rnd(M * K, 1 + s), *b = rnd(K * N, 2 + s), *c = rnd(M * N, 3);
+			float *ap = malloc(sgemm_packed_a_floats(k, M, K) * 4);
+			float *bp = malloc(sgemm_round_up(N, k->nr) * K * 4);
+			double *want = calloc(M * N, sizeof(double)), *mag = calloc(M * N, sizeof(double));
+			assert_true(ap && bp && want && mag);
+			for (int64_t i = 0; i < M; i++)
+				for (int64_t j = 0; j < N; j++)
+					for (int64_t kk = 0; kk < K; kk++) {
+						double t = (double)a[i * K + kk] * b[kk * N + j];
+						want[i * N + j] += t;
+						mag[i * N + j] += fabs(t);
+					}
+			sgemm_pack_a(k, M, K, a, K, ap);
+			sgemm_pack_b(k->nr, K, N, b, N, bp);
+			/* rows in two calls, as two threads split them */
+			int64_t mid = M / 2 / k->mr * k->mr;
+			sgemm_packed(k, M, N, K, ap, bp, 0, mid, c, N);
+			sgemm_packed(k, M, N, K, ap, bp, mid, M, c, N);
+			char what[96];
+			snprintf(what, sizeof(what), "%s %ldx%ldx%ld", k->name, (long)M, (long)N, (long)K);
+			check(what, c, want, mag, M * N, K);
+			free(a), free(b), free(c), free(ap), free(bp), free(want), free(mag);
+		}
+	}
+	assert_true(ran >= 1);
+	assert_non_null(sgemm_kernel_for(sgemm_kernel_pick()->isa));	/* the default runs here */
+	printf("MARGIN sgemm_shapes %.3g\n", worst);
+	worst = 0;
+	(void)state;
+}
+
+struct conv_case {
+	int64_t C, H, W, M, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, group;
+	int bias, sum;
+	enum act_kind act;
+};
+
+/* float64 conv, its magnitude sum (|w x| + |b| + |sum|) and term count */
+static void ref_conv(const struct conv_case *k, int64_t OH, int64_t OW, const float *x,
+		     const float *w, const float *b, const float *sum, double *want, double *mag)
+{
+	int64_t Cg = k->C / k->group, Mg = k->M / k->group;
+	for (int64_t m = 0; m < k->M; m++)
+		for (int64_t oh = 0; oh < OH; oh++)
+			for (int64_t ow = 0; ow < OW; ow++) {
+				int64_t gi = m / Mg, o = (m * OH + oh) * OW + ow;
+				double acc = b ? b[m] : 0, mg = b ? fabs(b[m]) : 0;
+				for (int64_t c = 0; c < Cg; c++)
+					for (int64_t i = 0; i < k->kh; i++)
+						for (int64_t j = 0; j < k->kw; j++) {
+							int64_t ih = oh * k->sh - k->pt + i * k->dh;
+							int64_t iw = ow * k->sw - k->pl + j * k->dw;
+							if (ih < 0 || ih >= k->H || iw < 0 || iw >= k->W)
+								continue;
+							double t = (double)w[((m * Cg + c) * k->kh + i) * k->kw + j] *
+								   x[((gi * Cg + c) * k->H + ih) * k->W + iw];
+							acc += t;
+							mg += fabs(t);
+						}
+				if (sum)
+					acc += sum[o], mg += fabs(sum[o]);
+				if (k->act == ACT_RELU)
+					acc = acc > 0 ? acc : 0;
+				else if (k->act == ACT_CLIP)
+					acc = acc < 0 ? 0 : acc > 6 ? 6 : acc;
+				want[o] = acc;
+				mag[o] = mg;
+			}
+}
+
+static void set_tensor(struct eng_tensor *t, int64_t c, int64_t h, int64_t w, float *data, int is_const)
+{
+	memset(t, 0, sizeof(*t));
+	t->dtype = TENSOR_F32;
+	t->ndim = 4;
+	t->shape[0] = h < 0 ? c : 1;
+	t->shape[1] = h < 0 ? -h : c;
+	t->shape[2] = h < 0 ? -w : h;
+	t->shape[3] = h < 0 ? -w : w;
+	t->data = data;
+	t->is_const = is_const;
+}
+
+/* One conv case on kernel k's ISA with `threads` threads; weights constant
+ * (packed at prepare) or not (packed per call). */
+static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads, int wconst)
+{
+	int64_t OH = (k->H + k->pt + k->pb - (k->kh - 1) * k->dh - 1) / k->sh + 1;
+	int64_t OW = (k->W + k->pl + k->pr - (k->kw - 1) * k->dw - 1) / k->sw + 1;
+	int64_t Cg = k->C / k->group, ny = k->M * OH * OW;
+	float *x = rnd(k->C * k->H * k->W, 5), *w = rnd(k->M * Cg * k->kh * k->kw, 6);
+	float *b = k->bias ? rnd(k->M, 7) : NULL, *sum = k->sum ? rnd(ny, 8) : NULL;
+	float *y = calloc(ny + 1, sizeof(float));
+	double *want = calloc(ny, sizeof(double)), *mag = calloc(ny, sizeof(double));
+	struct eng_tensor t[5];
+	struct engine e = { .t = t, .nt = 5, .threads = threads, .be = &backend_cpu };
+	struct eng_node n = { .kind = OP_CONV, .n_in = 4, .n_out = 1, .in = { 0, 1, 2, 3 }, .out = { 4 } };
+	void *ctx = NULL;
+
+	assert_true(y && want && mag);
+	ref_conv(k, OH, OW, x, w, b, sum, want, mag);
+	set_tensor(&t[0], k->C, k->H, k->W, x, 0);
+	set_tensor(&t[1], k->M, Cg, k->kh, w, wconst);
+	t[1].shape[0] = k->M, t[1].shape[1] = Cg, t[1].shape[2] = k->kh, t[1].shape[3] = k->kw;
+	set_tensor(&t[2], k->M, 1, 1, b, 1);
+	t[2].ndim = 1, t[2].shape[0] = k->M;
+	set_tensor(&t[3], k->M, OH, OW, sum, 0);
+	set_tensor(&t[4], k->M, OH, OW, y, 0);
+	n.p.conv = (struct conv_params){ .kernel = { k->kh, k->kw }, .stride = { k->sh, k->sw },
+					 .dil = { k->dh, k->dw }, .pads = { k->pt, k->pl, k->pb, k->pr },
+					 .group = k->group, .spatial = 2, .has_bias = k->bias,
+					 .has_sum = k->sum, .act = { k->act, 0.f, 6.f } };
+	setenv("SPLITD_CPU_ISA", sgemm_isa_name(isa), 1);
+	assert_int_equal(cpu_conv_prepare(&e, &n), 0);
+	e.work_bytes = n.work_bytes;
+	assert_int_equal(backend_cpu.ctx_new(&e, &ctx), 0);
+	struct tensor_view in[4], out[1];
+	for (int i = 0; i < 4; i++)
+		in[i] = eng_view(&t[i], t[i].data);
+	out[0] = eng_view(&t[4], y);
+	assert_int_equal(cpu_conv(ctx, &n, in, out), 0);
+	char what[160];
+	snprintf(what, sizeof(what), "%s conv C%ld %ldx%ld M%ld k%ldx%ld s%ld d%ld p%ld,%ld g%ld t%d%s",
+		 sgemm_isa_name(isa), (long)k->C, (long)k->H, (long)k->W, (long)k->M, (long)k->kh,
+		 (long)k->kw, (long)k->sh, (long)k->dh, (long)k->pt, (long)k->pl, (long)k->group, threads,
+		 wconst ? "" : " (weights per call)");
+	check(what, y, want, mag, ny, Cg * k->kh * k->kw + 2);
+	backend_cpu.ctx_free(ctx);
+	cpu_conv_release(&n);
+	unsetenv("SPLITD_CPU_ISA");
+	free(x), free(w), free(b), free(sum), free(y), free(want), free(mag);
+}
+
+static void test_conv_isas(void **state)
+{
+	static const struct conv_case cases[] = {
+		/* C  H   W   M   kh kw sh sw dh dw pt pl pb pr g  bias sum act */
+		{ 3, 23, 21, 16, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 1, 0, ACT_RELU },	/* stem */
+		{ 16, 14, 14, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_RELU },
+		{ 24, 9, 11, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_NONE },	/* strided */
+		{ 12, 10, 13, 18, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 0, 0, ACT_CLIP },	/* dilated */
+		{ 8, 9, 11, 12, 3, 3, 1, 2, 1, 1, 0, 2, 1, 0, 2, 1, 1, ACT_NONE },	/* groups, pads */
+		{ 40, 7, 7, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, ACT_RELU },	/* 1x1 */
+		{ 64, 6, 5, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_RELU },	/* K 576: 2 blocks */
+		{ 9, 1, 40, 10, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, 1, 0, ACT_NONE },	/* 1-D */
+		{ 6, 8, 8, 6, 2, 3, 3, 1, 1, 1, 0, 1, 1, 1, 3, 0, 0, ACT_RELU },	/* kh != kw */
+		/* few pixels, channels a multiple of NR: the transposed tiles */
+		{ 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_RELU },
+		{ 64, 27, 27, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_NONE },	/* 14x14 */
+		{ 16, 7, 7, 96, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, ACT_CLIP },	/* 1x1 */
+		{ 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, ACT_NONE },	/* groups */
+		{ 16, 13, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, 1, 1, ACT_CLIP },	/* depthwise */
+		{ 8, 15, 12, 8, 3, 3, 2, 2, 1, 1, 1, 0, 1, 1, 8, 1, 0, ACT_RELU },	/* dw strided */
+		{ 4, 11, 9, 4, 3, 3, 1, 3, 2, 1, 2, 1, 0, 2, 4, 0, 0, ACT_NONE },	/* dw dilated */
+		{ 4, 7, 9, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 4, 1, 0, ACT_NONE },	/* dw 5x5 */
+	};
+	for (size_t q = 0; q < sizeof(isas) / sizeof(isas[0]); q++) {
+		if (!sgemm_kernel_for(isas[q]))
+			continue;
+		printf("conv cases on %s\n", sgemm_isa_name(isas[q]));
+		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+			for (int th = 1; th <= 2; th++)
+				run_conv(&cases[c], isas[q], th, th == 1 || c % 2 == 0);
+	}
+	printf("MARGIN sgemm_conv_isas %.3g\n", worst);
+	(void)state;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sgemm_shapes),
+		cmocka_unit_test(test_conv_isas),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
