@@ -27,7 +27,7 @@ int cmd_export_tail(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model = NULL, *out = NULL, *head = NULL;
-	struct engine_opts eo = { .threads = 1 };
+	struct engine_opts eo = { .threads = 1, .keep_weights = 1 };
 	struct engine *e = NULL;
 	char err[512], *end;
 	long cut = -1;

@@ -167,9 +167,12 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 		return 0;
 	pl->k = sgemm_kernel_pick();
 	pl->trans = use_trans(&g, pl->k);
-	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32 &&
-	    !(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
-		return -ENOMEM;
+	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32) {
+		if (!(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
+			return -ENOMEM;
+		n->packed_inputs |= 1u << 1;
+		e->weight_bytes += (size_t)pl->wp_group * (size_t)g.G * sizeof(float);
+	}
 	struct conv_tiling t;
 	tiling(&g, pl->k, pl->trans, e->threads, &t);
 	n->work_bytes = scratch_bytes(&g, &t);

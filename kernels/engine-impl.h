@@ -188,6 +188,9 @@ struct eng_node {
 	int dead;		/* removed by a pass */
 	/* backend-private, set by prepare(): packed weights, workspace */
 	void *packed;
+	/* inputs the backend packed at prepare (bit j: in[j]) and no longer
+	 * reads from the tensor: a constant only such nodes read is dropped */
+	unsigned packed_inputs;
 	size_t work_bytes;	/* per-thread scratch the node needs */
 };
 

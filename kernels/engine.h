@@ -34,6 +34,10 @@ struct engine_opts {
 	const struct engine_input_shape *input_shapes;
 	int n_input_shapes;
 	size_t max_model_bytes;	/* refuse larger files; 0 = 2 GiB */
+	/* keep the weights the backend packed at load as they were in the
+	 * model (engine_export_range writes them back); 0 drops them, so
+	 * that a model's weights are in memory once */
+	int keep_weights;
 };
 
 struct engine_value_info {

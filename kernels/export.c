@@ -36,6 +36,7 @@ struct builder {
 	Onnx__TensorProto **init;
 	size_t n_init, cap_init;
 	char *init_done;	/* per engine tensor: written as an initializer */
+	const char *dropped;	/* a weight packed at load and not kept */
 	unsigned fresh;		/* counter of generated names */
 	int rc;
 	char *err;
@@ -162,6 +163,10 @@ static char *in_name(struct builder *b, int ti)
 	const struct eng_tensor *t = &b->e->t[ti];
 	if (t->is_const && !b->init_done[ti]) {
 		b->init_done[ti] = 1;
+		if (!t->data && t->bytes) {	/* packed at load and dropped */
+			b->dropped = t->name;
+			return "";
+		}
 		tensor_proto(b, t->name, t->dtype, t->ndim, t->shape, t->data, t->bytes);
 	}
 	return t->name;
@@ -885,6 +890,11 @@ int engine_export_range(const struct engine *e, int first, int last, const char 
 	for (int i = first; i < last; i++)
 		if ((rc = emit_node(b, &e->n[i])))
 			goto out;
+	if (b->dropped) {
+		rc = ERR("weight '%s' was packed at load and not kept (load with engine_opts.keep_weights)",
+			 b->dropped);
+		goto out;
+	}
 	g.node = b->node;
 	g.n_node = b->n_node;
 	g.initializer = b->init;

@@ -661,6 +661,32 @@ static void free_dead_constants(struct engine *e)
 	free(used);
 }
 
+/* Constants that every reader packed at prepare (n->packed_inputs) are
+ * in memory twice: the model's copy goes (engine_export_range then
+ * refuses: engine_opts.keep_weights keeps them). A model output never. */
+static void drop_packed_constants(struct engine *e)
+{
+	char *keep = calloc((size_t)e->nt, 1);
+
+	if (!keep)
+		return;		/* both copies stay: correct, only larger */
+	for (int i = 0; i < e->n_outputs; i++)
+		keep[e->outputs[i]] = 1;
+	for (int i = 0; i < e->nn; i++)
+		for (int j = 0; j < e->n[i].n_in; j++)
+			if (e->n[i].in[j] >= 0 && !(j < 32 && (e->n[i].packed_inputs >> j & 1u)))
+				keep[e->n[i].in[j]] = 1;
+	for (int i = 0; i < e->nt; i++) {
+		struct eng_tensor *t = &e->t[i];
+		if (!t->is_const || keep[i] || !t->data)
+			continue;
+		free(t->data);
+		t->data = NULL;
+		e->weight_bytes -= t->bytes;
+	}
+	free(keep);
+}
+
 int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, size_t errlen)
 {
 	int rc;
@@ -702,6 +728,7 @@ int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, si
 			n->sp.pad_bottom = n->p.conv.pads[2];
 		}
 	}
-	(void)opts;
+	if (!opts || !opts->keep_weights)
+		drop_packed_constants(e);
 	return plan_memory(e);
 }

@@ -700,11 +700,15 @@ int errbound_run(const struct engine *e, struct engine_ctx *c, const struct errb
 {
 	double wrel = o ? o->weight_rel : 0;
 	double fr = o && o->func_ulp > 0 ? o->func_ulp * 2 * U : ERRBOUND_ULP_RHO;
-	struct errbound *b = calloc(1, sizeof(*b));
+	struct errbound *b;
 	int rc = 0;
 
 	err[0] = 0;
-	if (!b)
+	for (int i = 0; i < e->nt; i++)	/* the float64 reference reads every weight */
+		if (e->t[i].is_const && e->t[i].bytes && !e->t[i].data)
+			return fail(err, errlen, -EINVAL, "weight '%s' was packed at load and not kept: load "
+				    "with engine_opts.keep_weights", e->t[i].name);
+	if (!(b = calloc(1, sizeof(*b))))
 		return -ENOMEM;
 	b->e = e;
 	b->samples = o && o->samples > 0 ? o->samples : ERRBOUND_SAMPLES;

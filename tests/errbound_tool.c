@@ -39,7 +39,7 @@ static int listed(const char *list, int cut)
 
 int main(int argc, char **argv)
 {
-	struct engine_opts o = { .threads = 2 };
+	struct engine_opts o = { .threads = 2, .keep_weights = 1 };
 	struct errbound_opts eo = { 0 };
 	int f32_only = 0;
 	const char *cuts = NULL;

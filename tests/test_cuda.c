@@ -243,7 +243,7 @@ static enum outcome run_case(const json_t *entry, double *margin, char *msg, siz
 {
 	const char *rel = json_string_value(json_object_get(entry, "dir"));
 	struct engine_opts go = { .threads = 1, .backend = "cuda" };
-	struct engine_opts co = { .threads = 1, .backend = "cpu" };
+	struct engine_opts co = { .threads = 1, .backend = "cpu", .keep_weights = 1 };
 	struct engine *gpu = NULL, *cpu = NULL;
 	char dir[4096], path[4200], err[1024] = "";
 	enum outcome res = SKIPPED;
@@ -328,7 +328,7 @@ static void test_model(void **state)
 	const char *name = *state;
 	char dir[4096], path[4200], err[1024] = "", cmp[400];
 	struct engine_opts go = { .threads = 2, .backend = "cuda" };
-	struct engine_opts co = { .threads = 2, .backend = "cpu" };
+	struct engine_opts co = { .threads = 2, .backend = "cpu", .keep_weights = 1 };
 	struct engine *gpu = NULL, *cpu = NULL;
 	struct engine_ctx *cg = NULL, *cc = NULL;
 	struct errbound_opts eo_cpu = model_opts(0), eo_torch = model_opts(1);

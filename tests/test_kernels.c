@@ -63,7 +63,8 @@ static float *run_model(const char *model, int threads, const struct io *in, int
 			int64_t *count, int *nodes)
 {
 	char path[1024], err[512];
-	struct engine_opts o = { .threads = threads };
+	/* the error model reads the weights: kept at load */
+	struct engine_opts o = { .threads = threads, .keep_weights = 1 };
 	struct engine *e;
 	struct engine_ctx *c;
 	struct errbound *eb = NULL;
