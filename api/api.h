@@ -85,6 +85,7 @@ struct api_v1_request {
 	const char *encoding;		/* ?encoding=E, NULL = planner's */
 	const char *policy;		/* ?policy=P, NULL = default */
 	int outputs_none;		/* ?outputs=none */
+	int outputs_raw;		/* ?outputs=raw (a detector's tensors too) */
 	uint64_t received_ns;		/* CLOCK_MONOTONIC: body complete */
 	uint64_t decode_ns;		/* time spent decoding the body */
 };
@@ -305,10 +306,12 @@ struct api_v1_result {
 		const char *peer, *encoding;	/* NULL -> null */
 		int fallback;
 		const char *fallback_reason;
+		uint64_t bytes_back;	/* the peer's answer's body; 0: none */
 	} placement;
 	struct {
 		uint64_t queue_ns, decode_ns, local_ns, transfer_ns,
 			 remote_ns, total_ns;
+		int64_t postprocess_ns;	/* decode + NMS, here or on the peer; -1: unknown */
 	} timing;
 	struct {
 		int present;		/* 0: "energy": null + reason */

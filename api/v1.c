@@ -168,8 +168,10 @@ void api_route_v1_infer(struct api_call *c)
 	if ((v = api_call_query(c, "outputs"))) {
 		if (!strcmp(v, "none"))
 			r->outputs_none = 1;
+		else if (!strcmp(v, "raw"))
+			r->outputs_raw = 1;
 		else if (strcmp(v, "all")) {
-			api_call_error(c, 400, "outputs must be 'none' or 'all', not '%.40s'", v);
+			api_call_error(c, 400, "outputs must be 'none', 'all' or 'raw', not '%.40s'", v);
 			return;
 		}
 	}
@@ -197,6 +199,42 @@ static void shape_json(struct buf *b, const struct tensor_view *t)
 	for (int i = 0; i < t->ndim; i++)
 		buf_printf(b, "%s%lld", i ? "," : "", (long long)t->shape[i]);
 	buf_put(b, "]", 1);
+}
+
+/* "detections": [{label, class_id, score, box, keypoints}], floats as
+ * float32 round-trips them (%.9g). */
+static void detections_json(struct buf *b, const struct detections *ds)
+{
+	buf_puts(b, ",\"detections\":[");
+	for (size_t i = 0; i < ds->n; i++) {
+		const struct detection *d = &ds->d[i];
+		buf_puts(b, i ? ",{\"label\":" : "{\"label\":");
+		buf_json_string(b, d->label);
+		buf_printf(b, ",\"class_id\":%d,\"score\":", d->class_id);
+		buf_double(b, d->score);
+		buf_puts(b, ",\"box\":[");
+		for (int q = 0; q < 4; q++) {
+			buf_puts(b, q ? "," : "");
+			buf_double(b, d->box[q]);
+		}
+		buf_puts(b, "]");
+		if (d->n_keypoints > 0 && d->keypoints) {
+			buf_puts(b, ",\"keypoints\":[");
+			for (int k = 0; k < d->n_keypoints; k++) {
+				const float *kp = d->keypoints + 3 * k;
+				buf_puts(b, k ? ",[" : "[");
+				buf_double(b, kp[0]);
+				buf_puts(b, ",");
+				buf_double(b, kp[1]);
+				buf_puts(b, ",");
+				buf_double(b, kp[2]);
+				buf_puts(b, "]");
+			}
+			buf_puts(b, "]");
+		}
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "]");
 }
 
 int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *len)
@@ -237,6 +275,8 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 		}
 		buf_put(&b, "]", 1);
 	}
+	if (r->has_detections)
+		detections_json(&b, &r->detections);
 	buf_printf(&b, ",\"placement\":{\"cut\":%d,\"local_nodes\":%d,\"remote_nodes\":%d,\"bands\":%d,\"peer\":",
 		   r->placement.cut, r->placement.local_nodes, r->placement.remote_nodes,
 		   r->placement.bands ? r->placement.bands : 1);
@@ -248,6 +288,8 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 		buf_puts(&b, ",\"fallback_reason\":");
 		buf_json_string(&b, r->placement.fallback_reason);
 	}
+	if (r->placement.bytes_back)
+		buf_printf(&b, ",\"bytes_back\":%" PRIu64, r->placement.bytes_back);
 	buf_puts(&b, "}");
 	if (r->timeline && r->n_timeline > 0) {
 		buf_puts(&b, ",\"timeline\":[");
@@ -286,6 +328,13 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 	buf_ms(&b, r->timing.remote_ns);
 	buf_puts(&b, ",\"total\":");
 	buf_ms(&b, r->timing.total_ns);
+	if (r->has_detections) {
+		buf_puts(&b, ",\"postprocess\":");
+		if (r->timing.postprocess_ns >= 0)
+			buf_ms(&b, (uint64_t)r->timing.postprocess_ns);
+		else
+			buf_puts(&b, "null");
+	}
 	buf_puts(&b, "},\"energy\":");
 	if (!r->energy.present) {
 		buf_puts(&b, "null,\"energy_reason\":");

@@ -51,6 +51,7 @@ struct pipe_query {
 	const char *encoding;		/* NULL: the planner's */
 	const char *policy;		/* NULL: the configured one */
 	int outputs_none;		/* ?outputs=none */
+	int outputs_raw;		/* ?outputs=raw: the tensors, also of a detector */
 };
 
 enum pipe_request_kind { PIPE_REQ_V1, PIPE_REQ_V2 };
@@ -64,6 +65,9 @@ struct pipe_request {
 	const void *body;
 	size_t body_len;
 	int is_image;			/* body is a JPEG/PNG (not a tensor) */
+	/* where a decoded image landed in the input (filled once decoded;
+	 * NULL: not known) */
+	const struct api_image_info *image;
 	struct pipe_query q;
 	/* v2: the parsed message (tensors point into the body) */
 	const struct api_v2_message *msg;
