@@ -232,3 +232,26 @@ int pipe_post_v1(struct pipe_v1 *v)
 	pipe_post_finish(m, &v->det, &fit);
 	return 0;
 }
+
+size_t pipe_post_return_bytes(const struct pipe_model *m)
+{
+	const size_t header = 1024;
+	size_t raw = 0;
+
+	if (m->detects)
+		return header + (size_t)m->post.max_detections * (16 + 4 + 4 + 12 * (size_t)m->post.keypoints);
+	for (int i = 0; i < m->api.n_outputs; i++) {
+		struct tensor_view v = { .dtype = m->out_meta[i].dtype, .ndim = m->out_meta[i].ndim };
+		memcpy(v.shape, m->out_meta[i].shape, sizeof(v.shape));
+		for (int d = 0; d < v.ndim; d++)
+			if (v.shape[d] < 0)
+				return 0;	/* dynamic: the planner's own guess */
+		size_t b = tensor_bytes(&v);
+		if (v.dtype == TENSOR_F32 && m->output_enc.value == LINK_VALUE_F16)
+			b /= 2;
+		else if (v.dtype == TENSOR_F32 && m->output_enc.value == LINK_VALUE_I8)
+			b /= 4;
+		raw += b;
+	}
+	return header + raw;
+}

@@ -241,6 +241,10 @@ int pipe_post_v1(struct pipe_v1 *v);
 /* Robot: boxes to the original pixels, labels set. */
 void pipe_post_finish(const struct pipe_model *m, struct post_result *r, const struct post_fit *fit);
 extern const double pipe_detections_bounds[PIPE_HIST_BUCKETS];
+/* The peer's answer predicted before one came: a detector's detections at
+ * max_detections (an upper bound), else the outputs as output_encoding
+ * sends them (compression not counted), and a JSON header. */
+size_t pipe_post_return_bytes(const struct pipe_model *m);
 
 /* pipe_run.c: a worker runs one request; a backend that reports itself
  * unhealthy is taken out of service and the request runs again on the CPU. */

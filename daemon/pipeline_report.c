@@ -463,6 +463,7 @@ static json_t *candidates_json(struct pipe_model *m)
 		json_object_set_new(c, "transfer_ms", json_real(v[i].transfer_ms));
 		json_object_set_new(c, "remote_ms", json_real(v[i].remote_ms));
 		json_object_set_new(c, "net_ms", json_real(v[i].net_ms));
+		json_object_set_new(c, "return_bytes", json_integer((json_int_t)v[i].return_bytes));
 		json_object_set_new(c, "total_ms", json_real(v[i].total_ms));
 		json_object_set_new(c, "energy_j", json_real(v[i].energy_uj / 1e6));
 		json_object_set_new(c, "best", json_boolean(i == best));
