@@ -39,9 +39,11 @@ void pipe_hist_observe(struct pipe_hist *h, double v)
 
 /* ---- the answer to a v1 request ---------------------------------------- */
 
+/* A classifier's k best of output 0 (with labels, or postprocess =
+ * classify), as probabilities (a softmax unless they are already). */
 static int top_k(const struct pipe_model *m, const struct pipe_outputs *o, struct api_topk *tk)
 {
-	if (!m->labels || o->n < 1 || o->views[0].dtype != TENSOR_F32)
+	if ((!m->labels && m->post.kind != POST_CLASSIFY) || o->n < 1 || o->views[0].dtype != TENSOR_F32)
 		return 0;
 	const struct tensor_view *v = &o->views[0];
 	int64_t n = tensor_numel(v);
@@ -69,22 +71,13 @@ static int top_k(const struct pipe_model *m, const struct pipe_outputs *o, struc
 	if (!probs)
 		for (int64_t i = 0; i < n; i++)
 			z += exp(x[i] - mx);
-	int got = 0;
-	for (int j = 0; j < k; j++) {
-		int64_t best = -1;
-		for (int64_t i = 0; i < n; i++) {
-			bool taken = false;
-			for (int q = 0; q < got; q++)
-				taken |= tk[q].index == i;
-			if (!taken && (best < 0 || x[i] > x[best]))
-				best = i;
-		}
-		if (best < 0)
-			break;
-		tk[got].index = (int)best;
-		tk[got].label = best < m->n_labels ? m->labels[best] : NULL;
-		tk[got].score = probs ? x[best] : (float)(exp(x[best] - mx) / z);
-		got++;
+	int64_t idx[32];
+	int got = post_topk(x, n, k, idx);
+	for (int j = 0; j < got; j++) {
+		int64_t best = idx[j];
+		tk[j].index = (int)best;
+		tk[j].label = best < m->n_labels ? m->labels[best] : NULL;
+		tk[j].score = probs ? x[best] : (float)(exp(x[best] - mx) / z);
 	}
 	return got;
 }
