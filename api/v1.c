@@ -237,6 +237,34 @@ static void detections_json(struct buf *b, const struct detections *ds)
 	buf_puts(b, "]");
 }
 
+/* "timeline": one entry per band of a banded offload. */
+static void timeline_json(struct buf *b, const struct api_v1_band *tl, int n)
+{
+	buf_puts(b, ",\"timeline\":[");
+	for (int i = 0; i < n; i++) {
+		const struct api_v1_band *t = &tl[i];
+		buf_printf(b, "%s{\"band\":%d,\"rows\":[%" PRId64 ",%" PRId64 "],\"bytes\":%" PRIu64
+			   ",\"compute_start_ms\":", i ? "," : "", i, t->row0, t->row1, t->bytes);
+		buf_ms(b, t->compute_start_ns);
+		buf_puts(b, ",\"compute_end_ms\":");
+		buf_ms(b, t->compute_end_ns);
+		buf_puts(b, ",\"ready_ms\":");
+		buf_ms(b, t->ready_ns);
+		buf_puts(b, ",\"sent_ms\":");
+		buf_ms(b, t->sent_ns);
+		if (t->peer_known) {
+			buf_puts(b, ",\"peer_arrived_ms\":");
+			buf_ms(b, t->peer_arrived_ns);
+			buf_puts(b, ",\"peer_compute_start_ms\":");
+			buf_ms(b, t->peer_start_ns);
+			buf_puts(b, ",\"peer_compute_end_ms\":");
+			buf_ms(b, t->peer_end_ns);
+		}
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "]");
+}
+
 int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *len)
 {
 	struct buf b = {0};
@@ -291,31 +319,8 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 	if (r->placement.bytes_back)
 		buf_printf(&b, ",\"bytes_back\":%" PRIu64, r->placement.bytes_back);
 	buf_puts(&b, "}");
-	if (r->timeline && r->n_timeline > 0) {
-		buf_puts(&b, ",\"timeline\":[");
-		for (int i = 0; i < r->n_timeline; i++) {
-			const struct api_v1_band *t = &r->timeline[i];
-			buf_printf(&b, "%s{\"band\":%d,\"rows\":[%" PRId64 ",%" PRId64 "],\"bytes\":%" PRIu64
-				   ",\"compute_start_ms\":", i ? "," : "", i, t->row0, t->row1, t->bytes);
-			buf_ms(&b, t->compute_start_ns);
-			buf_puts(&b, ",\"compute_end_ms\":");
-			buf_ms(&b, t->compute_end_ns);
-			buf_puts(&b, ",\"ready_ms\":");
-			buf_ms(&b, t->ready_ns);
-			buf_puts(&b, ",\"sent_ms\":");
-			buf_ms(&b, t->sent_ns);
-			if (t->peer_known) {
-				buf_puts(&b, ",\"peer_arrived_ms\":");
-				buf_ms(&b, t->peer_arrived_ns);
-				buf_puts(&b, ",\"peer_compute_start_ms\":");
-				buf_ms(&b, t->peer_start_ns);
-				buf_puts(&b, ",\"peer_compute_end_ms\":");
-				buf_ms(&b, t->peer_end_ns);
-			}
-			buf_puts(&b, "}");
-		}
-		buf_puts(&b, "]");
-	}
+	if (r->timeline && r->n_timeline > 0)
+		timeline_json(&b, r->timeline, r->n_timeline);
 	buf_puts(&b, ",\"timing_ms\":{\"queue\":");
 	buf_ms(&b, r->timing.queue_ns);
 	buf_puts(&b, ",\"decode\":");
