@@ -553,6 +553,7 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 			json_object_set_new(pl, "decode_ms", json_real(in.decode_ms));
 			json_object_set_new(pl, "peer_decode_ms", json_real(in.peer_decode_ms));
 			json_object_set_new(pl, "input_bytes", json_integer((json_int_t)in.input_bytes));
+			json_object_set_new(pl, "return_bytes", json_integer((json_int_t)in.output_bytes));
 			json_object_set_new(pl, "candidates", candidates_json(m));
 		}
 		pthread_mutex_unlock(&m->lock);

@@ -20,7 +20,8 @@ robot (letterboxed); against the robot's all-local answer:
     robot maps the boxes): identical;
   * the bytes back from the peer are the detections' size: the binary part
     exactly N x (16 + 4 + 4 + 12K) bytes under a JSON header of < 1 KiB,
-    not the raw output's megabytes;
+    not the raw output's megabytes; the planner's candidates count that
+    size as their way back (/v1/status?explain=1, return_bytes);
   * ?outputs=raw: the tensors too, the same detections;
   * a second model, postprocess none with output_encoding = f16: its raw
     output comes back as f16 (half the bytes) within f16's rounding;
@@ -185,6 +186,17 @@ def check_cuts(port, png, ref, name, n_nodes, K, side, thr, quick):
     check(f"{name}: {raw_ok} more cut/encoding runs gave the same detections and only their bytes back",
           raw_ok > 0)
     print(f"     {name}: i8 (not compared) kept {i8_counts} objects against {len(ref['detections'])} all-local")
+
+
+def check_return_bytes(port, name, K):
+    """The planner counts the way back as the detections' size: learnt
+    from the answers that came (a few hundred bytes), not the raw output."""
+    st, b, _ = http(f"http://127.0.0.1:{port}/v1/status?explain=1")
+    cands = json.loads(b)["models"][0]["planner"]["candidates"]
+    back = {c.get("return_bytes") for c in cands if c["encoding"] != "local"}
+    ok = st == 200 and back and all(x is not None and 0 < x < 1024 + MAX_DET * det_bytes(1, K) for x in back)
+    check(f"{name}: the planner's candidates count {sorted(back)[:3]} bytes back (the detections)", ok,
+          str(cands[:1]))
 
 
 def check_bands(port, png, ref, name, n_nodes, side, thr):
@@ -389,6 +401,7 @@ def run_model(splitd, models_dir, name, tmp, quick, png):
             print(f"     {name}: peer decode+NMS {r['timing_ms']['postprocess']} ms, "
                   f"{r['placement'].get('bytes_back')} bytes back for {n} objects")
         thr = score_threshold(head)
+        check_return_bytes(rport, name, K)
         check_cuts(rport, png, ref, name, n_nodes, K, side, thr, quick)
         check_bands(rport, png, ref, name, n_nodes, side, thr)
         st, r = infer(rport, png, f"cut={n_nodes // 2}&encoding=f32&outputs=raw")
