@@ -154,13 +154,49 @@ static void class_scores(const float *x, const struct post_layout *L, bool v5, f
 			best[i] *= at(x, L, i, 4);
 }
 
-static int cand_cmp(const void *a, const void *b)
+/* The candidates best first, ties by lower index: an LSD radix sort of
+ * 64-bit keys, the score's bits inverted above the position. A score here
+ * is > threshold >= 0 and finite, so its float bits order as the value. */
+static int sort_cands(struct post_cand **c, size_t n)
 {
-	const struct post_cand *x = a, *y = b;
+	uint64_t *k = malloc(sizeof(uint64_t) * (2 * n + 1));
+	struct post_cand *out = malloc(sizeof(*out) * (n + 1));
+	size_t count[256];
 
-	if (x->score != y->score)
-		return x->score > y->score ? -1 : 1;
-	return (x->i > y->i) - (x->i < y->i);
+	if (!k || !out) {
+		free(k);
+		free(out);
+		return -ENOMEM;
+	}
+	uint64_t *a = k, *b = k + n;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t bits;
+		memcpy(&bits, &(*c)[i].score, sizeof(bits));
+		a[i] = (uint64_t)(0xffffffffu - bits) << 32 | (uint64_t)i;
+	}
+	for (int shift = 0; shift < 64; shift += 8) {
+		if (shift < 32 && (n >> shift) == 0)
+			continue;	/* the position's high bytes are all 0 */
+		memset(count, 0, sizeof(count));
+		for (size_t i = 0; i < n; i++)
+			count[(a[i] >> shift) & 0xff]++;
+		for (size_t d = 0, sum = 0; d < 256; d++) {
+			size_t t = count[d];
+			count[d] = sum;
+			sum += t;
+		}
+		for (size_t i = 0; i < n; i++)
+			b[count[(a[i] >> shift) & 0xff]++] = a[i];
+		uint64_t *t = a;
+		a = b;
+		b = t;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (*c)[a[i] & 0xffffffffu];
+	free(k);
+	free(*c);
+	*c = out;
+	return 0;
 }
 
 /* The candidates over the threshold, boxes as corners, best first. */
@@ -198,7 +234,10 @@ static int candidates(const struct post_params *p, const float *x, const struct 
 		k->i = i;
 		n++;
 	}
-	qsort(c, n, sizeof(*c), cand_cmp);
+	if (n > 0xffffffffu || (r = sort_cands(&c, n)) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
 	*out = c;
 	*n_out = n;
 	c = NULL;
