@@ -17,7 +17,7 @@ robot (letterboxed); against the robot's all-local answer:
     scores past their spread, so its counts are reported, not compared;
   * banded cuts (bands = 4) likewise, at the cuts that stream;
   * the image forwarded at cut 0 (the peer decodes it, reports its size, the
-    robot maps the boxes): identical;
+    robot maps the boxes): identical; a JPEG likewise, forwarded and split;
   * the bytes back from the peer are the detections' size: the binary part
     exactly N x (16 + 4 + 4 + 12K) bytes under a JSON header of < 1 KiB,
     not the raw output's megabytes; the planner's candidates count that
@@ -103,15 +103,26 @@ labels = {labels}
 {extra}"""
 
 
-def image_png():
+def image_png(fmt="PNG"):
     """A 300x200 picture: gradients and a few rectangles."""
     y, x = np.mgrid[0:200, 0:300]
     img = np.stack([(x * 255 // 299), (y * 255 // 199), ((x + y) * 255 // 498)], 2).astype(np.uint8)
     img[40:120, 50:170] = (250, 250, 250)
     img[130:190, 200:280] = (10, 200, 30)
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
+    Image.fromarray(img).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def check_jpeg(port, name, n_nodes):
+    """A JPEG: the same detections all-local, forwarded as received, split."""
+    jpg = image_png("JPEG")
+    st, ref = infer(port, jpg, f"cut={n_nodes}", ctype="image/jpeg")
+    res = [infer(port, jpg, q, ctype="image/jpeg") for q in ("cut=0&encoding=input", f"cut={n_nodes // 2}&encoding=f32")]
+    ok = st == 200 and all(s == 200 and not r["placement"]["fallback"] and r["detections"] == ref["detections"]
+                           for s, r in res)
+    check(f"{name}: a JPEG's {len(ref.get('detections', []))} detections the same all-local, forwarded and split",
+          ok, str([r.get("placement") for _, r in res]))
 
 
 def infer(port, body, query, ctype="image/png"):
@@ -402,6 +413,7 @@ def run_model(splitd, models_dir, name, tmp, quick, png):
                   f"{r['placement'].get('bytes_back')} bytes back for {n} objects")
         thr = score_threshold(head)
         check_return_bytes(rport, name, K)
+        check_jpeg(rport, name, n_nodes)
         check_cuts(rport, png, ref, name, n_nodes, K, side, thr, quick)
         check_bands(rport, png, ref, name, n_nodes, side, thr)
         st, r = infer(rport, png, f"cut={n_nodes // 2}&encoding=f32&outputs=raw")
