@@ -35,11 +35,14 @@ struct api_preprocess {
 	int64_t max_pixels;		/* refuse larger images; 0 = 40 Mpx */
 };
 
-/* Where the image landed in a letterboxed input (to map boxes back). */
+/* Where the image landed in the input (to map boxes back): resized to
+ * resized_width x resized_height (the whole input for a stretch) at
+ * (pad_x, pad_y). */
 struct api_image_info {
 	int src_width, src_height;
-	float scale;			/* input px per source px */
+	float scale;			/* input px per source px (x) */
 	int pad_x, pad_y;		/* left, top padding in input px */
+	int resized_width, resized_height;
 };
 
 struct api_tensor_meta {
@@ -82,6 +85,7 @@ struct api_v1_request {
 	const char *encoding;		/* ?encoding=E, NULL = planner's */
 	const char *policy;		/* ?policy=P, NULL = default */
 	int outputs_none;		/* ?outputs=none */
+	int outputs_raw;		/* ?outputs=raw (a detector's tensors too) */
 	uint64_t received_ns;		/* CLOCK_MONOTONIC: body complete */
 	uint64_t decode_ns;		/* time spent decoding the body */
 };
@@ -302,10 +306,12 @@ struct api_v1_result {
 		const char *peer, *encoding;	/* NULL -> null */
 		int fallback;
 		const char *fallback_reason;
+		uint64_t bytes_back;	/* the peer's answer's body; 0: none */
 	} placement;
 	struct {
 		uint64_t queue_ns, decode_ns, local_ns, transfer_ns,
 			 remote_ns, total_ns;
+		int64_t postprocess_ns;	/* decode + NMS, here or on the peer; -1: unknown */
 	} timing;
 	struct {
 		int present;		/* 0: "energy": null + reason */
@@ -329,6 +335,9 @@ int api_npy_write(const struct tensor_view *t, char **out, size_t *len);
 int api_image_decode_rgb(const void *buf, size_t len, int64_t max_pixels,
 			 uint8_t **rgb, int *width, int *height,
 			 char *err, size_t errlen);
+/* Where a w x h image lands in p's input (what api_image_preprocess
+ * records in info); -EINVAL when either size is not positive. */
+int api_image_fit(int w, int h, const struct api_preprocess *p, struct api_image_info *info);
 /* RGB8 -> float32 tensor per p; out->data is malloc'd (free() it). */
 int api_image_preprocess(const uint8_t *rgb, int width, int height,
 			 const struct api_preprocess *p, struct tensor_view *out,

@@ -193,14 +193,11 @@ static void axis(int in, int out, int *i0, int *i1, float *lam)
 	}
 }
 
-int api_image_preprocess(const uint8_t *rgb, int w, int h, const struct api_preprocess *p,
-			 struct tensor_view *out, struct api_image_info *info)
+int api_image_fit(int w, int h, const struct api_preprocess *p, struct api_image_info *info)
 {
 	int W = p->width, H = p->height;
 	int nw = W, nh = H, px = 0, py = 0;
-	float a[3], b[3], sc = p->scale ? p->scale : 1.0f;
 
-	memset(out, 0, sizeof(*out));
 	if (w <= 0 || h <= 0 || W <= 0 || H <= 0 || W > MAX_SIDE || H > MAX_SIDE)
 		return -EINVAL;
 	if (p->resize == API_RESIZE_LETTERBOX) {
@@ -212,13 +209,24 @@ int api_image_preprocess(const uint8_t *rgb, int w, int h, const struct api_prep
 		px = (W - nw) / 2;
 		py = (H - nh) / 2;
 	}
-	if (info) {
-		info->src_width = w;
-		info->src_height = h;
-		info->scale = (float)nw / (float)w;
-		info->pad_x = px;
-		info->pad_y = py;
-	}
+	*info = (struct api_image_info){ .src_width = w, .src_height = h, .scale = (float)nw / (float)w,
+					 .pad_x = px, .pad_y = py, .resized_width = nw, .resized_height = nh };
+	return 0;
+}
+
+int api_image_preprocess(const uint8_t *rgb, int w, int h, const struct api_preprocess *p,
+			 struct tensor_view *out, struct api_image_info *info)
+{
+	int W = p->width, H = p->height;
+	struct api_image_info fit;
+	float a[3], b[3], sc = p->scale ? p->scale : 1.0f;
+
+	memset(out, 0, sizeof(*out));
+	if (api_image_fit(w, h, p, &fit) < 0)
+		return -EINVAL;
+	int nw = fit.resized_width, nh = fit.resized_height, px = fit.pad_x, py = fit.pad_y;
+	if (info)
+		*info = fit;
 	for (int c = 0; c < 3; c++) {
 		float sd = p->std[c] ? p->std[c] : 1.0f;
 		a[c] = sc / sd;

@@ -168,8 +168,10 @@ void api_route_v1_infer(struct api_call *c)
 	if ((v = api_call_query(c, "outputs"))) {
 		if (!strcmp(v, "none"))
 			r->outputs_none = 1;
+		else if (!strcmp(v, "raw"))
+			r->outputs_raw = 1;
 		else if (strcmp(v, "all")) {
-			api_call_error(c, 400, "outputs must be 'none' or 'all', not '%.40s'", v);
+			api_call_error(c, 400, "outputs must be 'none', 'all' or 'raw', not '%.40s'", v);
 			return;
 		}
 	}
@@ -197,6 +199,70 @@ static void shape_json(struct buf *b, const struct tensor_view *t)
 	for (int i = 0; i < t->ndim; i++)
 		buf_printf(b, "%s%lld", i ? "," : "", (long long)t->shape[i]);
 	buf_put(b, "]", 1);
+}
+
+/* "detections": [{label, class_id, score, box, keypoints}], floats as
+ * float32 round-trips them (%.9g). */
+static void detections_json(struct buf *b, const struct detections *ds)
+{
+	buf_puts(b, ",\"detections\":[");
+	for (size_t i = 0; i < ds->n; i++) {
+		const struct detection *d = &ds->d[i];
+		buf_puts(b, i ? ",{\"label\":" : "{\"label\":");
+		buf_json_string(b, d->label);
+		buf_printf(b, ",\"class_id\":%d,\"score\":", d->class_id);
+		buf_double(b, d->score);
+		buf_puts(b, ",\"box\":[");
+		for (int q = 0; q < 4; q++) {
+			buf_puts(b, q ? "," : "");
+			buf_double(b, d->box[q]);
+		}
+		buf_puts(b, "]");
+		if (d->n_keypoints > 0 && d->keypoints) {
+			buf_puts(b, ",\"keypoints\":[");
+			for (int k = 0; k < d->n_keypoints; k++) {
+				const float *kp = d->keypoints + 3 * k;
+				buf_puts(b, k ? ",[" : "[");
+				buf_double(b, kp[0]);
+				buf_puts(b, ",");
+				buf_double(b, kp[1]);
+				buf_puts(b, ",");
+				buf_double(b, kp[2]);
+				buf_puts(b, "]");
+			}
+			buf_puts(b, "]");
+		}
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "]");
+}
+
+/* "timeline": one entry per band of a banded offload. */
+static void timeline_json(struct buf *b, const struct api_v1_band *tl, int n)
+{
+	buf_puts(b, ",\"timeline\":[");
+	for (int i = 0; i < n; i++) {
+		const struct api_v1_band *t = &tl[i];
+		buf_printf(b, "%s{\"band\":%d,\"rows\":[%" PRId64 ",%" PRId64 "],\"bytes\":%" PRIu64
+			   ",\"compute_start_ms\":", i ? "," : "", i, t->row0, t->row1, t->bytes);
+		buf_ms(b, t->compute_start_ns);
+		buf_puts(b, ",\"compute_end_ms\":");
+		buf_ms(b, t->compute_end_ns);
+		buf_puts(b, ",\"ready_ms\":");
+		buf_ms(b, t->ready_ns);
+		buf_puts(b, ",\"sent_ms\":");
+		buf_ms(b, t->sent_ns);
+		if (t->peer_known) {
+			buf_puts(b, ",\"peer_arrived_ms\":");
+			buf_ms(b, t->peer_arrived_ns);
+			buf_puts(b, ",\"peer_compute_start_ms\":");
+			buf_ms(b, t->peer_start_ns);
+			buf_puts(b, ",\"peer_compute_end_ms\":");
+			buf_ms(b, t->peer_end_ns);
+		}
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "]");
 }
 
 int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *len)
@@ -237,6 +303,8 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 		}
 		buf_put(&b, "]", 1);
 	}
+	if (r->has_detections)
+		detections_json(&b, &r->detections);
 	buf_printf(&b, ",\"placement\":{\"cut\":%d,\"local_nodes\":%d,\"remote_nodes\":%d,\"bands\":%d,\"peer\":",
 		   r->placement.cut, r->placement.local_nodes, r->placement.remote_nodes,
 		   r->placement.bands ? r->placement.bands : 1);
@@ -248,32 +316,11 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 		buf_puts(&b, ",\"fallback_reason\":");
 		buf_json_string(&b, r->placement.fallback_reason);
 	}
+	if (r->placement.bytes_back)
+		buf_printf(&b, ",\"bytes_back\":%" PRIu64, r->placement.bytes_back);
 	buf_puts(&b, "}");
-	if (r->timeline && r->n_timeline > 0) {
-		buf_puts(&b, ",\"timeline\":[");
-		for (int i = 0; i < r->n_timeline; i++) {
-			const struct api_v1_band *t = &r->timeline[i];
-			buf_printf(&b, "%s{\"band\":%d,\"rows\":[%" PRId64 ",%" PRId64 "],\"bytes\":%" PRIu64
-				   ",\"compute_start_ms\":", i ? "," : "", i, t->row0, t->row1, t->bytes);
-			buf_ms(&b, t->compute_start_ns);
-			buf_puts(&b, ",\"compute_end_ms\":");
-			buf_ms(&b, t->compute_end_ns);
-			buf_puts(&b, ",\"ready_ms\":");
-			buf_ms(&b, t->ready_ns);
-			buf_puts(&b, ",\"sent_ms\":");
-			buf_ms(&b, t->sent_ns);
-			if (t->peer_known) {
-				buf_puts(&b, ",\"peer_arrived_ms\":");
-				buf_ms(&b, t->peer_arrived_ns);
-				buf_puts(&b, ",\"peer_compute_start_ms\":");
-				buf_ms(&b, t->peer_start_ns);
-				buf_puts(&b, ",\"peer_compute_end_ms\":");
-				buf_ms(&b, t->peer_end_ns);
-			}
-			buf_puts(&b, "}");
-		}
-		buf_puts(&b, "]");
-	}
+	if (r->timeline && r->n_timeline > 0)
+		timeline_json(&b, r->timeline, r->n_timeline);
 	buf_puts(&b, ",\"timing_ms\":{\"queue\":");
 	buf_ms(&b, r->timing.queue_ns);
 	buf_puts(&b, ",\"decode\":");
@@ -286,6 +333,13 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 	buf_ms(&b, r->timing.remote_ns);
 	buf_puts(&b, ",\"total\":");
 	buf_ms(&b, r->timing.total_ns);
+	if (r->has_detections) {
+		buf_puts(&b, ",\"postprocess\":");
+		if (r->timing.postprocess_ns >= 0)
+			buf_ms(&b, (uint64_t)r->timing.postprocess_ns);
+		else
+			buf_puts(&b, "null");
+	}
 	buf_puts(&b, "},\"energy\":");
 	if (!r->energy.present) {
 		buf_puts(&b, "null,\"energy_reason\":");

@@ -48,7 +48,7 @@ def run_cands(lab, model, jpeg, cands, rounds):
     """cands: (cut, enc, bands) tuples; interleaved rounds; per candidate the
     totals and parts, and one timeline."""
     rows = {c: {"total": [], "local": [], "transfer": [], "remote": [], "joules": [], "method": None,
-                "fallbacks": 0, "timeline": None} for c in cands}
+                "fallbacks": 0, "timeline": None, "post": [], "back": []} for c in cands}
     def one(c):
         k, e, b = c[:3]
         if k == "plan":     # the planner's own choice: no cut= in the request
@@ -71,6 +71,9 @@ def run_cands(lab, model, jpeg, cands, rounds):
             row["total"].append(t["total"])
             for f in ("local", "transfer", "remote"):
                 row[f].append(t.get(f, 0.0) or 0.0)
+            if t.get("postprocess") is not None:     # decode + NMS, where it ran
+                row["post"].append(t["postprocess"])
+            row["back"].append(pl.get("bytes_back", 0))
             en = r.get("energy")
             if en:
                 row["joules"].append(en["joules"])
@@ -154,7 +157,14 @@ def cell(lab, model, jpeg, requests, confirm, top, bands_list):
                     "fallbacks": sum(r["fallbacks"] for r in rows.values())})
     out["all"] = {(name(c) if c[0] != "plan" else "planner"): {
         "p50": med(r["total"]), "local": med(r["local"]), "transfer": med(r["transfer"]),
-        "remote": med(r["remote"])} for c, r in rows.items()}
+        "remote": med(r["remote"]), "post_ms": med(r["post"]), "bytes_back": med(r["back"])}
+        for c, r in rows.items()}
+    # what came back and the decode + NMS per request, over every request of
+    # the cell that went to the peer (and, all-local, that ran here)
+    out["post_ms"] = med([x for r in rows.values() for x in r["post"]])
+    out["post_ms_local"] = med(rows[(n, "local", 1)]["post"]) if (n, "local", 1) in rows else med(
+        scr[(n, "local", 1)]["post"])
+    out["bytes_back"] = med([x for r in rows.values() for x in r["back"] if x])
     # the issue's target cells: the best layer split's local compute and
     # transfer each at least a quarter of its time
     lp = out["layer_parts"]
@@ -209,6 +219,11 @@ def main():
     ap.add_argument("--bands", default="2,4,8")
     ap.add_argument("--input", default="jpeg", choices=("jpeg", "npy"),
                     help="npy: the request is a float tensor (a sensor frame that does not compress)")
+    ap.add_argument("--postprocess", choices=("yolov5", "yolov8"),
+                    help="the robot's models decode this detector head where their last node runs "
+                    "(the peer answers only the detections); default: the raw outputs come back")
+    ap.add_argument("--score-threshold", type=float, default=0.25)
+    ap.add_argument("--max-detections", type=int, default=300)
     ap.add_argument("--out")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -222,7 +237,9 @@ def main():
     bl = [int(x) for x in a.bands.split(",")]
     # banded plans are opt-in (planner.max_bands = 1 by default): on here,
     # so the planner column shows what it does with them
-    lab = sg.Lab(a.splitd, models, robot_planner="max_bands = 8")
+    keys = (f"postprocess = {a.postprocess}\nscore_threshold = {a.score_threshold}\n"
+            f"max_detections = {a.max_detections}\n" if a.postprocess else "")
+    lab = sg.Lab(a.splitd, models, robot_planner="max_bands = 8", robot_model_keys=keys)
     jpeg = sg.make_jpeg(os.path.join(lab.tmp, "frame.jpg"))
     bodies = {m: jpeg for m in models}
     if a.input == "npy":
@@ -244,7 +261,7 @@ def main():
           "robot mJ | latency vs layer | energy vs layer | same, peer wavefront off (ms) | same cut B=1 (ms) | "
           "gain vs it (ms) | bound min(C,X)(1-1/B) / with the peer (C+X+R-max)(1-1/B) | target cell | planner chose | p50 ms | planner / best layer |",
           "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---|---:|---:|"]
-    dump, timelines = [], []
+    dump, timelines, notes = [], [], []
     try:
         for cpu in cpus:
             lab.up(rates[0], cpu)
@@ -260,6 +277,9 @@ def main():
                     print(row, flush=True)
                     md.append(row)
                     dump.append(o)
+                    notes.append(f"- {model} {rate:g} Mbit/s cpu {cpu:g}: bytes back from the peer (median) "
+                                 f"{o['bytes_back']:.0f}; decode+NMS per request (median) "
+                                 f"{o['post_ms']:.3f} ms over the cell, {o['post_ms_local']:.3f} ms all-local")
                     if o.get("timeline") and len(timelines) < 2:
                         timelines.append(fmt_timeline(o) + f"\n\n(cell {rate:g} Mbit/s, cpu {cpu:g})")
             lab.stop()
@@ -267,7 +287,13 @@ def main():
         lab.down()
     methods = sorted({o.get("method") or "none" for o in dump})
     md += ["", f"robot mJ: the energy of the request's window as the robot's daemon reports it "
-               f"(method: {', '.join(methods)}; median).", ""] + timelines
+               f"(method: {', '.join(methods)}; median).", ""]
+    if a.postprocess:
+        md += [f"post-processing: {a.postprocess}, score_threshold {a.score_threshold}, max_detections "
+               f"{a.max_detections}, decoded where the last node runs (nan: not measured)", ""] + notes + [""]
+    else:
+        md += ["raw outputs back (no post-processing):", ""] + notes + [""]
+    md += timelines
     text = "\n".join(md) + "\n"
     if a.out:
         with open(a.out, "w") as f:

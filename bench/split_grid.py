@@ -112,13 +112,15 @@ def make_jpeg(path, w=640, h=480, quality=85):
 class Lab:
     """tools/netlab.sh, the TLS material, and the two daemons."""
 
-    def __init__(self, splitd, models, tmp=None, peer_threads=1, robot_threads=1, robot_planner=""):
+    def __init__(self, splitd, models, tmp=None, peer_threads=1, robot_threads=1, robot_planner="",
+                 robot_model_keys=""):
         self.splitd = os.path.abspath(splitd)
         self.models = models            # name -> model.onnx
         self.tmp = tmp or tempfile.mkdtemp(prefix="splitd-netlab-")
         self.peer = self.robot = None
         self.peer_threads, self.robot_threads = peer_threads, robot_threads
         self.robot_planner = robot_planner    # extra [planner] lines of the robot
+        self.robot_model_keys = robot_model_keys  # extra lines of each robot [model]
         self.conn = None
         self.is_up = False
         certs = os.path.join(self.tmp, "tls")
@@ -150,8 +152,8 @@ class Lab:
             self.is_up = False
 
     # -- the daemons ----------------------------------------------------------
-    def _models_ini(self):
-        return "".join(f"[model.{n}]\npath = {p}\n" for n, p in self.models.items())
+    def _models_ini(self, extra=""):
+        return "".join(f"[model.{n}]\npath = {p}\n{extra}" for n, p in self.models.items())
 
     def start(self, timeout_s=180):
         """Peer (no quota), then robot (in the cgroup); wait until the robot
@@ -193,7 +195,7 @@ connect_timeout_ms = 1000
 request_timeout_ms = 10000
 probe_interval_ms = 500
 backoff_max_ms = 1000
-""" + (f"[planner]\n{self.robot_planner}\n" if self.robot_planner else "") + self._models_ini())
+""" + (f"[planner]\n{self.robot_planner}\n" if self.robot_planner else "") + self._models_ini(self.robot_model_keys))
         self.peer_log = open(os.path.join(self.tmp, "peer.log"), "a")
         self.robot_log = open(os.path.join(self.tmp, "robot.log"), "a")
         self.peer = subprocess.Popen(["sh", NETLAB, "exec-peer", self.splitd, "serve", "-c", peer_conf],

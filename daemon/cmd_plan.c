@@ -329,6 +329,8 @@ static json_t *cand_json(const struct plan_candidate *c, const struct engine *e)
 			      "total_ms", c->total_ms, "robot_j", c->energy_uj / 1e6,
 			      "meets_slo", c->meets_slo);
 
+	if (o && c->enc != PLAN_ENC_LOCAL)
+		json_object_set_new(o, "return_bytes", json_integer((json_int_t)c->return_bytes));
 	if (o && c->bands > 1) {
 		json_object_set_new(o, "overlap_saving_ms", json_real(c->overlap_saving_ms));
 		json_object_set_new(o, "overlap_bound_ms", json_real(c->overlap_bound_ms));

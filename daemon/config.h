@@ -26,6 +26,8 @@ enum config_backend { CONFIG_BACKEND_AUTO, CONFIG_BACKEND_CPU, CONFIG_BACKEND_CU
 enum config_resize { CONFIG_RESIZE_STRETCH, CONFIG_RESIZE_LETTERBOX };
 enum config_channels { CONFIG_CHANNELS_RGB, CONFIG_CHANNELS_BGR };
 enum config_layout { CONFIG_LAYOUT_NCHW, CONFIG_LAYOUT_NHWC };
+/* indexed like post/'s enum post_kind (pipe_post.c checks it) */
+enum config_postprocess { CONFIG_POST_NONE, CONFIG_POST_CLASSIFY, CONFIG_POST_YOLOV5, CONFIG_POST_YOLOV8 };
 enum config_policy { CONFIG_POLICY_LATENCY, CONFIG_POLICY_ENERGY, CONFIG_POLICY_ENERGY_SLO };
 /* Cut-tensor encoding (peer.encoding): "auto" (the planner chooses), or
  * one encoding of the wire's own type, struct link_encoding (link/'s
@@ -56,6 +58,16 @@ struct config_model {
 	int layout;        /* enum config_layout */
 	char labels[CONFIG_PATH_MAX];
 	int top_k;
+	/* post-processing (post/post.h): enum config_postprocess, and for the
+	 * detector heads their parameters; checked against the model's output
+	 * at load */
+	int postprocess;
+	double score_threshold, iou_threshold;
+	int max_detections;
+	int keypoints;
+	/* raw outputs coming back from the peer (postprocess none or classify,
+	 * or ?outputs=raw): "auto" = f32 */
+	struct config_encoding output_encoding;
 };
 
 /* [ros2.NAME]: one ROS 2 camera subscription (README "ROS 2"). */

@@ -21,6 +21,7 @@ static const char *const channels[] = { "rgb", "bgr", NULL };
 static const char *const layouts[] = { "nchw", "nhwc", NULL };
 static const char *const ros2_types[] = { "image", "compressed", NULL };
 static const char *const ros2_qos[] = { "sensor", "reliable", NULL };
+static const char *const postprocesses[] = { "none", "classify", "yolov5", "yolov8", NULL };
 static const char *const policies[] = { "latency", "energy", "energy_slo", NULL };
 /* indexed by enum link_value and enum link_comp */
 const char *const config_enc_types[] = { "f32", "f16", "i8", NULL };
@@ -88,6 +89,19 @@ const struct key config_keys[] = {
 	  "text file with one class label per line; enables top_k in responses" },
 	{ "model.*", "top_k", T_INT, M(top_k), 0, 1000, "5", NULL, F_MODEL, RESTART,
 	  "classes listed in responses when labels are set" },
+	{ "model.*", "postprocess", T_ENUM, M(postprocess), 0, 0, "none", postprocesses, F_MODEL, RESTART,
+	  "none, classify (top_k of output 0), yolov5 ([1, N, 5+C+3K]) or yolov8 ([1, 4+C+3K, N]) detector "
+	  "heads: decoded and NMSed where the model's last node runs, answered as detections" },
+	{ "model.*", "score_threshold", T_DOUBLE, M(score_threshold), 0, 1, "0.25", NULL, F_MODEL, RESTART,
+	  "detectors: a candidate stays when its score (yolov5: objectness x class) is above this" },
+	{ "model.*", "iou_threshold", T_DOUBLE, M(iou_threshold), 0, 1, "0.45", NULL, F_MODEL, RESTART,
+	  "detectors: class-aware NMS drops a box overlapping a better one of its class above this IoU" },
+	{ "model.*", "max_detections", T_INT, M(max_detections), 1, 10000, "300", NULL, F_MODEL, RESTART,
+	  "detectors: the best this many objects are answered" },
+	{ "model.*", "keypoints", T_INT, M(keypoints), 0, 1000, "0", NULL, F_MODEL, RESTART,
+	  "pose heads: keypoints (x, y, visibility) per object after the class scores, e.g. 17" },
+	{ "model.*", "output_encoding", T_ENCODING, M(output_encoding), 0, 0, "auto", NULL, F_MODEL, RESTART,
+	  "raw outputs coming back from the peer: f32, f16 or i8, optionally +zstd or +lz4; auto = f32" },
 
 	{ "power", "enabled", T_BOOL, G(power_enabled), 0, 0, "true", NULL, 0, RESTART,
 	  "sample the power rails" },

@@ -10,9 +10,11 @@
 #include "peer_proto.h"
 #include "pipeline-impl.h"
 
-static void respond_v2(struct api_call *call, void *body, size_t len, size_t header_len)
+/* binary: the body is a binary v2 message even when its binary part is
+ * empty (a peer's answer of no detections: the robot reads the header) */
+static void respond_v2(struct api_call *call, void *body, size_t len, size_t header_len, bool binary)
 {
-	if (header_len < len) {
+	if (header_len < len || (binary && header_len == len)) {
 		char hl[24];
 		snprintf(hl, sizeof(hl), "%zu", header_len);
 		api_call_header(call, "Inference-Header-Content-Length", hl);
@@ -41,9 +43,9 @@ static void call_respond(void *ctx, struct pipe_result *res)
 		if ((r = api_v2_build(API_V2_RESPONSE, res->v2, &body, &len, &hlen)) < 0)
 			api_call_error(call, 500, "building the response: %s", strerror(-r));
 		else
-			respond_v2(call, body, len, hlen);
+			respond_v2(call, body, len, hlen, false);
 	} else {
-		respond_v2(call, res->body, res->len, res->header_len);
+		respond_v2(call, res->body, res->len, res->header_len, true);
 	}
 }
 
@@ -119,9 +121,10 @@ static void h_infer_v1(void *ctx, struct api_call *call, const struct api_v1_req
 	struct pipe_request rq = {
 		.kind = PIPE_REQ_V1, .model = req->model->user,
 		.input = req->input, .body = req->body, .body_len = req->body_len,
-		.is_image = req->kind != API_BODY_NPY,
+		.is_image = req->kind != API_BODY_NPY, .image = &req->image,
 		.q = { .cut = req->cut, .bands = req->bands, .no_wavefront = req->no_wavefront,
-		       .encoding = req->encoding, .policy = req->policy, .outputs_none = req->outputs_none },
+		       .encoding = req->encoding, .policy = req->policy, .outputs_none = req->outputs_none,
+		       .outputs_raw = req->outputs_raw },
 		.received_ns = req->received_ns, .decode_ns = req->decode_ns,
 	};
 

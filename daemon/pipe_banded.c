@@ -145,7 +145,8 @@ static int describe_tensor(struct bsend *s, int j, struct pipe_offload *of, char
 
 /* The request: its JSON header built, its binary part the band-major
  * region `wire`, filled as the bands complete. */
-static int build_request(struct bsend *s, const char *id, int no_wavefront, char *err, size_t errlen)
+static int build_request(struct bsend *s, const char *id, int no_wavefront, const struct pipe_offload *of,
+			 char *err, size_t errlen)
 {
 	int r;
 
@@ -155,7 +156,8 @@ static int build_request(struct bsend *s, const char *id, int no_wavefront, char
 		s->pts[j].data = s->wire;	/* placeholders: the body is one region */
 	struct peer_request_spec spec = { .id = id, .cut = s->cut, .model_sha256 = engine_sha256(s->m->eng),
 					  .bands = s->bands, .no_wavefront = no_wavefront,
-					  .inputs = s->pts, .n_inputs = s->n };
+					  .inputs = s->pts, .n_inputs = s->n, .post = &of->post,
+					  .output_enc = pipe_output_enc(of) };
 	if ((r = peer_request_build(&spec, &s->msg, err, errlen)) < 0)
 		return r;
 	s->msg.iov[1] = (struct iovec){ s->wire, s->total };
@@ -300,7 +302,7 @@ int pipe_banded_send(struct pipe_model *m, int worker, int cut, int enc, int ban
 		if ((r = describe_tensor(s, j, of, err, errlen)) < 0)
 			goto out;
 	of->wire_bytes = s->total;
-	if ((r = build_request(s, id, no_wavefront, err, errlen)) < 0)
+	if ((r = build_request(s, id, no_wavefront, of, err, errlen)) < 0)
 		goto out;
 	stream = true;
 	s->timeout_ms = pipe_request_timeout_ms(m->pipe);

@@ -95,6 +95,10 @@ static void learn_run(struct pipe_model *m, const struct pipe_v1 *v, size_t imag
 		run->peer_decode_ms = pt->decode_ns > 0 ? ms((uint64_t)pt->decode_ns) : -1;
 		run->raw_bytes = v->of.raw_bytes;
 		run->wire_bytes = v->of.wire_bytes;
+		/* the way back, when it came the model's usual way (a
+		 * detector's raw outputs, ?outputs=raw, are no prediction) */
+		if (m->detects == (v->of.post.kind[0] != 0))
+			run->reply_bytes = v->of.reply.len;
 	}
 	if (v->decoded)
 		run->decode_ms = ms(v->decode_ns);

@@ -307,6 +307,7 @@ int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct confi
 	pthread_rwlockattr_destroy(&ra);
 	m->duration_s.bounds = pipe_duration_bounds;
 	m->energy_j.bounds = pipe_energy_bounds;
+	m->detections.bounds = pipe_detections_bounds;
 	atomic_store(&m->current_cut, -1);
 	struct engine *e = NULL;
 	r = open_engine(m, p->backend, &e);
@@ -324,6 +325,8 @@ int pipe_model_load(struct pipeline *p, struct pipe_model *m, const struct confi
 	setup_preprocess(m, cm);
 	m->top_k = cm->top_k;
 	if (cm->labels[0] && (r = read_labels(m, cm->labels)) < 0)
+		return r;
+	if ((r = pipe_post_setup(m, cm)) < 0)
 		return r;
 	if ((r = profile(p, m, t0, link_now_ns())) < 0)
 		return r;

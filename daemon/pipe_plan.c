@@ -29,6 +29,8 @@ void pipe_plan_inputs(struct pipe_model *m, struct plan_inputs *in)
 		in->bandwidth_bps = v;
 	if (!le.rtt_samples && plan_link_rtt(m->plan, &v) == 0)
 		in->rtt_ms = v;
+	/* the way back as predicted; what came back replaces it */
+	in->output_bytes = pipe_post_return_bytes(m);
 	plan_request_facts(m->plan, in);
 }
 

@@ -55,6 +55,7 @@ struct pipe_query {
 	const char *encoding;		/* NULL: the planner's */
 	const char *policy;		/* NULL: the configured one */
 	int outputs_none;		/* ?outputs=none */
+	int outputs_raw;		/* ?outputs=raw: the tensors, also of a detector */
 };
 
 enum pipe_request_kind { PIPE_REQ_V1, PIPE_REQ_V2 };
@@ -72,6 +73,9 @@ struct pipe_request {
 	 * time to make (the last ones made; png_bytes 0: unknown, not planned) */
 	size_t png_bytes;
 	double png_ms;
+	/* where a decoded image landed in the input (filled once decoded;
+	 * NULL: not known) */
+	const struct api_image_info *image;
 	struct pipe_query q;
 	/* v2: the parsed message (tensors point into the body) */
 	const struct api_v2_message *msg;

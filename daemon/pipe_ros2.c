@@ -40,6 +40,7 @@ struct ros2_slot {
 	char frame_id[256], encoding[32], format[64];
 	struct tensor_view input;
 	void *input_data;
+	struct api_image_info info;	/* the frame's size; where it landed once preprocessed */
 	/* a raw frame as a PNG for the peer at cut 0 (made when the plan
 	 * sends it, and every PNG_SAMPLE_EVERY frames otherwise so that the
 	 * planner knows its size and cost): the last one's figures */
@@ -246,19 +247,19 @@ static int slot_decode(void *ctx, const struct tensor_view **out, char *err, siz
 {
 	struct ros2_slot *s = ctx;
 	const struct api_preprocess *pp = s->m->api.preprocess;
-	struct api_image_info info;
+	struct api_image_info *info = &s->info;
 	int r;
 
 	if (!pp)
 		return snprintf(err, errlen, "model '%s' has no image input", s->m->name), -EINVAL;
 	if (s->f.compressed) {
-		r = api_image_to_tensor(s->f.data, s->f.len, pp, &s->input, &info, err, errlen);
+		r = api_image_to_tensor(s->f.data, s->f.len, pp, &s->input, info, err, errlen);
 	} else {
 		uint8_t *rgb = malloc((size_t)s->f.width * s->f.height * 3);
 		if (!rgb)
 			return snprintf(err, errlen, "out of memory"), -ENOMEM;
 		ros2_frame_to_rgb8(&s->f, s->enc, s->conf.depth_scale, rgb);
-		r = api_image_preprocess(rgb, (int)s->f.width, (int)s->f.height, pp, &s->input, &info);
+		r = api_image_preprocess(rgb, (int)s->f.width, (int)s->f.height, pp, &s->input, info);
 		if (r == 0)
 			sample_png(s, rgb);
 		free(rgb);
@@ -335,11 +336,15 @@ static void on_frame(void *ctx, const struct ros2_frame *f)
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return;
+	/* a raw frame's size is known now (a detector's boxes are mapped back
+	 * with it, wherever it was preprocessed); a compressed one's once decoded */
+	s->info = (struct api_image_info){ .src_width = s->f.compressed ? 0 : (int)s->f.width,
+					   .src_height = s->f.compressed ? 0 : (int)s->f.height };
 	struct pipe_request rq = {
 		.kind = PIPE_REQ_V1, .model = s->m,
 		.body = s->f.compressed ? s->f.data : NULL, .body_len = s->f.compressed ? s->f.len : 0,
 		.is_image = s->f.compressed,
-		.png_bytes = s->f.compressed ? 0 : s->png_bytes, .png_ms = s->png_ms,
+		.png_bytes = s->f.compressed ? 0 : s->png_bytes, .png_ms = s->png_ms, .image = &s->info,
 		.q = { .cut = -1 },
 		.received_ns = now, .decode_ns = link_now_ns() - now, .enqueued_ns = link_now_ns(),
 		.ops = s->f.compressed ? &slot_ops : &slot_raw_ops, .ctx = s,

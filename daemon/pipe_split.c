@@ -41,6 +41,15 @@ struct link_encoding pipe_enc_link(int enc)
 	return e;
 }
 
+const struct link_encoding *pipe_output_enc(const struct pipe_offload *of)
+{
+	/* detections travel as they are; plain f32 needs no word (a Triton
+	 * peer reads plain KServe v2) */
+	if (of->post.kind[0] || (of->output_enc.value == LINK_VALUE_F32 && of->output_enc.comp == LINK_COMP_NONE))
+		return NULL;
+	return &of->output_enc;
+}
+
 int64_t pipe_request_timeout_ms(struct pipeline *p)
 {
 	pthread_mutex_lock(&p->cfg_lock);
@@ -55,7 +64,8 @@ int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struc
 		      struct pipe_offload *of, char *err, size_t errlen)
 {
 	struct peer_request_spec spec = { .id = id, .cut = cut, .model_sha256 = engine_sha256(m->eng),
-					  .inputs = pts, .n_inputs = n };
+					  .inputs = pts, .n_inputs = n, .post = &of->post,
+					  .output_enc = pipe_output_enc(of) };
 	struct peer_msg msg = { 0 };
 	int r;
 

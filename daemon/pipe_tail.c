@@ -28,6 +28,12 @@ struct tail {
 	void *outbuf[PEER_MAX_TENSORS];
 	int n_out;
 	struct peer_timing tm;
+	/* the detections the robot asked for (post.kind POST_NONE: the raw
+	 * outputs), and the size of the image decoded here */
+	struct post_params post;
+	struct post_result det;
+	struct pipe_post_wire wire;
+	int image_width, image_height;
 	struct peer_msg msg;
 	uint64_t t_deq, t_dec1, t_run1;
 	bool have_energy;
@@ -133,11 +139,32 @@ static int tail_decode(struct tail *t, char *err, size_t errlen)
 	if (!m->has_pp) {
 		return err_set(-EINVAL, err, errlen, "model '%s' takes no image here (no preprocessing configured)", m->name);
 	}
-	if ((r = api_image_to_tensor(image, image_len, &m->pp, &tv, NULL, err, errlen)) < 0)
+	struct api_image_info info;
+	if ((r = api_image_to_tensor(image, image_len, &m->pp, &tv, &info, err, errlen)) < 0)
 		return r;
+	t->image_width = info.src_width;
+	t->image_height = info.src_height;
 	r = engine_ctx_set(t->ctx, m->in_meta[0].name, &tv, err, errlen);
 	free(tv.data);
 	return r;
+}
+
+/* The detections of output 0, as the robot asked (pipe_post.c). */
+static int tail_detections(struct tail *t, char *err, size_t errlen)
+{
+	struct pipe_model *m = t->m;
+	struct tensor_view v;
+	int r;
+
+	if ((r = engine_ctx_get(t->ctx, m->out_meta[0].name, &v)) < 0)
+		return err_set(r, err, errlen, "output '%s' not computed", m->out_meta[0].name);
+	uint64_t t0 = link_now_ns();
+	if ((r = post_decode(&t->post, &v, &t->det, err, errlen)) < 0)
+		return r;
+	t->tm.post_ns = (int64_t)(link_now_ns() - t0);
+	if ((r = pipe_post_wire(&t->det, &t->wire, t->outs, &t->n_out)) < 0)
+		return err_set(r, err, errlen, "out of memory");
+	return 0;
 }
 
 /* The outputs, encoded as the robot asked. */
@@ -146,6 +173,8 @@ static int tail_outputs(struct tail *t, char *err, size_t errlen)
 	struct pipe_model *m = t->m;
 	int r;
 
+	if (post_kind_detects(t->post.kind))
+		return tail_detections(t, err, errlen);
 	t->n_out = m->api.n_outputs > PEER_MAX_TENSORS ? PEER_MAX_TENSORS : m->api.n_outputs;
 	for (int i = 0; i < t->n_out; i++) {
 		struct tensor_view v;
@@ -188,7 +217,8 @@ static int tail_answer(struct tail *t, char *err, size_t errlen)
 		t->tm.energy_uj = pw.energy_uj;
 	t->energy_id = 0;
 	struct peer_response_spec spec = { .id = t->pr.id[0] ? t->pr.id : rq->msg->id, .model = m->name,
-					   .outputs = t->outs, .n_outputs = t->n_out, .timing = &t->tm };
+					   .outputs = t->outs, .n_outputs = t->n_out, .timing = &t->tm,
+					   .image_width = t->image_width, .image_height = t->image_height };
 	if ((r = peer_response_build(&spec, &t->msg, err, errlen)) < 0 ||
 	    (r = peer_msg_flatten(&t->msg, &body, &len)) < 0)
 		return r;
@@ -214,6 +244,8 @@ static int tail_begin(struct tail *t, int64_t cut, char *err, size_t errlen)
 		t->have_energy = power_request_begin_at(p->power, (int64_t)t->rq->received_ns, &t->energy_id) == 0;
 	/* the one parser of the peer's requests (peer_v2.c, peer_proto.c) */
 	if ((r = peer_v2_request_read(t->rq->msg, t->rq->streamed, &t->pr, err, errlen)) < 0)
+		return r;
+	if ((r = pipe_post_asked(m, &t->pr.post, &t->post, err, errlen)) < 0)
 		return r;
 	t->n_cut = engine_cut_count(m->eng, t->cut);
 	if (t->n_cut < 0 || t->n_cut > PEER_MAX_TENSORS) {
@@ -278,6 +310,8 @@ int pipe_tail(struct pipe_model *m, int worker, const struct pipe_request *rq, i
 	if (r < 0)
 		log_info("model %s: refused a robot's request: %s", m->name, err[0] ? err : strerror(-r));
 	peer_msg_fini(&t->msg);
+	pipe_post_wire_fini(&t->wire);
+	post_result_fini(&t->det);
 	for (int i = 0; i < PEER_MAX_TENSORS; i++)
 		free(t->outbuf[i]);
 	free(t->mem);

@@ -80,9 +80,13 @@ static int offload(struct pipe_v1 *v)
 	} else {
 		r = pipe_split_send(m, v->ctx, v->cut, v->enc, v->id, &v->of, perr, sizeof(perr));
 	}
-	if (r == 0)
+	if (r == 0 && v->of.post.kind[0]) {	/* the peer decoded: its detections */
+		r = pipe_post_from_reply(m, &v->of.reply, &v->det, perr, sizeof(perr));
+		v->have_det = r == 0;
+	} else if (r == 0) {
 		r = pipe_outputs_from_reply(&v->outs, &v->of.reply, m->out_meta, m->api.n_outputs, perr,
 					    sizeof(perr));
+	}
 	if (r == 0 && (peer_nonfinite = pipe_outputs_nonfinite(&v->outs)) > 0) {
 		/* whether the model produces them for this input, the rest run
 		 * here says (pipe_fallback) */
@@ -94,6 +98,8 @@ static int offload(struct pipe_v1 *v)
 		v->offloaded = true;
 		return 0;
 	}
+	post_result_fini(&v->det);
+	v->have_det = false;
 	return pipe_fallback(v, r, perr, peer_nonfinite);
 }
 
@@ -125,6 +131,12 @@ int pipe_v1_run(struct pipe_v1 *v)
 		return r;
 	if ((r = pipe_local_head(v)) < 0)
 		return r;
+	/* a detector's head is decoded where its last node runs: the peer's
+	 * answer is then its detections (unless the client wants the raw
+	 * outputs, ?outputs=raw) */
+	if (m->detects && !v->req->q.outputs_raw)
+		pipe_post_ask(m, &v->of.post);
+	v->of.output_enc = m->output_enc;
 	if (v->cut < m->n_nodes && (r = offload(v)) < 0)
 		return r;
 	if (!v->offloaded && !v->fallback &&
@@ -133,6 +145,8 @@ int pipe_v1_run(struct pipe_v1 *v)
 		snprintf(v->err, sizeof(v->err), "reading the outputs: %s", strerror(-r));
 		return r;
 	}
+	if ((r = pipe_post_v1(v)) < 0)
+		return r;
 	return pipe_v1_answer(v);
 }
 
@@ -147,4 +161,6 @@ void pipe_v1_fini(struct pipe_v1 *v)
 		peer_reply_fini(&v->of.reply);
 	v->of.have_reply = false;
 	pipe_outputs_fini(&v->outs);
+	post_result_fini(&v->det);
+	v->have_det = false;
 }

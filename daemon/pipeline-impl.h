@@ -19,6 +19,7 @@
 #include "pipe_request.h"
 #include "pipe_plan.h"
 #include "plan.h"
+#include "post.h"
 #include "power.h"
 #include "wifi.h"
 
@@ -54,6 +55,12 @@ struct pipe_model {
 	bool has_pp;
 	char **labels;
 	int n_labels, top_k;
+	/* post-processing (pipe_post.c): the configured head, checked against
+	 * output 0 (detects: a detector head; post_classes its C) */
+	struct post_params post;
+	bool detects;
+	int post_classes;
+	struct link_encoding output_enc;	/* raw outputs from the peer */
 	double *local_ms;		/* start-up profile, n_nodes */
 
 	/* offload (robot role with a peer) */
@@ -77,7 +84,7 @@ struct pipe_model {
 	bool state_restored;
 	atomic_bool state_busy;		/* a worker is writing it */
 	int state_errno;		/* the last write's failure (warned once) */
-	struct pipe_hist duration_s, energy_j;
+	struct pipe_hist duration_s, energy_j, detections;
 
 	_Atomic uint64_t requests[PIPE_PLACEMENTS];
 	_Atomic uint64_t failures;
@@ -164,6 +171,10 @@ struct pipe_offload {
 					   counted the peer's fallback itself) */
 	uint64_t send_ns;		/* when the request left */
 	size_t raw_bytes, wire_bytes;
+	/* set before sending: the detections asked of the peer (kind "": the
+	 * raw outputs, encoded as output_enc) */
+	struct peer_post post;
+	struct link_encoding output_enc;
 };
 
 /* A banded offload's timeline (pipe_banded.c). */
@@ -187,6 +198,10 @@ struct pipe_v1 {
 	int fallback, local_nodes;
 	char fb_reason[PIPE_ERRLEN];
 	struct pipe_outputs outs;
+	/* a detector's answer (pipe_post.c): decoded here or by the peer */
+	struct post_result det;
+	bool have_det;
+	uint64_t post_ns;		/* decode + NMS here */
 	struct pipe_offload of;
 	struct pipe_banded bd;
 	uint64_t t_deq, decode_ns, t_local0, t_local1, tail_ns, t_end;
@@ -196,6 +211,41 @@ struct pipe_v1 {
 	int status;			/* of an error */
 	char err[PIPE_ERRLEN];
 };
+
+/* pipe_post.c: post-processing. The model's head checked against output 0
+ * at load (-EINVAL, logged with both shapes, when it does not fit). */
+int pipe_post_setup(struct pipe_model *m, const struct config_model *cm);
+/* Robot: the post-processing to ask of the peer. */
+void pipe_post_ask(const struct pipe_model *m, struct peer_post *out);
+/* Peer: what a robot asked (kind "": none, out->kind POST_NONE), checked
+ * against the model's output 0; -EINVAL with err (a 400). */
+int pipe_post_asked(const struct pipe_model *m, const struct peer_post *pp, struct post_params *out,
+		    char *err, size_t errlen);
+/* Peer: the detections as the answer's tensors (outs: 3, or 4 with
+ * keypoints, in *n), buffers in w (keypoints borrowed from r). */
+struct pipe_post_wire {
+	float *boxes, *scores;
+	int32_t *classes;
+};
+int pipe_post_wire(const struct post_result *r, struct pipe_post_wire *w, struct peer_tensor *outs, int *n);
+void pipe_post_wire_fini(struct pipe_post_wire *w);
+/* Robot: the peer's detections, checked (-EBADMSG with err). */
+int pipe_post_from_reply(const struct pipe_model *m, const struct peer_reply *rep, struct post_result *r,
+			 char *err, size_t errlen);
+/* Robot: the fit of a src_width x src_height image into the model's input
+ * (all 0 when the model takes no image). */
+void pipe_post_fit(const struct pipe_model *m, int src_width, int src_height, struct post_fit *fit);
+/* Robot: a v1 request's detections (decoded here unless the peer did),
+ * mapped to the original image's pixels and labelled; 0 for a model without
+ * a detector head. -errno with v->status and v->err. */
+int pipe_post_v1(struct pipe_v1 *v);
+/* Robot: boxes to the original pixels, labels set. */
+void pipe_post_finish(const struct pipe_model *m, struct post_result *r, const struct post_fit *fit);
+extern const double pipe_detections_bounds[PIPE_HIST_BUCKETS];
+/* The peer's answer predicted before one came: a detector's detections at
+ * max_detections (an upper bound), else the outputs as output_encoding
+ * sends them (compression not counted), and a JSON header. */
+size_t pipe_post_return_bytes(const struct pipe_model *m);
 
 /* pipe_run.c: a worker runs one request; a backend that reports itself
  * unhealthy is taken out of service and the request runs again on the CPU. */
@@ -224,6 +274,9 @@ int pipe_link_request(struct pipe_model *m, int cut, const char *id, const struc
 struct link_encoding pipe_enc_link(int plan_enc);
 int pipe_enc_plan(const struct link_encoding *e);
 int64_t pipe_request_timeout_ms(struct pipeline *p);
+/* The encoding to ask for the peer's raw outputs; NULL: plain f32 (or
+ * detections asked). */
+const struct link_encoding *pipe_output_enc(const struct pipe_offload *of);
 /* pipe_image.c: the received image, as is, to the peer (cut 0). */
 int pipe_image_send(struct pipe_model *m, const struct pipe_request *rq, const char *id,
 		    struct pipe_offload *of, char *err, size_t errlen);

@@ -21,6 +21,9 @@ const double pipe_duration_bounds[PIPE_HIST_BUCKETS] = {
 const double pipe_energy_bounds[PIPE_HIST_BUCKETS] = {
 	0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 50,
 };
+const double pipe_detections_bounds[PIPE_HIST_BUCKETS] = {
+	0, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 1000, 10000,
+};
 
 static const char *const placement_names[PIPE_PLACEMENTS] = { "local", "split", "offload", "fallback" };
 
@@ -36,9 +39,11 @@ void pipe_hist_observe(struct pipe_hist *h, double v)
 
 /* ---- the answer to a v1 request ---------------------------------------- */
 
+/* A classifier's k best of output 0 (with labels, or postprocess =
+ * classify), as probabilities (a softmax unless they are already). */
 static int top_k(const struct pipe_model *m, const struct pipe_outputs *o, struct api_topk *tk)
 {
-	if (!m->labels || o->n < 1 || o->views[0].dtype != TENSOR_F32)
+	if ((!m->labels && m->post.kind != POST_CLASSIFY) || o->n < 1 || o->views[0].dtype != TENSOR_F32)
 		return 0;
 	const struct tensor_view *v = &o->views[0];
 	int64_t n = tensor_numel(v);
@@ -66,22 +71,13 @@ static int top_k(const struct pipe_model *m, const struct pipe_outputs *o, struc
 	if (!probs)
 		for (int64_t i = 0; i < n; i++)
 			z += exp(x[i] - mx);
-	int got = 0;
-	for (int j = 0; j < k; j++) {
-		int64_t best = -1;
-		for (int64_t i = 0; i < n; i++) {
-			bool taken = false;
-			for (int q = 0; q < got; q++)
-				taken |= tk[q].index == i;
-			if (!taken && (best < 0 || x[i] > x[best]))
-				best = i;
-		}
-		if (best < 0)
-			break;
-		tk[got].index = (int)best;
-		tk[got].label = best < m->n_labels ? m->labels[best] : NULL;
-		tk[got].score = probs ? x[best] : (float)(exp(x[best] - mx) / z);
-		got++;
+	int64_t idx[32];
+	int got = post_topk(x, n, k, idx);
+	for (int j = 0; j < got; j++) {
+		int64_t best = idx[j];
+		tk[j].index = (int)best;
+		tk[j].label = best < m->n_labels ? m->labels[best] : NULL;
+		tk[j].score = probs ? x[best] : (float)(exp(x[best] - mx) / z);
 	}
 	return got;
 }
@@ -110,6 +106,7 @@ static void result_placement(const struct pipe_v1 *v, struct api_v1_result *res,
 	}
 	res->placement.fallback = v->fallback;
 	res->placement.fallback_reason = v->fallback ? v->fb_reason : NULL;
+	res->placement.bytes_back = v->offloaded ? v->of.reply.len : 0;
 }
 
 static void result_timing(const struct pipe_v1 *v, struct api_v1_result *res)
@@ -161,10 +158,18 @@ int pipe_v1_answer(struct pipe_v1 *v)
 	v->t_end = link_now_ns();
 	struct api_v1_result res = { .model = m->name, .id = v->id, .outputs = v->outs.out,
 				     .n_outputs = v->outs.n, .outputs_none = rq->q.outputs_none };
-	int ntk = top_k(m, &v->outs, tk);
+	int ntk = m->detects ? 0 : top_k(m, &v->outs, tk);
 	if (ntk > 0) {
 		res.top_k = tk;
 		res.n_top_k = ntk;
+	}
+	if (m->detects && v->have_det) {
+		res.has_detections = 1;
+		res.detections = post_detections(&v->det);
+		res.timing.postprocess_ns = v->offloaded && v->of.post.kind[0] ? v->of.reply.resp.timing.post_ns
+									 : (int64_t)v->post_ns;
+		if (!rq->q.outputs_raw)
+			res.n_outputs = 0;	/* the detections are the answer */
 	}
 	result_placement(v, &res, enc_name, sizeof(enc_name));
 	result_timing(v, &res);
@@ -181,6 +186,8 @@ int pipe_v1_answer(struct pipe_v1 *v)
 				      : v->cut == 0 ? PIPE_OFFLOAD : PIPE_SPLIT], 1);
 	pthread_mutex_lock(&m->lock);
 	pipe_hist_observe(&m->duration_s, (double)res.timing.total_ns / 1e9);
+	if (m->detects && v->have_det)
+		pipe_hist_observe(&m->detections, (double)v->det.n);
 	if (v->have_energy)
 		pipe_hist_observe(&m->energy_j, (double)v->pr.energy_uj / 1e6);
 	pthread_mutex_unlock(&m->lock);
@@ -280,26 +287,36 @@ static const struct model_family {
 	const char *name, *help;
 	enum api_metric_type type;
 	size_t off;
+	bool detectors;		/* only models with a detector head */
 } model_families[] = {
 	{ "splitd_request_failures_total", "Inference requests that failed (bad input or an engine error).",
-	  API_COUNTER, offsetof(struct pipe_model, failures) },
+	  API_COUNTER, offsetof(struct pipe_model, failures), false },
 	{ "splitd_fallbacks_total", "Requests finished locally because the peer failed.", API_COUNTER,
-	  offsetof(struct pipe_model, fallbacks) },
+	  offsetof(struct pipe_model, fallbacks), false },
 	{ "splitd_plan_changes_total", "Times the planner changed the split.", API_COUNTER,
-	  offsetof(struct pipe_model, plan_changes) },
+	  offsetof(struct pipe_model, plan_changes), false },
 	{ "splitd_inference_duration_seconds", "Request time from body received to answer.", API_HISTOGRAM,
-	  offsetof(struct pipe_model, duration_s) },
+	  offsetof(struct pipe_model, duration_s), false },
 	{ "splitd_inference_energy_joules", "Board input energy per inference.", API_HISTOGRAM,
-	  offsetof(struct pipe_model, energy_j) },
+	  offsetof(struct pipe_model, energy_j), false },
+	{ "splitd_detections_per_request", "Objects a detector model answered per v1 request (after NMS).",
+	  API_HISTOGRAM, offsetof(struct pipe_model, detections), true },
 };
 
 static int model_family(struct pipeline *p, struct api_metrics *mx, const struct model_family *f)
 {
 	int r;
 
+	bool any = !f->detectors;
+	for (int i = 0; i < p->n_models && !any; i++)
+		any = p->models[i].detects;
+	if (!any)
+		return 0;
 	FAM(f->name, f->type, f->help);
 	for (int i = 0; i < p->n_models; i++) {
 		struct pipe_model *m = &p->models[i];
+		if (f->detectors && !m->detects)
+			continue;
 		const char *l[] = { "model", m->name, NULL };
 		const char *field = (const char *)m + f->off;
 		if (f->type != API_HISTOGRAM) {
@@ -441,6 +458,7 @@ static json_t *candidates_json(struct pipe_model *m)
 		json_object_set_new(c, "transfer_ms", json_real(v[i].transfer_ms));
 		json_object_set_new(c, "remote_ms", json_real(v[i].remote_ms));
 		json_object_set_new(c, "net_ms", json_real(v[i].net_ms));
+		json_object_set_new(c, "return_bytes", json_integer((json_int_t)v[i].return_bytes));
 		json_object_set_new(c, "total_ms", json_real(v[i].total_ms));
 		json_object_set_new(c, "energy_j", json_real(v[i].energy_uj / 1e6));
 		json_object_set_new(c, "best", json_boolean(i == best));
@@ -537,6 +555,7 @@ static json_t *model_json(struct pipeline *p, struct pipe_model *m, bool explain
 			json_object_set_new(pl, "decode_ms", json_real(in.decode_ms));
 			json_object_set_new(pl, "peer_decode_ms", json_real(in.peer_decode_ms));
 			json_object_set_new(pl, "input_bytes", json_integer((json_int_t)in.input_bytes));
+			json_object_set_new(pl, "return_bytes", json_integer((json_int_t)in.output_bytes));
 			json_object_set_new(pl, "candidates", candidates_json(m));
 		}
 		pthread_mutex_unlock(&m->lock);

@@ -197,6 +197,13 @@ static int request_params(const struct peer_request_spec *spec, char **text, cha
 	if (spec->bands > 1 && spec->no_wavefront &&
 	    json_object_set_new(p, "splitd_wavefront", json_false()))
 		goto out;
+	if (spec->post && spec->post->kind[0] &&
+	    (json_object_set_new(p, "splitd_postprocess", json_string(spec->post->kind)) ||
+	     json_object_set_new(p, "splitd_score_threshold", json_real(spec->post->score_threshold)) ||
+	     json_object_set_new(p, "splitd_iou_threshold", json_real(spec->post->iou_threshold)) ||
+	     json_object_set_new(p, "splitd_max_detections", json_integer(spec->post->max_detections)) ||
+	     json_object_set_new(p, "splitd_keypoints", json_integer(spec->post->keypoints))))
+		goto out;
 	if (spec->output_enc) {
 		if (link_encoding_format(spec->output_enc, enc, sizeof(enc)) < 0) {
 			r = err_set(-EINVAL, err, errlen, "invalid output encoding");
@@ -242,18 +249,20 @@ int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *ou
 	return r;
 }
 
-/* The peer's figures as response parameters (-1 / "" / no bands: left out). */
-static int timing_params(const struct peer_timing *t, char **text, char *err, size_t errlen)
+/* The peer's figures as response parameters (-1 / "" / no bands: left
+ * out), and the size of the image it decoded. */
+static int timing_params(const struct peer_response_spec *spec, char **text, char *err, size_t errlen)
 {
+	const struct peer_timing *t = spec->timing;
 	static const char *const keys[] = { "splitd_peer_queue_ns", "splitd_peer_decode_ns",
-		"splitd_peer_compute_ns", "splitd_peer_total_ns", "splitd_peer_energy_uj" };
-	const int64_t vals[] = { t->queue_ns, t->decode_ns, t->compute_ns, t->total_ns, t->energy_uj };
+		"splitd_peer_compute_ns", "splitd_peer_total_ns", "splitd_peer_energy_uj", "splitd_peer_post_ns" };
+	const int64_t vals[] = { t->queue_ns, t->decode_ns, t->compute_ns, t->total_ns, t->energy_uj, t->post_ns };
 	json_t *p = json_object(), *a = NULL;
 	int r = -ENOMEM;
 
 	if (!p)
 		goto out;
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		if (vals[i] >= 0 && json_object_set_new(p, keys[i], json_integer(vals[i])))
 			goto out;
 	if (t->backend[0] && json_object_set_new(p, "splitd_peer_backend", json_string(t->backend)))
@@ -266,6 +275,11 @@ static int timing_params(const struct peer_timing *t, char **text, char *err, si
 			    json_array_append_new(a, json_integer(t->band_start_ns[b])) ||
 			    json_array_append_new(a, json_integer(t->band_end_ns[b])))
 				goto out;
+	}
+	if (spec->image_width > 0 && spec->image_height > 0) {
+		json_t *sz = json_pack("[ii]", spec->image_width, spec->image_height);
+		if (!sz || json_object_set_new(p, "splitd_image_size", sz))
+			goto out;
 	}
 	r = params_text(p, text);
 out:
@@ -286,7 +300,7 @@ int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *
 	if (!spec || !out || spec->n_outputs < 0 || spec->n_outputs > PEER_MAX_TENSORS ||
 	    (spec->n_outputs && !spec->outputs))
 		return err_set(-EINVAL, err, errlen, "invalid peer response");
-	if (spec->timing && (r = timing_params(spec->timing, &params, err, errlen)) < 0)
+	if (spec->timing && (r = timing_params(spec, &params, err, errlen)) < 0)
 		return r;
 	m.id = spec->id;
 	m.model_name = spec->model;

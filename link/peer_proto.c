@@ -50,7 +50,7 @@ int peer_sha256_parse(const char *hex, uint8_t sha[32])
 
 void peer_timing_init(struct peer_timing *t)
 {
-	t->queue_ns = t->decode_ns = t->compute_ns = t->total_ns = t->energy_uj = -1;
+	t->queue_ns = t->decode_ns = t->compute_ns = t->total_ns = t->energy_uj = t->post_ns = -1;
 	t->backend[0] = '\0';
 	t->n_bands = 0;
 }

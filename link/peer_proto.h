@@ -20,11 +20,23 @@
  * can answer it. At cut 0 the input may instead be the received JPEG/PNG:
  * datatype "BYTES", shape [1], bytes = 4-byte little-endian length + data.
  *
+ * A robot whose model has a detector head asks the peer to decode it where
+ * the last node runs: "splitd_postprocess": "yolov5" | "yolov8" with
+ * "splitd_score_threshold", "splitd_iou_threshold" (numbers),
+ * "splitd_max_detections" and "splitd_keypoints" (integers), all required
+ * then. The peer answers the detections instead of the raw outputs: boxes
+ * FP32 [N, 4] (x0, y0, x1, y1 in the model input's pixels), scores FP32
+ * [N], classes INT32 [N] and, with keypoints, keypoints FP32 [N, K, 3]
+ * (PEER_DET_*), best first; and when it decoded the robot's image itself
+ * (cut 0), that image's size, "splitd_image_size": [w, h], so the robot maps
+ * the boxes to the original pixels with its own fit either way.
+ *
  * Response (peer -> robot): the same layout, outputs with binary_data_size
  * (and splitd_encoding / splitd_scale when the peer encoded them), and the
  * peer's own figures as response parameters: splitd_peer_queue_ns,
  * splitd_peer_decode_ns, splitd_peer_compute_ns, splitd_peer_total_ns,
  * splitd_peer_energy_uj (absent when the peer has no energy source),
+ * splitd_peer_post_ns (when it decoded detections),
  * splitd_peer_backend.
  *
  * Everything parsed here comes from the network: sizes, counts, names and
@@ -109,6 +121,7 @@ struct peer_timing {
 	int64_t compute_ns;
 	int64_t total_ns;
 	int64_t energy_uj;
+	int64_t post_ns;		/* decode + NMS of the detections asked */
 	char backend[16];
 	/* a streamed banded request: per band of the robot, when its bytes
 	 * were all in and the peer's wavefront step after it, ns after the
@@ -118,6 +131,19 @@ struct peer_timing {
 		band_end_ns[PEER_MAX_BANDS];
 };
 void peer_timing_init(struct peer_timing *t);	/* all -1, backend "" */
+
+/* The post-processing a robot asks of the peer (see above); kind "" none.
+ * The link checks the types; what the values may be is the caller's check
+ * (post/'s bounds). */
+struct peer_post {
+	char kind[16];
+	double score_threshold, iou_threshold;
+	int64_t max_detections, keypoints;
+};
+#define PEER_DET_BOXES "splitd_boxes"
+#define PEER_DET_SCORES "splitd_scores"
+#define PEER_DET_CLASSES "splitd_classes"
+#define PEER_DET_KEYPOINTS "splitd_keypoints"
 
 /* ---- robot side ---------------------------------------------------------- */
 
@@ -132,6 +158,7 @@ struct peer_request_spec {
 	const char *const *outputs;		/* requested outputs; n_outputs 0 = all */
 	int n_outputs;
 	const struct link_encoding *output_enc;	/* NULL: outputs as f32 */
+	const struct peer_post *post;		/* NULL: the raw outputs */
 };
 int peer_request_build(const struct peer_request_spec *spec, struct peer_msg *out,
 		       char *err, size_t errlen);
@@ -144,6 +171,7 @@ struct peer_response {
 	int n_outputs;
 	struct peer_tensor outputs[PEER_MAX_TENSORS];
 	struct peer_timing timing;
+	int image_width, image_height;		/* splitd_image_size; 0: absent */
 	struct api_v2_message *msg;		/* the API's parse of it, owned */
 };
 /* body: the whole response body; header_len: the value of its
@@ -213,6 +241,7 @@ struct peer_request {
 	uint8_t model_sha256[32];
 	int binary_output;			/* binary_data_output or per output */
 	struct link_encoding output_enc;
+	struct peer_post post;			/* kind "": none asked */
 	int n_inputs;
 	struct peer_tensor inputs[PEER_MAX_TENSORS];
 	int n_outputs;				/* 0: all */
@@ -286,6 +315,7 @@ struct peer_response_spec {
 	const struct peer_tensor *outputs;
 	int n_outputs;
 	const struct peer_timing *timing;	/* NULL: none */
+	int image_width, image_height;		/* the image it decoded; 0: none */
 };
 int peer_response_build(const struct peer_response_spec *spec, struct peer_msg *out,
 			char *err, size_t errlen);

@@ -12,6 +12,27 @@
 #include "api.h"
 #include "peer_v2.h"
 
+/* splitd_postprocess and its parameters (all required with it). */
+static int read_post(const struct peer_params *params, struct peer_post *out, char *err, size_t errlen)
+{
+	const char *s;
+	int rc;
+
+	if ((rc = peer_param_string(params, "splitd_postprocess", &s)) == -ENOENT)
+		return 0;
+	if (rc < 0 || !*s || strlen(s) >= sizeof(out->kind))
+		return err_set(-EBADMSG, err, errlen, "splitd_postprocess is not a post-processing name");
+	snprintf(out->kind, sizeof(out->kind), "%s", s);
+	if (peer_param_number(params, "splitd_score_threshold", &out->score_threshold) < 0 ||
+	    peer_param_number(params, "splitd_iou_threshold", &out->iou_threshold) < 0 ||
+	    peer_param_int(params, "splitd_max_detections", &out->max_detections) < 0 ||
+	    peer_param_int(params, "splitd_keypoints", &out->keypoints) < 0)
+		return err_set(-EBADMSG, err, errlen,
+			       "splitd_postprocess needs splitd_score_threshold and splitd_iou_threshold (numbers), "
+			       "splitd_max_detections and splitd_keypoints (integers)");
+	return 0;
+}
+
 int peer_request_read_params(const struct peer_params *params, struct peer_request *out, char *err,
 			     size_t errlen)
 {
@@ -51,7 +72,7 @@ int peer_request_read_params(const struct peer_params *params, struct peer_reque
 		if (rc < 0 || link_encoding_parse(s, &out->output_enc) < 0)
 			return err_set(-EBADMSG, err, errlen, "splitd_output_encoding is not an encoding string");
 	}
-	return 0;
+	return read_post(params, &out->post, err, errlen);
 }
 
 int peer_request_add_input(struct peer_request *r, const char *name, const char *datatype, int ndim,

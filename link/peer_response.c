@@ -50,6 +50,7 @@ static void read_timing(const struct peer_params *pp, struct peer_timing *t)
 	t->compute_ns = opt_int(pp, "splitd_peer_compute_ns");
 	t->total_ns = opt_int(pp, "splitd_peer_total_ns");
 	t->energy_uj = opt_int(pp, "splitd_peer_energy_uj");
+	t->post_ns = opt_int(pp, "splitd_peer_post_ns");
 	if (peer_param_string(pp, "splitd_peer_backend", &backend) == 0)
 		snprintf(t->backend, sizeof(t->backend), "%s", backend);
 	/* [arrived, start, end] per band, ns after the peer took the request */
@@ -118,6 +119,13 @@ int peer_response_parse(const void *body, size_t len, size_t header_len,
 	snprintf(out->model, sizeof(out->model), "%s", msg->model_name ? msg->model_name : "");
 	pp = peer_params_api(msg->params);
 	read_timing(&pp, &out->timing);
+	int64_t sz[2];
+	int nsz = 0;
+	if (peer_param_int_array(&pp, "splitd_image_size", sz, 2, &nsz) == 0 && nsz == 2 && sz[0] > 0 &&
+	    sz[1] > 0 && sz[0] <= 1 << 20 && sz[1] <= 1 << 20) {
+		out->image_width = (int)sz[0];
+		out->image_height = (int)sz[1];
+	}
 	if ((r = read_outputs(msg, out, err, errlen)) < 0) {
 		api_v2_message_free(msg);
 		out->n_outputs = 0;

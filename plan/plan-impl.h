@@ -11,7 +11,7 @@
 
 struct plan_snapshot {
 	double bandwidth_bps, rtt_ms;
-	size_t input_bytes;
+	size_t input_bytes, output_bytes;
 	double power_mw[PLAN_PHASE_COUNT];
 	double *local_ms, *peer_ms;	/* n entries */
 	double ratio_sum;
@@ -50,6 +50,7 @@ struct plan {
 	double *profile_ms;		/* n: the local profile plan_new was given */
 	double decode_ms, peer_decode_ms;	/* EWMAs, 0 = none yet */
 	size_t input_bytes;		/* the last received JPEG/PNG */
+	double reply_bytes;		/* EWMA of the peer's answers; 0 = none yet */
 	double peer_speed;		/* peer / robot whole-model time, 0 = unknown */
 	int peer_known;			/* peer_ms measured (not plan_new's guess) */
 	double link_bandwidth_bps;	/* the link as last measured, 0 = never */

@@ -262,6 +262,7 @@ int plan_predict(const struct plan *p, const struct plan_inputs *in, int cut, in
 	if (!(in->bandwidth_bps > 0) || !(in->rtt_ms >= 0))
 		return -EINVAL;
 	out_bytes = in->output_bytes ? in->output_bytes : p->cut_bytes[p->n];
+	o->return_bytes = out_bytes;
 	o->net_ms = in->rtt_ms + bits_ms(out_bytes, in->bandwidth_bps);
 	o->remote_ms = p->peer_prefix[p->n] - p->peer_prefix[cut];
 

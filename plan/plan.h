@@ -4,7 +4,10 @@
  * with a re-plan threshold and hysteresis so the choice does not flap.
  *
  * Model (per candidate, all times ms):
- *   plain:  T = decode + L(k) + X + R(k) + net,  X = wire_bytes * 8 / bandwidth
+ *   plain:  T = decode + L(k) + X + R(k) + net,  X = wire_bytes * 8 / bandwidth,
+ *           net = rtt + return_bytes * 8 / bandwidth (the way back: the raw
+ *           outputs, encoded, or a detector's detections; learnt from the
+ *           answers, until then the caller's prediction)
  *   banded: the local part, the upload and the peer's row-local part up to its
  *           first barrier run as a 3-stage pipeline over B bands:
  *           T = decode + c + x + r + (B-1) * max(c, x, r) + R_rest + net
@@ -74,7 +77,10 @@ struct plan_inputs {		/* the link and request facts of this moment */
 	double rtt_ms;
 	size_t input_bytes;		/* received JPEG/PNG size; 0 = no such option */
 	double input_encode_ms;		/* robot: making that image (a raw frame as PNG); 0: received */
-	size_t output_bytes;		/* reply size (0: the model outputs at float32) */
+	size_t output_bytes;		/* reply size predicted by the caller (raw
+					   outputs, encoded, or detections); 0: the
+					   model's outputs at float32. A learnt
+					   size replaces it (plan_request_facts). */
 	double decode_ms;		/* robot: image decode + preprocessing (k > 0 only) */
 	double peer_decode_ms;		/* peer: same, for k = 0 image */
 };
@@ -84,6 +90,7 @@ struct plan_candidate {
 	int enc;		/* PLAN_ENC(), PLAN_ENC_INPUT or PLAN_ENC_LOCAL */
 	int bands;		/* 1 = layer split */
 	size_t raw_bytes, wire_bytes;
+	size_t return_bytes;	/* the peer's answer (0: all-local) */
 	double local_ms, transfer_ms, remote_ms, net_ms, total_ms;
 	double energy_uj;
 	double overlap_saving_ms, overlap_bound_ms;	/* banded: vs B = 1 */
@@ -118,6 +125,7 @@ struct plan_run {
 	size_t raw_bytes, wire_bytes;	/* the cut tensors before and after encoding */
 	double decode_ms;		/* the robot's decode + preprocessing */
 	size_t image_bytes;		/* the received JPEG/PNG; 0 for a tensor */
+	size_t reply_bytes;		/* the peer's answer as it came back; 0: none */
 	double power_mw[PLAN_PHASE_COUNT];	/* the robot's power in each phase */
 };
 void plan_run_init(struct plan_run *r, int cut, int enc, int bands);
@@ -125,7 +133,8 @@ void plan_run_init(struct plan_run *r, int cut, int enc, int bands);
  * times and the image size); in: the inputs the request was planned
  * with (a banded run is judged against the plain cut under them). */
 int plan_learn(struct plan *p, const struct plan_inputs *in, const struct plan_run *r);
-/* The request facts learnt so far into in: input_bytes, decode_ms,
+/* The request facts learnt so far into in: input_bytes, output_bytes (once
+ * an answer came back; the caller's prediction stands until then), decode_ms,
  * peer_decode_ms (until the peer's own is known, ours scaled by its speed);
  * the link fields are the caller's. */
 void plan_request_facts(const struct plan *p, struct plan_inputs *in);

@@ -31,6 +31,7 @@ static void take_snapshot(struct plan *p, const struct plan_inputs *in)
 	p->snap.bandwidth_bps = in->bandwidth_bps;
 	p->snap.rtt_ms = in->rtt_ms;
 	p->snap.input_bytes = in->input_bytes;
+	p->snap.output_bytes = in->output_bytes;
 	for (int i = 0; i < PLAN_PHASE_COUNT; i++)
 		p->snap.power_mw[i] = plan_power_mw(p, i, NULL);
 	memcpy(p->snap.local_ms, p->local_ms, (size_t)p->n * sizeof(double));
@@ -76,6 +77,10 @@ static double moved(const struct plan *p, const struct plan_inputs *in, char *bu
 	r = rel((double)in->input_bytes, (double)s->input_bytes, 1024);
 	if (r > p->cfg.threshold)
 		NOTE("; input %zu -> %zu B", s->input_bytes, in->input_bytes);
+	m = fmax(m, r);
+	r = rel((double)in->output_bytes, (double)s->output_bytes, 1024);
+	if (r > p->cfg.threshold)
+		NOTE("; return %zu -> %zu B", s->output_bytes, in->output_bytes);
 	m = fmax(m, r);
 	r = profile_move(p->local_ms, s->local_ms, p->n);
 	if (r > p->cfg.threshold)

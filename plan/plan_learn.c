@@ -198,6 +198,9 @@ int plan_learn(struct plan *p, const struct plan_inputs *in, const struct plan_r
 		p->decode_ms = ewma(p->cfg.ewma_alpha, p->decode_ms, r->decode_ms);
 	if (r->image_bytes)
 		p->input_bytes = r->image_bytes;
+	if (r->offloaded && r->reply_bytes)
+		p->reply_bytes = p->reply_bytes > 0 ? ewma(p->cfg.ewma_alpha, p->reply_bytes, (double)r->reply_bytes)
+						    : (double)r->reply_bytes;
 	for (int ph = 0; ph < PLAN_PHASE_COUNT; ph++)
 		if (r->power_mw[ph] >= 0)
 			plan_observe_power(p, (enum plan_power_phase)ph, r->power_mw[ph]);
@@ -209,6 +212,8 @@ int plan_learn(struct plan *p, const struct plan_inputs *in, const struct plan_r
 void plan_request_facts(const struct plan *p, struct plan_inputs *in)
 {
 	in->input_bytes = p->input_bytes;
+	if (p->reply_bytes > 0)
+		in->output_bytes = (size_t)llround(p->reply_bytes);
 	in->decode_ms = p->decode_ms;
 	/* the peer's decode, learnt from its k = 0 answers; until then ours
 	 * scaled by the peer's speed from the calibration */

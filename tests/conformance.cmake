@@ -53,7 +53,7 @@ set_tests_properties(onnx_node PROPERTIES
 # small ones are unit tests; the big ones integration (vgg16 also slow: 528 MB)
 set(SPLITD_MODELS_DIR ${CMAKE_BINARY_DIR}/models)
 set(SPLITD_UNIT_MODELS squeezenet1_1 mobilenet_v3_small mobilenet_v2 yolo_320 dbnet_320
-    yolov8_dfl_conv_160 yolov8_dfl_sum_160)
+    yolov8_dfl_conv_160 yolov8_dfl_sum_160 yolo_pose_320 yolov8_pose_160)
 set(SPLITD_INTEGRATION_MODELS resnet18 resnet50 vgg16 vit_b_16_64 swin_t_64 maxvit_t)
 foreach(m IN LISTS SPLITD_UNIT_MODELS SPLITD_INTEGRATION_MODELS)
   if(m IN_LIST SPLITD_UNIT_MODELS)

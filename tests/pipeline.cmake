@@ -71,3 +71,21 @@ endif()
 add_test(NAME peer_faults
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/peer_faults.py $<TARGET_FILE:splitd>)
 set_tests_properties(peer_faults PROPERTIES LABELS "integration;asan" TIMEOUT 180)
+
+# Detectors end to end (issue 18): the same detections all-local, at every
+# cut (a spread with --quick), banded, the image forwarded; the peer answers
+# only the detections; v2's detection tensors; the bad configuration refused
+# at load and bad post-processing parameters refused by the peer (400).
+# The quick run is the sanitizer build's (label asan).
+add_test(NAME detect_e2e
+  COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/detect_e2e.py
+          $<TARGET_FILE:splitd> ${CMAKE_BINARY_DIR}/models)
+set_tests_properties(detect_e2e PROPERTIES
+  FIXTURES_REQUIRED "model_yolo_320;model_yolov8_pose_160"
+  LABELS integration TIMEOUT 1800 RUN_SERIAL ON)
+add_test(NAME detect_e2e_quick
+  COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/detect_e2e.py
+          $<TARGET_FILE:splitd> ${CMAKE_BINARY_DIR}/models --quick)
+set_tests_properties(detect_e2e_quick PROPERTIES
+  FIXTURES_REQUIRED "model_yolo_320;model_yolov8_pose_160"
+  LABELS asan TIMEOUT 1800 RUN_SERIAL ON)

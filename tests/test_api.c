@@ -217,6 +217,57 @@ static void h_infer_v1(void *ctx, struct api_call *call, const struct api_v1_req
 	enqueue(call, 200, body, len);
 }
 
+/* A detector's v1 answer (issue 18): "detections" with label (null when
+ * none), class_id, score and box as float32 round-trips them, keypoints for
+ * a pose head; an empty list is written; timing.postprocess; bytes_back. */
+static void test_v1_detections_json(void **state)
+{
+	const float kp[6] = { 10.5f, 20.25f, 0.875f, 11, 21, 0.125f };
+	const struct detection d[2] = {
+		{ .class_id = 3, .label = "cat", .score = 0.912345678f, .box = { 1.5f, 2.25f, 300, 199.75f },
+		  .n_keypoints = 2, .keypoints = kp },
+		{ .class_id = 0, .label = NULL, .score = 0.5f, .box = { 0, 0, 10, 10 } },
+	};
+	struct api_v1_result r = { .model = "m", .id = "1", .has_detections = 1, .detections = { 2, d } };
+	char *body;
+	size_t len;
+
+	r.timing.postprocess_ns = 1500000;
+	r.placement.bytes_back = 812;
+	assert_int_equal(api_v1_response_build(&r, &body, &len), 0);
+	json_error_t je;
+	json_t *j = json_loadb(body, len, 0, &je);
+	assert_non_null(j);
+	json_t *ds = json_object_get(j, "detections");
+	assert_int_equal(json_array_size(ds), 2);
+	json_t *d0 = json_array_get(ds, 0), *d1 = json_array_get(ds, 1);
+	assert_string_equal(json_string_value(json_object_get(d0, "label")), "cat");
+	assert_int_equal(json_integer_value(json_object_get(d0, "class_id")), 3);
+	assert_true((float)json_number_value(json_object_get(d0, "score")) == 0.912345678f);
+	assert_true((float)json_number_value(json_array_get(json_object_get(d0, "box"), 3)) == 199.75f);
+	json_t *k = json_object_get(d0, "keypoints");
+	assert_int_equal(json_array_size(k), 2);
+	assert_true((float)json_number_value(json_array_get(json_array_get(k, 1), 2)) == 0.125f);
+	assert_true(json_is_null(json_object_get(d1, "label")));
+	assert_null(json_object_get(d1, "keypoints"));
+	assert_true(json_number_value(json_object_get(json_object_get(j, "timing_ms"), "postprocess")) == 1.5);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "placement"), "bytes_back")), 812);
+	json_decref(j);
+	free(body);
+	/* none found: an empty list, still there */
+	r.detections.n = 0;
+	r.timing.postprocess_ns = -1;
+	assert_int_equal(api_v1_response_build(&r, &body, &len), 0);
+	assert_non_null(strstr(body, "\"detections\":[]"));
+	assert_non_null(strstr(body, "\"postprocess\":null"));
+	free(body);
+	/* a model without a detector head: no key */
+	r.has_detections = 0;
+	assert_int_equal(api_v1_response_build(&r, &body, &len), 0);
+	assert_null(strstr(body, "detections"));
+	free(body);
+}
+
 /* echo: every input comes back as output "<name>_out", binary if asked */
 static void h_infer_v2(void *ctx, struct api_call *call, const struct api_v2_request *req)
 {
@@ -2349,6 +2400,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
 		cmocka_unit_test(test_npy_reference),
+		cmocka_unit_test(test_v1_detections_json),
 		cmocka_unit_test(test_npy_write_numpy),
 		cmocka_unit_test(test_image_decode),
 		cmocka_unit_test(test_image_encode_png),

@@ -102,6 +102,12 @@ static const char good[] =
 	"path = /m/yolo.onnx\n"
 	"width = 640\n"
 	"height = 640\n"
+	"postprocess = yolov5\n"
+	"score_threshold = 0.4\n"
+	"iou_threshold = 0.6\n"
+	"max_detections = 100\n"
+	"keypoints = 17\n"
+	"output_encoding = f16+zstd\n"
 	"[power]\n"
 	"enabled = no\n"
 	"rate_hz = 1000\n"
@@ -148,6 +154,14 @@ static void test_good_file(void **state)
 	assert_string_equal(cfg->models[1].name, "yolo-v5s");
 	assert_int_equal(cfg->models[1].width, 640);
 	assert_int_equal(cfg->models[1].top_k, 5);
+	assert_int_equal(cfg->models[1].postprocess, CONFIG_POST_YOLOV5);
+	assert_true(cfg->models[1].score_threshold == 0.4 && cfg->models[1].iou_threshold == 0.6);
+	assert_int_equal(cfg->models[1].max_detections, 100);
+	assert_int_equal(cfg->models[1].keypoints, 17);
+	assert_int_equal(cfg->models[1].output_encoding.enc.value, LINK_VALUE_F16);
+	assert_int_equal(cfg->models[1].output_encoding.enc.comp, LINK_COMP_ZSTD);
+	assert_int_equal(cfg->models[0].postprocess, CONFIG_POST_NONE);
+	assert_int_equal(cfg->models[0].max_detections, 300);
 	assert_true(cfg->models[1].mean[0] == 0.485);
 	assert_int_equal(cfg->models[1].resize, CONFIG_RESIZE_STRETCH);
 	assert_false(cfg->power_enabled);
@@ -197,6 +211,10 @@ static void test_bad_values(void **state)
 	expect_error("[api]\nmax_body_bytes = 2G\n", "t.conf:2:", "out of range");
 	expect_error("[api]\nqueue_depth =\n", "t.conf:2:", "api.queue_depth");
 	expect_error("[peer]\nencoding = f8\n", "t.conf:2:", "peer.encoding");
+	expect_error("[model.m]\npath = /m.onnx\npostprocess = yolov9\n", "t.conf:3:", "yolov8");
+	expect_error("[model.m]\npath = /m.onnx\nscore_threshold = 1.5\n", "t.conf:3:", "score_threshold");
+	expect_error("[model.m]\npath = /m.onnx\nmax_detections = 0\n", "t.conf:3:", "max_detections");
+	expect_error("[model.m]\npath = /m.onnx\noutput_encoding = f8\n", "t.conf:3:", "output_encoding");
 	expect_error("[peer]\nencoding = f16+gzip\n", "t.conf:2:", "peer.encoding");
 	expect_error("[planner]\npolicy = fastest\n", "t.conf:2:", "latency, energy, energy_slo");
 	expect_error("[planner]\nhysteresis = 1.5\n", "t.conf:2:", "planner.hysteresis");

@@ -145,6 +145,48 @@ static void test_plain_costs(void **state)
 	plan_free(p);
 }
 
+/* The way back (issue 18): a big raw output makes every offload pay its
+ * bytes back; a detector's few hundred bytes do not. The caller's
+ * prediction stands until an answer came back, then the learnt size. */
+static void test_return_bytes(void **state)
+{
+	struct plan_config c = a_config();
+	struct plan_inputs in = a_inputs();
+	struct plan *p = a_plan(&c);
+	struct plan_candidate o, best;
+	struct plan_run run;
+
+	/* a raw output of 2,000,000 B at 10,000 B/ms: net = 2 + 200 */
+	in.output_bytes = 2000000;
+	assert_int_equal(plan_predict(p, &in, 0, PLAN_ENC_INPUT, 1, &o), 0);
+	assert_int_equal(o.return_bytes, 2000000);
+	assert_near(o.net_ms, 202, D_TOL(202));
+	assert_near(o.total_ms, 3 + 11 + 202, D_TOL(216));
+	/* all-local (105 ms) beats every offload now */
+	assert_int_equal(plan_choose(p, &in, PLAN_POLICY_LATENCY, 100, &best), 0);
+	assert_int_equal(best.enc, PLAN_ENC_LOCAL);
+	assert_int_equal(plan_predict(p, &in, 4, PLAN_ENC_LOCAL, 1, &o), 0);
+	assert_int_equal(o.return_bytes, 0);
+	/* detections: 1,000 B back, net 2.1: the image offload (16.1) wins */
+	in.output_bytes = 1000;
+	assert_int_equal(plan_choose(p, &in, PLAN_POLICY_LATENCY, 100, &best), 0);
+	assert_int_equal(best.enc, PLAN_ENC_INPUT);
+	assert_near(best.net_ms, 2.1, D_TOL(2.1));
+	/* what came back replaces the caller's prediction */
+	plan_run_init(&run, 0, PLAN_ENC_INPUT, 1);
+	run.offloaded = 1;
+	run.reply_bytes = 5000;
+	run.image_bytes = 30000;
+	assert_int_equal(plan_learn(p, &in, &run), 0);
+	in.output_bytes = 2000000;
+	plan_request_facts(p, &in);
+	assert_int_equal(in.output_bytes, 5000);
+	assert_int_equal(plan_predict(p, &in, 0, PLAN_ENC_INPUT, 1, &o), 0);
+	assert_int_equal(o.return_bytes, 5000);
+	assert_near(o.net_ms, 2.5, D_TOL(2.5));
+	plan_free(p);
+}
+
 static void test_compression_ratio(void **state)
 {
 	struct plan_config c = a_config();
@@ -1276,6 +1318,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plain_costs),
+		cmocka_unit_test(test_return_bytes),
 		cmocka_unit_test(test_compression_ratio),
 		cmocka_unit_test(test_banded_costs),
 		cmocka_unit_test(test_banded_bounds),

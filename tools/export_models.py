@@ -98,10 +98,13 @@ class Detect(nn.Module):
     anchors = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119),
                (116, 90, 156, 198, 373, 326))
 
-    def __init__(self, nc, chs, img):
+    def __init__(self, nc, chs, img, nkpt=0):
         super().__init__()
-        self.nc, self.no, self.na = nc, nc + 5, 3
+        self.nc, self.no, self.na, self.nkpt = nc, nc + 5, 3, nkpt
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in chs)
+        # YOLO-pose (the KAPAO family's layout): 3 values per keypoint and
+        # anchor from a conv of their own, after the box and class scores
+        self.mk = nn.ModuleList(nn.Conv2d(c, 3 * nkpt * self.na, 1) for c in chs) if nkpt else None
         for i, s in enumerate(self.strides):
             ny = nx = img // s
             yv, xv = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
@@ -119,14 +122,21 @@ class Detect(nn.Module):
             xy, wh, conf = x.sigmoid().split((2, 2, self.nc + 1), 4)
             xy = (xy * 2 + getattr(self, "grid%d" % i)) * self.strides[i]
             wh = (wh * 2) * (wh * 2) * getattr(self, "anchor_grid%d" % i)
-            z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
+            parts = [xy, wh, conf]
+            if self.nkpt:
+                k = self.mk[i](xs[i]).view(bs, self.na, 3 * self.nkpt, ny, nx).permute(0, 1, 3, 4, 2)
+                k = k.reshape(bs, self.na, ny, nx, self.nkpt, 3)
+                g = getattr(self, "grid%d" % i).view(1, 1, ny, nx, 1, 2)
+                kxy = (k[..., :2] * 2 + g) * self.strides[i]
+                parts.append(torch.cat((kxy, k[..., 2:].sigmoid()), 5).view(bs, self.na, ny, nx, -1))
+            z.append(torch.cat(parts, 4).view(bs, self.na * nx * ny, self.no + 3 * self.nkpt))
         return torch.cat(z, 1)
 
 
 class TinyYolo(nn.Module):
     """YOLOv5n-like: width 1/4, depth 1/3, 80 classes."""
 
-    def __init__(self, img, nc=80):
+    def __init__(self, img, nc=80, nkpt=0):
         super().__init__()
         self.b0 = nn.Sequential(ConvBnAct(3, 16, 6, 2, 2), ConvBnAct(16, 32, 3, 2), C3(32, 32, 1),
                                 ConvBnAct(32, 64, 3, 2), C3(64, 64, 2))           # P3, /8
@@ -142,7 +152,7 @@ class TinyYolo(nn.Module):
         self.h6 = ConvBnAct(128, 128, 3, 2)
         self.h7 = C3(256, 256, 1, False)       # out P5
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.detect = Detect(nc, (64, 128, 256), img)
+        self.detect = Detect(nc, (64, 128, 256), img, nkpt)
 
     def forward(self, x):
         p3 = self.b0(x)
@@ -185,9 +195,9 @@ class TinyYolo8(nn.Module):
     decoupled box (4 x 16 DFL bins) and class branches, anchor points and
     strides baked as buffers, output [b, 4 + nc, anchors] (xywh, sigmoid)."""
 
-    def __init__(self, img, dfl, nc=80, reg_max=16):
+    def __init__(self, img, dfl, nc=80, reg_max=16, nkpt=0):
         super().__init__()
-        self.nc, self.reg_max = nc, reg_max
+        self.nc, self.reg_max, self.nkpt = nc, reg_max, nkpt
         self.b0 = nn.Sequential(ConvBnAct(3, 16, 3, 2), ConvBnAct(16, 32, 3, 2), C3(32, 32, 1),
                                 ConvBnAct(32, 64, 3, 2), C3(64, 64, 1))           # /8
         self.b1 = nn.Sequential(ConvBnAct(64, 128, 3, 2), C3(128, 128, 1))        # /16
@@ -199,6 +209,9 @@ class TinyYolo8(nn.Module):
         self.cls = nn.ModuleList(nn.Sequential(ConvBnAct(c, c3, 3), ConvBnAct(c3, c3, 3),
                                                nn.Conv2d(c3, nc, 1)) for c in chs)
         self.dfl = DFL(reg_max, dfl)
+        # YOLOv8-pose: 3 values per keypoint and anchor, after the classes
+        self.kpt = nn.ModuleList(nn.Sequential(ConvBnAct(c, 32, 3), nn.Conv2d(32, 3 * nkpt, 1))
+                                 for c in chs) if nkpt else None
         pts, strides = [], []
         for s in (8, 16, 32):
             n = img // s
@@ -220,7 +233,13 @@ class TinyYolo8(nn.Module):
         lt, rb = self.dfl(box).chunk(2, 1)
         x1y1, x2y2 = self.anchors - lt, self.anchors + rb
         xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * self.strides
-        return torch.cat((xywh, cls.sigmoid()), 1)
+        if not self.nkpt:
+            return torch.cat((xywh, cls.sigmoid()), 1)
+        k = torch.cat([self.kpt[i](f).view(b, 3 * self.nkpt, -1) for i, f in enumerate((p3, p4, p5))], 2)
+        k = k.view(b, self.nkpt, 3, -1)
+        kxy = (k[:, :, :2] * 2 + (self.anchors.unsqueeze(1) - 0.5)) * self.strides.unsqueeze(1)
+        k = torch.cat((kxy, k[:, :, 2:].sigmoid()), 2).view(b, 3 * self.nkpt, -1)
+        return torch.cat((xywh, cls.sigmoid(), k), 1)
 
 
 # --- a compact DBNet-style text detector ----------------------------------
@@ -314,6 +333,9 @@ MODELS = {
     # the DFL as ultralytics exports it (a 1x1 conv) and as a ReduceSum
     "yolov8_dfl_conv_160": (lambda: TinyYolo8(160, "conv"), (1, 3, 160, 160), 13, "kept", ("test",), False),
     "yolov8_dfl_sum_160":  (lambda: TinyYolo8(160, "sum"), (1, 3, 160, 160), 13, "kept", ("test",), False),
+    # pose heads (issue 18): person class, 17 keypoints (x, y, visibility)
+    "yolo_pose_320":      (lambda: TinyYolo(320, nc=1, nkpt=17), (1, 3, 320, 320), 13, "kept", ("test",), False),
+    "yolov8_pose_160":    (lambda: TinyYolo8(160, "conv", nc=1, nkpt=17), (1, 3, 160, 160), 13, "kept", ("test",), False),
     "vit_b_16":           (tv("vit_b_16"), (1, 3, 224, 224), 17, "kept", ("bench",), False),
     # a conv/attention hybrid; its partitions of 7 need 224x224; attention as Einsum
     "maxvit_t":           (tv("maxvit_t"), (1, 3, 224, 224), 17, "kept", ("bench",), False),
