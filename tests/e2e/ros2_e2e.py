@@ -84,6 +84,34 @@ def make_model(path, labels):
         f.write("cat\ndog\nrobot\ncamera\nlidar\n")
 
 
+# A detector with a YOLOv5 head ([1, N, 5 + C]: cx, cy, w, h in input pixels,
+# objectness, class scores) whose output is a constant (x * 0 added), so the
+# detections are known: on a 64x48 frame letterboxed into 32x32 (scale 0.5,
+# 8 rows of padding split 4 / 4) input box (x0, y0, x1, y1) is
+# ((x0 - 0) / 0.5, (y0 - 4) / 0.5, ...) in the frame's pixels.
+DET_SIZE = 32
+DET_HEAD = [[16, 16, 8, 8, 0.9, 0.9, 0.1],     # class 0, 0.81: kept
+            [17, 16, 8, 8, 0.8, 0.9, 0.1],     # class 0, 0.72: IoU 0.78 with the first, suppressed
+            [17, 16, 8, 8, 0.8, 0.1, 0.9],     # class 1, 0.72: another class, kept
+            [8, 10, 4, 6, 0.5, 0.5, 0.5]]      # 0.25: under the threshold
+DET_WANT = [(0, 0.9 * 0.9, (24, 16, 40, 32)), (1, 0.8 * 0.9, (26, 16, 42, 32))]
+
+
+def make_detector(path):
+    head = np.zeros((1, 10, 7), np.float32)
+    head[0, :len(DET_HEAD)] = DET_HEAD
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, DET_SIZE, DET_SIZE])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 7])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=0, name="m"),
+             helper.make_node("Mul", ["m", "zero"], ["z"], name="z"),
+             helper.make_node("Add", ["z", "head"], ["y"], name="y")]
+    init = [numpy_helper.from_array(np.zeros(1, np.float32), "zero"), numpy_helper.from_array(head, "head")]
+    model = helper.make_model(helper.make_graph(nodes, "ros2det", [x], [y], init),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.save(model, path)
+
+
 CYCLONE_XML = """<?xml version="1.0" encoding="UTF-8" ?>
 <CycloneDDS xmlns="https://cdds.io/config">
   <Domain Id="any">
@@ -101,7 +129,7 @@ CYCLONE_XML = """<?xml version="1.0" encoding="UTF-8" ?>
 """
 
 
-def conf(model, labels, port, domain, state):
+def conf(model, labels, port, domain, state, det):
     return f"""[daemon]
 threads = 2
 state_dir = {state}
@@ -113,25 +141,41 @@ sysfs_root = {state}
 path = {model}
 labels = {labels}
 top_k = 3
+[model.det]
+path = {det}
+resize = letterbox
+postprocess = yolov5
+score_threshold = 0.5
+iou_threshold = 0.5
 [ros2]
 node_name = splitd_test
 power_rate_hz = 10
 [ros2.cam]
+model = cls
 topic = /camera/image_raw
 json = /splitd/result
 classification = /splitd/classes
 qos = reliable
 [ros2.jpeg]
+model = cls
 topic = /camera/compressed
 type = compressed
 json = /splitd/jpeg_result
 qos = reliable
 [ros2.rated]
+model = cls
 topic = /camera/rated
 json = /splitd/rated_result
 qos = reliable
 max_rate_hz = 5
+[ros2.det]
+model = det
+topic = /camera/det
+json = /splitd/det_result
+detections = /splitd/detections
+qos = reliable
 [ros2.bad]
+model = cls
 topic = /camera/bad
 json = /splitd/bad_result
 qos = reliable
@@ -225,7 +269,7 @@ def phase_basic(tool, domain, env, port):
     img = Image.fromarray(frame_pixels(1, 64, 48, 3).reshape(48, 64, 3), "RGB")
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    st, body = http_req(port, "POST", "/v1/infer", buf.getvalue(), "image/png")
+    st, body = http_req(port, "POST", "/v1/infer?model=cls", buf.getvalue(), "image/png")
     if j0 and st == 200:
         h = json.loads(body)
         check("rgb8: the same outputs as the same pixels over HTTP",
@@ -233,6 +277,39 @@ def phase_basic(tool, domain, env, port):
               f"{h['outputs'][0]['data']} vs {j0[0]['outputs'][0]['data']}")
     else:
         check("rgb8: HTTP comparison ran", False, f"{st} {body[:200]} {len(j0)}")
+
+
+def phase_detections(tool, domain, env, port):
+    """A detector's frame: vision_msgs/Detection2DArray and the JSON in the
+    frame's pixels, the same objects as the same pixels over HTTP."""
+    p, js, _, lines = peer(tool, domain, env, "--topic", "/camera/det", "--encoding", "rgb8", "--width", 64,
+                           "--height", 48, "--count", 1, "--json", "/splitd/det_result",
+                           "--detections", "/splitd/detections", "--expect", 1, "--wait", 30)
+    dets = [l.split() for l in lines if l.startswith("det ")]
+    check("detections: one JSON and one Detection2DArray", len(js) == 1 and len(dets) == 1,
+          f"{len(js)} {dets} {p.stdout[-500:]}")
+    if not js or not dets:
+        return
+    got = [(d["class_id"], d["score"], tuple(d["box"])) for d in js[0].get("detections", [])]
+    ok = len(got) == len(DET_WANT) and all(
+        c == wc and abs(sc - wsc) < 1e-6 and all(abs(a - b) < 1e-3 for a, b in zip(box, wbox))
+        for (c, sc, box), (wc, wsc, wbox) in zip(got, DET_WANT))
+    check("detections: the JSON's objects in the frame's pixels (letterbox undone)", ok, f"{got}")
+    d = dets[0]
+    n = int(d[4])
+    arr = [d[5 + 6 * k: 11 + 6 * k] for k in range(n)]
+    want = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1], sc) for _, sc, b in DET_WANT]
+    ok = d[1:4] == ["1000", "7", "cam_0"] and n == len(want) and all(
+        all(abs(float(a[i]) - w[i]) < 0.01 for i in range(4)) and abs(float(a[5]) - w[4]) < 1e-4
+        for a, w in zip(arr, want))
+    check("detections: Detection2DArray centers and sizes, stamped as the frame", ok, f"{d}")
+    img = Image.fromarray(frame_pixels(0, 64, 48, 3).reshape(48, 64, 3), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    st, body = http_req(port, "POST", "/v1/infer?model=det", buf.getvalue(), "image/png")
+    h = json.loads(body) if st == 200 else {}
+    check("detections: the same objects as the same pixels over HTTP",
+          h.get("detections") == js[0].get("detections"), f"{st} {body[:300]}")
 
 
 def phase_encodings(tool, domain, env, quick):
@@ -253,7 +330,7 @@ def phase_jpeg(tool, domain, env, port, quick):
     if quick or not js:
         return
     with open(JPEG, "rb") as f:
-        st, body = http_req(port, "POST", "/v1/infer", f.read(), "image/jpeg")
+        st, body = http_req(port, "POST", "/v1/infer?model=cls", f.read(), "image/jpeg")
     check("CompressedImage: the same outputs as the JPEG over HTTP",
           st == 200 and json.loads(body)["outputs"][0]["data"] == js[0]["outputs"][0]["data"], f"{st}")
 
@@ -389,6 +466,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="splitd-ros2-") as tmp:
         model, labels = os.path.join(tmp, "cls.onnx"), os.path.join(tmp, "labels.txt")
         make_model(model, labels)
+        det = os.path.join(tmp, "det.onnx")
+        make_detector(det)
         xml = os.path.join(tmp, "cyclonedds.xml")
         with open(xml, "w") as f:
             f.write(CYCLONE_XML)
@@ -397,7 +476,7 @@ def main():
         domain = random.Random(os.getpid() ^ int(time.time())).randint(1, 200)
         port = free_port()
         # the domain from ROS_DOMAIN_ID, as a ROS 2 user sets it ([ros2] domain_id left at -1)
-        d = Daemon(splitd, tmp, conf(model, labels, port, domain, tmp), dict(env, ROS_DOMAIN_ID=str(domain)))
+        d = Daemon(splitd, tmp, conf(model, labels, port, domain, tmp, det), dict(env, ROS_DOMAIN_ID=str(domain)))
         try:
             ok = False
             for _ in range(600):
@@ -415,6 +494,7 @@ def main():
                 return 1
             print(f"domain {domain}")
             phase_basic(tool, domain, env, port)
+            phase_detections(tool, domain, env, port)
             phase_encodings(tool, domain, env, quick)
             phase_jpeg(tool, domain, env, port, quick)
             phase_drops(tool, domain, env, port)
