@@ -661,30 +661,42 @@ static void free_dead_constants(struct engine *e)
 	free(used);
 }
 
-/* Constants that every reader packed at prepare (n->packed_inputs) are
- * in memory twice: the model's copy goes (engine_export_range then
- * refuses: engine_opts.keep_weights keeps them). A model output never. */
-static void drop_packed_constants(struct engine *e)
+/* Constants that every reader packed at prepare (n->packed_inputs) would
+ * be in memory twice: the model's copy goes as soon as its last reader has
+ * packed it, so that loading never holds both copies of all the weights
+ * (engine_export_range then refuses: engine_opts.keep_weights keeps them).
+ * readers[t]: the (node, input) pairs reading t, plus one for a model output
+ * (never dropped); NULL: nothing is dropped. */
+static int *count_readers(const struct engine *e, const struct engine_opts *opts)
 {
-	char *keep = calloc((size_t)e->nt, 1);
+	int *readers;
 
-	if (!keep)
-		return;		/* both copies stay: correct, only larger */
+	if ((opts && opts->keep_weights) || !(readers = calloc((size_t)e->nt + 1, sizeof(int))))
+		return NULL;	/* both copies stay: correct, only larger */
 	for (int i = 0; i < e->n_outputs; i++)
-		keep[e->outputs[i]] = 1;
+		readers[e->outputs[i]]++;
 	for (int i = 0; i < e->nn; i++)
 		for (int j = 0; j < e->n[i].n_in; j++)
-			if (e->n[i].in[j] >= 0 && !(j < 32 && (e->n[i].packed_inputs >> j & 1u)))
-				keep[e->n[i].in[j]] = 1;
-	for (int i = 0; i < e->nt; i++) {
-		struct eng_tensor *t = &e->t[i];
-		if (!t->is_const || keep[i] || !t->data)
+			if (e->n[i].in[j] >= 0)
+				readers[e->n[i].in[j]]++;
+	return readers;
+}
+
+static void drop_packed_inputs(struct engine *e, const struct eng_node *n, int *readers)
+{
+	if (!readers)
+		return;
+	for (int j = 0; j < n->n_in && j < 32; j++) {
+		int ti = n->in[j];
+		if (ti < 0 || !(n->packed_inputs >> j & 1u) || --readers[ti] > 0)
+			continue;
+		struct eng_tensor *t = &e->t[ti];
+		if (!t->is_const || !t->data)
 			continue;
 		free(t->data);
 		t->data = NULL;
 		e->weight_bytes -= t->bytes;
 	}
-	free(keep);
 }
 
 int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, size_t errlen)
@@ -712,15 +724,21 @@ int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, si
 	drop_unused(e);
 	compact_nodes(e);
 	free_dead_constants(e);
+	int *readers = count_readers(e, opts);
 	for (int i = 0; i < e->nn; i++) {
 		struct eng_node *n = &e->n[i];
 		if (n->kind == OP_SHAPE || n->kind == OP_CONSTANT || n->kind == OP_CONSTANT_OF_SHAPE)
-			return ERR("node '%s' (%s) could not be constant-folded", n->name, n->op);
-		if (!e->be->supports(e, n))
-			return ERR("node '%s' (%s, opset %d) is not supported by the %s backend", n->name,
-				   n->op, n->opset, e->be->name);
-		if ((rc = e->be->prepare(e, n)))
-			return ERR("node '%s' (%s): backend prepare failed (%d)", n->name, n->op, rc);
+			rc = ERR("node '%s' (%s) could not be constant-folded", n->name, n->op);
+		else if (!e->be->supports(e, n))
+			rc = ERR("node '%s' (%s, opset %d) is not supported by the %s backend", n->name,
+				 n->op, n->opset, e->be->name);
+		else if ((rc = e->be->prepare(e, n)))
+			rc = ERR("node '%s' (%s): backend prepare failed (%d)", n->name, n->op, rc);
+		if (rc) {
+			free(readers);
+			return rc;
+		}
+		drop_packed_inputs(e, n, readers);
 		if (n->work_bytes > e->work_bytes)
 			e->work_bytes = n->work_bytes;
 		if (n->kind == OP_CONV) {	/* keep spatial metadata in sync */
@@ -728,7 +746,6 @@ int eng_finalize(struct engine *e, const struct engine_opts *opts, char *err, si
 			n->sp.pad_bottom = n->p.conv.pads[2];
 		}
 	}
-	if (!opts || !opts->keep_weights)
-		drop_packed_constants(e);
+	free(readers);
 	return plan_memory(e);
 }
