@@ -15,7 +15,7 @@
  *     CLOCK_MONOTONIC)
  *
  * Output lines: "json <text>", "det <sec> <nanosec> <frame_id> <n> ...",
- * "cls <sec> <nanosec> <frame_id> <n> ...", "sent <n>", "matched <n>". */
+ * "cls <sec> <nanosec> <frame_id> <n> ...", "sent <n> span <seconds>", "matched <n>". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +203,7 @@ static int run(dds_entity_t pp, const struct opts *o)
 	printf("matched %d\n", wait_matched(w, 10.0));
 	/* and splitd's result writers to us */
 	usleep(300000);
+	double first = now_s(), last = first;
 	for (int i = 0; i < o->count; i++) {
 		double t = now_s();
 		if (compressed) {
@@ -218,11 +219,13 @@ static int run(dds_entity_t pp, const struct opts *o)
 			fill_image(o, i, &m, pix, fid);
 			dds_write(w, &m);
 		}
+		last = now_s();
 		got += print_results(rj, rd, rc);
 		while (o->rate > 0 && now_s() - t < 1.0 / o->rate)
 			usleep(200);
 	}
-	printf("sent %d\n", o->count);
+	/* the frames went out over this span (the first write to the last) */
+	printf("sent %d span %.6f\n", o->count, o->count > 0 ? last - first : 0.0);
 	fflush(stdout);
 	double t0 = now_s();
 	while (now_s() - t0 < o->wait && (o->expect <= 0 || got < o->expect)) {
