@@ -32,6 +32,7 @@ void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 void buf_json_string(struct buf *b, const char *s);	/* quoted, escaped */
 void buf_double(struct buf *b, double v);		/* JSON number or null */
 void buf_ms(struct buf *b, uint64_t ns);		/* ns as ms number */
+void buf_key_ms(struct buf *b, const char *key, uint64_t ns);	/* key (",\"x\":") then buf_ms */
 
 struct api_params {
 	json_t *obj;	/* borrowed from the owning message's document */

@@ -151,6 +151,12 @@ void buf_ms(struct buf *b, uint64_t ns)
 	buf_printf(b, "%.3f", (double)ns / 1e6);
 }
 
+void buf_key_ms(struct buf *b, const char *key, uint64_t ns)
+{
+	buf_puts(b, key);
+	buf_ms(b, ns);
+}
+
 uint64_t api_now_ns(void)
 {
 	struct timespec ts;

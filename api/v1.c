@@ -246,19 +246,13 @@ static void timeline_json(struct buf *b, const struct api_v1_band *tl, int n)
 		buf_printf(b, "%s{\"band\":%d,\"rows\":[%" PRId64 ",%" PRId64 "],\"bytes\":%" PRIu64
 			   ",\"compute_start_ms\":", i ? "," : "", i, t->row0, t->row1, t->bytes);
 		buf_ms(b, t->compute_start_ns);
-		buf_puts(b, ",\"compute_end_ms\":");
-		buf_ms(b, t->compute_end_ns);
-		buf_puts(b, ",\"ready_ms\":");
-		buf_ms(b, t->ready_ns);
-		buf_puts(b, ",\"sent_ms\":");
-		buf_ms(b, t->sent_ns);
+		buf_key_ms(b, ",\"compute_end_ms\":", t->compute_end_ns);
+		buf_key_ms(b, ",\"ready_ms\":", t->ready_ns);
+		buf_key_ms(b, ",\"sent_ms\":", t->sent_ns);
 		if (t->peer_known) {
-			buf_puts(b, ",\"peer_arrived_ms\":");
-			buf_ms(b, t->peer_arrived_ns);
-			buf_puts(b, ",\"peer_compute_start_ms\":");
-			buf_ms(b, t->peer_start_ns);
-			buf_puts(b, ",\"peer_compute_end_ms\":");
-			buf_ms(b, t->peer_end_ns);
+			buf_key_ms(b, ",\"peer_arrived_ms\":", t->peer_arrived_ns);
+			buf_key_ms(b, ",\"peer_compute_start_ms\":", t->peer_start_ns);
+			buf_key_ms(b, ",\"peer_compute_end_ms\":", t->peer_end_ns);
 		}
 		buf_puts(b, "}");
 	}
@@ -321,18 +315,12 @@ int api_v1_response_build(const struct api_v1_result *r, char **body, size_t *le
 	buf_puts(&b, "}");
 	if (r->timeline && r->n_timeline > 0)
 		timeline_json(&b, r->timeline, r->n_timeline);
-	buf_puts(&b, ",\"timing_ms\":{\"queue\":");
-	buf_ms(&b, r->timing.queue_ns);
-	buf_puts(&b, ",\"decode\":");
-	buf_ms(&b, r->timing.decode_ns);
-	buf_puts(&b, ",\"local\":");
-	buf_ms(&b, r->timing.local_ns);
-	buf_puts(&b, ",\"transfer\":");
-	buf_ms(&b, r->timing.transfer_ns);
-	buf_puts(&b, ",\"remote\":");
-	buf_ms(&b, r->timing.remote_ns);
-	buf_puts(&b, ",\"total\":");
-	buf_ms(&b, r->timing.total_ns);
+	buf_key_ms(&b, ",\"timing_ms\":{\"queue\":", r->timing.queue_ns);
+	buf_key_ms(&b, ",\"decode\":", r->timing.decode_ns);
+	buf_key_ms(&b, ",\"local\":", r->timing.local_ns);
+	buf_key_ms(&b, ",\"transfer\":", r->timing.transfer_ns);
+	buf_key_ms(&b, ",\"remote\":", r->timing.remote_ns);
+	buf_key_ms(&b, ",\"total\":", r->timing.total_ns);
 	if (r->has_detections) {
 		buf_puts(&b, ",\"postprocess\":");
 		if (r->timing.postprocess_ns >= 0)

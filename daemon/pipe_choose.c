@@ -65,7 +65,7 @@ static void planned(struct pipe_model *m, const struct pipe_request *rq, struct 
 		atomic_fetch_add(&m->explorations, 1);
 		*cur = x;
 	}
-	if (!image && frame_png(rq))
+	if (frame_png(rq))
 		pipe_tensor_candidate(m, rq->png_bytes, rq->png_ms, cur);
 	else if (!image && cur->enc == PLAN_ENC_INPUT)
 		pipe_tensor_candidate(m, 0, 0, cur);

@@ -70,19 +70,11 @@ def pp_keys():
 
 
 def peer_conf(model, port):
-    return f"""[daemon]
-role = peer
-threads = 1
-[api]
-listen = 127.0.0.1:{port}
-[peer_server]
-plain = true
-[model.m]
-path = {model}
-{pp_keys()}"""
+    return split_e2e.peer_conf(model, port, pp_keys())
 
 
-def robot_conf(model, port, peer_port, head, K, labels, extra=""):
+def robot_base(model, port, peer_port, model_keys):
+    """A robot linked to the peer; model_keys after the preprocessing."""
     return f"""[daemon]
 role = robot
 threads = 1
@@ -94,13 +86,17 @@ plain = true
 request_timeout_ms = 60000
 [model.m]
 path = {model}
-{pp_keys()}postprocess = {head}
+{pp_keys()}{model_keys}"""
+
+
+def robot_conf(model, port, peer_port, head, K, labels, extra=""):
+    return robot_base(model, port, peer_port, f"""postprocess = {head}
 score_threshold = {score_threshold(head)}
 iou_threshold = 0.5
 max_detections = {MAX_DET}
 keypoints = {K}
 labels = {labels}
-{extra}"""
+{extra}""")
 
 
 def image_png(fmt="PNG"):
@@ -126,12 +122,7 @@ def check_jpeg(port, name, n_nodes):
 
 
 def infer(port, body, query, ctype="image/png"):
-    query = query.replace("+", "%2B")
-    st, b, _ = http(f"http://127.0.0.1:{port}/v1/infer?{query}", data=body, ctype=ctype, timeout=120)
-    try:
-        return st, json.loads(b)
-    except ValueError:
-        return st, {"raw": b[:200]}
+    return split_e2e.infer(port, body, ctype, "?" + query.replace("+", "%2B"), timeout=120)
 
 
 def same_objects(a, b, side, thr, margin):
@@ -310,20 +301,7 @@ def check_raw_encoded(splitd, tmp, model, name, png):
     """A model without post-processing whose raw output comes back as f16."""
     pport, rport = free_port(), free_port()
     peer = Daemon(splitd, peer_conf(model, pport), pport, "peer_raw_" + name, tmp)
-    conf = f"""[daemon]
-role = robot
-threads = 1
-[api]
-listen = 127.0.0.1:{rport}
-[peer]
-url = http://127.0.0.1:{pport}
-plain = true
-request_timeout_ms = 60000
-[model.m]
-path = {model}
-{pp_keys()}output_encoding = f16
-"""
-    robot = Daemon(splitd, conf, rport, "robot_raw_" + name, tmp)
+    robot = Daemon(splitd, robot_base(model, rport, pport, "output_encoding = f16\n"), rport, "robot_raw_" + name, tmp)
     try:
         if not (wait_ready(pport, peer.proc) and wait_ready(rport, robot.proc)):
             check(f"{name} raw f16: daemons ready", False)

@@ -31,20 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
-# onnx 1.12 still uses aliases numpy 1.24 removed; put them back before import.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    for _alias, _type in (("float", float), ("int", int), ("bool", bool),
-                          ("object", object), ("str", str), ("complex", complex)):
-        setattr(np, _alias, _type)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import onnx_compat  # noqa: E402,F401  (numpy aliases onnx 1.12 needs)
 
 from onnx import TensorProto, helper  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import split_e2e as e2e  # noqa: E402
 from split_e2e import check, free_port  # noqa: E402  (its counters: e2e.PASS, e2e.FAIL)
 import onnx  # noqa: E402

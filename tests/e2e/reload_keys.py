@@ -55,19 +55,14 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 
 import numpy as np
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    for _alias, _type in (("float", float), ("int", int), ("bool", bool),
-                          ("object", object), ("str", str), ("complex", complex)):
-        setattr(np, _alias, _type)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import onnx_compat  # noqa: E402,F401  (numpy aliases onnx 1.12 needs)
 from onnx import TensorProto, helper  # noqa: E402
 import onnx  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import split_e2e as e2e  # noqa: E402
 from split_e2e import check, free_port  # noqa: E402
 

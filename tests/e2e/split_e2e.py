@@ -101,7 +101,7 @@ class Daemon:
             self.proc.wait(timeout=30)
 
 
-def peer_conf(model, port):
+def peer_conf(model, port, model_keys=""):
     return f"""[daemon]
 role = peer
 threads = 1
@@ -111,7 +111,7 @@ listen = 127.0.0.1:{port}
 plain = true
 [model.m]
 path = {model}
-"""
+{model_keys}"""
 
 
 def peer_tls_conf(model, port, certs):
@@ -169,8 +169,8 @@ def npy_bytes(x):
     return b.getvalue()
 
 
-def infer(port, body, ctype, query=""):
-    st, data, _ = http(f"http://127.0.0.1:{port}/v1/infer{query}", body, ctype)
+def infer(port, body, ctype, query="", timeout=60):
+    st, data, _ = http(f"http://127.0.0.1:{port}/v1/infer{query}", body, ctype, timeout=timeout)
     try:
         return st, json.loads(data)
     except ValueError:
