@@ -58,6 +58,11 @@ struct api_model {
 	const char *platform;		/* NULL = "onnx" */
 	const struct api_tensor_meta *inputs, *outputs;
 	int n_inputs, n_outputs;
+	/* GET /v2/models/{name} "outputs" where an infer answers other
+	 * tensors than the graph's (a detector's boxes, scores, ...): NULL
+	 * lists outputs */
+	const struct api_tensor_meta *listed_outputs;
+	int n_listed_outputs;
 	const struct api_preprocess *preprocess; /* NULL: no image input */
 	int lazy_decode;		/* v1: don't decode before the handler
 					   (see api_call_decode) */

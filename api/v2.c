@@ -911,7 +911,10 @@ void api_route_v2_model(struct api_call *c, int ready_only)
 		buf_puts(&b, ",\"inputs\":");
 		meta_list(&b, m->inputs, m->n_inputs);
 		buf_puts(&b, ",\"outputs\":");
-		meta_list(&b, m->outputs, m->n_outputs);
+		if (m->listed_outputs)
+			meta_list(&b, m->listed_outputs, m->n_listed_outputs);
+		else
+			meta_list(&b, m->outputs, m->n_outputs);
 		if (m->params_json) {
 			buf_puts(&b, ",\"parameters\":");
 			buf_puts(&b, m->params_json);

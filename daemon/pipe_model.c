@@ -362,6 +362,7 @@ void pipe_model_free(struct pipe_model *m)
 	free(m->labels);
 	free(m->in_meta);
 	free(m->out_meta);
+	free(m->listed_meta);
 	free(m->local_ms);
 	free((void *)m->band_reach);
 	pthread_mutex_destroy(&m->lock);

@@ -20,6 +20,29 @@ _Static_assert((int)CONFIG_POST_NONE == (int)POST_NONE && (int)CONFIG_POST_CLASS
 		       (int)CONFIG_POST_YOLOV5 == (int)POST_YOLOV5 && (int)CONFIG_POST_YOLOV8 == (int)POST_YOLOV8,
 	       "config's postprocess names are post/'s kinds");
 
+/* What a v2 infer of a detector answers (pipe_local.c's v2_detections):
+ * N detections, so the first dimension is dynamic. */
+static int list_detections(struct pipe_model *m)
+{
+	const int n_det = m->post.keypoints ? 4 : 3;
+	struct api_tensor_meta *t = calloc((size_t)(n_det + m->api.n_outputs), sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t[0] = (struct api_tensor_meta){ .name = "boxes", .dtype = TENSOR_F32, .ndim = 2, .shape = { -1, 4 } };
+	t[1] = (struct api_tensor_meta){ .name = "scores", .dtype = TENSOR_F32, .ndim = 1, .shape = { -1 } };
+	t[2] = (struct api_tensor_meta){ .name = "classes", .dtype = TENSOR_I32, .ndim = 1, .shape = { -1 } };
+	if (m->post.keypoints)
+		t[3] = (struct api_tensor_meta){ .name = "keypoints", .dtype = TENSOR_F32, .ndim = 3,
+						 .shape = { -1, m->post.keypoints, 3 } };
+	memcpy(&t[n_det], m->out_meta, (size_t)m->api.n_outputs * sizeof(*t));
+	free(m->listed_meta);
+	m->listed_meta = t;
+	m->api.listed_outputs = t;
+	m->api.n_listed_outputs = n_det + m->api.n_outputs;
+	return 0;
+}
+
 int pipe_post_setup(struct pipe_model *m, const struct config_model *cm)
 {
 	struct post_layout L;
@@ -51,6 +74,8 @@ int pipe_post_setup(struct pipe_model *m, const struct config_model *cm)
 			       post_kind_name(m->post.kind), o->name, err);
 	m->post_classes = L.classes;
 	m->detects = true;
+	if ((r = list_detections(m)) < 0)
+		return log_err(r, "model %s: out of memory", m->name);
 	log_info("model %s: %s head, %lld candidates of %d classes and %d keypoints, decoded where the last "
 		 "node runs", m->name, post_kind_name(m->post.kind), (long long)L.n, L.classes, m->post.keypoints);
 	return 0;

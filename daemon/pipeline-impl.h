@@ -60,6 +60,9 @@ struct pipe_model {
 	struct post_params post;
 	bool detects;
 	int post_classes;
+	/* a detector's v2 metadata: boxes, scores, classes (keypoints), then
+	 * the raw outputs a request may still name */
+	struct api_tensor_meta *listed_meta;
 	struct link_encoding output_enc;	/* raw outputs from the peer */
 	double *local_ms;		/* start-up profile, n_nodes */
 

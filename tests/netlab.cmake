@@ -17,7 +17,7 @@ set_tests_properties(netlab_planner_oracle PROPERTIES
 # a spread of cuts x encodings at 137 and 400 Mbit/s with the robot at 1/8
 # core, the transfer no faster than the shaped link, and kill -9 of the peer
 # mid-stream then a restart (every request answered, fallbacks counted,
-# traffic back on the peer). About 15 s on an idle machine.
+# the peer found again within 15 s, traffic back on it). About 15 s on an idle machine.
 add_test(NAME netlab_split
   COMMAND ${SPLITD_REF_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/netlab/split_netlab.py
           $<TARGET_FILE:splitd> ${SPLITD_MODELS_DIR} --model mobilenet_v2

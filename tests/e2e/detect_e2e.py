@@ -269,7 +269,7 @@ def check_peer_refusals(peer_port, png, name, K):
           f"{st} {b[:200]}")
 
 
-def check_v2(port, model_dir, name, K, n_nodes):
+def check_v2(port, model_dir, name, K, n_nodes, raw):
     x = np.load(os.path.join(model_dir, "input_0.npy")).astype(np.float32)
     buf = io.BytesIO()
     np.save(buf, x)
@@ -295,6 +295,18 @@ def check_v2(port, model_dir, name, K, n_nodes):
           (not K or outs["keypoints"]["shape"] == [n, K, 3]))
     check(f"{name} v2: {n} detections, the same as v1 split at cut 0 (model-input pixels)", ok,
           f"{outs['boxes']['shape']} {dets[:1]}")
+    # A Triton client reads the metadata first: it lists what an infer
+    # answers (N detections: first dimension -1), then the raw output a
+    # request may still name, with its shape from the model.
+    st, b, _ = http(f"http://127.0.0.1:{port}/v2/models/m")
+    meta = json.loads(b)["outputs"] if st == 200 else []
+    want_meta = [["boxes", "FP32", [-1, 4]], ["scores", "FP32", [-1]], ["classes", "INT32", [-1]]]
+    if K:
+        want_meta.append(["keypoints", "FP32", [-1, K, 3]])
+    got_meta = [[o["name"], o["datatype"], o["shape"]] for o in meta]
+    check(f"{name} v2 metadata: outputs {[w[0] for w in want_meta]} then the raw output",
+          got_meta[:len(want_meta)] == want_meta and len(got_meta) == len(want_meta) + 1
+          and got_meta[-1] == [raw["name"], raw["datatype"], raw["shape"]], (got_meta, raw.get("name")))
 
 
 def check_raw_encoded(splitd, tmp, model, name, png):
@@ -402,7 +414,8 @@ def run_model(splitd, models_dir, name, tmp, quick, png):
         check(f"{name}: ?outputs=raw at a split: tensors and the same detections",
               st == 200 and len(r["outputs"]) >= 1 and "data" in r["outputs"][0] and
               r["detections"] == ref["detections"] and r["placement"]["bytes_back"] > 100000, str(r)[:300])
-        check_v2(rport, os.path.join(models_dir, name), name, K, n_nodes)
+        raw = r["outputs"][0] if st == 200 and r["outputs"] else {}
+        check_v2(rport, os.path.join(models_dir, name), name, K, n_nodes, raw)
         st, b, _ = http(f"http://127.0.0.1:{rport}/metrics")
         check(f"{name}: /metrics has the detections histogram",
               b'splitd_detections_per_request_bucket{model="m"' in b, b[:200])
