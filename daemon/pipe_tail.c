@@ -36,6 +36,9 @@ struct tail {
 	int image_width, image_height;
 	struct peer_msg msg;
 	uint64_t t_deq, t_dec1, t_run1;
+	/* a streamed request: the time its steps computed, without the waits
+	 * for bands (t_run1 - t_dec1 holds the link's time too) */
+	uint64_t stream_compute_ns;
 	bool have_energy;
 	uint64_t energy_id;
 };
@@ -100,8 +103,10 @@ static int tail_streamed(struct tail *t, char *err, size_t errlen)
 			return err_set(r, err, errlen, "running nodes %d..%d as a wavefront: %s", cut, reach, strerror(-r));
 		}
 		complete = r == 1;
+		uint64_t t1 = link_now_ns();
+		t->stream_compute_ns += t1 - t0;
 		t->tm.band_start_ns[b] = (int64_t)(t0 - t_origin);
-		t->tm.band_end_ns[b] = (int64_t)(link_now_ns() - t_origin);
+		t->tm.band_end_ns[b] = (int64_t)(t1 - t_origin);
 	}
 	/* the body must end with the last band (peer_band_check made the
 	 * bands' bytes sum to the inputs' sizes) */
@@ -110,9 +115,11 @@ static int tail_streamed(struct tail *t, char *err, size_t errlen)
 	if (!complete) {	/* every row fed: the wavefront must have finished */
 		return err_set(-EIO, err, errlen, "the wavefront over nodes %d..%d did not complete", cut, reach);
 	}
+	uint64_t t0 = link_now_ns();
 	if (reach < m->n_nodes && (r = engine_run_range(t->ctx, reach, m->n_nodes)) < 0) {
 		return err_set(r, err, errlen, "running nodes %d..%d: %s", reach, m->n_nodes, strerror(-r));
 	}
+	t->stream_compute_ns += link_now_ns() - t0;
 	return 0;
 }
 
@@ -210,7 +217,9 @@ static int tail_answer(struct tail *t, char *err, size_t errlen)
 	uint64_t t_end = link_now_ns();
 	t->tm.queue_ns = (int64_t)(t->t_deq - rq->received_ns);
 	t->tm.decode_ns = (int64_t)(t->t_dec1 - t->t_deq);
-	t->tm.compute_ns = (int64_t)(t->t_run1 - t->t_dec1);
+	/* what the robot's planner learns the peer's speed from: computing
+	 * only (a streamed request's waits for its bands are the link's) */
+	t->tm.compute_ns = (int64_t)(t->rq->streamed ? t->stream_compute_ns : t->t_run1 - t->t_dec1);
 	t->tm.total_ns = (int64_t)(t_end - rq->received_ns);
 	snprintf(t->tm.backend, sizeof(t->tm.backend), "%s", engine_backend_name(m->eng));
 	if (t->have_energy && power_request_end_at(p->power, t->energy_id, (int64_t)t_end, 0, &pw) == 0)

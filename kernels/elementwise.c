@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <float.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu-impl.h"
 
@@ -16,8 +17,13 @@ static inline float exp_ps(float x)
 	x = x > 88.3762626647949f ? 88.3762626647949f : x;
 	x = x < -87.3365447504f ? -87.3365447504f : x;
 	x = x == x ? x : 0.f;
-	float fx = x * 1.44269504088896341f;
-	fx = __builtin_floorf(fx + 0.5f);
+	float fx = x * 1.44269504088896341f + 0.5f;
+	/* floor(fx) as truncation, one down for a negative fraction: equal
+	 * to floorf on |fx| < 2^31 (here |fx| < 128.5), and unlike a floorf
+	 * call (which GCC keeps as a libm call without -ffast-math) it
+	 * vectorises: a SiLU epilogue was 3/4 of yolo_640's time */
+	float tr = (float)(int32_t)fx;
+	fx = tr > fx ? tr - 1.f : tr;
 	float r = x - fx * 0.693359375f;
 	r = r + fx * 2.12194440e-4f;
 	float r2 = r * r;
@@ -35,6 +41,62 @@ static inline float exp_ps(float x)
 static inline float sigmoid_ps(float x)
 {
 	return 1.f / (1.f + exp_ps(-x));
+}
+
+/* exp_ps on 16 lanes, the same operations in the same order (C11: no FMA
+ * contraction), so every lane equals exp_ps of it. GCC's vector extension:
+ * the compiler keeps the scalar loop's selects as branches and does not
+ * vectorise it; this is one zmm in the AVX-512 clone, two ymm in AVX2's,
+ * four xmm or NEON registers elsewhere. */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+
+/* m ? a : b, m all-ones or 0 per lane (a macro: a function taking or
+ * returning these types would have an ABI that depends on the clone) */
+#define SEL16(m, a, b) ((v16sf)(((m) & (v16si)(a)) | (~(m) & (v16si)(b))))
+
+/* *xp = exp_ps of each lane of *xp */
+static inline __attribute__((always_inline)) void exp16(v16sf *xp)
+{
+	const v16sf zero = { 0 };
+	v16sf x = *xp, in = x;
+	x = SEL16(x > 88.3762626647949f, zero + 88.3762626647949f, x);
+	x = SEL16(x < -87.3365447504f, zero - 87.3365447504f, x);
+	x = SEL16(x == x, x, zero);
+	v16sf fx = x * 1.44269504088896341f + 0.5f;
+	v16sf tr = __builtin_convertvector(__builtin_convertvector(fx, v16si), v16sf);
+	fx = SEL16(tr > fx, tr - 1.f, tr);
+	v16sf r = x - fx * 0.693359375f;
+	r = r + fx * 2.12194440e-4f;
+	v16sf r2 = r * r;
+	v16sf y = zero + 1.9875691500e-4f;
+	y = y * r + 1.3981999507e-3f;
+	y = y * r + 8.3334519073e-3f;
+	y = y * r + 4.1665795894e-2f;
+	y = y * r + 1.6666665459e-1f;
+	y = y * r + 5.0000001201e-1f;
+	y = y * r2 + r + 1.f;
+	v16si e = (__builtin_convertvector(fx, v16si) + 127) << 23;
+	*xp = SEL16(in == in, y * (v16sf)e, in);
+}
+
+/* x[0, n) = sigmoid(x) (silu 0) or x sigmoid(x) (silu 1): 16 at a time,
+ * the tail by the scalar functions; every element as sigmoid_ps gives. */
+static inline __attribute__((always_inline)) void sigmoid_loop(float *x, int64_t n, int silu)
+{
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		v16sf v, e, one = { 0 };
+		one += 1.f;
+		memcpy(&v, x + i, sizeof(v));
+		e = -v;
+		exp16(&e);
+		v16sf s = one / (one + e);
+		v = silu ? v * s : s;
+		memcpy(x + i, &v, sizeof(v));
+	}
+	for (; i < n; i++)
+		x[i] = silu ? x[i] * sigmoid_ps(x[i]) : sigmoid_ps(x[i]);
 }
 
 /* ---- integer element access ---- */
@@ -80,8 +142,7 @@ static void act_loop(float *x, int64_t n, enum act_kind k, float a, float b)
 		}
 		break;
 	case ACT_SIGMOID:
-		for (int64_t i = 0; i < n; i++)
-			x[i] = sigmoid_ps(x[i]);
+		sigmoid_loop(x, n, 0);
 		break;
 	case ACT_HARD_SIGMOID:
 		for (int64_t i = 0; i < n; i++) {
@@ -99,8 +160,7 @@ static void act_loop(float *x, int64_t n, enum act_kind k, float a, float b)
 		}
 		break;
 	case ACT_SILU:
-		for (int64_t i = 0; i < n; i++)
-			x[i] = x[i] * sigmoid_ps(x[i]);
+		sigmoid_loop(x, n, 1);
 		break;
 	case ACT_EXP:
 		for (int64_t i = 0; i < n; i++)

@@ -118,7 +118,8 @@ int peer_msg_flatten(const struct peer_msg *m, uint8_t **out, size_t *len);
 struct peer_timing {
 	int64_t queue_ns;
 	int64_t decode_ns;
-	int64_t compute_ns;
+	int64_t compute_ns;		/* computing only: a streamed request's
+					   waits for its bands are not in it */
 	int64_t total_ns;
 	int64_t energy_uj;
 	int64_t post_ns;		/* decode + NMS of the detections asked */

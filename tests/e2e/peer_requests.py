@@ -19,7 +19,10 @@ wavefront), starts a peer on loopback and checks, against numpy:
   * after all of them the peer is alive, ready, and answers a banded
     request (x0 f32, x1 f16) as a wavefront (per-band times in its answer)
     and an unbanded one (x1 int8) with relu(x0 + x1) within each
-    encoding's bound.
+    encoding's bound;
+  * the banded request again with its bands 0.3 s apart: the compute time
+    the peer reports (what the robot's planner learns its speed from) is
+    its steps, not its waits for the bands.
 Prints 'N passed, N failed' and exits non-zero on any failure.
 """
 import hashlib
@@ -75,6 +78,32 @@ def post(port, header, binary=b"", timeout=30):
         return r.status, j, body[int(hl):] if hl else b""
     except (OSError, http.client.HTTPException, ValueError) as e:
         return None, {"exception": repr(e)}, b""
+    finally:
+        c.close()
+
+
+def post_paced(port, header, parts, pause_s, timeout=30):
+    """POST a v2 request whose binary part goes out in pieces, pause_s
+    apart (a slow link's bands); (status, json)."""
+    h = json.dumps(header, separators=(",", ":")).encode()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.putrequest("POST", "/v2/models/m/infer")
+        c.putheader("Content-Type", "application/octet-stream")
+        c.putheader("Inference-Header-Content-Length", str(len(h)))
+        c.putheader("Content-Length", str(len(h) + sum(len(p) for p in parts)))
+        c.endheaders()
+        c.send(h)
+        for i, p in enumerate(parts):
+            if i:
+                time.sleep(pause_s)
+            c.send(p)
+        r = c.getresponse()
+        body = r.read()
+        hl = r.getheader("Inference-Header-Content-Length")
+        return r.status, json.loads(body[:int(hl)] if hl else body)
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        return None, {"exception": repr(e)}
     finally:
         c.close()
 
@@ -206,6 +235,27 @@ def main():
             check("  ran as a wavefront (per-band times in the answer)",
                   st == 200 and len(j.get("parameters", {}).get("splitd_peer_bands_ns", [])) == 9,
                   j.get("parameters"))
+            # the same bands paced 0.3 s apart, as a slow link brings them: the
+            # peer's splitd_peer_compute_ns, which the robot's planner learns the
+            # peer's speed from, counts its steps, not its waits for the bands
+            # (it once ran from the header to the last step: 0.6 s of link here)
+            pause = 0.3
+            cuts, off = [], 0
+            for b in range(len(ends)):
+                r0 = ends[b - 1] if b else 0
+                n = (ends[b] - r0) * (x0.shape[3] * 4 * x0.shape[1] + x1.shape[3] * 2 * x1.shape[1])
+                cuts.append(body[off:off + n])
+                off += n
+            st, j = post_paced(port, hdr, cuts, pause)
+            p = j.get("parameters", {})
+            steps = p.get("splitd_peer_bands_ns", [])
+            step_ns = sum(steps[3 * b + 2] - steps[3 * b + 1] for b in range(len(steps) // 3))
+            comp, tot = p.get("splitd_peer_compute_ns", -1), p.get("splitd_peer_total_ns", -1)
+            check(f"paced bands: compute {comp / 1e6:.1f} ms = its steps ({step_ns / 1e6:.1f} ms) and the rest, "
+                  f"not the {(len(cuts) - 1) * pause:.1f} s of waits in a total of {tot / 1e6:.0f} ms",
+                  st == 200 and off == len(body) and len(steps) == 9 and
+                  step_ns <= comp <= tot - (len(cuts) - 1) * pause * 1e9 and
+                  tot >= (len(cuts) - 1) * pause * 1e9, (st, p))
             # ... and unbanded with x1 in int8 (scale 0.5: |error| <= 0.25 + 2^-15 x 0.5)
             hdr = {"parameters": base, "inputs": [
                 tensor("x0", {"binary_data_size": f32["x0"]}),
