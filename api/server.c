@@ -1287,7 +1287,12 @@ int api_server_new(const struct api_options *o, const struct api_handlers *h,
 		struct sockaddr_storage ss;
 		int fd;
 		char *up;
-		unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+		/* poll(), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon
+		 * races its epoll workers for the listen FD's removal, and the
+		 * loser's epoll_ctl ENOENT is an MHD_PANIC (an abort of the
+		 * daemon as it stops; seen once in CI). With poll the workers
+		 * are woken through the ITC and no one removes anything. */
+		unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 				 MHD_ALLOW_SUSPEND_RESUME;
 
 		rc = parse_listen(o->listen[i], &ss, &fd, &up, err, errlen);
