@@ -11,6 +11,12 @@
  * 1 ulp, branch-free so the loops around it vectorise. NaN in, NaN out: the
  * exponent's integer path gets a number (a NaN converted to int is
  * undefined behaviour). */
+/* exp's polynomial on the reduced argument r (r2 = r r), a float or a
+ * v16sf: one expression, so exp_ps and exp16 evaluate it alike. */
+#define EXP_POLY(r, r2)                                                                          \
+	((((((1.9875691500e-4f * (r) + 1.3981999507e-3f) * (r) + 8.3334519073e-3f) * (r) +    \
+	     4.1665795894e-2f) * (r) + 1.6666665459e-1f) * (r) + 5.0000001201e-1f) * (r2) + (r) + 1.f)
+
 static inline float exp_ps(float x)
 {
 	const float in = x;
@@ -27,13 +33,7 @@ static inline float exp_ps(float x)
 	float r = x - fx * 0.693359375f;
 	r = r + fx * 2.12194440e-4f;
 	float r2 = r * r;
-	float y = 1.9875691500e-4f;
-	y = y * r + 1.3981999507e-3f;
-	y = y * r + 8.3334519073e-3f;
-	y = y * r + 4.1665795894e-2f;
-	y = y * r + 1.6666665459e-1f;
-	y = y * r + 5.0000001201e-1f;
-	y = y * r2 + r + 1.f;
+	float y = EXP_POLY(r, r2);
 	union { int32_t i; float f; } u = { .i = ((int32_t)fx + 127) << 23 };
 	return in == in ? y * u.f : in;
 }
@@ -69,13 +69,7 @@ static inline __attribute__((always_inline)) void exp16(v16sf *xp)
 	v16sf r = x - fx * 0.693359375f;
 	r = r + fx * 2.12194440e-4f;
 	v16sf r2 = r * r;
-	v16sf y = zero + 1.9875691500e-4f;
-	y = y * r + 1.3981999507e-3f;
-	y = y * r + 8.3334519073e-3f;
-	y = y * r + 4.1665795894e-2f;
-	y = y * r + 1.6666665459e-1f;
-	y = y * r + 5.0000001201e-1f;
-	y = y * r2 + r + 1.f;
+	v16sf y = EXP_POLY(r, r2);
 	v16si e = (__builtin_convertvector(fx, v16si) + 127) << 23;
 	*xp = SEL16(in == in, y * (v16sf)e, in);
 }
@@ -86,12 +80,11 @@ static inline __attribute__((always_inline)) void sigmoid_loop(float *x, int64_t
 {
 	int64_t i = 0;
 	for (; i + 16 <= n; i += 16) {
-		v16sf v, e, one = { 0 };
-		one += 1.f;
+		v16sf v, e;
 		memcpy(&v, x + i, sizeof(v));
 		e = -v;
 		exp16(&e);
-		v16sf s = one / (one + e);
+		v16sf s = 1.f / (1.f + e);
 		v = silu ? v * s : s;
 		memcpy(x + i, &v, sizeof(v));
 	}
