@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 
+#include "conv-impl.h"
 #include "cpu-impl.h"
 #include "sgemm-impl.h"
 
@@ -27,11 +28,6 @@ struct conv_plan {
 	int trans;		/* sgemm_packed_t: few output pixels */
 	float *wp;		/* packed weights (NULL: not constant) */
 	int64_t wp_group;	/* floats per group */
-};
-
-struct conv_geom {
-	int64_t N, C, H, W, M, OH, OW, G, Cg, Mg, K, kh, kw, sh, sw, dh, dw, pt, pl;
-	int64_t sx, sy, ss;	/* plane strides of x, y and the fused sum (elements) */
 };
 
 static void geom(const struct eng_node *n, const struct tensor_view *x, const struct tensor_view *y,
@@ -285,6 +281,7 @@ struct conv_job {
 	const float *wp;	/* packed weights */
 	int64_t wp_group;
 	int trans;
+	int vec_im2col;		/* conv_im2col_avx512 with this micro-kernel */
 	struct conv_tiling t;
 };
 
@@ -325,8 +322,10 @@ static void conv_gemm_task(void *arg, int index, int count)
 			continue;
 		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
 		if (blk != packed) {
-			if (j->algo == CONV_GEMM)
-				im2col_pack(g, xin, c0, c1, cw, bp);
+			if (j->algo == CONV_GEMM) {
+				if (!j->vec_im2col || conv_im2col_avx512(g, xin, c0, c1, cw, bp))
+					im2col_pack(g, xin, c0, c1, cw, bp);
+			}
 			else
 				sgemm_pack_b(cw, g->K, c1 - c0, xin + c0, g->sx, bp);
 			packed = blk;
@@ -504,6 +503,7 @@ CPU_KERNEL(cpu_conv)
 	j.wp_group = pl ? pl->wp_group : 0;
 	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.trans, j.w, &j.wp_group)))
 		return -ENOMEM;
+	j.vec_im2col = j.k->isa == SGEMM_AVX512 && !getenv("SPLITD_CONV_IM2COL_SCALAR");
 	tiling(g, j.k, j.trans, c->threads, &j.t);
 	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t))))
 		goto out;

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "backend-impl.h"
+#include "conv-impl.h"
 #include "cpu-impl.h"
 #include "errbound.h"
 #include "sgemm-impl.h"
@@ -245,11 +246,93 @@ static void test_conv_isas(void **state)
 	(void)state;
 }
 
+/* The AVX-512 im2col (conv_im2col_avx512) moves floats and nothing else:
+ * its panels must equal, bit for bit, a naive im2col cut into the same
+ * panels (zeros for the pads and the last panel's tail), over output
+ * widths 1..37 (runs of every length inside a 16-lane group), strides 1
+ * and 2, dilations, asymmetric pads, 1-D, column ranges that start and end
+ * mid-row, and the panel widths it serves (32, 16, 8). Skipped where the
+ * CPU has no AVX-512 (and on aarch64), where it must say so. */
+static void test_im2col_avx512(void **state)
+{
+	static const int64_t shapes[][8] = {
+		/* H  W   kh kw sh sw dh dw */
+		{ 9, 13, 3, 3, 1, 1, 1, 1 }, { 11, 12, 3, 3, 2, 2, 1, 1 }, { 8, 10, 3, 3, 1, 1, 2, 2 },
+		{ 10, 9, 2, 3, 1, 2, 1, 2 }, { 13, 14, 7, 7, 2, 2, 1, 1 }, { 5, 6, 1, 1, 1, 1, 1, 1 },
+		{ 6, 7, 1, 1, 2, 2, 1, 1 },  { 4, 3, 3, 3, 1, 1, 1, 1 },  { 1, 40, 1, 5, 1, 1, 1, 1 },
+		{ 7, 37, 3, 3, 1, 2, 1, 1 }, { 3, 33, 3, 3, 1, 1, 1, 3 }, { 12, 1, 3, 1, 1, 1, 1, 1 },
+	};
+	static const int64_t pads[][2] = { { 0, 0 }, { 1, 1 }, { 2, 3 }, { 0, 4 } };
+	static const int64_t nrs[] = { 32, 16, 8 };
+	int has = 0, cases = 0;
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	has = __builtin_cpu_supports("avx512f");
+#endif
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+		for (size_t pi = 0; pi < sizeof(pads) / sizeof(pads[0]); pi++) {
+			const int64_t *v = shapes[s];
+			struct conv_geom g = { .N = 1, .C = 3, .H = v[0], .W = v[1], .G = 1, .Cg = 3,
+					       .kh = v[2], .kw = v[3], .sh = v[4], .sw = v[5], .dh = v[6],
+					       .dw = v[7], .pt = pads[pi][0], .pl = pads[pi][1] };
+			g.OH = (g.H + 2 * g.pt - (g.kh - 1) * g.dh - 1) / g.sh + 1;
+			g.OW = (g.W + g.pl + pads[pi][0] - (g.kw - 1) * g.dw - 1) / g.sw + 1;
+			if (g.OH < 1 || g.OW < 1)
+				continue;
+			g.K = g.Cg * g.kh * g.kw;
+			g.sx = g.H * g.W + 3;	/* planes apart by more than their size */
+			int64_t ohw = g.OH * g.OW;
+			float *x = rnd((size_t)(g.C * g.sx), 9);
+			int64_t ranges[][2] = { { 0, ohw }, { ohw / 3, ohw - ohw / 4 }, { ohw - 1, ohw } };
+			for (size_t r = 0; r < 3; r++)
+				for (size_t q = 0; q < sizeof(nrs) / sizeof(nrs[0]); q++) {
+					int64_t c0 = ranges[r][0], c1 = ranges[r][1], nr = nrs[q];
+					if (c1 <= c0)
+						continue;
+					size_t nf = (size_t)(((c1 - c0 + nr - 1) / nr) * nr * g.K);
+					float *got = malloc(nf * sizeof(float)), *want = calloc(nf, sizeof(float));
+					assert_true(got && want);
+					memset(got, 0xff, nf * sizeof(float));	/* NaNs: every float is written */
+					for (int64_t k = 0; k < g.K; k++) {
+						int64_t ci = k / (g.kh * g.kw), ki = k / g.kw % g.kh, kj = k % g.kw;
+						for (int64_t p = c0; p < c1; p++) {
+							int64_t oh = p / g.OW, ow = p % g.OW, q0 = p - c0;
+							int64_t ih = oh * g.sh - g.pt + ki * g.dh;
+							int64_t iw = ow * g.sw - g.pl + kj * g.dw;
+							if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+								want[(q0 / nr * g.K + k) * nr + q0 % nr] =
+									x[ci * g.sx + ih * g.W + iw];
+						}
+					}
+					int rc = conv_im2col_avx512(&g, x, c0, c1, nr, got);
+					assert_int_equal(rc, has ? 0 : -1);
+					if (!rc && memcmp(got, want, nf * sizeof(float))) {
+						for (size_t i = 0; i < nf; i++)
+							if (memcmp(&got[i], &want[i], sizeof(float)))
+								fail_msg("im2col %ldx%ld k%ldx%ld s%ld,%ld d%ld,%ld "
+									 "p%ld,%ld cols [%ld,%ld) nr %ld: float %zu is "
+									 "%g, want %g",
+									 (long)g.H, (long)g.W, (long)g.kh, (long)g.kw,
+									 (long)g.sh, (long)g.sw, (long)g.dh,
+									 (long)g.dw, (long)g.pt, (long)g.pl, (long)c0,
+									 (long)c1, (long)nr, i, got[i], want[i]);
+					}
+					cases += !rc;
+					free(got), free(want);
+				}
+			free(x);
+		}
+	printf("im2col_avx512: %d cases %s\n", cases, has ? "bit-exact" : "(no AVX-512 here: skipped)");
+	assert_true(!has || cases > 300);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sgemm_shapes),
 		cmocka_unit_test(test_conv_isas),
+		cmocka_unit_test(test_im2col_avx512),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

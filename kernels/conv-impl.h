@@ -1,0 +1,23 @@
+/* Internals shared by conv.c and its x86 im2col (im2col_x86.c). */
+#ifndef SPLITD_CONV_IMPL_H
+#define SPLITD_CONV_IMPL_H
+
+#include <stdint.h>
+
+/* One Conv's geometry: input C x H x W, output M x OH x OW, G groups of Cg
+ * input and Mg output channels, K = Cg kh kw; 1-D convs have H = OH = 1. */
+struct conv_geom {
+	int64_t N, C, H, W, M, OH, OW, G, Cg, Mg, K, kh, kw, sh, sw, dh, dw, pt, pl;
+	int64_t sx, sy, ss;	/* plane strides of x, y and the fused sum (elements) */
+};
+
+/* im2col of output columns [c0, c1) of the image x (Cg planes sx apart)
+ * straight into B panels of nr columns (nr 8 or a multiple of 16; row k
+ * of panel j at dst + (j K + k) nr, the last panel's tail zero), with
+ * AVX-512 masked loads: no intermediate row, no per-run memcpy. Returns 0,
+ * or -1 where it does not apply (no AVX-512 on this CPU or in this build,
+ * horizontal stride above 2, another nr): the caller packs another way. */
+int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
+		       int64_t nr, float *dst);
+
+#endif

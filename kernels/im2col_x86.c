@@ -1,0 +1,161 @@
+/* im2col straight into the packed GEMM's B panels with AVX-512 masked loads
+ * (conv-impl.h). The columns are cut into groups of 16 output pixels, one
+ * zmm each; a group covers one or more runs of an output row. For each tap
+ * (ki, kj) every run is one masked load per input channel (stride 2: two
+ * loads and a permute keeping the even elements), the lanes whose input
+ * falls in the padding left out of the mask, so they stay zero, and the
+ * group is one store into its panel (two halves into two panels 8 wide). The masks and offsets depend on the
+ * tap only, so the loop over the input channels is loads and a store.
+ * Masked-off lanes are never read (AVX-512 masked loads do not fault). */
+#include "conv-impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdint.h>
+
+#define LANES 16
+
+/* Lanes [lo, lo + len) of a group: output pixels (oh, ow ... ow + len - 1). */
+struct run {
+	int64_t oh, ow;
+	int lo, len;
+};
+
+/* One run's load for a tap: lanes `lanes` of the group read the channel
+ * plane at element off + lane (stride 1), or element off + 2 (lane - lo)
+ * of the 32 from off masked by src (stride 2). */
+struct tap {
+	int64_t off;
+	uint32_t src;
+	__mmask16 lanes;
+	int lo;
+};
+
+static inline uint32_t bits(int64_t a, int64_t b)	/* bits [a, b), 0 <= a, b <= 32 */
+{
+	return a >= b ? 0 : (uint32_t)(((UINT64_C(1) << b) - 1) ^ ((UINT64_C(1) << a) - 1));
+}
+
+/* The loads of tap (ki, kj) for each run of a group; returns how many. */
+static int taps_of(const struct conv_geom *g, const struct run *r, int nr, int64_t ki, int64_t kj,
+		   struct tap *t)
+{
+	int n = 0;
+	for (int s = 0; s < nr; s++) {
+		int64_t ih = r[s].oh * g->sh - g->pt + ki * g->dh;
+		int64_t iw0 = r[s].ow * g->sw - g->pl + kj * g->dw;
+		if (ih < 0 || ih >= g->H)
+			continue;
+		if (g->sw == 1) {
+			int64_t a = -iw0 > 0 ? -iw0 : 0, b = g->W - iw0 < r[s].len ? g->W - iw0 : r[s].len;
+			if (a >= b)
+				continue;
+			t[n].lanes = (__mmask16)(bits(a, b) << r[s].lo);
+			t[n].off = ih * g->W + iw0 - r[s].lo;
+		} else {
+			int64_t a = -iw0 > 0 ? -iw0 : 0, b = 2 * r[s].len - 1;
+			b = g->W - iw0 < b ? g->W - iw0 : b;
+			if (a >= b)
+				continue;
+			t[n].src = bits(a, b);
+			t[n].lanes = (__mmask16)(bits(0, r[s].len) << r[s].lo);
+			t[n].off = ih * g->W + iw0;
+		}
+		t[n++].lo = r[s].lo;
+	}
+	return n;
+}
+
+static inline const float *at(const float *base, int64_t off)
+{
+	/* off may lie before the plane for lanes masked off: no C pointer
+	 * arithmetic out of the object */
+	return (const float *)((uintptr_t)base + (uintptr_t)(off * (int64_t)sizeof(float)));
+}
+
+__attribute__((target("avx512f"))) static inline void put_halves(__m512 v, float *d0, float *d1)
+{
+	_mm256_storeu_ps(d0, _mm512_castps512_ps256(v));
+	if (d1)
+		_mm256_storeu_ps(d1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* One group into rows of its panel(s): d0 (and d1 for the upper 8 lanes
+ * when panels are 8 wide; NULL: none past the last panel), rows nr apart. */
+__attribute__((target("avx512f"))) static void pack_group(const struct conv_geom *g, const float *x,
+							  const struct run *r, int nruns, float *d0,
+							  float *d1, int64_t nr, int half)
+{
+	struct tap t[LANES];
+	const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+	int64_t kk = g->kh * g->kw;
+
+	for (int64_t ki = 0; ki < g->kh; ki++)
+		for (int64_t kj = 0; kj < g->kw; kj++) {
+			int n = taps_of(g, r, nruns, ki, kj, t);
+			int64_t k = ki * g->kw + kj;
+			float *o0 = d0 + k * nr, *o1 = d1 ? d1 + k * nr : NULL;
+			for (int64_t ci = 0; ci < g->Cg; ci++, o0 += kk * nr, o1 = o1 ? o1 + kk * nr : NULL) {
+				const float *base = x + ci * g->sx;
+				__m512 v = _mm512_setzero_ps();
+				if (g->sw == 1) {
+					for (int i = 0; i < n; i++)
+						v = _mm512_mask_loadu_ps(v, t[i].lanes, at(base, t[i].off));
+				} else {
+					for (int i = 0; i < n; i++) {
+						__m512 lo = _mm512_maskz_loadu_ps((__mmask16)t[i].src,
+										  at(base, t[i].off));
+						__m512 hi = _mm512_maskz_loadu_ps((__mmask16)(t[i].src >> 16),
+										  at(base, t[i].off + LANES));
+						__m512i idx = _mm512_slli_epi32(
+							_mm512_sub_epi32(iota, _mm512_set1_epi32(t[i].lo)), 1);
+						v = _mm512_mask_mov_ps(v, t[i].lanes,
+								       _mm512_permutex2var_ps(lo, idx, hi));
+					}
+				}
+				if (half)
+					put_halves(v, o0, o1);
+				else
+					_mm512_storeu_ps(o0, v);
+			}
+		}
+}
+
+int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
+		       int64_t nr, float *dst)
+{
+	__builtin_cpu_init();
+	if (!__builtin_cpu_supports("avx512f") || g->sw < 1 || g->sw > 2 || (nr != 8 && nr % LANES))
+		return -1;
+	int64_t n = c1 - c0, panels = (n + nr - 1) / nr, K = g->K;
+	int64_t groups = nr == 8 ? (panels + 1) / 2 : panels * (nr / LANES);
+	struct run r[LANES];
+
+	for (int64_t gi = 0; gi < groups; gi++) {
+		int64_t p0 = c0 + gi * LANES, p1 = p0 + LANES < c1 ? p0 + LANES : c1;
+		int nruns = 0;
+		for (int64_t p = p0; p < p1; nruns++) {
+			int64_t oh = p / g->OW, ow = p % g->OW;
+			int64_t len = g->OW - ow < p1 - p ? g->OW - ow : p1 - p;
+			r[nruns] = (struct run){ oh, ow, (int)(p - p0), (int)len };
+			p += len;
+		}
+		if (nr == 8) {
+			float *d0 = dst + 2 * gi * K * 8;
+			float *d1 = 2 * gi + 1 < panels ? d0 + K * 8 : NULL;
+			pack_group(g, x, r, nruns, d0, d1, 8, 1);
+		} else {
+			float *d = dst + (gi * LANES / nr) * K * nr + (gi * LANES) % nr;
+			pack_group(g, x, r, nruns, d, NULL, nr, 0);
+		}
+	}
+	return 0;
+}
+#else
+int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
+		       int64_t nr, float *dst)
+{
+	(void)g, (void)x, (void)c0, (void)c1, (void)nr, (void)dst;
+	return -1;
+}
+#endif
