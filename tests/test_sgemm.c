@@ -246,6 +246,63 @@ static void test_conv_isas(void **state)
 	(void)state;
 }
 
+/* Gemm with one row (a classifier's Linear at batch 1: the engine's own
+ * matrix-vector product, not sgemm) against float64: B transposed or not,
+ * A transposed (its row a column), alpha and beta with a broadcast C, K
+ * and N off the 16 lanes and 4 rows, on 1 and 2 threads. */
+static void test_gemm_one_row(void **state)
+{
+	static const int64_t shapes[][2] = { { 1280, 1000 }, { 37, 5 }, { 16, 4 }, { 3, 1 }, { 100, 67 } };
+	worst = 0;
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+		for (int v = 0; v < 8; v++)
+			for (int th = 1; th <= 2; th++) {
+				int64_t K = shapes[s][0], N = shapes[s][1];
+				int ta = v & 1, tb = v >> 1 & 1, withc = v >> 2 & 1;
+				float alpha = withc ? 0.75f : 1.f, beta = withc ? -1.5f : 0.f;
+				float *a = rnd((size_t)K, 11), *b = rnd((size_t)(K * N), 12);
+				float *cv = rnd((size_t)N, 13), *y = calloc((size_t)N + 1, sizeof(float));
+				double *want = calloc((size_t)N, sizeof(double)), *mag = calloc((size_t)N, sizeof(double));
+				struct eng_tensor t[4];
+				struct engine e = { .t = t, .nt = 4, .threads = th, .be = &backend_cpu };
+				struct eng_node n = { .kind = OP_GEMM, .n_in = withc ? 3 : 2, .n_out = 1,
+						      .in = { 0, 1, 2 }, .out = { 3 } };
+				void *ctx = NULL;
+				assert_true(y && want && mag);
+				for (int64_t i = 0; i < N; i++) {
+					double acc = 0, mg = 0;
+					for (int64_t k = 0; k < K; k++) {
+						double p = (double)a[k] * b[tb ? i * K + k : k * N + i];
+						acc += p, mg += fabs(p);
+					}
+					want[i] = alpha * acc + (withc ? beta * (double)cv[i] : 0);
+					mag[i] = fabs(alpha) * mg + (withc ? fabs(beta * (double)cv[i]) : 0);
+				}
+				memset(t, 0, sizeof(t));
+				for (int i = 0; i < 4; i++)
+					t[i].dtype = TENSOR_F32, t[i].ndim = 2;
+				t[0].shape[0] = ta ? K : 1, t[0].shape[1] = ta ? 1 : K, t[0].data = a;
+				t[1].shape[0] = tb ? N : K, t[1].shape[1] = tb ? K : N, t[1].data = b;
+				t[2].ndim = 1, t[2].shape[0] = N, t[2].data = cv;
+				t[3].shape[0] = 1, t[3].shape[1] = N, t[3].data = y;
+				n.p.gemm = (struct gemm_params){ alpha, beta, ta, tb };
+				assert_int_equal(backend_cpu.ctx_new(&e, &ctx), 0);
+				struct tensor_view in[3], out[1];
+				for (int i = 0; i < 3; i++)
+					in[i] = eng_view(&t[i], t[i].data);
+				out[0] = eng_view(&t[3], y);
+				assert_int_equal(cpu_gemm(ctx, &n, in, out), 0);
+				char what[96];
+				snprintf(what, sizeof(what), "gemm 1x%ldx%ld ta%d tb%d C%d t%d", (long)K, (long)N,
+					 ta, tb, withc, th);
+				check(what, y, want, mag, N, K + 3);
+				backend_cpu.ctx_free(ctx);
+				free(a), free(b), free(cv), free(y), free(want), free(mag);
+			}
+	printf("MARGIN gemm_one_row %.3g\n", worst);
+	(void)state;
+}
+
 /* The AVX-512 im2col (conv_im2col_avx512) moves floats and nothing else:
  * its panels must equal, bit for bit, a naive im2col cut into the same
  * panels (zeros for the pads and the last panel's tail), over output
@@ -333,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_sgemm_shapes),
 		cmocka_unit_test(test_conv_isas),
 		cmocka_unit_test(test_im2col_avx512),
+		cmocka_unit_test(test_gemm_one_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
