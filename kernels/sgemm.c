@@ -170,34 +170,19 @@ void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t 
 	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K), tile = MR * NR;
 	int64_t span = (PACKED_T_TILES / tile > 0 ? PACKED_T_TILES / tile : 1) * MR;
 
-	/* K blocks outermost per channel panel: each block of the weights is
-	 * read from memory once and then from cache by every pixel panel, so
-	 * the stream of weights (the larger operand here) is spread over the
-	 * whole panel's work instead of stalling its first pixel panel */
+	/* K blocks outermost per channel panel: a block of the weights (64 KB
+	 * for 8 x 32) is used by every pixel panel of the pass while in L2,
+	 * rather than the whole panel of weights (590 KB on a 7x7 layer's K of
+	 * 4608) once per pixel panel */
 	for (int64_t m = m0; m < m1; m += NR) {
 		const float *b = wt + m * K;
 		int64_t nm = m1 - m < NR ? m1 - m : NR;
 		for (int64_t p0 = 0; p0 < N; p0 += span) {
 			int64_t p1 = N - p0 < span ? N : p0 + span;
-			for (int64_t k0 = 0; k0 < K; k0 += kc) {
-				/* the next K block of the weights (or the next
-				 * channel panel's first), asked for in shares
-				 * ahead of each pixel panel's turn */
-				const char *next = (const char *)(b + (k0 + kc) * NR);
-				int64_t kn = K - k0 - kc, bytes, np = (p1 - p0 + MR - 1) / MR;
-				if (kn <= 0) {
-					kn = m + NR < m1 ? (K < kc ? K : kc) : 0;
-					next = (const char *)(b + K * NR);
-				}
-				bytes = (kn < kc ? kn : kc) * NR * (int64_t)sizeof(float);
-				for (int64_t p = p0; p < p1; p += MR) {
-					int64_t q = (p - p0) / MR;
-					for (int64_t o = bytes * q / np; o < bytes * (q + 1) / np; o += 64)
-						__builtin_prefetch(next + o, 0, 2);
+			for (int64_t k0 = 0; k0 < K; k0 += kc)
+				for (int64_t p = p0; p < p1; p += MR)
 					k->fn(K - k0 < kc ? K - k0 : kc, xp + p * K + k0 * MR, b + k0 * NR,
-					      t + q * tile, NR, k0 > 0);
-				}
-			}
+					      t + (p - p0) / MR * tile, NR, k0 > 0);
 			for (int64_t p = p0; p < p1; p += MR) {
 				const float *tp = t + (p - p0) / MR * tile;
 				int64_t np = N - p < MR ? N - p : MR;
