@@ -5,7 +5,8 @@
  * loads and a permute keeping the even elements), the lanes whose input
  * falls in the padding left out of the mask, so they stay zero, and the
  * group is one store into its panel (two halves into two panels 8 wide). The masks and offsets depend on the
- * tap only, so the loop over the input channels is loads and a store.
+ * tap only, so the loop over the input channels is loads and a store;
+ * groups away from the edges skip the masks altogether (pack_interior).
  * Masked-off lanes are never read (AVX-512 masked loads do not fault). */
 #include "conv-impl.h"
 
@@ -80,6 +81,43 @@ __attribute__((target("avx512f"))) static inline void put_halves(__m512 v, float
 		_mm256_storeu_ps(d1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
+/* A group of 16 pixels in one output row whose every tap, and every float
+ * its loads touch, lies inside the input (most groups of a large image):
+ * no masks, and the offsets are the tap's shift in the plane. */
+static int interior(const struct conv_geom *g, const struct run *r, int nruns)
+{
+	int64_t ih0 = r->oh * g->sh - g->pt, iw0 = r->ow * g->sw - g->pl;
+	return nruns == 1 && r->len == LANES && ih0 >= 0 && ih0 + (g->kh - 1) * g->dh < g->H &&
+	       iw0 >= 0 && iw0 + (g->kw - 1) * g->dw + (g->sw == 1 ? LANES - 1 : 2 * LANES - 1) < g->W;
+}
+
+__attribute__((target("avx512f"))) static void pack_interior(const struct conv_geom *g,
+							     const float *x, const struct run *r,
+							     float *d0, float *d1, int64_t nr,
+							     int half)
+{
+	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+	const float *b0 = x + (r->oh * g->sh - g->pt) * g->W + r->ow * g->sw - g->pl;
+	int64_t kk = g->kh * g->kw;
+
+	for (int64_t ki = 0; ki < g->kh; ki++)
+		for (int64_t kj = 0; kj < g->kw; kj++) {
+			const float *src = b0 + ki * g->dh * g->W + kj * g->dw;
+			int64_t k = ki * g->kw + kj;
+			float *o0 = d0 + k * nr, *o1 = d1 ? d1 + k * nr : NULL;
+			for (int64_t ci = 0; ci < g->Cg; ci++, src += g->sx, o0 += kk * nr,
+				     o1 = o1 ? o1 + kk * nr : NULL) {
+				__m512 v = _mm512_loadu_ps(src);
+				if (g->sw == 2)
+					v = _mm512_permutex2var_ps(v, even, _mm512_loadu_ps(src + LANES));
+				if (half)
+					put_halves(v, o0, o1);
+				else
+					_mm512_storeu_ps(o0, v);
+			}
+		}
+}
+
 /* One group into rows of its panel(s): d0 (and d1 for the upper 8 lanes
  * when panels are 8 wide; NULL: none past the last panel), rows nr apart. */
 __attribute__((target("avx512f"))) static void pack_group(const struct conv_geom *g, const float *x,
@@ -140,14 +178,17 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 			r[nruns] = (struct run){ oh, ow, (int)(p - p0), (int)len };
 			p += len;
 		}
+		float *d0, *d1 = NULL;
 		if (nr == 8) {
-			float *d0 = dst + 2 * gi * K * 8;
-			float *d1 = 2 * gi + 1 < panels ? d0 + K * 8 : NULL;
-			pack_group(g, x, r, nruns, d0, d1, 8, 1);
+			d0 = dst + 2 * gi * K * 8;
+			d1 = 2 * gi + 1 < panels ? d0 + K * 8 : NULL;
 		} else {
-			float *d = dst + (gi * LANES / nr) * K * nr + (gi * LANES) % nr;
-			pack_group(g, x, r, nruns, d, NULL, nr, 0);
+			d0 = dst + (gi * LANES / nr) * K * nr + (gi * LANES) % nr;
 		}
+		if (interior(g, r, nruns))
+			pack_interior(g, x, r, d0, d1, nr, nr == 8);
+		else
+			pack_group(g, x, r, nruns, d0, d1, nr, nr == 8);
 	}
 	return 0;
 }

@@ -306,7 +306,8 @@ static void test_gemm_one_row(void **state)
 /* The AVX-512 im2col (conv_im2col_avx512) moves floats and nothing else:
  * its panels must equal, bit for bit, a naive im2col cut into the same
  * panels (zeros for the pads and the last panel's tail), over output
- * widths 1..37 (runs of every length inside a 16-lane group), strides 1
+ * widths 1..90 (runs of every length inside a 16-lane group, and groups
+ * clear of every edge), strides 1
  * and 2, dilations, asymmetric pads, 1-D, column ranges that start and end
  * mid-row, and the panel widths it serves (32, 16, 8). Skipped where the
  * CPU has no AVX-512 (and on aarch64), where it must say so. */
@@ -318,6 +319,8 @@ static void test_im2col_avx512(void **state)
 		{ 10, 9, 2, 3, 1, 2, 1, 2 }, { 13, 14, 7, 7, 2, 2, 1, 1 }, { 5, 6, 1, 1, 1, 1, 1, 1 },
 		{ 6, 7, 1, 1, 2, 2, 1, 1 },  { 4, 3, 3, 3, 1, 1, 1, 1 },  { 1, 40, 1, 5, 1, 1, 1, 1 },
 		{ 7, 37, 3, 3, 1, 2, 1, 1 }, { 3, 33, 3, 3, 1, 1, 1, 3 }, { 12, 1, 3, 1, 1, 1, 1, 1 },
+		/* wide enough for groups that need no masks (pack_interior) */
+		{ 9, 70, 3, 3, 2, 2, 1, 1 }, { 15, 90, 7, 7, 2, 2, 1, 1 }, { 6, 75, 3, 3, 1, 1, 2, 2 },
 	};
 	static const int64_t pads[][2] = { { 0, 0 }, { 1, 1 }, { 2, 3 }, { 0, 4 } };
 	static const int64_t nrs[] = { 32, 16, 8 };
