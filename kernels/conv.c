@@ -516,51 +516,72 @@ out:
 	return rc;
 }
 
-/* ConvTranspose: cols = W_g^T x X_g, then col2im scatter-add. */
+/* ConvTranspose, per image and group in two passes over the threads:
+ * cols = W_g^T X_g (rows: output channel and tap, columns: input pixels),
+ * each thread a slice of the columns (OpenBLAS, single-threaded inside
+ * the pool); then col2im, each thread a slice of the output channels:
+ * bias, then every tap's rows added where they land (ranges computed, no
+ * per-element test), then the activation. The cols buffer is shared (the
+ * first thread's scratch). */
 struct convt_job {
 	struct cpu_ctx *c;
 	const struct eng_node *n;
 	struct conv_geom g;
 	const float *x, *w, *b;
-	float *y;
+	float *y, *cols;
+	int64_t ni, gi;		/* the image and group of this pass */
 };
 
-static void convt_task(void *arg, int index, int count)
+static void convt_gemm(void *arg, int64_t n0, int64_t n1)
 {
-	struct convt_job *j = arg;
+	const struct convt_job *j = arg;
 	const struct conv_geom *g = &j->g;	/* H,W input; OH,OW output */
-	int64_t t0, t1, hw = g->H * g->W, kk = g->kh * g->kw;
-	float *cols = j->c->scratch[index];
+	int64_t hw = g->H * g->W, mk = g->Mg * g->kh * g->kw;
+	const float *xg = j->x + (j->ni * g->C + j->gi * g->Cg) * hw;
+	const float *wg = j->w + j->gi * g->Cg * mk;
 
-	tpool_slice(g->N * g->G, index, count, &t0, &t1);
-	for (int64_t t = t0; t < t1; t++) {
-		int64_t ni = t / g->G, gi = t % g->G;
-		const float *xg = j->x + (ni * g->C + gi * g->Cg) * hw;
-		const float *wg = j->w + gi * g->Cg * g->Mg * kk;
-		float *yg = j->y + (ni * g->M + gi * g->Mg) * g->OH * g->OW;
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(g->Mg * kk), (int)hw,
-			    (int)g->Cg, 1.f, wg, (int)(g->Mg * kk), xg, (int)hw, 0.f, cols, (int)hw);
-		for (int64_t m = 0; m < g->Mg; m++) {
-			float *yp = yg + m * g->OH * g->OW;
-			float bv = j->b ? j->b[gi * g->Mg + m] : 0.f;
-			for (int64_t i = 0; i < g->OH * g->OW; i++)
-				yp[i] = bv;
-			for (int64_t ki = 0; ki < g->kh; ki++)
-				for (int64_t kj = 0; kj < g->kw; kj++) {
-					const float *cr = cols + ((m * g->kh + ki) * g->kw + kj) * hw;
-					for (int64_t ih = 0; ih < g->H; ih++) {
-						int64_t oh = ih * g->sh - g->pt + ki * g->dh;
-						if (oh < 0 || oh >= g->OH)
-							continue;
-						for (int64_t iw = 0; iw < g->W; iw++) {
-							int64_t ow = iw * g->sw - g->pl + kj * g->dw;
-							if (ow >= 0 && ow < g->OW)
-								yp[oh * g->OW + ow] += cr[ih * g->W + iw];
-						}
-					}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mk, (int)(n1 - n0), (int)g->Cg, 1.f,
+		    wg, (int)mk, xg + n0, (int)hw, 0.f, j->cols + n0, (int)hw);
+}
+
+CPU_CLONES
+static void convt_col2im(void *arg, int64_t m0, int64_t m1)
+{
+	const struct convt_job *j = arg;
+	const struct conv_geom *g = &j->g;
+	int64_t hw = g->H * g->W, ohw = g->OH * g->OW;
+
+	for (int64_t m = m0; m < m1; m++) {
+		float *yp = j->y + (j->ni * g->M + j->gi * g->Mg + m) * ohw;
+		float bv = j->b ? j->b[j->gi * g->Mg + m] : 0.f;
+		for (int64_t i = 0; i < ohw; i++)
+			yp[i] = bv;
+		for (int64_t ki = 0; ki < g->kh; ki++)
+			for (int64_t kj = 0; kj < g->kw; kj++) {
+				const float *cr = j->cols + ((m * g->kh + ki) * g->kw + kj) * hw;
+				/* ow = iw sw + off in [0, OW): iw in [lo, hi) */
+				int64_t off = kj * g->dw - g->pl;
+				int64_t lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+				int64_t hi = g->OW - 1 - off < 0 ? 0 : (g->OW - 1 - off) / g->sw + 1;
+				hi = hi > g->W ? g->W : hi;
+				for (int64_t ih = 0; ih < g->H; ih++) {
+					int64_t oh = ih * g->sh - g->pt + ki * g->dh;
+					if (oh < 0 || oh >= g->OH)
+						continue;
+					float *yr = yp + oh * g->OW + off;
+					const float *c = cr + ih * g->W;
+					if (g->sw == 1)
+						for (int64_t iw = lo; iw < hi; iw++)
+							yr[iw] += c[iw];
+					else if (g->sw == 2)
+						for (int64_t iw = lo; iw < hi; iw++)
+							yr[2 * iw] += c[iw];
+					else
+						for (int64_t iw = lo; iw < hi; iw++)
+							yr[iw * g->sw] += c[iw];
 				}
-			cpu_bias_act(yp, 1, g->OH * g->OW, g->OH * g->OW, NULL, NULL, &j->n->p.conv.act);
-		}
+			}
+		cpu_bias_act(yp, 1, ohw, ohw, NULL, NULL, &j->n->p.conv.act);
 	}
 }
 
@@ -590,11 +611,13 @@ CPU_KERNEL(cpu_conv_transpose)
 	j.w = in[1].data;
 	j.b = n->n_in > 2 && in[2].data ? in[2].data : NULL;
 	j.y = out[0].data;
-	if ((rc = cpu_scratch_reserve(c, (size_t)(g->Mg * g->kh * g->kw * g->H * g->W) * 4 + 4)))
+	if ((rc = cpu_scratch_reserve_n(c, 1, (size_t)(g->Mg * g->kh * g->kw * g->H * g->W) * 4 + 4)))
 		return rc;
-	if (c->pool)
-		tpool_run(c->pool, convt_task, &j);
-	else
-		convt_task(&j, 0, 1);
+	j.cols = c->scratch[0];
+	for (j.ni = 0; j.ni < g->N; j.ni++)
+		for (j.gi = 0; j.gi < g->G; j.gi++) {
+			cpu_parallel(c, g->H * g->W, convt_gemm, &j);
+			cpu_parallel(c, g->Mg, convt_col2im, &j);
+		}
 	return 0;
 }
