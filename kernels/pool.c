@@ -15,6 +15,74 @@ struct pool_job {
 	_Atomic int failed;	/* a worker could not allocate */
 };
 
+static inline float max_nan(float m, float v)	/* NaN wins, as the taps in order give */
+{
+	return v > m || v != v ? v : m;
+}
+
+/* One MaxPool plane, separably: per output row, the column-wise max of
+ * its window's valid input rows into a row padded with -inf (rm, `span`
+ * floats: input column iw at pl + iw), then each output the max of its
+ * kw taps along that row; with stride 2, the row split into its even and
+ * odd columns first (ev, od), so every loop is unit-stride and vectorises.
+ * NaN anywhere in a window gives NaN, as the definition's order does. */
+CPU_CLONES
+static void max_plane(const struct pool_job *j, const float *x, float *y, float *rm, int64_t span)
+{
+	const struct pool_params *p = &j->n->p.pool;
+	int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
+	int64_t dh = p->dil[0], dw = p->dil[1], pt = p->pads[0], pl = p->pads[1];
+	int64_t H = j->H, W = j->W, OW = j->OW, half = (span + 1) / 2;
+	int64_t lo = pl < 0 ? 0 : pl, n = pl + W < span ? pl + W - lo : span - lo;
+	const float *src0 = x + (lo - pl);
+	float *ev = rm + span, *od = ev + half;
+
+	for (int64_t oh = 0; oh < j->OH; oh++) {
+		float *yr = y + oh * OW;
+		int first = 1;
+		for (int64_t i = 0; i < span; i++)
+			rm[i] = -INFINITY;
+		for (int64_t ki = 0; ki < kh; ki++) {
+			int64_t ih = oh * sh - pt + ki * dh;
+			if (ih < 0 || ih >= H || n <= 0)
+				continue;
+			const float *xr = src0 + ih * W;
+			float *d = rm + lo;
+			if (first)
+				for (int64_t i = 0; i < n; i++)
+					d[i] = xr[i];
+			else
+				for (int64_t i = 0; i < n; i++)
+					d[i] = max_nan(d[i], xr[i]);
+			first = 0;
+		}
+		for (int64_t ow = 0; ow < OW; ow++)
+			yr[ow] = -INFINITY;
+		if (sw == 2) {
+			for (int64_t i = 0; i < half; i++)
+				ev[i] = rm[2 * i];
+			for (int64_t i = 0; i < span / 2; i++)
+				od[i] = rm[2 * i + 1];
+			for (int64_t kj = 0; kj < kw; kj++) {
+				int64_t t = kj * dw;
+				const float *r = (t % 2 ? od : ev) + t / 2;
+				for (int64_t ow = 0; ow < OW; ow++)
+					yr[ow] = max_nan(yr[ow], r[ow]);
+			}
+		} else {
+			for (int64_t kj = 0; kj < kw; kj++) {
+				const float *r = rm + kj * dw;
+				if (sw == 1)
+					for (int64_t ow = 0; ow < OW; ow++)
+						yr[ow] = max_nan(yr[ow], r[ow]);
+				else
+					for (int64_t ow = 0; ow < OW; ow++)
+						yr[ow] = max_nan(yr[ow], r[ow * sw]);
+			}
+		}
+	}
+}
+
 /* One plane. Row by row: every valid (ki, kj) tap is applied to the whole
  * range of output columns where it lands inside the input, so the inner loop
  * has no bounds checks and vectorises; each output still sees its taps in
@@ -93,6 +161,20 @@ static void pool_plane(const struct pool_job *j, const float *x, float *y, int64
 static void pool_range(void *arg, int64_t b, int64_t e)
 {
 	struct pool_job *j = arg;
+	const struct pool_params *p = &j->n->p.pool;
+	if (j->is_max) {
+		/* the padded row max_plane reads: every tap of every output */
+		int64_t span = (j->OW - 1) * p->stride[1] + (p->kernel[1] - 1) * p->dil[1] + 1;
+		float *rm = malloc((size_t)(2 * span + 2) * sizeof(float));
+		if (!rm) {
+			j->failed = 1;
+			return;
+		}
+		for (int64_t t = b; t < e; t++)
+			max_plane(j, j->x + t * j->sx, j->y + t * j->sy, rm, span);
+		free(rm);
+		return;
+	}
 	int64_t stack[512], *ncol = j->OW <= 512 ? stack : malloc((size_t)j->OW * sizeof(int64_t));
 
 	if (!ncol) {
