@@ -146,6 +146,8 @@ static float *pack_weights(const struct conv_geom *g, const struct sgemm_kernel 
 	return wp;
 }
 
+static size_t dw_scratch_floats(const struct conv_geom *g);
+
 int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 {
 	struct conv_plan *pl = calloc(1, sizeof(*pl));
@@ -159,8 +161,10 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	pl->algo = choose(&n->p.conv, &g);
 	n->packed = pl;
 	n->work_bytes = 0;
-	if (pl->algo == CONV_DEPTHWISE)
+	if (pl->algo == CONV_DEPTHWISE) {
+		n->work_bytes = dw_scratch_floats(&g) * sizeof(float) + 64;
 		return 0;
+	}
 	pl->k = sgemm_kernel_pick();
 	pl->trans = use_trans(&g, pl->k);
 	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32) {
@@ -353,6 +357,29 @@ static void dw_pad_dims(const struct conv_geom *g, struct dw_pad *p)
 	p->pw = (g->OW - 1) * g->sw + 2 * g->dw + 1;
 }
 
+/* Copies and zeroing of a few floats inline (vectors of 16, then the
+ * rest): a 14x14 or 7x7 plane's rows are too short for a libc call per
+ * row, which cost more than the taps (576 such planes in a layer). */
+typedef float dw_v16 __attribute__((vector_size(64), aligned(4)));
+
+static inline __attribute__((always_inline)) void dw_copy(float *d, const float *s, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		*(dw_v16 *)(d + i) = *(const dw_v16 *)(s + i);
+	for (; i < n; i++)
+		d[i] = s[i];
+}
+
+static inline __attribute__((always_inline)) void dw_zero(float *d, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		*(dw_v16 *)(d + i) = (dw_v16){ 0 };
+	for (; i < n; i++)
+		d[i] = 0.f;
+}
+
 CPU_CLONES
 static void dw3x3_plane(const struct conv_geom *g, const float *x, const float *w, float bias,
 			float *y, const struct dw_pad *p)
@@ -363,12 +390,12 @@ static void dw3x3_plane(const struct conv_geom *g, const float *x, const float *
 		int64_t ih = r - g->pt, lo = g->pl < 0 ? 0 : g->pl;
 		int64_t hi = g->pl + g->W < pw ? g->pl + g->W : pw;
 		if (ih < 0 || ih >= g->H || hi <= lo) {
-			memset(d, 0, (size_t)pw * sizeof(float));
+			dw_zero(d, pw);
 			continue;
 		}
-		memset(d, 0, (size_t)lo * sizeof(float));
-		memcpy(d + lo, x + ih * g->W + (lo - g->pl), (size_t)(hi - lo) * sizeof(float));
-		memset(d + hi, 0, (size_t)(pw - hi) * sizeof(float));
+		dw_zero(d, lo);
+		dw_copy(d + lo, x + ih * g->W + (lo - g->pl), hi - lo);
+		dw_zero(d + hi, pw - hi);
 	}
 	float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
 	float w6 = w[6], w7 = w[7], w8 = w[8];
@@ -383,7 +410,7 @@ static void dw3x3_plane(const struct conv_geom *g, const float *x, const float *
 			       w3 * a1[i] + w4 * a1[i + 1] + w5 * a1[i + 2] +
 			       w6 * a2[i] + w7 * a2[i + 1] + w8 * a2[i + 2];
 		for (int64_t oh = 0; oh < g->OH; oh++)
-			memcpy(y + oh * g->OW, z + oh * pw, (size_t)g->OW * sizeof(float));
+			dw_copy(y + oh * g->OW, z + oh * pw, g->OW);
 		return;
 	}
 	for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -449,16 +476,32 @@ static void dw_plane(const struct conv_geom *g, const float *x, const float *w, 
 	}
 }
 
-static void dw_range(void *arg, int64_t b, int64_t e)
+/* Floats of a thread's depthwise scratch: the padded plane and the run
+ * below it (3x3 only; 0 otherwise). */
+static size_t dw_scratch_floats(const struct conv_geom *g)
+{
+	struct dw_pad pad;
+	if (g->kh != 3 || g->kw != 3)
+		return 0;
+	dw_pad_dims(g, &pad);
+	return (size_t)(pad.ph * pad.pw + g->OH * pad.pw + 16);
+}
+
+/* A thread's share of the planes; the padded copy in the thread's scratch
+ * (a malloc per call was a fresh mapping in a worker's arena each time:
+ * page faults that kept depthwise convs from gaining on two threads) */
+static void dw_task(void *arg, int index, int count)
 {
 	struct conv_job *j = arg;
 	const struct conv_geom *g = &j->g;
-	int64_t plane = g->OH * g->OW;
+	int64_t plane = g->OH * g->OW, b, e;
 	struct dw_pad pad = { NULL, NULL, 0, 0 };
+
+	tpool_slice(g->N * g->M, index, count, &b, &e);
 	if (g->kh == 3 && g->kw == 3) {
 		dw_pad_dims(g, &pad);
-		pad.buf = malloc((size_t)(pad.ph * pad.pw + g->OH * pad.pw + 16) * sizeof(float));
-		pad.z = pad.buf ? pad.buf + pad.ph * pad.pw : NULL;
+		pad.buf = j->c->scratch[index];
+		pad.z = pad.buf + pad.ph * pad.pw;
 	}
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
@@ -471,7 +514,6 @@ static void dw_range(void *arg, int64_t b, int64_t e)
 		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
 			     &j->n->p.conv.act);
 	}
-	free(pad.buf);
 }
 
 CPU_KERNEL(cpu_conv)
@@ -493,7 +535,12 @@ CPU_KERNEL(cpu_conv)
 	j.y = out[0].data;
 	j.algo = pl ? pl->algo : choose(&n->p.conv, g);
 	if (j.algo == CONV_DEPTHWISE) {
-		cpu_parallel(c, g->N * g->M, dw_range, &j);
+		if ((rc = cpu_scratch_reserve(c, dw_scratch_floats(g) * sizeof(float) + 64)))
+			return rc;
+		if (c->pool)
+			tpool_run(c->pool, dw_task, &j);
+		else
+			dw_task(&j, 0, 1);
 		return 0;
 	}
 	float *wtmp = NULL;	/* weights that are not constants: packed per call */
