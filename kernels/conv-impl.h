@@ -20,4 +20,16 @@ struct conv_geom {
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
 		       int64_t nr, float *dst);
 
+/* One plane of a depthwise 3x3 conv, y = bias + taps (no activation),
+ * with AVX-512 masked loads straight from the unpadded plane x (rows W
+ * apart); zero: conv_dw_zero_floats(g) zeros, read for rows outside the
+ * input. Returns 0, or -1 where it does not apply (no AVX-512, another
+ * kernel size, horizontal stride above 2): the caller computes it. */
+int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		      const float *zero);
+static inline int64_t conv_dw_zero_floats(const struct conv_geom *g)
+{
+	return g->pl + 2 * g->dw + g->W + 2 * 32 + 16;
+}
+
 #endif

@@ -233,6 +233,8 @@ static void test_conv_isas(void **state)
 		{ 8, 15, 12, 8, 3, 3, 2, 2, 1, 1, 1, 0, 1, 1, 8, 1, 0, ACT_RELU },	/* dw strided */
 		{ 4, 11, 9, 4, 3, 3, 1, 3, 2, 1, 2, 1, 0, 2, 4, 0, 0, ACT_NONE },	/* dw dilated */
 		{ 4, 7, 9, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 4, 1, 0, ACT_NONE },	/* dw 5x5 */
+		{ 6, 9, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 6, 1, 1, ACT_RELU },	/* dw dilated, s1 */
+		{ 5, 30, 31, 5, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 5, 1, 0, ACT_CLIP },	/* dw s2, rows of 15 */
 	};
 	for (size_t q = 0; q < sizeof(isas) / sizeof(isas[0]); q++) {
 		if (!sgemm_kernel_for(isas[q]))
