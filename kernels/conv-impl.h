@@ -1,4 +1,4 @@
-/* Internals shared by conv.c and its x86 im2col (im2col_x86.c). */
+/* Internals shared by conv.c and its AVX-512 parts (conv_x86.c). */
 #ifndef SPLITD_CONV_IMPL_H
 #define SPLITD_CONV_IMPL_H
 
@@ -22,14 +22,10 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 
 /* One plane of a depthwise 3x3 conv, y = bias + taps (no activation),
  * with AVX-512 masked loads straight from the unpadded plane x (rows W
- * apart); zero: conv_dw_zero_floats(g) zeros, read for rows outside the
- * input. Returns 0, or -1 where it does not apply (no AVX-512, another
- * kernel size, horizontal stride above 2): the caller computes it. */
+ * apart); zero: W zeros, read for rows outside the input. Returns 0, or -1
+ * where it does not apply (no AVX-512, another kernel size, horizontal
+ * stride above 2): the caller computes it. */
 int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
 		      const float *zero);
-static inline int64_t conv_dw_zero_floats(const struct conv_geom *g)
-{
-	return g->pl + 2 * g->dw + g->W + 2 * 32 + 16;
-}
 
 #endif

@@ -28,7 +28,25 @@ struct conv_plan {
 	int trans;		/* sgemm_packed_t: few output pixels */
 	float *wp;		/* packed weights (NULL: not constant) */
 	int64_t wp_group;	/* floats per group */
+	int vec;		/* conv_x86.c's AVX-512 im2col or depthwise kernel */
 };
+
+/* Whether a node runs conv_x86.c: where the GEMM's micro-kernel is
+ * AVX-512 (SPLITD_CPU_ISA forces the other ISAs' paths too), its im2col;
+ * for depthwise, its kernel on output rows shorter than a vector:
+ * measured on one 3x3 layer alone (one thread), 576 planes of 14x14
+ * 0.109 -> 0.083-0.093 ms, but 144 of 56x56 0.15-0.17 -> 0.29-0.32, where
+ * the padded copy's single run per plane is faster.
+ * SPLITD_CONV_IM2COL_SCALAR=1 and SPLITD_CONV_DW_SCALAR=1 turn them off
+ * for measurements. Decided once per node, at prepare. */
+static int use_vec(enum conv_algo algo, const struct conv_geom *g, const struct sgemm_kernel *k)
+{
+	if (k->isa != SGEMM_AVX512)
+		return 0;
+	if (algo == CONV_DEPTHWISE)
+		return g->OW < 16 && !getenv("SPLITD_CONV_DW_SCALAR");
+	return algo == CONV_GEMM && !getenv("SPLITD_CONV_IM2COL_SCALAR");
+}
 
 static void geom(const struct eng_node *n, const struct tensor_view *x, const struct tensor_view *y,
 		 struct conv_geom *g)
@@ -160,12 +178,12 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	geom(n, &x, &y, &g);
 	pl->algo = choose(&n->p.conv, &g);
 	n->packed = pl;
-	n->work_bytes = 0;
+	pl->k = sgemm_kernel_pick();
+	pl->vec = use_vec(pl->algo, &g, pl->k);
 	if (pl->algo == CONV_DEPTHWISE) {
 		n->work_bytes = dw_scratch_floats(&g) * sizeof(float) + 64;
 		return 0;
 	}
-	pl->k = sgemm_kernel_pick();
 	pl->trans = use_trans(&g, pl->k);
 	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32) {
 		if (!(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
@@ -285,8 +303,7 @@ struct conv_job {
 	const float *wp;	/* packed weights */
 	int64_t wp_group;
 	int trans;
-	int vec_im2col;		/* conv_im2col_avx512 with this micro-kernel */
-	int vec_dw;		/* conv_dw3x3_avx512 */
+	int vec;		/* conv_plan.vec */
 	struct conv_tiling t;
 };
 
@@ -327,12 +344,10 @@ static void conv_gemm_task(void *arg, int index, int count)
 			continue;
 		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
 		if (blk != packed) {
-			if (j->algo == CONV_GEMM) {
-				if (!j->vec_im2col || conv_im2col_avx512(g, xin, c0, c1, cw, bp))
-					im2col_pack(g, xin, c0, c1, cw, bp);
-			}
-			else
+			if (j->algo == CONV_1X1)
 				sgemm_pack_b(cw, g->K, c1 - c0, xin + c0, g->sx, bp);
+			else if (!j->vec || conv_im2col_avx512(g, xin, c0, c1, cw, bp))
+				im2col_pack(g, xin, c0, c1, cw, bp);
 			packed = blk;
 		}
 		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
@@ -361,13 +376,11 @@ static void dw_pad_dims(const struct conv_geom *g, struct dw_pad *p)
 /* Copies and zeroing of a few floats inline (vectors of 16, then the
  * rest): a 14x14 or 7x7 plane's rows are too short for a libc call per
  * row, which cost more than the taps (576 such planes in a layer). */
-typedef float dw_v16 __attribute__((vector_size(64), aligned(4)));
-
 static inline __attribute__((always_inline)) void dw_copy(float *d, const float *s, int64_t n)
 {
 	int64_t i = 0;
 	for (; i + 16 <= n; i += 16)
-		*(dw_v16 *)(d + i) = *(const dw_v16 *)(s + i);
+		*(v16sf_u *)(d + i) = *(const v16sf_u *)(s + i);
 	for (; i < n; i++)
 		d[i] = s[i];
 }
@@ -376,7 +389,7 @@ static inline __attribute__((always_inline)) void dw_zero(float *d, int64_t n)
 {
 	int64_t i = 0;
 	for (; i + 16 <= n; i += 16)
-		*(dw_v16 *)(d + i) = (dw_v16){ 0 };
+		*(v16sf_u *)(d + i) = (v16sf_u){ 0 };
 	for (; i < n; i++)
 		d[i] = 0.f;
 }
@@ -477,16 +490,16 @@ static void dw_plane(const struct conv_geom *g, const float *x, const float *w, 
 	}
 }
 
-/* Floats of a thread's depthwise scratch: the padded plane and the run
- * below it (3x3 only; 0 otherwise). */
+/* Floats of a thread's depthwise scratch (3x3 only; 0 otherwise): a row
+ * of W zeros for conv_dw3x3_avx512, then the padded plane and the run
+ * below it for dw3x3_plane. */
 static size_t dw_scratch_floats(const struct conv_geom *g)
 {
 	struct dw_pad pad;
 	if (g->kh != 3 || g->kw != 3)
 		return 0;
 	dw_pad_dims(g, &pad);
-	int64_t n = pad.ph * pad.pw + g->OH * pad.pw + 16, z = conv_dw_zero_floats(g);
-	return (size_t)(n > z ? n : z);
+	return (size_t)(g->W + pad.ph * pad.pw + g->OH * pad.pw + 16);
 }
 
 /* A thread's share of the planes; the padded copy in the thread's scratch
@@ -499,32 +512,26 @@ static void dw_task(void *arg, int index, int count)
 	int64_t plane = g->OH * g->OW, b, e;
 	struct dw_pad pad = { NULL, NULL, 0, 0 };
 
+	float *zero = j->c->scratch[index];
+
 	tpool_slice(g->N * g->M, index, count, &b, &e);
-	if (j->vec_dw) {	/* the AVX-512 kernel: the scratch is its row of zeros */
-		float *zero = j->c->scratch[index];
-		memset(zero, 0, (size_t)conv_dw_zero_floats(g) * sizeof(float));
-		for (int64_t t = b; t < e; t++) {
-			int64_t ch = t % g->M;
-			float *y = j->y + t * g->sy;
-			conv_dw3x3_avx512(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y, zero);
-			cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
-				     &j->n->p.conv.act);
-		}
-		return;
-	}
 	if (g->kh == 3 && g->kw == 3) {
 		dw_pad_dims(g, &pad);
-		pad.buf = j->c->scratch[index];
+		pad.buf = zero + g->W;
 		pad.z = pad.buf + pad.ph * pad.pw;
+		if (j->vec)
+			memset(zero, 0, (size_t)g->W * sizeof(float));
 	}
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
-		float *y = j->y + t * g->sy;
-		if (pad.buf)
-			dw3x3_plane(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y, &pad);
-		else
-			dw_plane(g, j->x + t * g->sx, j->w + ch * g->kh * g->kw,
-				 j->b ? j->b[ch] : 0.f, y);
+		const float *x = j->x + t * g->sx, *w = j->w + ch * g->kh * g->kw;
+		float *y = j->y + t * g->sy, bias = j->b ? j->b[ch] : 0.f;
+		if (!j->vec || conv_dw3x3_avx512(g, x, w, bias, y, zero)) {
+			if (pad.buf)
+				dw3x3_plane(g, x, w, bias, y, &pad);
+			else
+				dw_plane(g, x, w, bias, y);
+		}
 		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
 			     &j->n->p.conv.act);
 	}
@@ -548,15 +555,9 @@ CPU_KERNEL(cpu_conv)
 		g->ss = g->OH * g->OW;
 	j.y = out[0].data;
 	j.algo = pl ? pl->algo : choose(&n->p.conv, g);
+	j.k = pl ? pl->k : sgemm_kernel_pick();
+	j.vec = pl ? pl->vec : use_vec(j.algo, g, j.k);
 	if (j.algo == CONV_DEPTHWISE) {
-		/* the AVX-512 depthwise kernel where the GEMM's kernel is
-		 * AVX-512 (SPLITD_CPU_ISA forces the others' paths too), on
-		 * rows shorter than a vector: measured (one 3x3 layer alone,
-		 * one thread) 576 planes of 14x14 0.109 -> 0.083-0.093 ms, but
-		 * 144 of 56x56 0.15-0.17 -> 0.29-0.32, where the padded copy's
-		 * single run per plane is faster */
-		j.vec_dw = sgemm_kernel_pick()->isa == SGEMM_AVX512 && g->kh == 3 && g->kw == 3 &&
-			   (g->sw == 1 || g->sw == 2) && g->OW < 16 && !getenv("SPLITD_CONV_DW_SCALAR");
 		if ((rc = cpu_scratch_reserve(c, dw_scratch_floats(g) * sizeof(float) + 64)))
 			return rc;
 		if (c->pool)
@@ -566,13 +567,11 @@ CPU_KERNEL(cpu_conv)
 		return 0;
 	}
 	float *wtmp = NULL;	/* weights that are not constants: packed per call */
-	j.k = pl && pl->k ? pl->k : sgemm_kernel_pick();
-	j.trans = pl && pl->k ? pl->trans : use_trans(g, j.k);
+	j.trans = pl ? pl->trans : use_trans(g, j.k);
 	j.wp = pl ? pl->wp : NULL;
 	j.wp_group = pl ? pl->wp_group : 0;
 	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.trans, j.w, &j.wp_group)))
 		return -ENOMEM;
-	j.vec_im2col = j.k->isa == SGEMM_AVX512 && !getenv("SPLITD_CONV_IM2COL_SCALAR");
 	tiling(g, j.k, j.trans, c->threads, &j.t);
 	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t))))
 		goto out;

@@ -18,6 +18,16 @@
 #define CPU_CLONES
 #endif
 
+/* 16 lanes as one GCC vector, for loops the compiler would not vectorise
+ * as written: one zmm in an AVX-512 clone, two ymm in AVX2's, four xmm or
+ * NEON registers elsewhere. v16sf_u: the same for unaligned loads and
+ * stores through a pointer. (Passed by pointer or in macros only: a
+ * function taking or returning them would have an ABI that depends on the
+ * clone.) */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef float v16sf_u __attribute__((vector_size(64), aligned(4)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+
 struct cpu_ctx {
 	struct tpool *pool;
 	int threads;

@@ -50,16 +50,11 @@ static inline float sigmoid_ps(float x)
 	return 1.f / (1.f + (e > SIGMOID_EXP_MAX ? SIGMOID_EXP_MAX : e));
 }
 
-/* exp_ps on 16 lanes, the same operations in the same order (C11: no FMA
- * contraction), so every lane equals exp_ps of it. GCC's vector extension:
- * the compiler keeps the scalar loop's selects as branches and does not
- * vectorise it; this is one zmm in the AVX-512 clone, two ymm in AVX2's,
- * four xmm or NEON registers elsewhere. */
-typedef float v16sf __attribute__((vector_size(64)));
-typedef int32_t v16si __attribute__((vector_size(64)));
+/* exp_ps on 16 lanes (v16sf), the same operations in the same order (C11:
+ * no FMA contraction), so every lane equals exp_ps of it: the compiler
+ * keeps the scalar loop's selects as branches and does not vectorise it. */
 
-/* m ? a : b, m all-ones or 0 per lane (a macro: a function taking or
- * returning these types would have an ABI that depends on the clone) */
+/* m ? a : b, m all-ones or 0 per lane */
 #define SEL16(m, a, b) ((v16sf)(((m) & (v16si)(a)) | (~(m) & (v16si)(b))))
 
 /* *xp = exp_ps of each lane of *xp */

@@ -18,18 +18,15 @@ struct mm_job {
 	int split_n;
 };
 
-typedef float v16f __attribute__((vector_size(64)));
-typedef float v16fu __attribute__((vector_size(64), aligned(4)));	/* unaligned loads */
-
 /* Dot products of 4 rows of w (row stride ldw) with x, 16 lanes at a time. */
 static inline void dot4(const float *w, int64_t ldw, const float *x, int64_t K, float out[4])
 {
-	v16f s[4] = { 0 };
+	v16sf s[4] = { 0 };
 	int64_t k = 0;
 	for (; k + 16 <= K; k += 16) {
-		v16f xv = *(const v16fu *)(x + k);
+		v16sf xv = *(const v16sf_u *)(x + k);
 		for (int r = 0; r < 4; r++)
-			s[r] += *(const v16fu *)(w + r * ldw + k) * xv;
+			s[r] += *(const v16sf_u *)(w + r * ldw + k) * xv;
 	}
 	for (int r = 0; r < 4; r++) {
 		float t = 0.f;
@@ -46,21 +43,13 @@ static inline void dot4(const float *w, int64_t ldw, const float *x, int64_t K, 
  * first (OpenBLAS: 0.51 ms for mobilenet_v2's 1000 x 1280 on one thread;
  * 0.07 for two halves, which fall under its small-matrix path). Transposed
  * B (rows of K, the ONNX export's Linear): dot products; else rows of B
- * scaled and added into y. */
+ * scaled and added into y. A's one row is contiguous transposed or not
+ * (its stride as a column is M = 1). */
 CPU_CLONES
-static void gemv(const struct mm_job *j, const float *a, int64_t inca, const float *b, int64_t ldb,
-		 int64_t n, float *y)
+static void gemv(const struct mm_job *j, const float *a, const float *b, int64_t ldb, int64_t n,
+		 float *y)
 {
 	int64_t K = j->K;
-	float *x = NULL, xs[1024];
-	if (inca != 1) {	/* A transposed: its one row is a column */
-		x = K <= 1024 ? xs : malloc((size_t)K * sizeof(float));
-		if (!x)
-			x = xs, K = 0;	/* cannot happen for a graph that loaded */
-		for (int64_t k = 0; k < K; k++)
-			x[k] = a[k * inca];
-		a = x;
-	}
 	if (j->tb) {
 		int64_t i = 0;
 		float d[4];
@@ -85,8 +74,6 @@ static void gemv(const struct mm_job *j, const float *a, int64_t inca, const flo
 				y[i] += s * br[i];
 		}
 	}
-	if (x && x != xs)
-		free(x);
 }
 
 static void mm_one(const struct mm_job *j, int64_t bi, int64_t n0, int64_t n1)
@@ -107,7 +94,7 @@ static void mm_one(const struct mm_job *j, int64_t bi, int64_t n0, int64_t n1)
 	int lda = (int)(j->ta ? j->M : j->K), ldb = (int)(j->tb ? j->K : j->N);
 	const float *bcol = j->tb ? b + n0 * j->K : b + n0;
 	if (j->M == 1) {
-		gemv(j, a, j->ta ? j->M : 1, bcol, ldb, n1 - n0, y + n0);
+		gemv(j, a, bcol, ldb, n1 - n0, y + n0);
 		return;
 	}
 	cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans,

@@ -33,8 +33,7 @@ static void max_plane(const struct pool_job *j, const float *x, float *y, float 
 	int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
 	int64_t dh = p->dil[0], dw = p->dil[1], pt = p->pads[0], pl = p->pads[1];
 	int64_t H = j->H, W = j->W, OW = j->OW, half = (span + 1) / 2;
-	int64_t lo = pl < 0 ? 0 : pl, n = pl + W < span ? pl + W - lo : span - lo;
-	const float *src0 = x + (lo - pl);
+	int64_t n = pl + W < span ? W : span - pl;	/* input columns any window reads */
 	float *ev = rm + span, *od = ev + half;
 
 	for (int64_t oh = 0; oh < j->OH; oh++) {
@@ -46,8 +45,8 @@ static void max_plane(const struct pool_job *j, const float *x, float *y, float 
 			int64_t ih = oh * sh - pt + ki * dh;
 			if (ih < 0 || ih >= H || n <= 0)
 				continue;
-			const float *xr = src0 + ih * W;
-			float *d = rm + lo;
+			const float *xr = x + ih * W;
+			float *d = rm + pl;
 			if (first)
 				for (int64_t i = 0; i < n; i++)
 					d[i] = xr[i];
@@ -83,18 +82,17 @@ static void max_plane(const struct pool_job *j, const float *x, float *y, float 
 	}
 }
 
-/* One plane. Row by row: every valid (ki, kj) tap is applied to the whole
- * range of output columns where it lands inside the input, so the inner loop
- * has no bounds checks and vectorises; each output still sees its taps in
- * the order ki, kj, as the definition sums and compares them. */
+/* One AveragePool plane. Row by row: every valid (ki, kj) tap is applied to
+ * the whole range of output columns where it lands inside the input, so the
+ * inner loop has no bounds checks and vectorises; each output still sees
+ * its taps in the order ki, kj, as the definition sums them. */
 CPU_CLONES
-static void pool_plane(const struct pool_job *j, const float *x, float *y, int64_t *ncol)
+static void avg_plane(const struct pool_job *j, const float *x, float *y, int64_t *ncol)
 {
 	const struct pool_params *p = &j->n->p.pool;
 	int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
 	int64_t dh = p->dil[0], dw = p->dil[1], pt = p->pads[0], pl = p->pads[1];
 	int64_t pb = p->pads[2], pr = p->pads[3], H = j->H, W = j->W, OW = j->OW;
-	int is_max = j->is_max;
 
 	/* valid columns of each output column's window */
 	for (int64_t ow = 0; ow < OW; ow++)
@@ -110,7 +108,7 @@ static void pool_plane(const struct pool_job *j, const float *x, float *y, int64
 		float *yr = y + oh * OW;
 		int64_t h0 = oh * sh - pt, nrow = 0;
 		for (int64_t ow = 0; ow < OW; ow++)
-			yr[ow] = is_max ? -INFINITY : 0.f;
+			yr[ow] = 0.f;
 		for (int64_t ki = 0; ki < kh; ki++) {
 			int64_t ih = h0 + ki * dh;
 			if (ih < 0 || ih >= H)
@@ -124,24 +122,10 @@ static void pool_plane(const struct pool_job *j, const float *x, float *y, int64
 				if (hi > OW)
 					hi = OW;
 				const float *xo = xr + off;
-				if (is_max && sw == 1) {
-					for (int64_t ow = lo; ow < hi; ow++) {
-						float v = xo[ow];
-						yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
-					}
-				} else if (is_max) {
-					for (int64_t ow = lo; ow < hi; ow++) {
-						float v = xo[ow * sw];
-						yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
-					}
-				} else {
-					for (int64_t ow = lo; ow < hi; ow++)
-						yr[ow] += xo[ow * sw];
-				}
+				for (int64_t ow = lo; ow < hi; ow++)
+					yr[ow] += xo[ow * sw];
 			}
 		}
-		if (is_max)
-			continue;
 		for (int64_t ow = 0; ow < OW; ow++) {
 			int64_t cnt = nrow * ncol[ow];
 			if (p->count_include_pad) {
@@ -162,29 +146,24 @@ static void pool_range(void *arg, int64_t b, int64_t e)
 {
 	struct pool_job *j = arg;
 	const struct pool_params *p = &j->n->p.pool;
-	if (j->is_max) {
-		/* the padded row max_plane reads: every tap of every output */
-		int64_t span = (j->OW - 1) * p->stride[1] + (p->kernel[1] - 1) * p->dil[1] + 1;
-		float *rm = malloc((size_t)(2 * span + 2) * sizeof(float));
-		if (!rm) {
-			j->failed = 1;
-			return;
-		}
-		for (int64_t t = b; t < e; t++)
-			max_plane(j, j->x + t * j->sx, j->y + t * j->sy, rm, span);
-		free(rm);
-		return;
-	}
-	int64_t stack[512], *ncol = j->OW <= 512 ? stack : malloc((size_t)j->OW * sizeof(int64_t));
+	/* MaxPool: the padded row max_plane reads (every tap of every output)
+	 * and its even and odd halves; AveragePool: each column's tap count */
+	int64_t span = (j->OW - 1) * p->stride[1] + (p->kernel[1] - 1) * p->dil[1] + 1;
+	size_t need = j->is_max ? (size_t)(2 * span + 2) * sizeof(float) : (size_t)j->OW * sizeof(int64_t);
+	int64_t stack[512];
+	void *buf = need <= sizeof(stack) ? stack : malloc(need);
 
-	if (!ncol) {
+	if (!buf) {
 		j->failed = 1;
 		return;
 	}
 	for (int64_t t = b; t < e; t++)
-		pool_plane(j, j->x + t * j->sx, j->y + t * j->sy, ncol);
-	if (ncol != stack)
-		free(ncol);
+		if (j->is_max)
+			max_plane(j, j->x + t * j->sx, j->y + t * j->sy, buf, span);
+		else
+			avg_plane(j, j->x + t * j->sx, j->y + t * j->sy, buf);
+	if (buf != stack)
+		free(buf);
 }
 
 CPU_KERNEL(cpu_pool)

@@ -158,38 +158,23 @@ void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K,
 	}
 }
 
-/* Tiles of sgemm_packed_t kept at once (floats): a pass over up to this
- * many pixel panels' tiles (MR x NR each: 16 for 8 x 32), which stay in L1
- * while a K block of one channel panel is used by each in turn. */
-#define PACKED_T_TILES (16 * 256)
-
 void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *xp,
 		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc)
 {
-	float t[PACKED_T_TILES] __attribute__((aligned(64)));
-	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K), tile = MR * NR;
-	int64_t span = (PACKED_T_TILES / tile > 0 ? PACKED_T_TILES / tile : 1) * MR;
+	float t[32 * 64] __attribute__((aligned(64)));
+	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K);
 
-	/* K blocks outermost per channel panel: a block of the weights (64 KB
-	 * for 8 x 32) is used by every pixel panel of the pass while in L2,
-	 * rather than the whole panel of weights (590 KB on a 7x7 layer's K of
-	 * 4608) once per pixel panel */
 	for (int64_t m = m0; m < m1; m += NR) {
 		const float *b = wt + m * K;
 		int64_t nm = m1 - m < NR ? m1 - m : NR;
-		for (int64_t p0 = 0; p0 < N; p0 += span) {
-			int64_t p1 = N - p0 < span ? N : p0 + span;
+		for (int64_t p = 0; p < N; p += MR) {
+			const float *a = xp + p * K;
+			int64_t np = N - p < MR ? N - p : MR;
 			for (int64_t k0 = 0; k0 < K; k0 += kc)
-				for (int64_t p = p0; p < p1; p += MR)
-					k->fn(K - k0 < kc ? K - k0 : kc, xp + p * K + k0 * MR, b + k0 * NR,
-					      t + (p - p0) / MR * tile, NR, k0 > 0);
-			for (int64_t p = p0; p < p1; p += MR) {
-				const float *tp = t + (p - p0) / MR * tile;
-				int64_t np = N - p < MR ? N - p : MR;
-				for (int64_t j = 0; j < nm; j++)
-					for (int64_t i = 0; i < np; i++)
-						c[(m + j) * ldc + p + i] = tp[i * NR + j];
-			}
+				k->fn(K - k0 < kc ? K - k0 : kc, a + k0 * MR, b + k0 * NR, t, NR, k0 > 0);
+			for (int64_t j = 0; j < nm; j++)
+				for (int64_t i = 0; i < np; i++)
+					c[(m + j) * ldc + p + i] = t[i * NR + j];
 		}
 	}
 }

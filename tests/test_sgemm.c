@@ -161,6 +161,21 @@ static void set_tensor(struct eng_tensor *t, int64_t c, int64_t h, int64_t w, fl
 	t->is_const = is_const;
 }
 
+/* Node n of engine e run by kernel fn in a fresh CPU context: its inputs
+ * and its output are e's tensors, with their data. */
+static void run_node(struct engine *e, const struct eng_node *n, CPU_KERNEL((*fn)))
+{
+	struct tensor_view in[ENG_MAX_IO], out[1];
+	void *ctx = NULL;
+
+	assert_int_equal(backend_cpu.ctx_new(e, &ctx), 0);
+	for (int i = 0; i < n->n_in; i++)
+		in[i] = eng_view(&e->t[n->in[i]], e->t[n->in[i]].data);
+	out[0] = eng_view(&e->t[n->out[0]], e->t[n->out[0]].data);
+	assert_int_equal(fn(ctx, n, in, out), 0);
+	backend_cpu.ctx_free(ctx);
+}
+
 /* One conv case on kernel k's ISA with `threads` threads; weights constant
  * (packed at prepare) or not (packed per call). */
 static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads, int wconst)
@@ -175,7 +190,6 @@ static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads,
 	struct eng_tensor t[5];
 	struct engine e = { .t = t, .nt = 5, .threads = threads, .be = &backend_cpu };
 	struct eng_node n = { .kind = OP_CONV, .n_in = 4, .n_out = 1, .in = { 0, 1, 2, 3 }, .out = { 4 } };
-	void *ctx = NULL;
 
 	assert_true(y && want && mag);
 	ref_conv(k, OH, OW, x, w, b, sum, want, mag);
@@ -193,19 +207,13 @@ static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads,
 	setenv("SPLITD_CPU_ISA", sgemm_isa_name(isa), 1);
 	assert_int_equal(cpu_conv_prepare(&e, &n), 0);
 	e.work_bytes = n.work_bytes;
-	assert_int_equal(backend_cpu.ctx_new(&e, &ctx), 0);
-	struct tensor_view in[4], out[1];
-	for (int i = 0; i < 4; i++)
-		in[i] = eng_view(&t[i], t[i].data);
-	out[0] = eng_view(&t[4], y);
-	assert_int_equal(cpu_conv(ctx, &n, in, out), 0);
+	run_node(&e, &n, cpu_conv);
 	char what[160];
 	snprintf(what, sizeof(what), "%s conv C%ld %ldx%ld M%ld k%ldx%ld s%ld d%ld p%ld,%ld g%ld t%d%s",
 		 sgemm_isa_name(isa), (long)k->C, (long)k->H, (long)k->W, (long)k->M, (long)k->kh,
 		 (long)k->kw, (long)k->sh, (long)k->dh, (long)k->pt, (long)k->pl, (long)k->group, threads,
 		 wconst ? "" : " (weights per call)");
 	check(what, y, want, mag, ny, Cg * k->kh * k->kw + 2);
-	backend_cpu.ctx_free(ctx);
 	cpu_conv_release(&n);
 	unsetenv("SPLITD_CPU_ISA");
 	free(x), free(w), free(b), free(sum), free(y), free(want), free(mag);
@@ -249,58 +257,54 @@ static void test_conv_isas(void **state)
 }
 
 /* Gemm with one row (a classifier's Linear at batch 1: the engine's own
- * matrix-vector product, not sgemm) against float64: B transposed or not,
- * A transposed (its row a column), alpha and beta with a broadcast C, K
- * and N off the 16 lanes and 4 rows, on 1 and 2 threads. */
+ * matrix-vector product, not sgemm) of 1 x K times K x N (B transposed or
+ * not, A transposed: its row a column), alpha and beta with a broadcast C
+ * or neither, on `threads` threads, against float64. */
+static void gemm_one_row(int64_t K, int64_t N, int ta, int tb, int withc, int threads)
+{
+	float alpha = withc ? 0.75f : 1.f, beta = withc ? -1.5f : 0.f;
+	float *a = rnd((size_t)K, 11), *b = rnd((size_t)(K * N), 12);
+	float *cv = rnd((size_t)N, 13), *y = calloc((size_t)N + 1, sizeof(float));
+	double *want = calloc((size_t)N, sizeof(double)), *mag = calloc((size_t)N, sizeof(double));
+	struct eng_tensor t[4];
+	struct engine e = { .t = t, .nt = 4, .threads = threads, .be = &backend_cpu };
+	struct eng_node n = { .kind = OP_GEMM, .n_in = withc ? 3 : 2, .n_out = 1, .in = { 0, 1, 2 },
+			      .out = { 3 } };
+
+	assert_true(y && want && mag);
+	for (int64_t i = 0; i < N; i++) {
+		double acc = 0, mg = 0;
+		for (int64_t k = 0; k < K; k++) {
+			double p = (double)a[k] * b[tb ? i * K + k : k * N + i];
+			acc += p, mg += fabs(p);
+		}
+		want[i] = alpha * acc + (withc ? beta * (double)cv[i] : 0);
+		mag[i] = fabs(alpha) * mg + (withc ? fabs(beta * (double)cv[i]) : 0);
+	}
+	memset(t, 0, sizeof(t));
+	for (int i = 0; i < 4; i++)
+		t[i].dtype = TENSOR_F32, t[i].ndim = 2;
+	t[0].shape[0] = ta ? K : 1, t[0].shape[1] = ta ? 1 : K, t[0].data = a;
+	t[1].shape[0] = tb ? N : K, t[1].shape[1] = tb ? K : N, t[1].data = b;
+	t[2].ndim = 1, t[2].shape[0] = N, t[2].data = cv;
+	t[3].shape[0] = 1, t[3].shape[1] = N, t[3].data = y;
+	n.p.gemm = (struct gemm_params){ alpha, beta, ta, tb };
+	run_node(&e, &n, cpu_gemm);
+	char what[96];
+	snprintf(what, sizeof(what), "gemm 1x%ldx%ld ta%d tb%d C%d t%d", (long)K, (long)N, ta, tb, withc,
+		 threads);
+	check(what, y, want, mag, N, K + 3);
+	free(a), free(b), free(cv), free(y), free(want), free(mag);
+}
+
 static void test_gemm_one_row(void **state)
 {
 	static const int64_t shapes[][2] = { { 1280, 1000 }, { 37, 5 }, { 16, 4 }, { 3, 1 }, { 100, 67 } };
 	worst = 0;
 	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
 		for (int v = 0; v < 8; v++)
-			for (int th = 1; th <= 2; th++) {
-				int64_t K = shapes[s][0], N = shapes[s][1];
-				int ta = v & 1, tb = v >> 1 & 1, withc = v >> 2 & 1;
-				float alpha = withc ? 0.75f : 1.f, beta = withc ? -1.5f : 0.f;
-				float *a = rnd((size_t)K, 11), *b = rnd((size_t)(K * N), 12);
-				float *cv = rnd((size_t)N, 13), *y = calloc((size_t)N + 1, sizeof(float));
-				double *want = calloc((size_t)N, sizeof(double)), *mag = calloc((size_t)N, sizeof(double));
-				struct eng_tensor t[4];
-				struct engine e = { .t = t, .nt = 4, .threads = th, .be = &backend_cpu };
-				struct eng_node n = { .kind = OP_GEMM, .n_in = withc ? 3 : 2, .n_out = 1,
-						      .in = { 0, 1, 2 }, .out = { 3 } };
-				void *ctx = NULL;
-				assert_true(y && want && mag);
-				for (int64_t i = 0; i < N; i++) {
-					double acc = 0, mg = 0;
-					for (int64_t k = 0; k < K; k++) {
-						double p = (double)a[k] * b[tb ? i * K + k : k * N + i];
-						acc += p, mg += fabs(p);
-					}
-					want[i] = alpha * acc + (withc ? beta * (double)cv[i] : 0);
-					mag[i] = fabs(alpha) * mg + (withc ? fabs(beta * (double)cv[i]) : 0);
-				}
-				memset(t, 0, sizeof(t));
-				for (int i = 0; i < 4; i++)
-					t[i].dtype = TENSOR_F32, t[i].ndim = 2;
-				t[0].shape[0] = ta ? K : 1, t[0].shape[1] = ta ? 1 : K, t[0].data = a;
-				t[1].shape[0] = tb ? N : K, t[1].shape[1] = tb ? K : N, t[1].data = b;
-				t[2].ndim = 1, t[2].shape[0] = N, t[2].data = cv;
-				t[3].shape[0] = 1, t[3].shape[1] = N, t[3].data = y;
-				n.p.gemm = (struct gemm_params){ alpha, beta, ta, tb };
-				assert_int_equal(backend_cpu.ctx_new(&e, &ctx), 0);
-				struct tensor_view in[3], out[1];
-				for (int i = 0; i < 3; i++)
-					in[i] = eng_view(&t[i], t[i].data);
-				out[0] = eng_view(&t[3], y);
-				assert_int_equal(cpu_gemm(ctx, &n, in, out), 0);
-				char what[96];
-				snprintf(what, sizeof(what), "gemm 1x%ldx%ld ta%d tb%d C%d t%d", (long)K, (long)N,
-					 ta, tb, withc, th);
-				check(what, y, want, mag, N, K + 3);
-				backend_cpu.ctx_free(ctx);
-				free(a), free(b), free(cv), free(y), free(want), free(mag);
-			}
+			for (int th = 1; th <= 2; th++)
+				gemm_one_row(shapes[s][0], shapes[s][1], v & 1, v >> 1 & 1, v >> 2 & 1, th);
 	printf("MARGIN gemm_one_row %.3g\n", worst);
 	(void)state;
 }

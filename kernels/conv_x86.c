@@ -1,13 +1,19 @@
-/* im2col straight into the packed GEMM's B panels with AVX-512 masked loads
- * (conv-impl.h). The columns are cut into groups of 16 output pixels, one
- * zmm each; a group covers one or more runs of an output row. For each tap
- * (ki, kj) every run is one masked load per input channel (stride 2: two
- * loads and a permute keeping the even elements), the lanes whose input
- * falls in the padding left out of the mask, so they stay zero, and the
- * group is one store into its panel (two halves into two panels 8 wide). The masks and offsets depend on the
- * tap only, so the loop over the input channels is loads and a store;
- * groups away from the edges skip the masks altogether (pack_interior).
- * Masked-off lanes are never read (AVX-512 masked loads do not fault). */
+/* The AVX-512 parts of Conv (conv-impl.h), both built on masked loads that
+ * leave the lanes whose input falls in the padding out of the mask, so
+ * they stay zero (masked-off lanes are never read: AVX-512 masked loads do
+ * not fault):
+ *
+ * - im2col straight into the packed GEMM's B panels. The columns are cut
+ *   into groups of 16 output pixels, one zmm each; a group covers one or
+ *   more runs of an output row. For each tap (ki, kj) every run is one
+ *   masked load per input channel (stride 2: two loads and a permute
+ *   keeping the even elements), and the group is one store into its panel
+ *   (two halves into two panels 8 wide). The masks and offsets depend on
+ *   the tap only, so the loop over the input channels is loads and a
+ *   store; groups away from the edges skip the masks (pack_interior).
+ * - depthwise 3x3 planes: each output row in groups of 16 columns, nine
+ *   masked loads straight from the unpadded plane per group, four rows at
+ *   a time (four independent FMA chains), a masked store of each group. */
 #include "conv-impl.h"
 
 #if defined(__x86_64__)
@@ -32,8 +38,10 @@ struct tap {
 	int lo;
 };
 
-static inline uint32_t bits(int64_t a, int64_t b)	/* bits [a, b), 0 <= a, b <= 32 */
+static inline uint32_t bits(int64_t a, int64_t b)	/* bits [a, b) of 32; a, b clamped */
 {
+	a = a < 0 ? 0 : a;
+	b = b > 32 ? 32 : b;
 	return a >= b ? 0 : (uint32_t)(((UINT64_C(1) << b) - 1) ^ ((UINT64_C(1) << a) - 1));
 }
 
@@ -162,7 +170,6 @@ __attribute__((target("avx512f"))) static void pack_group(const struct conv_geom
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
 		       int64_t nr, float *dst)
 {
-	__builtin_cpu_init();
 	if (!__builtin_cpu_supports("avx512f") || g->sw < 1 || g->sw > 2 || (nr != 8 && nr % LANES))
 		return -1;
 	int64_t n = c1 - c0, panels = (n + nr - 1) / nr, K = g->K;
@@ -192,11 +199,88 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 	}
 	return 0;
 }
+/* ---- depthwise 3x3 ---- */
+
+__attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *g, const float *x,
+							const float *w, float bias, float *y,
+							const float *zero)
+{
+	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+	__m512 wv[9];
+#pragma GCC unroll 9
+	for (int i = 0; i < 9; i++)
+		wv[i] = _mm512_set1_ps(w[i]);
+	for (int64_t c0 = 0; c0 < g->OW; c0 += 16) {
+		int64_t len = g->OW - c0 < 16 ? g->OW - c0 : 16;
+		__mmask16 out = (__mmask16)bits(0, len);
+		/* per kj: the element offset of lane 0 and its mask (stride 1:
+		 * lanes; stride 2: the 32 source floats) */
+		int64_t off[3];
+		__mmask16 mlo[3], mhi[3];
+#pragma GCC unroll 3
+		for (int kj = 0; kj < 3; kj++) {
+			off[kj] = c0 * g->sw - g->pl + kj * g->dw;
+			uint32_t m = g->sw == 1 ? bits(-off[kj], g->W - off[kj]) & out
+						: bits(-off[kj], g->W - off[kj]) & bits(0, 2 * len - 1);
+			mlo[kj] = (__mmask16)m;
+			mhi[kj] = (__mmask16)(m >> 16);
+		}
+		/* four output rows at a time: four independent accumulators
+		 * (one FMA chain of nine would wait on its latency); rows
+		 * outside the input read a row of zeros (only its lanes inside
+		 * [0, W) are loaded) */
+		for (int64_t oh = 0; oh < g->OH; oh += 4) {
+			int nq = g->OH - oh < 4 ? (int)(g->OH - oh) : 4;
+			const float *rp[4][3];
+			__m512 acc[4];
+#pragma GCC unroll 4
+			for (int q = 0; q < 4; q++) {
+				acc[q] = _mm512_set1_ps(bias);
+#pragma GCC unroll 3
+				for (int ki = 0; ki < 3; ki++) {
+					int64_t ih = (oh + (q < nq ? q : 0)) * g->sh - g->pt + ki * g->dh;
+					rp[q][ki] = ih < 0 || ih >= g->H ? zero : x + ih * g->W;
+				}
+			}
+#pragma GCC unroll 3
+			for (int ki = 0; ki < 3; ki++)
+#pragma GCC unroll 3
+				for (int kj = 0; kj < 3; kj++)
+#pragma GCC unroll 4
+					for (int q = 0; q < 4; q++) {
+						__m512 v = _mm512_maskz_loadu_ps(mlo[kj], at(rp[q][ki], off[kj]));
+						if (g->sw == 2)
+							v = _mm512_permutex2var_ps(
+								v, even,
+								_mm512_maskz_loadu_ps(mhi[kj], at(rp[q][ki], off[kj] + 16)));
+						acc[q] = _mm512_fmadd_ps(wv[ki * 3 + kj], v, acc[q]);
+					}
+#pragma GCC unroll 4
+			for (int q = 0; q < nq; q++)
+				_mm512_mask_storeu_ps(y + (oh + q) * g->OW + c0, out, acc[q]);
+		}
+	}
+}
+
+int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		      const float *zero)
+{
+	if (!__builtin_cpu_supports("avx512f") || g->kh != 3 || g->kw != 3 || g->sw < 1 || g->sw > 2)
+		return -1;
+	dw_plane(g, x, w, bias, y, zero);
+	return 0;
+}
 #else
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
 		       int64_t nr, float *dst)
 {
 	(void)g, (void)x, (void)c0, (void)c1, (void)nr, (void)dst;
+	return -1;
+}
+int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		      const float *zero)
+{
+	(void)g, (void)x, (void)w, (void)bias, (void)y, (void)zero;
 	return -1;
 }
 #endif
