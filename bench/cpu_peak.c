@@ -157,9 +157,9 @@ static double gemm_rate(const struct sgemm_kernel *k, int64_t M, int64_t K, int6
 	for (int r = 0; r < 7; r++) {
 		double t0 = now_s();
 		if (trans)
-			sgemm_packed_t(k, M, N, K, bp, ap, 0, M, c, N);
+			sgemm_packed_t(k, M, N, K, bp, ap, 0, M, c, N, NULL);
 		else
-			sgemm_packed(k, M, N, K, ap, bp, 0, M, c, N);
+			sgemm_packed(k, M, N, K, ap, bp, 0, M, c, N, NULL);
 		double t = now_s() - t0;
 		best = t < best ? t : best;
 	}

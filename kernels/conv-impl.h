@@ -20,12 +20,21 @@ struct conv_geom {
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
 		       int64_t nr, float *dst);
 
-/* One plane of a depthwise 3x3 conv, y = bias + taps (no activation),
- * with AVX-512 masked loads straight from the unpadded plane x (rows W
- * apart); zero: W zeros, read for rows outside the input. Returns 0, or -1
- * where it does not apply (no AVX-512, another kernel size, horizontal
- * stride above 2): the caller computes it. */
+/* What a depthwise plane gets after its taps, in registers: the fused sum
+ * (plane of y's layout, or NULL), then none, ReLU or Clip [lo, hi]. */
+enum dw_act { DW_ACT_NONE, DW_ACT_RELU, DW_ACT_CLIP };
+struct dw_epi {
+	const float *sum;
+	enum dw_act act;
+	float lo, hi;
+};
+
+/* One plane of a depthwise 3x3 conv, y = act(bias + taps + sum), with
+ * AVX-512 masked loads straight from the unpadded plane x (rows W apart);
+ * zero: W zeros, read for rows outside the input. Returns 0, or -1 where
+ * it does not apply (no AVX-512, another kernel size, a stride above 2, a
+ * vertical dilation): the caller computes it. */
 int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		      const float *zero);
+		      const float *zero, const struct dw_epi *ep);
 
 #endif

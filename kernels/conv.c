@@ -44,7 +44,7 @@ static int use_vec(enum conv_algo algo, const struct conv_geom *g, const struct 
 	if (k->isa != SGEMM_AVX512)
 		return 0;
 	if (algo == CONV_DEPTHWISE)
-		return g->OW < 16 && !getenv("SPLITD_CONV_DW_SCALAR");
+		return !getenv("SPLITD_CONV_DW_SCALAR");
 	return algo == CONV_GEMM && !getenv("SPLITD_CONV_IM2COL_SCALAR");
 }
 
@@ -126,7 +126,9 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / t->colw ? CONV_BLOCK_MAX / t->colw : pb;
 	t->nb = (t->panels + pb - 1) / pb;
 	t->ms = 1;
-	if (threads > 1 && (trans ? imgs * t->nb < 2 * threads : imgs * t->panels < 4 * threads)) {
+	int pix = trans && g->Mg < 2 * ohw && t->panels >= 2 * threads && !getenv("XPIX");
+	if (threads > 1 && !pix &&
+	    (trans ? imgs * t->nb < 2 * threads : imgs * t->panels < 4 * threads)) {
 		t->ms = threads;
 		if (!trans && t->panels > threads)
 			t->nb = t->panels;
@@ -323,6 +325,17 @@ static void conv_bias_act(const struct conv_job *j, float *y, const float *sum, 
 			     &j->n->p.conv.act);
 }
 
+/* The GEMM's epilogue: rows [m, m + rows) of a group's block, while in L1. */
+struct epi_arg { const struct conv_job *j; const float *sum, *bias; };
+
+static void conv_epi(void *arg, float *c, int64_t ldc, int64_t m, int64_t rows, int64_t n)
+{
+	const struct epi_arg *e = arg;
+	(void)ldc;
+	conv_bias_act(e->j, c, e->sum ? e->sum + m * e->j->g.ss : NULL, e->bias ? e->bias + m : NULL,
+		      rows, n);
+}
+
 static void conv_gemm_task(void *arg, int index, int count)
 {
 	struct conv_job *j = arg;
@@ -351,14 +364,15 @@ static void conv_gemm_task(void *arg, int index, int count)
 			packed = blk;
 		}
 		int64_t yoff = (ni * g->M + gi * g->Mg) * g->sy + c0;
-		int64_t soff = (ni * g->M + gi * g->Mg + m0) * g->ss + c0;
 		const float *w = j->wp + gi * j->wp_group;
+		struct epi_arg ea = { j, j->sum ? j->sum + (ni * g->M + gi * g->Mg) * g->ss + c0 : NULL,
+				      j->b ? j->b + gi * g->Mg : NULL };
+		struct sgemm_epi ep = { conv_epi, &ea };
+		const struct sgemm_epi *epp = j->b || j->sum || j->n->p.conv.act.kind != ACT_NONE ? &ep : NULL;
 		if (j->trans)
-			sgemm_packed_t(j->k, g->Mg, c1 - c0, g->K, bp, w, m0, m1, j->y + yoff, g->sy);
+			sgemm_packed_t(j->k, g->Mg, c1 - c0, g->K, bp, w, m0, m1, j->y + yoff, g->sy, epp);
 		else
-			sgemm_packed(j->k, g->Mg, c1 - c0, g->K, w, bp, m0, m1, j->y + yoff, g->sy);
-		conv_bias_act(j, j->y + yoff + m0 * g->sy, j->sum ? j->sum + soff : NULL,
-			      j->b ? j->b + gi * g->Mg + m0 : NULL, m1 - m0, c1 - c0);
+			sgemm_packed(j->k, g->Mg, c1 - c0, g->K, w, bp, m0, m1, j->y + yoff, g->sy, epp);
 	}
 }
 
@@ -522,18 +536,25 @@ static void dw_task(void *arg, int index, int count)
 		if (j->vec)
 			memset(zero, 0, (size_t)g->W * sizeof(float));
 	}
+	const struct act_params *act = &j->n->p.conv.act;
+	struct dw_epi ep = { NULL, act->kind == ACT_RELU ? DW_ACT_RELU : act->kind == ACT_CLIP ? DW_ACT_CLIP : DW_ACT_NONE,
+			     act->alpha, act->beta };
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
 		const float *x = j->x + t * g->sx, *w = j->w + ch * g->kh * g->kw;
+		const float *sum = j->sum ? j->sum + t * g->ss : NULL;
 		float *y = j->y + t * g->sy, bias = j->b ? j->b[ch] : 0.f;
-		if (!j->vec || conv_dw3x3_avx512(g, x, w, bias, y, zero)) {
-			if (pad.buf)
-				dw3x3_plane(g, x, w, bias, y, &pad);
-			else
-				dw_plane(g, x, w, bias, y);
+		ep.sum = sum;
+		if (j->vec && !conv_dw3x3_avx512(g, x, w, bias, y, zero, &ep)) {
+			if (ep.act == DW_ACT_NONE && act->kind != ACT_NONE)
+				cpu_act(y, plane, act);
+			continue;
 		}
-		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL,
-			     &j->n->p.conv.act);
+		if (pad.buf)
+			dw3x3_plane(g, x, w, bias, y, &pad);
+		else
+			dw_plane(g, x, w, bias, y);
+		cpu_bias_act(y, 1, plane, plane, NULL, sum, act);
 	}
 }
 

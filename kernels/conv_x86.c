@@ -11,9 +11,11 @@
  *   (two halves into two panels 8 wide). The masks and offsets depend on
  *   the tap only, so the loop over the input channels is loads and a
  *   store; groups away from the edges skip the masks (pack_interior).
- * - depthwise 3x3 planes: each output row in groups of 16 columns, nine
- *   masked loads straight from the unpadded plane per group, four rows at
- *   a time (four independent FMA chains), a masked store of each group. */
+ * - depthwise 3x3 planes: eight output rows at a time in groups of 16
+ *   columns, each input row's three shifted vectors loaded once (masked,
+ *   straight from the unpadded plane) for every output row it feeds,
+ *   eight independent FMA chains; the fused sum and ReLU/Clip applied in
+ *   registers before a masked store of each group. */
 #include "conv-impl.h"
 
 #if defined(__x86_64__)
@@ -201,15 +203,30 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 }
 /* ---- depthwise 3x3 ---- */
 
-__attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *g, const float *x,
-							const float *w, float bias, float *y,
-							const float *zero)
+#define DW_ROWS 8	/* output rows at a time: eight FMA chains */
+
+/* Output rows [oh0, oh0 + DW_ROWS) of a plane, SH (1 or 2) their vertical
+ * stride (dh 1): input row r = 0 .. (DW_ROWS - 1) SH + 2 from oh0 SH - pt
+ * feeds output row q with tap row r - q SH, so each input row's three
+ * shifted vectors are loaded once and used by up to three output rows
+ * (stride 1: 30 loads for 72 FMA, against 72 loading per tap). The loops
+ * unroll fully, so which (q, ki) a row feeds is known at compile time.
+ * Each output is bias + its taps in (ki, kj) order, then the fused sum
+ * (+ (s + 0), as cpu_bias_act adds it) and ReLU or Clip. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_rows(const struct conv_geom *g, const float *x, const __m512 *wv, float bias, float *y,
+	const float *zero, const struct dw_epi *ep, int64_t oh0, const int SH)
 {
 	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-	__m512 wv[9];
-#pragma GCC unroll 9
-	for (int i = 0; i < 9; i++)
-		wv[i] = _mm512_set1_ps(w[i]);
+	enum { NR = (DW_ROWS - 1) * 2 + 3 };
+	const float *rp[NR];
+	int nq = g->OH - oh0 < DW_ROWS ? (int)(g->OH - oh0) : DW_ROWS;
+
+#pragma GCC unroll 17
+	for (int r = 0; r < (DW_ROWS - 1) * SH + 3; r++) {
+		int64_t ih = oh0 * SH - g->pt + r;
+		rp[r] = ih < 0 || ih >= g->H ? zero : x + ih * g->W;
+	}
 	for (int64_t c0 = 0; c0 < g->OW; c0 += 16) {
 		int64_t len = g->OW - c0 < 16 ? g->OW - c0 : 16;
 		__mmask16 out = (__mmask16)bits(0, len);
@@ -225,49 +242,69 @@ __attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *
 			mlo[kj] = (__mmask16)m;
 			mhi[kj] = (__mmask16)(m >> 16);
 		}
-		/* four output rows at a time: four independent accumulators
-		 * (one FMA chain of nine would wait on its latency); rows
-		 * outside the input read a row of zeros (only its lanes inside
-		 * [0, W) are loaded) */
-		for (int64_t oh = 0; oh < g->OH; oh += 4) {
-			int nq = g->OH - oh < 4 ? (int)(g->OH - oh) : 4;
-			const float *rp[4][3];
-			__m512 acc[4];
-#pragma GCC unroll 4
-			for (int q = 0; q < 4; q++) {
-				acc[q] = _mm512_set1_ps(bias);
+		__m512 acc[DW_ROWS];
+#pragma GCC unroll 8
+		for (int q = 0; q < DW_ROWS; q++)
+			acc[q] = _mm512_set1_ps(bias);
+#pragma GCC unroll 17
+		for (int r = 0; r < (DW_ROWS - 1) * SH + 3; r++) {
+			__m512 v[3];
 #pragma GCC unroll 3
-				for (int ki = 0; ki < 3; ki++) {
-					int64_t ih = (oh + (q < nq ? q : 0)) * g->sh - g->pt + ki * g->dh;
-					rp[q][ki] = ih < 0 || ih >= g->H ? zero : x + ih * g->W;
-				}
+			for (int kj = 0; kj < 3; kj++) {
+				v[kj] = _mm512_maskz_loadu_ps(mlo[kj], at(rp[r], off[kj]));
+				if (g->sw == 2)
+					v[kj] = _mm512_permutex2var_ps(
+						v[kj], even, _mm512_maskz_loadu_ps(mhi[kj], at(rp[r], off[kj] + 16)));
 			}
-#pragma GCC unroll 3
-			for (int ki = 0; ki < 3; ki++)
+#pragma GCC unroll 8
+			for (int q = 0; q < DW_ROWS; q++) {
+				int ki = r - q * SH;
+				if (ki < 0 || ki > 2)
+					continue;
 #pragma GCC unroll 3
 				for (int kj = 0; kj < 3; kj++)
-#pragma GCC unroll 4
-					for (int q = 0; q < 4; q++) {
-						__m512 v = _mm512_maskz_loadu_ps(mlo[kj], at(rp[q][ki], off[kj]));
-						if (g->sw == 2)
-							v = _mm512_permutex2var_ps(
-								v, even,
-								_mm512_maskz_loadu_ps(mhi[kj], at(rp[q][ki], off[kj] + 16)));
-						acc[q] = _mm512_fmadd_ps(wv[ki * 3 + kj], v, acc[q]);
-					}
-#pragma GCC unroll 4
-			for (int q = 0; q < nq; q++)
-				_mm512_mask_storeu_ps(y + (oh + q) * g->OW + c0, out, acc[q]);
+					acc[q] = _mm512_fmadd_ps(wv[ki * 3 + kj], v[kj], acc[q]);
+			}
+		}
+		const __m512 lo = _mm512_set1_ps(ep->lo), hi = _mm512_set1_ps(ep->hi);
+#pragma GCC unroll 8
+		for (int q = 0; q < nq; q++) {
+			int64_t o = (oh0 + q) * g->OW + c0;
+			__m512 a = acc[q];
+			if (ep->sum)
+				a = _mm512_add_ps(a, _mm512_add_ps(_mm512_maskz_loadu_ps(out, ep->sum + o),
+								   _mm512_setzero_ps()));
+			if (ep->act == DW_ACT_RELU)
+				a = _mm512_max_ps(a, _mm512_setzero_ps());	/* x > 0 ? x : 0 */
+			else if (ep->act == DW_ACT_CLIP)	/* x < lo ? lo : x, then v > hi ? hi : v */
+				a = _mm512_min_ps(hi, _mm512_max_ps(lo, a));
+			_mm512_mask_storeu_ps(y + o, out, a);
 		}
 	}
 }
 
-int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		      const float *zero)
+__attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *g, const float *x,
+							const float *w, float bias, float *y,
+							const float *zero, const struct dw_epi *ep)
 {
-	if (!__builtin_cpu_supports("avx512f") || g->kh != 3 || g->kw != 3 || g->sw < 1 || g->sw > 2)
+	__m512 wv[9];
+#pragma GCC unroll 9
+	for (int i = 0; i < 9; i++)
+		wv[i] = _mm512_set1_ps(w[i]);
+	for (int64_t oh0 = 0; oh0 < g->OH; oh0 += DW_ROWS)
+		if (g->sh == 1)
+			dw_rows(g, x, wv, bias, y, zero, ep, oh0, 1);
+		else
+			dw_rows(g, x, wv, bias, y, zero, ep, oh0, 2);
+}
+
+int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		      const float *zero, const struct dw_epi *ep)
+{
+	if (!__builtin_cpu_supports("avx512f") || g->kh != 3 || g->kw != 3 || g->sw < 1 || g->sw > 2 ||
+	    g->sh < 1 || g->sh > 2 || g->dh != 1)
 		return -1;
-	dw_plane(g, x, w, bias, y, zero);
+	dw_plane(g, x, w, bias, y, zero, ep);
 	return 0;
 }
 #else
@@ -278,9 +315,9 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 	return -1;
 }
 int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		      const float *zero)
+		      const float *zero, const struct dw_epi *ep)
 {
-	(void)g, (void)x, (void)w, (void)bias, (void)y, (void)zero;
+	(void)g, (void)x, (void)w, (void)bias, (void)y, (void)zero, (void)ep;
 	return -1;
 }
 #endif

@@ -54,10 +54,22 @@ void sgemm_pack_a(const struct sgemm_kernel *k, int64_t M, int64_t K, const floa
  * panels of nr columns (the kernel's NR, or its MR for sgemm_packed_t). */
 void sgemm_pack_b(int64_t nr, int64_t K, int64_t N, const float *b, int64_t ldb, float *dst);
 
+/* What to do to rows of C once they are final (a Conv's bias, residual
+ * sum and activation): fn(arg, c + m * ldc, ldc, m, rows, N) for rows
+ * [m, m + rows) of the columns [0, N), called right after the last K block
+ * wrote them, so they are still in L1 (a pass over the whole block after
+ * the GEMM found them in L2). NULL: nothing. */
+struct sgemm_epi {
+	void (*fn)(void *arg, float *c, int64_t ldc, int64_t m, int64_t rows, int64_t n);
+	void *arg;
+};
+
 /* Rows [m0, m1) of C = A B (m0 a multiple of MR), columns [0, N); ap is the
- * packed A of all M rows, bp the packed B of the N columns. */
+ * packed A of all M rows, bp the packed B of the N columns; ep as above
+ * (per MR rows). */
 void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *ap,
-		  const float *bp, int64_t m0, int64_t m1, float *c, int64_t ldc);
+		  const float *bp, int64_t m0, int64_t m1, float *c, int64_t ldc,
+		  const struct sgemm_epi *ep);
 
 /* The transposed use, for few columns (7x7 and 14x14 convs: 49 and 196
  * are far from multiples of NR but near ones of MR): the kernel's tile is
@@ -65,12 +77,13 @@ void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K,
  * by sgemm_pack_bt as NR-row panels over the whole K ([panel][k][NR],
  * round_up(M, NR) * K floats); xp: B's columns in panels of MR
  * (sgemm_pack_b with nr = MR). Rows [m0, m1) (m0 a multiple of NR) of C,
- * stored transposed from the tiles. Each element is summed in the same
+ * stored transposed from the tiles (ep per NR rows). Each element is summed in the same
  * order, K blocks and all, as by sgemm_packed: the results are identical. */
 void sgemm_pack_bt(const struct sgemm_kernel *k, int64_t M, int64_t K, const float *w, int64_t ldw,
 		   float *dst);
 void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *xp,
-		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc);
+		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc,
+		    const struct sgemm_epi *ep);
 
 /* The micro-kernels (sgemm.c, sgemm_x86.c, sgemm_neon.c). */
 extern const struct sgemm_kernel sgemm_portable;

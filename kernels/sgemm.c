@@ -136,7 +136,8 @@ static void edge_tile(const struct sgemm_kernel *k, int64_t kc, const float *a, 
 }
 
 void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *ap,
-		  const float *bp, int64_t m0, int64_t m1, float *c, int64_t ldc)
+		  const float *bp, int64_t m0, int64_t m1, float *c, int64_t ldc,
+		  const struct sgemm_epi *ep)
 {
 	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K), mpad = sgemm_round_up(M, MR);
 
@@ -154,12 +155,15 @@ void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K,
 				else
 					edge_tile(k, kb, a, b, c + m * ldc + j, ldc, mr, nr, acc);
 			}
+			if (ep && k0 + kb == K)
+				ep->fn(ep->arg, c + m * ldc, ldc, m, mr, N);
 		}
 	}
 }
 
 void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K, const float *xp,
-		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc)
+		    const float *wt, int64_t m0, int64_t m1, float *c, int64_t ldc,
+		    const struct sgemm_epi *ep)
 {
 	float t[32 * 64] __attribute__((aligned(64)));
 	int64_t MR = k->mr, NR = k->nr, kc = sgemm_kc(K);
@@ -176,6 +180,8 @@ void sgemm_packed_t(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t 
 				for (int64_t i = 0; i < np; i++)
 					c[(m + j) * ldc + p + i] = t[i * NR + j];
 		}
+		if (ep)
+			ep->fn(ep->arg, c + m * ldc, ldc, m, nm, N);
 	}
 }
 

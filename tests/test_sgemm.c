@@ -64,6 +64,21 @@ static void check(const char *what, const float *got, const double *want, const 
 
 static const enum sgemm_isa isas[] = { SGEMM_PORTABLE, SGEMM_AVX2, SGEMM_AVX512, SGEMM_NEON };
 
+/* An epilogue that doubles its rows (exact) and counts its calls per row:
+ * called once per row, after the row is final, C comes out 2 A B. */
+struct epi_count { int *calls; int64_t n; };
+
+static void epi_double(void *arg, float *c, int64_t ldc, int64_t m, int64_t rows, int64_t n)
+{
+	struct epi_count *e = arg;
+	assert_int_equal(n, e->n);
+	for (int64_t i = 0; i < rows; i++) {
+		e->calls[m + i]++;
+		for (int64_t j = 0; j < n; j++)
+			c[i * ldc + j] *= 2.f;
+	}
+}
+
 static void test_sgemm_shapes(void **state)
 {
 	static const int64_t shapes[][3] = {
@@ -94,11 +109,26 @@ static void test_sgemm_shapes(void **state)
 			sgemm_pack_b(k->nr, K, N, b, N, bp);
 			/* rows in two calls, as two threads split them */
 			int64_t mid = M / 2 / k->mr * k->mr;
-			sgemm_packed(k, M, N, K, ap, bp, 0, mid, c, N);
-			sgemm_packed(k, M, N, K, ap, bp, mid, M, c, N);
+			sgemm_packed(k, M, N, K, ap, bp, 0, mid, c, N, NULL);
+			sgemm_packed(k, M, N, K, ap, bp, mid, M, c, N, NULL);
 			char what[96];
 			snprintf(what, sizeof(what), "%s %ldx%ldx%ld", k->name, (long)M, (long)N, (long)K);
 			check(what, c, want, mag, M * N, K);
+			/* again with the epilogue */
+			int *calls = calloc((size_t)M, sizeof(int));
+			assert_non_null(calls);
+			struct epi_count ec = { calls, N };
+			struct sgemm_epi ep = { epi_double, &ec };
+			sgemm_packed(k, M, N, K, ap, bp, 0, mid, c, N, &ep);
+			sgemm_packed(k, M, N, K, ap, bp, mid, M, c, N, &ep);
+			for (int64_t i = 0; i < M; i++) {
+				assert_int_equal(calls[i], 1);
+				for (int64_t j = 0; j < N; j++)
+					want[i * N + j] *= 2, mag[i * N + j] *= 2;
+			}
+			strcat(what, " epilogue");
+			check(what, c, want, mag, M * N, K);
+			free(calls);
 			free(a), free(b), free(c), free(ap), free(bp), free(want), free(mag);
 		}
 	}
@@ -243,6 +273,12 @@ static void test_conv_isas(void **state)
 		{ 4, 7, 9, 4, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 4, 1, 0, ACT_NONE },	/* dw 5x5 */
 		{ 6, 9, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 6, 1, 1, ACT_RELU },	/* dw dilated, s1 */
 		{ 5, 30, 31, 5, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 5, 1, 0, ACT_CLIP },	/* dw s2, rows of 15 */
+		/* depthwise planes wider than 16 (the AVX-512 kernel's groups of
+		 * 16 columns and blocks of 8 rows, edges in both), fused sums */
+		{ 3, 37, 40, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1, ACT_RELU },
+		{ 4, 33, 50, 4, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 4, 1, 1, ACT_CLIP },	/* s2, pads 0/1 */
+		{ 3, 17, 45, 3, 3, 3, 1, 2, 1, 2, 1, 2, 1, 2, 3, 1, 0, ACT_NONE },	/* sw 2, dw 2 */
+		{ 3, 19, 20, 3, 3, 3, 2, 1, 1, 1, 2, 0, 1, 1, 3, 0, 1, ACT_CLIP },	/* sh 2, sw 1 */
 	};
 	for (size_t q = 0; q < sizeof(isas) / sizeof(isas[0]); q++) {
 		if (!sgemm_kernel_for(isas[q]))
