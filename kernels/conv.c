@@ -126,7 +126,10 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 	pb = pb < 1 ? 1 : pb > CONV_BLOCK_MAX / t->colw ? CONV_BLOCK_MAX / t->colw : pb;
 	t->nb = (t->panels + pb - 1) / pb;
 	t->ms = 1;
-	int pix = trans && g->Mg < 2 * ohw && t->panels >= 2 * threads && !getenv("XPIX");
+	/* transposed tiles with few channels: split the pixel panels, so each
+	 * thread packs only its own B (split by channels, both packed all of
+	 * it); reading all the weights twice costs less there */
+	int pix = trans && g->Mg < 2 * ohw && t->panels >= 2 * threads;
 	if (threads > 1 && !pix &&
 	    (trans ? imgs * t->nb < 2 * threads : imgs * t->panels < 4 * threads)) {
 		t->ms = threads;
