@@ -267,6 +267,10 @@ static void test_conv_isas(void **state)
 		{ 64, 27, 27, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_NONE },	/* 14x14 */
 		{ 16, 7, 7, 96, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, ACT_CLIP },	/* 1x1 */
 		{ 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, ACT_NONE },	/* groups */
+		/* transposed tiles, K 576 in two blocks; channels split over
+		 * the threads, then pixels */
+		{ 64, 7, 7, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_RELU },
+		{ 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_CLIP },
 		{ 16, 13, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, 1, 1, ACT_CLIP },	/* depthwise */
 		{ 8, 15, 12, 8, 3, 3, 2, 2, 1, 1, 1, 0, 1, 1, 8, 1, 0, ACT_RELU },	/* dw strided */
 		{ 4, 11, 9, 4, 3, 3, 1, 3, 2, 1, 2, 1, 0, 2, 4, 0, 0, ACT_NONE },	/* dw dilated */
