@@ -29,12 +29,13 @@ struct dw_epi {
 	float lo, hi;
 };
 
-/* One plane of a depthwise 3x3 conv, y = act(bias + taps + sum), with
- * AVX-512 masked loads straight from the unpadded plane x (rows W apart);
- * zero: W zeros, read for rows outside the input. Returns 0, or -1 where
- * it does not apply (no AVX-512, another kernel size, a stride above 2, a
- * vertical dilation): the caller computes it. */
-int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		      const float *zero, const struct dw_epi *ep);
+/* One plane of a depthwise 3x3 conv, y =
+ * act(bias + taps + sum), with AVX-512 masked loads straight from the
+ * unpadded plane x (rows W apart); zero: W zeros, read for rows outside
+ * the input. Only where conv_dw3x3_avx512_applies(): AVX-512 in this build
+ * and CPU, 3x3, strides 1 or 2, no vertical dilation. */
+int conv_dw3x3_avx512_applies(const struct conv_geom *g);
+void conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		       const float *zero, const struct dw_epi *ep);
 
 #endif

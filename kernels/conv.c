@@ -33,10 +33,11 @@ struct conv_plan {
 
 /* Whether a node runs conv_x86.c: where the GEMM's micro-kernel is
  * AVX-512 (SPLITD_CPU_ISA forces the other ISAs' paths too), its im2col;
- * for depthwise, its kernel on output rows shorter than a vector:
- * measured on one 3x3 layer alone (one thread), 576 planes of 14x14
- * 0.109 -> 0.083-0.093 ms, but 144 of 56x56 0.15-0.17 -> 0.29-0.32, where
- * the padded copy's single run per plane is faster.
+ * for depthwise, its 3x3 kernel wherever it applies: measured on one layer
+ * alone (one thread, bench/conv_layer.sh), as fast as the padded copy or
+ * faster on every width (576 planes of 14x14 0.045-0.068 ms against
+ * 0.106-0.195, 192 of 28x28 0.055-0.071 against 0.096-0.121, 144 of 56x56
+ * and 32 of 112x112 within noise of it or better).
  * SPLITD_CONV_IM2COL_SCALAR=1 and SPLITD_CONV_DW_SCALAR=1 turn them off
  * for measurements. Decided once per node, at prepare. */
 static int use_vec(enum conv_algo algo, const struct conv_geom *g, const struct sgemm_kernel *k)
@@ -44,7 +45,7 @@ static int use_vec(enum conv_algo algo, const struct conv_geom *g, const struct 
 	if (k->isa != SGEMM_AVX512)
 		return 0;
 	if (algo == CONV_DEPTHWISE)
-		return !getenv("SPLITD_CONV_DW_SCALAR");
+		return conv_dw3x3_avx512_applies(g) && !getenv("SPLITD_CONV_DW_SCALAR");
 	return algo == CONV_GEMM && !getenv("SPLITD_CONV_IM2COL_SCALAR");
 }
 
@@ -519,6 +520,30 @@ static size_t dw_scratch_floats(const struct conv_geom *g)
 	return (size_t)(g->W + pad.ph * pad.pw + g->OH * pad.pw + 16);
 }
 
+/* The AVX-512 kernel's share of a thread: whole planes. (Split by output
+ * rows instead, so that each thread would read the pixels the convs
+ * around it wrote, mobilenet_v2's depthwise convs took longer on two
+ * threads: 2.42 against 2.10 ms for the 17 of them, interleaved.) */
+static void dw_vec_task(struct conv_job *j, float *zero, int index, int count)
+{
+	const struct conv_geom *g = &j->g;
+	const struct act_params *act = &j->n->p.conv.act;
+	struct dw_epi ep = { NULL, act->kind == ACT_RELU ? DW_ACT_RELU : act->kind == ACT_CLIP ? DW_ACT_CLIP : DW_ACT_NONE,
+			     act->alpha, act->beta };
+	int64_t t0, t1;
+
+	tpool_slice(g->N * g->M, index, count, &t0, &t1);
+	memset(zero, 0, (size_t)g->W * sizeof(float));
+	for (int64_t t = t0; t < t1; t++) {
+		int64_t ch = t % g->M;
+		float *y = j->y + t * g->sy;
+		ep.sum = j->sum ? j->sum + t * g->ss : NULL;
+		conv_dw3x3_avx512(g, j->x + t * g->sx, j->w + ch * 9, j->b ? j->b[ch] : 0.f, y, zero, &ep);
+		if (ep.act == DW_ACT_NONE && act->kind != ACT_NONE)
+			cpu_act(y, g->OH * g->OW, act);
+	}
+}
+
 /* A thread's share of the planes; the padded copy in the thread's scratch
  * (a malloc per call was a fresh mapping in a worker's arena each time:
  * page faults that kept depthwise convs from gaining on two threads) */
@@ -531,33 +556,25 @@ static void dw_task(void *arg, int index, int count)
 
 	float *zero = j->c->scratch[index];
 
+	if (j->vec) {
+		dw_vec_task(j, zero, index, count);
+		return;
+	}
 	tpool_slice(g->N * g->M, index, count, &b, &e);
 	if (g->kh == 3 && g->kw == 3) {
 		dw_pad_dims(g, &pad);
 		pad.buf = zero + g->W;
 		pad.z = pad.buf + pad.ph * pad.pw;
-		if (j->vec)
-			memset(zero, 0, (size_t)g->W * sizeof(float));
 	}
-	const struct act_params *act = &j->n->p.conv.act;
-	struct dw_epi ep = { NULL, act->kind == ACT_RELU ? DW_ACT_RELU : act->kind == ACT_CLIP ? DW_ACT_CLIP : DW_ACT_NONE,
-			     act->alpha, act->beta };
 	for (int64_t t = b; t < e; t++) {
 		int64_t ch = t % g->M;
 		const float *x = j->x + t * g->sx, *w = j->w + ch * g->kh * g->kw;
-		const float *sum = j->sum ? j->sum + t * g->ss : NULL;
 		float *y = j->y + t * g->sy, bias = j->b ? j->b[ch] : 0.f;
-		ep.sum = sum;
-		if (j->vec && !conv_dw3x3_avx512(g, x, w, bias, y, zero, &ep)) {
-			if (ep.act == DW_ACT_NONE && act->kind != ACT_NONE)
-				cpu_act(y, plane, act);
-			continue;
-		}
 		if (pad.buf)
 			dw3x3_plane(g, x, w, bias, y, &pad);
 		else
 			dw_plane(g, x, w, bias, y);
-		cpu_bias_act(y, 1, plane, plane, NULL, sum, act);
+		cpu_bias_act(y, 1, plane, plane, NULL, j->sum ? j->sum + t * g->ss : NULL, &j->n->p.conv.act);
 	}
 }
 

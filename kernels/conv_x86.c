@@ -298,14 +298,16 @@ __attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *
 			dw_rows(g, x, wv, bias, y, zero, ep, oh0, 2);
 }
 
-int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		      const float *zero, const struct dw_epi *ep)
+int conv_dw3x3_avx512_applies(const struct conv_geom *g)
 {
-	if (!__builtin_cpu_supports("avx512f") || g->kh != 3 || g->kw != 3 || g->sw < 1 || g->sw > 2 ||
-	    g->sh < 1 || g->sh > 2 || g->dh != 1)
-		return -1;
+	return __builtin_cpu_supports("avx512f") && g->kh == 3 && g->kw == 3 && g->sw >= 1 && g->sw <= 2 &&
+	       g->sh >= 1 && g->sh <= 2 && g->dh == 1;
+}
+
+void conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		       const float *zero, const struct dw_epi *ep)
+{
 	dw_plane(g, x, w, bias, y, zero, ep);
-	return 0;
 }
 #else
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
@@ -314,10 +316,15 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 	(void)g, (void)x, (void)c0, (void)c1, (void)nr, (void)dst;
 	return -1;
 }
-int conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		      const float *zero, const struct dw_epi *ep)
+int conv_dw3x3_avx512_applies(const struct conv_geom *g)
+{
+	(void)g;
+	return 0;
+}
+
+void conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
+		       const float *zero, const struct dw_epi *ep)
 {
 	(void)g, (void)x, (void)w, (void)bias, (void)y, (void)zero, (void)ep;
-	return -1;
 }
 #endif
