@@ -1,7 +1,7 @@
 /* The machine's float32 FMA peak, measured, and the packed GEMM's
  * micro-kernels against it (issue 17).
  *
- *   cpu_peak [--threads T] [--json] [--gemm] [--conv]
+ *   cpu_peak [--threads T] [--json] [--gemm] [--conv] [--xcore]
  *
  * Peak: per thread, chains of independent vector FMAs (enough to cover the
  * FMA latency on every pipe) for a fixed count; GFLOP/s = 2 x lanes x FMAs /
@@ -12,8 +12,15 @@
  * every micro-kernel variant on resnet18's 3x3 im2col shapes (A and B
  * packed beforehand: the kernel and its blocking alone), each both ways
  * (T: the transposed tiles of sgemm_packed_t). GFLOP/s count the real
- * M x N x K, so the padding of N to whole panels shows as a lower rate. */
+ * M x N x K, so the padding of N to whole panels shows as a lower rate.
+ * --xcore: what two threads of one process pay to share data: the round
+ * trip of a cache line between two threads (each spins until the other
+ * flips a flag; no pinning, so it is whichever cores the scheduler gave
+ * them), and the rate at which one thread reads a 1 MB buffer the other
+ * has just written, against reading it again once it is local (best of
+ * 20 rounds each). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,9 +223,86 @@ static double conv_rate(int64_t C, int64_t H, int64_t M, int64_t s, int threads)
 	return 2.0 * M * C * 9 * OH * OH / best * 1e-9;
 }
 
+/* --xcore: a flag bounced between two threads, then a buffer written by
+ * one and summed by the other. */
+#define XC_TRIPS 200000
+#define XC_FLOATS (1 << 18)	/* 1 MB */
+#define XC_ROUNDS 20
+
+struct xcore {
+	_Atomic int flag __attribute__((aligned(64)));
+	float *buf;
+};
+
+static void *xcore_peer(void *arg)
+{
+	struct xcore *x = arg;
+	for (int i = 0; i < XC_TRIPS; i++) {
+		while (atomic_load_explicit(&x->flag, memory_order_acquire) != 1)
+			;
+		atomic_store_explicit(&x->flag, 0, memory_order_release);
+	}
+	for (int r = 0; r < XC_ROUNDS; r++) {
+		while (atomic_load_explicit(&x->flag, memory_order_acquire) != 2)
+			;
+		for (int i = 0; i < XC_FLOATS; i++)
+			x->buf[i] = (float)(i + r);
+		atomic_store_explicit(&x->flag, 3, memory_order_release);
+	}
+	return NULL;
+}
+
+CPU_CLONES
+static float xcore_sum(const float *b)
+{
+	v16sf s = { 0 };
+	for (int i = 0; i < XC_FLOATS; i += 16)
+		s += *(const v16sf_u *)(b + i);
+	float t = 0;
+	for (int l = 0; l < 16; l++)
+		t += s[l];
+	return t;
+}
+
+static int xcore(void)
+{
+	struct xcore x = { .flag = 0 };
+	pthread_t th;
+	if (!(x.buf = calloc(XC_FLOATS, sizeof(float))) || pthread_create(&th, NULL, xcore_peer, &x))
+		return 1;
+	double t0 = now_s();
+	for (int i = 0; i < XC_TRIPS; i++) {
+		atomic_store_explicit(&x.flag, 1, memory_order_release);
+		while (atomic_load_explicit(&x.flag, memory_order_acquire) != 0)
+			;
+	}
+	double trip = (now_s() - t0) / XC_TRIPS;
+	double remote = 1e9, local = 1e9;
+	volatile float sink = 0;
+	for (int r = 0; r < XC_ROUNDS; r++) {
+		atomic_store_explicit(&x.flag, 2, memory_order_release);
+		while (atomic_load_explicit(&x.flag, memory_order_acquire) != 3)
+			;
+		double a = now_s();
+		sink += xcore_sum(x.buf);
+		double b = now_s();
+		sink += xcore_sum(x.buf);
+		double c = now_s();
+		remote = b - a < remote ? b - a : remote;
+		local = c - b < local ? c - b : local;
+	}
+	pthread_join(th, NULL);
+	free(x.buf);
+	printf("cross-thread: cache line round trip %.0f ns; 1 MB written by the other thread read at "
+	       "%.1f GB/s, read again at %.1f GB/s\n",
+	       trip * 1e9, XC_FLOATS * 4.0 / remote * 1e-9, XC_FLOATS * 4.0 / local * 1e-9);
+	(void)sink;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	int threads = 1, json = 0, gemm = 0, conv = 0;
+	int threads = 1, json = 0, gemm = 0, conv = 0, xc = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			threads = atoi(argv[++i]);
@@ -228,7 +312,11 @@ int main(int argc, char **argv)
 			gemm = 1;
 		else if (!strcmp(argv[i], "--conv"))
 			conv = 1;
+		else if (!strcmp(argv[i], "--xcore"))
+			xc = 1;
 	}
+	if (xc)
+		return xcore();
 	threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
 	double p1 = 0, pt = 0;
 	const char *isa = "?";
