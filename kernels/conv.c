@@ -528,8 +528,8 @@ static void dw_vec_task(struct conv_job *j, float *zero, int index, int count)
 {
 	const struct conv_geom *g = &j->g;
 	const struct act_params *act = &j->n->p.conv.act;
-	struct dw_epi ep = { NULL, act->kind == ACT_RELU ? DW_ACT_RELU : act->kind == ACT_CLIP ? DW_ACT_CLIP : DW_ACT_NONE,
-			     act->alpha, act->beta };
+	enum dw_act a = act->kind == ACT_RELU ? DW_ACT_RELU : act->kind == ACT_CLIP ? DW_ACT_CLIP : DW_ACT_NONE;
+	struct dw_epi ep = { NULL, a, act->alpha, act->beta };
 	int64_t t0, t1;
 
 	tpool_slice(g->N * g->M, index, count, &t0, &t1);
