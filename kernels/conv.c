@@ -170,7 +170,7 @@ static float *pack_weights(const struct conv_geom *g, const struct sgemm_kernel 
 	return wp;
 }
 
-static size_t dw_scratch_floats(const struct conv_geom *g);
+static size_t dw_scratch_floats(const struct conv_geom *g, int vec);
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 {
@@ -187,7 +187,7 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	pl->k = sgemm_kernel_pick();
 	pl->vec = use_vec(pl->algo, &g, pl->k);
 	if (pl->algo == CONV_DEPTHWISE) {
-		n->work_bytes = dw_scratch_floats(&g) * sizeof(float) + 64;
+		n->work_bytes = dw_scratch_floats(&g, pl->vec) * sizeof(float) + 64;
 		return 0;
 	}
 	pl->trans = use_trans(&g, pl->k);
@@ -508,16 +508,18 @@ static void dw_plane(const struct conv_geom *g, const float *x, const float *w, 
 	}
 }
 
-/* Floats of a thread's depthwise scratch (3x3 only; 0 otherwise): a row
- * of W zeros for conv_dw3x3_avx512, then the padded plane and the run
- * below it for dw3x3_plane. */
-static size_t dw_scratch_floats(const struct conv_geom *g)
+/* Floats of a thread's depthwise scratch: for conv_dw3x3_avx512 (vec), a
+ * row of W zeros; for dw3x3_plane, the padded plane and the run below it
+ * (3x3 only; 0 otherwise). */
+static size_t dw_scratch_floats(const struct conv_geom *g, int vec)
 {
 	struct dw_pad pad;
+	if (vec)
+		return (size_t)g->W;
 	if (g->kh != 3 || g->kw != 3)
 		return 0;
 	dw_pad_dims(g, &pad);
-	return (size_t)(g->W + pad.ph * pad.pw + g->OH * pad.pw + 16);
+	return (size_t)(pad.ph * pad.pw + g->OH * pad.pw + 16);
 }
 
 /* The AVX-512 kernel's share of a thread: whole planes. (Split by output
@@ -554,16 +556,16 @@ static void dw_task(void *arg, int index, int count)
 	int64_t plane = g->OH * g->OW, b, e;
 	struct dw_pad pad = { NULL, NULL, 0, 0 };
 
-	float *zero = j->c->scratch[index];
+	float *scratch = j->c->scratch[index];
 
 	if (j->vec) {
-		dw_vec_task(j, zero, index, count);
+		dw_vec_task(j, scratch, index, count);
 		return;
 	}
 	tpool_slice(g->N * g->M, index, count, &b, &e);
 	if (g->kh == 3 && g->kw == 3) {
 		dw_pad_dims(g, &pad);
-		pad.buf = zero + g->W;
+		pad.buf = scratch;
 		pad.z = pad.buf + pad.ph * pad.pw;
 	}
 	for (int64_t t = b; t < e; t++) {
@@ -599,7 +601,7 @@ CPU_KERNEL(cpu_conv)
 	j.k = pl ? pl->k : sgemm_kernel_pick();
 	j.vec = pl ? pl->vec : use_vec(j.algo, g, j.k);
 	if (j.algo == CONV_DEPTHWISE) {
-		if ((rc = cpu_scratch_reserve(c, dw_scratch_floats(g) * sizeof(float) + 64)))
+		if ((rc = cpu_scratch_reserve(c, dw_scratch_floats(g, j.vec) * sizeof(float) + 64)))
 			return rc;
 		if (c->pool)
 			tpool_run(c->pool, dw_task, &j);

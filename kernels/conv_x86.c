@@ -84,6 +84,12 @@ static inline const float *at(const float *base, int64_t off)
 	return (const float *)((uintptr_t)base + (uintptr_t)(off * (int64_t)sizeof(float)));
 }
 
+/* Lane i: 2 i, the even elements of two vectors (stride 2). */
+__attribute__((target("avx512f"))) static inline __m512i even_lanes(void)
+{
+	return _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+}
+
 __attribute__((target("avx512f"))) static inline void put_halves(__m512 v, float *d0, float *d1)
 {
 	_mm256_storeu_ps(d0, _mm512_castps512_ps256(v));
@@ -106,7 +112,7 @@ __attribute__((target("avx512f"))) static void pack_interior(const struct conv_g
 							     float *d0, float *d1, int64_t nr,
 							     int half)
 {
-	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+	const __m512i even = even_lanes();
 	const float *b0 = x + (r->oh * g->sh - g->pt) * g->W + r->ow * g->sw - g->pl;
 	int64_t kk = g->kh * g->kw;
 
@@ -217,7 +223,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void
 dw_rows(const struct conv_geom *g, const float *x, const __m512 *wv, float bias, float *y,
 	const float *zero, const struct dw_epi *ep, int64_t oh0, const int SH)
 {
-	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+	const __m512i even = even_lanes();
 	enum { NR = (DW_ROWS - 1) * 2 + 3 };
 	const float *rp[NR];
 	int nq = g->OH - oh0 < DW_ROWS ? (int)(g->OH - oh0) : DW_ROWS;
@@ -283,9 +289,15 @@ dw_rows(const struct conv_geom *g, const float *x, const __m512 *wv, float bias,
 	}
 }
 
-__attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *g, const float *x,
-							const float *w, float bias, float *y,
-							const float *zero, const struct dw_epi *ep)
+int conv_dw3x3_avx512_applies(const struct conv_geom *g)
+{
+	return __builtin_cpu_supports("avx512f") && g->kh == 3 && g->kw == 3 && g->sw >= 1 && g->sw <= 2 &&
+	       g->sh >= 1 && g->sh <= 2 && g->dh == 1;
+}
+
+__attribute__((target("avx512f"))) void conv_dw3x3_avx512(const struct conv_geom *g, const float *x,
+							   const float *w, float bias, float *y,
+							   const float *zero, const struct dw_epi *ep)
 {
 	__m512 wv[9];
 #pragma GCC unroll 9
@@ -296,18 +308,6 @@ __attribute__((target("avx512f"))) static void dw_plane(const struct conv_geom *
 			dw_rows(g, x, wv, bias, y, zero, ep, oh0, 1);
 		else
 			dw_rows(g, x, wv, bias, y, zero, ep, oh0, 2);
-}
-
-int conv_dw3x3_avx512_applies(const struct conv_geom *g)
-{
-	return __builtin_cpu_supports("avx512f") && g->kh == 3 && g->kw == 3 && g->sw >= 1 && g->sw <= 2 &&
-	       g->sh >= 1 && g->sh <= 2 && g->dh == 1;
-}
-
-void conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
-		       const float *zero, const struct dw_epi *ep)
-{
-	dw_plane(g, x, w, bias, y, zero, ep);
 }
 #else
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,

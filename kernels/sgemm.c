@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "sgemm-impl.h"
+#include "simd.h"
 
 /* K block: A's micro-panel (MR x KC) stays in L1 while the B panels of a
  * block stream from L2. */
@@ -161,19 +162,12 @@ void sgemm_packed(const struct sgemm_kernel *k, int64_t M, int64_t N, int64_t K,
 	}
 }
 
-/* 8 lanes as one GCC vector (one ymm with AVX2 or AVX-512, two xmm or NEON
- * registers elsewhere); _u for unaligned loads and stores. */
-typedef float v8sf __attribute__((vector_size(32)));
-typedef float v8sf_u __attribute__((vector_size(32), aligned(4)));
-
 /* A transposed tile stored: t holds np pixels (rows, NR apart) of nm
  * channels; channel j's pixels go to c + j ldc. Where the tile has 8
  * pixels, 8 channels at a time by an 8 x 8 transpose in registers (three
  * rounds of shuffles), the rest element by element (the scalar loop took
  * 5 % of mobilenet_v2's time on two threads). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SPLITD_NO_CLONES)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CPU_CLONES
 static void store_t(const float *t, int64_t NR, float *c, int64_t ldc, int64_t nm, int64_t np)
 {
 	int64_t j = 0;
