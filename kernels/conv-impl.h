@@ -11,6 +11,10 @@ struct conv_geom {
 	int64_t sx, sy, ss;	/* plane strides of x, y and the fused sum (elements) */
 };
 
+#define CONV_BLOCK_MAX 1024	/* columns of a GEMM conv's block at most */
+
+struct sgemm_epi;
+
 /* im2col of output columns [c0, c1) of the image x (Cg planes sx apart)
  * straight into B panels of nr columns (nr 8 or a multiple of 16; row k
  * of panel j at dst + (j K + k) nr, the last panel's tail zero), with
@@ -19,6 +23,20 @@ struct conv_geom {
  * horizontal stride above 2, another nr): the caller packs another way. */
 int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, int64_t c1,
 		       int64_t nr, float *dst);
+
+/* A conv whose B rows are spans of its input planes (stride 1, OW = W):
+ * rows [m0, m1) (m0 a multiple of 8) of one group's output columns
+ * [c0, c1) (c0 a multiple of 32, c1 - c0 at most CONV_BLOCK_MAX) of C (rows
+ * ldc apart, at column c0) = A B with the AVX-512 8 x 32 kernel, B read
+ * from the group's input planes x; ap: the group's weights as
+ * sgemm_pack_a packs them for that kernel; ep: as for sgemm_packed.
+ * Identical to im2col + sgemm_packed. Only where
+ * conv_direct_avx512_applies(): AVX-512 in this build and CPU, strides 1,
+ * OW = W, kh kw at most 64. */
+int conv_direct_avx512_applies(const struct conv_geom *g);
+void conv_direct_avx512(const struct conv_geom *g, const float *ap, const float *x, int64_t c0,
+			int64_t c1, int64_t m0, int64_t m1, float *c, int64_t ldc,
+			const struct sgemm_epi *ep);
 
 /* What a depthwise plane gets after its taps, in registers: the fused sum
  * (plane of y's layout, or NULL), then none, ReLU or Clip [lo, hi]. */

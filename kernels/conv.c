@@ -29,6 +29,7 @@ struct conv_plan {
 	float *wp;		/* packed weights (NULL: not constant) */
 	int64_t wp_group;	/* floats per group */
 	int vec;		/* conv_x86.c's AVX-512 im2col or depthwise kernel */
+	int direct;		/* conv_x86.c's direct kernel: B read from the input */
 };
 
 /* Whether a node runs conv_x86.c: where the GEMM's micro-kernel is
@@ -47,6 +48,17 @@ static int use_vec(enum conv_algo algo, const struct conv_geom *g, const struct 
 	if (algo == CONV_DEPTHWISE)
 		return conv_dw3x3_avx512_applies(g) && !getenv("SPLITD_CONV_DW_SCALAR");
 	return algo == CONV_GEMM && !getenv("SPLITD_CONV_IM2COL_SCALAR");
+}
+
+/* Whether a GEMM conv reads its B straight from the input planes
+ * (conv_direct_avx512: stride 1, rows kept whole; not for the transposed
+ * tiles): the AVX-512 kernel only. SPLITD_CONV_DIRECT=0 turns it off for
+ * measurements. */
+static int use_direct(const struct conv_geom *g, const struct sgemm_kernel *k, int trans)
+{
+	const char *e = getenv("SPLITD_CONV_DIRECT");
+	return k->isa == SGEMM_AVX512 && k->mr == 8 && k->nr == 32 && !trans &&
+	       conv_direct_avx512_applies(g) && !(e && *e == '0');
 }
 
 static void geom(const struct eng_node *n, const struct tensor_view *x, const struct tensor_view *y,
@@ -98,8 +110,6 @@ struct conv_tiling {
 	int64_t colw, chw;	/* columns per panel, channels per slice step */
 };
 
-#define CONV_BLOCK_MAX 1024	/* columns of a block at most */
-
 /* Transposed (sgemm_packed_t) when NR-column panels would waste more than
  * 8 % of the work on a plane and MR-column ones less: 7x7 and 14x14. */
 static int use_trans(const struct conv_geom *g, const struct sgemm_kernel *k)
@@ -145,9 +155,9 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 }
 
 /* Per-thread scratch: the packed B of one block of columns. */
-static size_t scratch_bytes(const struct conv_geom *g, const struct conv_tiling *t)
+static size_t scratch_bytes(const struct conv_geom *g, const struct conv_tiling *t, int direct)
 {
-	return (size_t)(g->K * t->pmax * t->colw) * 4 + 64;
+	return direct ? 64 : (size_t)(g->K * t->pmax * t->colw) * 4 + 64;
 }
 
 /* Weights as the packed A of each group (K = Cg kh kw, rows Mg), or for
@@ -191,6 +201,7 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 		return 0;
 	}
 	pl->trans = use_trans(&g, pl->k);
+	pl->direct = use_direct(&g, pl->k, pl->trans);
 	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32) {
 		if (!(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
 			return -ENOMEM;
@@ -199,7 +210,7 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	}
 	struct conv_tiling t;
 	tiling(&g, pl->k, pl->trans, e->threads, &t);
-	n->work_bytes = scratch_bytes(&g, &t);
+	n->work_bytes = scratch_bytes(&g, &t, pl->direct);
 	return 0;
 }
 
@@ -210,6 +221,20 @@ void cpu_conv_release(struct eng_node *n)
 		free(pl->wp);
 	free(pl);
 	n->packed = NULL;
+}
+
+const char *cpu_conv_path(const struct eng_node *n)
+{
+	const struct conv_plan *pl = n->packed;
+	if (!pl)
+		return "?";
+	if (pl->algo == CONV_DEPTHWISE)
+		return "depthwise";
+	if (pl->direct)
+		return "direct";
+	if (pl->algo == CONV_1X1)
+		return pl->trans ? "1x1-t" : "1x1";
+	return pl->trans ? "im2col-t" : "im2col";
 }
 
 /* Row k = (ci, ki, kj) of the im2col of output columns [c0, c1) of image
@@ -310,6 +335,7 @@ struct conv_job {
 	int64_t wp_group;
 	int trans;
 	int vec;		/* conv_plan.vec */
+	int direct;		/* conv_plan.direct */
 	struct conv_tiling t;
 };
 
@@ -360,7 +386,7 @@ static void conv_gemm_task(void *arg, int index, int count)
 		if (c0 >= c1 || m0 >= m1)
 			continue;
 		const float *xin = j->x + (ni * g->C + gi * g->Cg) * g->sx;
-		if (blk != packed) {
+		if (blk != packed && !j->direct) {
 			if (j->algo == CONV_1X1)
 				sgemm_pack_b(cw, g->K, c1 - c0, xin + c0, g->sx, bp);
 			else if (!j->vec || conv_im2col_avx512(g, xin, c0, c1, cw, bp))
@@ -373,7 +399,9 @@ static void conv_gemm_task(void *arg, int index, int count)
 				      j->b ? j->b + gi * g->Mg : NULL };
 		struct sgemm_epi ep = { conv_epi, &ea };
 		const struct sgemm_epi *epp = j->b || j->sum || j->n->p.conv.act.kind != ACT_NONE ? &ep : NULL;
-		if (j->trans)
+		if (j->direct)
+			conv_direct_avx512(g, w, xin, c0, c1, m0, m1, j->y + yoff, g->sy, epp);
+		else if (j->trans)
 			sgemm_packed_t(j->k, g->Mg, c1 - c0, g->K, bp, w, m0, m1, j->y + yoff, g->sy, epp);
 		else
 			sgemm_packed(j->k, g->Mg, c1 - c0, g->K, w, bp, m0, m1, j->y + yoff, g->sy, epp);
@@ -615,8 +643,9 @@ CPU_KERNEL(cpu_conv)
 	j.wp_group = pl ? pl->wp_group : 0;
 	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.trans, j.w, &j.wp_group)))
 		return -ENOMEM;
+	j.direct = pl ? pl->direct : use_direct(g, j.k, j.trans);
 	tiling(g, j.k, j.trans, c->threads, &j.t);
-	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t))))
+	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t, j.direct))))
 		goto out;
 	if (c->pool)
 		tpool_run(c->pool, conv_gemm_task, &j);

@@ -17,6 +17,7 @@
  *   eight independent FMA chains; the fused sum and ReLU/Clip applied in
  *   registers before a masked store of each group. */
 #include "conv-impl.h"
+#include "sgemm-impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -207,6 +208,125 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 	}
 	return 0;
 }
+/* ---- direct stride-1 convolution ---- */
+
+/* Where a conv has stride 1 and keeps the row width (OW = W: pads left
+ * and right add up to the kernel's reach), output pixel q = oh W + ow
+ * reads, for tap (ki, kj), input element q + (ki dh - pt) W + kj dw - pl of
+ * each channel plane: linear in q. So the GEMM's B row k = (ci, ki, kj)
+ * for 32 consecutive output pixels is one unaligned load of the plane
+ * itself, the lanes whose input falls in the padding (or past the
+ * columns asked for) masked off. The micro-kernel reads B from the input
+ * directly: no im2col, no packed copy (the 3x3 copy was nine times the
+ * input). Tiles, K blocks and the order of every sum are those of
+ * sgemm_packed with the AVX-512 kernel, and a masked lane is a zero as
+ * im2col writes it: the results are identical. */
+#define DIRECT_MR 8
+#define DIRECT_NR 32
+#define DIRECT_TAPS 64	/* kh kw at most */
+
+int conv_direct_avx512_applies(const struct conv_geom *g)
+{
+	int64_t T = g->kh * g->kw;
+	return __builtin_cpu_supports("avx512f") && g->sh == 1 && g->sw == 1 && g->OW == g->W &&
+	       T > 1 && T <= DIRECT_TAPS;
+}
+
+/* One 8 x 32 tile of C (rows ldc apart; acc: add to it) over kc rows of
+ * B starting at tap `tap` of the channel whose plane (advanced to the
+ * tile's first pixel) is x; planes sx floats apart, taps T per channel at
+ * element offsets off[], masks mask[] (bit l: lane l reads). */
+__attribute__((target("avx512f"))) static void direct_8x32(int64_t kc, const float *a, const float *x,
+							   int tap, int T, const int64_t *off,
+							   const uint32_t *mask, int64_t sx, float *c,
+							   int64_t ldc, int acc)
+{
+	__m512 t[DIRECT_MR][2];
+#pragma GCC unroll 8
+	for (int i = 0; i < DIRECT_MR; i++)
+		for (int v = 0; v < 2; v++)
+			t[i][v] = acc ? _mm512_loadu_ps(c + i * ldc + 16 * v) : _mm512_setzero_ps();
+	for (int64_t k = 0; k < kc; tap = 0, x = at(x, sx)) {
+		int64_t n = T - tap < kc - k ? T - tap : kc - k;
+		for (int64_t e = tap + n; tap < e; tap++) {
+			uint32_t m = mask[tap];
+			__m512 b0 = _mm512_maskz_loadu_ps((__mmask16)m, at(x, off[tap]));
+			__m512 b1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), at(x, off[tap] + 16));
+#pragma GCC unroll 8
+			for (int i = 0; i < DIRECT_MR; i++) {
+				__m512 av = _mm512_set1_ps(a[i]);
+				t[i][0] = _mm512_fmadd_ps(av, b0, t[i][0]);
+				t[i][1] = _mm512_fmadd_ps(av, b1, t[i][1]);
+			}
+			a += DIRECT_MR;
+		}
+		k += n;
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < DIRECT_MR; i++)
+		for (int v = 0; v < 2; v++)
+			_mm512_storeu_ps(c + i * ldc + 16 * v, t[i][v]);
+}
+
+/* Lanes of the tile at pixel q (of columns up to c1) that read an input
+ * element for tap (ki, kj). */
+static uint32_t direct_mask(const struct conv_geom *g, int64_t q, int64_t c1, int64_t ki, int64_t kj)
+{
+	uint32_t m = 0;
+	for (int l = 0; l < DIRECT_NR && q + l < c1; l++) {
+		int64_t ih = (q + l) / g->W + ki * g->dh - g->pt, iw = (q + l) % g->W + kj * g->dw - g->pl;
+		if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+			m |= UINT32_C(1) << l;
+	}
+	return m;
+}
+
+void conv_direct_avx512(const struct conv_geom *g, const float *ap, const float *x, int64_t c0,
+			int64_t c1, int64_t m0, int64_t m1, float *c, int64_t ldc,
+			const struct sgemm_epi *ep)
+{
+	int T = (int)(g->kh * g->kw);
+	int64_t K = g->K, kc = sgemm_kc(K), mpad = sgemm_round_up(g->Mg, DIRECT_MR), N = c1 - c0;
+	int64_t tiles = (N + DIRECT_NR - 1) / DIRECT_NR, off[DIRECT_TAPS];
+	uint32_t mask[(CONV_BLOCK_MAX / DIRECT_NR) * DIRECT_TAPS];
+	float edge[DIRECT_MR * DIRECT_NR] __attribute__((aligned(64)));
+
+	for (int tp = 0; tp < T; tp++) {
+		int64_t ki = tp / g->kw, kj = tp % g->kw;
+		off[tp] = (ki * g->dh - g->pt) * g->W + kj * g->dw - g->pl;
+		for (int64_t j = 0; j < tiles; j++)
+			mask[j * T + tp] = direct_mask(g, c0 + j * DIRECT_NR, c1, ki, kj);
+	}
+	for (int64_t k0 = 0; k0 < K; k0 += kc) {
+		int64_t kb = K - k0 < kc ? K - k0 : kc;
+		int acc = k0 > 0, tap = (int)(k0 % T);
+		const float *xk = x + k0 / T * g->sx + c0;
+		for (int64_t m = m0; m < m1; m += DIRECT_MR) {
+			const float *a = ap + k0 * mpad + m * kb;
+			int64_t mr = m1 - m < DIRECT_MR ? m1 - m : DIRECT_MR;
+			for (int64_t j = 0; j < tiles; j++) {
+				int64_t nr = N - j * DIRECT_NR < DIRECT_NR ? N - j * DIRECT_NR : DIRECT_NR;
+				float *ct = c + m * ldc + j * DIRECT_NR;
+				const float *xt = xk + j * DIRECT_NR;
+				if (mr == DIRECT_MR && nr == DIRECT_NR) {
+					direct_8x32(kb, a, xt, tap, T, off, mask + j * T, g->sx, ct, ldc, acc);
+					continue;
+				}
+				/* at C's edge: the whole tile locally, its corner copied */
+				for (int64_t i = 0; i < mr; i++)
+					for (int64_t l = 0; l < nr; l++)
+						edge[i * DIRECT_NR + l] = acc ? ct[i * ldc + l] : 0.f;
+				direct_8x32(kb, a, xt, tap, T, off, mask + j * T, g->sx, edge, DIRECT_NR, 1);
+				for (int64_t i = 0; i < mr; i++)
+					for (int64_t l = 0; l < nr; l++)
+						ct[i * ldc + l] = edge[i * DIRECT_NR + l];
+			}
+			if (ep && k0 + kb == K)
+				ep->fn(ep->arg, c + m * ldc, ldc, m, mr, N);
+		}
+	}
+}
+
 /* ---- depthwise 3x3 ---- */
 
 #define DW_ROWS 8	/* output rows at a time: eight FMA chains */
@@ -320,6 +440,19 @@ int conv_dw3x3_avx512_applies(const struct conv_geom *g)
 {
 	(void)g;
 	return 0;
+}
+
+int conv_direct_avx512_applies(const struct conv_geom *g)
+{
+	(void)g;
+	return 0;
+}
+
+void conv_direct_avx512(const struct conv_geom *g, const float *ap, const float *x, int64_t c0,
+			int64_t c1, int64_t m0, int64_t m1, float *c, int64_t ldc,
+			const struct sgemm_epi *ep)
+{
+	(void)g, (void)ap, (void)x, (void)c0, (void)c1, (void)m0, (void)m1, (void)c, (void)ldc, (void)ep;
 }
 
 void conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,

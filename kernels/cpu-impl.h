@@ -63,6 +63,9 @@ CPU_KERNEL(cpu_einsum);
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n);
 void cpu_conv_release(struct eng_node *n);
+/* How a prepared Conv runs: "depthwise", "direct" (B read from the input),
+ * "im2col", "1x1", or with "-t" the transposed tiles ("im2col-t", "1x1-t"). */
+const char *cpu_conv_path(const struct eng_node *n);
 
 /* In-place activation over n floats (elementwise.c). */
 void cpu_act(float *x, int64_t n, const struct act_params *a);

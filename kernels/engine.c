@@ -14,6 +14,8 @@
 
 #include <openssl/evp.h>
 
+#include "threadpool.h"
+
 #include "backend-impl.h"
 #include "engine-impl.h"
 
@@ -73,6 +75,8 @@ static int load(const void *data, size_t len, const struct engine_opts *opts, un
 	e->threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (e->threads < 1)
 		e->threads = 1;
+	if (e->threads > TPOOL_MAX_THREADS)	/* one inference on more is not worth it */
+		e->threads = TPOOL_MAX_THREADS;
 	if ((rc = eng_parse_onnx(e, data, len, opts, flags, err, errlen)))
 		goto out;
 	for (int i = 0; i < e->nt; i++)

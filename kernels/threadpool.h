@@ -7,6 +7,10 @@
 
 struct tpool;
 
+/* Threads of a pool at most (the caller included): one bit each in the job
+ * word, beside its 24-bit generation. */
+#define TPOOL_MAX_THREADS 40
+
 typedef void (*tpool_fn)(void *arg, int index, int count);
 
 int tpool_new(int threads, struct tpool **out);

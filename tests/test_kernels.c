@@ -12,9 +12,14 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "errbound.h"
+#include "threadpool.h"
 
 static const char *dir;
 
@@ -660,6 +665,78 @@ static void test_bad_models(void **state)
 	assert_non_null(strstr(err, "/nonexistent/model.onnx"));
 }
 
+
+/* The thread pool: every slice of every job runs once, on count = threads
+ * slices, and tpool_run returns after all of them; thread counts past
+ * TPOOL_MAX_THREADS are cut to it. Each thread claims its own slice first
+ * (slice i is thread i's: a node's slice works on what the same slice of
+ * the node before wrote, in that thread's cache): the caller claims slice
+ * 0 as it publishes the job, and a worker takes slice 0 only once its own
+ * is taken. Slice 1 here takes ~20 us, so the caller has claimed slice 0
+ * long before: with slices handed out in claim order, an awake worker
+ * won slice 0 about half the time. */
+struct pool_job {
+	_Atomic int ran[8];
+	int count_seen, bad;
+	pthread_t caller;
+	_Atomic int slice0_on_worker;
+};
+
+static void pool_fn(void *arg, int index, int count)
+{
+	struct pool_job *j = arg;
+	if (count != j->count_seen || index < 0 || index >= count)
+		j->bad = 1;
+	else
+		atomic_fetch_add(&j->ran[index], 1);
+	if (index == 0 && !pthread_equal(pthread_self(), j->caller))
+		atomic_fetch_add(&j->slice0_on_worker, 1);
+	if (index == 1) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+		while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 20000);
+	}
+}
+
+static void test_tpool(void **state)
+{
+	static const int counts[] = { 1, 2, 3, 5 };
+	const int jobs = 500;
+	(void)state;
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		struct tpool *p = NULL;
+		struct pool_job j = { .count_seen = counts[c], .caller = pthread_self() };
+		assert_int_equal(tpool_new(counts[c], &p), 0);
+		assert_int_equal(tpool_threads(p), counts[c]);
+		for (int r = 1; r <= jobs; r++) {
+			tpool_run(p, pool_fn, &j);
+			for (int i = 0; i < counts[c]; i++)
+				if (atomic_load(&j.ran[i]) != r)
+					fail_msg("%d threads, job %d: slice %d ran %d times in all", counts[c], r,
+						 i, atomic_load(&j.ran[i]));
+		}
+		assert_false(j.bad);
+		tpool_free(p);
+		printf("tpool %d threads: %d jobs, slice 0 on a worker %d times\n", counts[c], jobs,
+		       atomic_load(&j.slice0_on_worker));
+		/* with more threads than CPUs, the caller may sleep past the claim */
+		if (counts[c] > 1 && counts[c] <= sysconf(_SC_NPROCESSORS_ONLN) &&
+		    atomic_load(&j.slice0_on_worker) > jobs / 10)
+			fail_msg("%d threads: slice 0 ran on a worker in %d of %d jobs, not the caller",
+				 counts[c], atomic_load(&j.slice0_on_worker), jobs);
+	}
+	struct tpool *p = NULL;
+	assert_int_equal(tpool_new(TPOOL_MAX_THREADS + 10, &p), 0);
+	assert_int_equal(tpool_threads(p), TPOOL_MAX_THREADS);
+	struct pool_job j = { .count_seen = TPOOL_MAX_THREADS, .caller = pthread_self() };
+	tpool_run(p, pool_fn, &j);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(atomic_load(&j.ran[i]), 1);
+	tpool_free(p);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -682,6 +759,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_einsum_gemm),
 		cmocka_unit_test(test_ranges_and_cuts),
 		cmocka_unit_test(test_bad_models),
+		cmocka_unit_test(test_tpool),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,7 +208,8 @@ static void run_node(struct engine *e, const struct eng_node *n, CPU_KERNEL((*fn
 
 /* One conv case on kernel k's ISA with `threads` threads; weights constant
  * (packed at prepare) or not (packed per call). */
-static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads, int wconst)
+static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads, int wconst,
+		     float **yout, const char **path)
 {
 	int64_t OH = (k->H + k->pt + k->pb - (k->kh - 1) * k->dh - 1) / k->sh + 1;
 	int64_t OW = (k->W + k->pl + k->pr - (k->kw - 1) * k->dw - 1) / k->sw + 1;
@@ -244,8 +245,12 @@ static void run_conv(const struct conv_case *k, enum sgemm_isa isa, int threads,
 		 (long)k->kw, (long)k->sh, (long)k->dh, (long)k->pt, (long)k->pl, (long)k->group, threads,
 		 wconst ? "" : " (weights per call)");
 	check(what, y, want, mag, ny, Cg * k->kh * k->kw + 2);
+	if (path)
+		*path = cpu_conv_path(&n);
 	cpu_conv_release(&n);
 	unsetenv("SPLITD_CPU_ISA");
+	if (yout)
+		*yout = y, y = NULL;
 	free(x), free(w), free(b), free(sum), free(y), free(want), free(mag);
 }
 
@@ -290,7 +295,7 @@ static void test_conv_isas(void **state)
 		printf("conv cases on %s\n", sgemm_isa_name(isas[q]));
 		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
 			for (int th = 1; th <= 2; th++)
-				run_conv(&cases[c], isas[q], th, th == 1 || c % 2 == 0);
+				run_conv(&cases[c], isas[q], th, th == 1 || c % 2 == 0, NULL, NULL);
 	}
 	printf("MARGIN sgemm_conv_isas %.3g\n", worst);
 	(void)state;
@@ -433,12 +438,77 @@ static void test_im2col_avx512(void **state)
 	(void)state;
 }
 
+
+/* The direct convolution (conv_direct_avx512: B read from the input
+ * planes, for stride 1 and rows kept whole) against the im2col path it
+ * replaces (SPLITD_CONV_DIRECT=0): identical bits, both within the float64
+ * reference's bound. Tiles that span rows, planes narrower than a tile,
+ * K blocks that start mid-channel, rows past the last full 8, 3x3, 5x5,
+ * 7x7, 1x3, 3x1, 1-D, dilations, pads unequal left and right, rows lost to
+ * the vertical pads (OH < H), groups, fused bias, sum and activation, on
+ * 1, 2 and 3 threads (column ranges cut unevenly). Skipped where the CPU
+ * has no AVX-512, where it must say so. */
+static void test_conv_direct(void **state)
+{
+	static const struct conv_case cases[] = {
+		/* C  H   W   M   kh kw sh sw dh dw pt pl pb pr g  bias sum act */
+		{ 61, 9, 37, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_RELU },	/* K 549: mid-channel */
+		{ 130, 6, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_NONE },	/* K 1170: 3 blocks */
+		{ 16, 12, 70, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_CLIP },	/* wide rows */
+		{ 8, 10, 13, 24, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, 0, 1, ACT_NONE },
+		{ 6, 15, 20, 8, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 0, ACT_RELU },
+		{ 8, 9, 11, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 1, 1, ACT_RELU },	/* dilated */
+		{ 8, 9, 11, 16, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 1, 1, 0, ACT_NONE },	/* pads 0 / 2 */
+		{ 8, 9, 11, 16, 3, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 1, ACT_CLIP },	/* OH = H - 2 */
+		{ 12, 10, 9, 16, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, ACT_NONE },	/* 3x1 */
+		{ 12, 10, 9, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, ACT_RELU },	/* 1x3 */
+		{ 9, 1, 40, 10, 1, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, 1, 0, ACT_NONE },	/* 1-D */
+		{ 5, 12, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, ACT_RELU },	/* W 1 */
+		{ 7, 3, 3, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, ACT_NONE },	/* 9 pixels */
+		{ 16, 9, 11, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, ACT_RELU },	/* groups */
+		{ 32, 28, 28, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ACT_RELU },	/* 2 tiles a row */
+	};
+	int has = 0, ran = 0;
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	has = __builtin_cpu_supports("avx512f");
+#endif
+	if (!has) {
+		printf("conv_direct: no AVX-512 here: skipped\n");
+		(void)state;
+		return;
+	}
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+		for (int th = 1; th <= 3; th++) {
+			const struct conv_case *k = &cases[c];
+			int64_t OH = k->H + k->pt + k->pb - (k->kh - 1) * k->dh;
+			int64_t ny = k->M * OH * k->W;
+			float *direct = NULL, *im2col = NULL;
+			const char *p1 = NULL, *p0 = NULL;
+			run_conv(k, SGEMM_AVX512, th, 1, &direct, &p1);
+			setenv("SPLITD_CONV_DIRECT", "0", 1);
+			run_conv(k, SGEMM_AVX512, th, th != 2, &im2col, &p0);
+			unsetenv("SPLITD_CONV_DIRECT");
+			if (strcmp(p1, "direct") || !strcmp(p0, "direct"))
+				fail_msg("case %zu: paths %s and %s, want direct and not", c, p1, p0);
+			for (int64_t i = 0; i < ny; i++)
+				if (memcmp(&direct[i], &im2col[i], sizeof(float)))
+					fail_msg("case %zu, %d threads: element %ld is %.9g direct, %.9g by im2col",
+						 c, th, (long)i, direct[i], im2col[i]);
+			free(direct), free(im2col);
+			ran++;
+		}
+	printf("conv_direct: %d cases bit-identical to im2col\n", ran);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sgemm_shapes),
 		cmocka_unit_test(test_conv_isas),
 		cmocka_unit_test(test_im2col_avx512),
+		cmocka_unit_test(test_conv_direct),
 		cmocka_unit_test(test_gemm_one_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
