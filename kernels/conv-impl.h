@@ -2,6 +2,7 @@
 #ifndef SPLITD_CONV_IMPL_H
 #define SPLITD_CONV_IMPL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* One Conv's geometry: input C x H x W, output M x OH x OW, G groups of Cg
@@ -36,7 +37,12 @@ int conv_im2col_avx512(const struct conv_geom *g, const float *x, int64_t c0, in
 int conv_direct_avx512_applies(const struct conv_geom *g);
 void conv_direct_avx512(const struct conv_geom *g, const float *ap, const float *x, int64_t c0,
 			int64_t c1, int64_t m0, int64_t m1, float *c, int64_t ldc,
-			const struct sgemm_epi *ep);
+			const struct sgemm_epi *ep, const uint32_t *masks);
+/* Its lane masks for a whole output plane (conv_direct_mask_count() of
+ * them, the tiles of 32 pixels from 0, kh kw each), made once at prepare
+ * and passed as masks (NULL: each call makes its block's). */
+size_t conv_direct_mask_count(const struct conv_geom *g);
+void conv_direct_masks(const struct conv_geom *g, uint32_t *dst);
 
 /* What a depthwise plane gets after its taps, in registers: the fused sum
  * (plane of y's layout, or NULL), then none, ReLU or Clip [lo, hi]. */

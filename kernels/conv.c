@@ -30,6 +30,8 @@ struct conv_plan {
 	int64_t wp_group;	/* floats per group */
 	int vec;		/* conv_x86.c's AVX-512 im2col or depthwise kernel */
 	int direct;		/* conv_x86.c's direct kernel: B read from the input */
+	uint32_t *dmask;	/* its lane masks (conv_direct_masks) for */
+	int64_t dm_h, dm_oh, dm_pt;	/* the whole plane (a row band has others) */
 };
 
 /* Whether a node runs conv_x86.c: where the GEMM's micro-kernel is
@@ -202,6 +204,12 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 	}
 	pl->trans = use_trans(&g, pl->k);
 	pl->direct = use_direct(&g, pl->k, pl->trans);
+	if (pl->direct) {
+		if (!(pl->dmask = malloc(conv_direct_mask_count(&g) * sizeof(uint32_t))))
+			return -ENOMEM;
+		conv_direct_masks(&g, pl->dmask);
+		pl->dm_h = g.H, pl->dm_oh = g.OH, pl->dm_pt = g.pt;
+	}
 	if (wt->is_const && wt->data && wt->dtype == TENSOR_F32) {
 		if (!(pl->wp = pack_weights(&g, pl->k, pl->trans, wt->data, &pl->wp_group)))
 			return -ENOMEM;
@@ -217,8 +225,10 @@ int cpu_conv_prepare(struct engine *e, struct eng_node *n)
 void cpu_conv_release(struct eng_node *n)
 {
 	struct conv_plan *pl = n->packed;
-	if (pl)
+	if (pl) {
 		free(pl->wp);
+		free(pl->dmask);
+	}
 	free(pl);
 	n->packed = NULL;
 }
@@ -336,6 +346,7 @@ struct conv_job {
 	int trans;
 	int vec;		/* conv_plan.vec */
 	int direct;		/* conv_plan.direct */
+	const uint32_t *dmask;	/* conv_plan.dmask */
 	struct conv_tiling t;
 };
 
@@ -400,7 +411,7 @@ static void conv_gemm_task(void *arg, int index, int count)
 		struct sgemm_epi ep = { conv_epi, &ea };
 		const struct sgemm_epi *epp = j->b || j->sum || j->n->p.conv.act.kind != ACT_NONE ? &ep : NULL;
 		if (j->direct)
-			conv_direct_avx512(g, w, xin, c0, c1, m0, m1, j->y + yoff, g->sy, epp);
+			conv_direct_avx512(g, w, xin, c0, c1, m0, m1, j->y + yoff, g->sy, epp, j->dmask);
 		else if (j->trans)
 			sgemm_packed_t(j->k, g->Mg, c1 - c0, g->K, bp, w, m0, m1, j->y + yoff, g->sy, epp);
 		else
@@ -647,6 +658,8 @@ CPU_KERNEL(cpu_conv)
 	if (!j.wp && !(j.wp = wtmp = pack_weights(g, j.k, j.trans, j.w, &j.wp_group)))
 		return -ENOMEM;
 	j.direct = pl ? pl->direct : use_direct(g, j.k, j.trans);
+	/* a row band (band.c) runs the node on fewer rows, pads shifted */
+	j.dmask = pl && g->H == pl->dm_h && g->OH == pl->dm_oh && g->pt == pl->dm_pt ? pl->dmask : NULL;
 	tiling(g, j.k, j.trans, c->threads, &j.t);
 	if ((rc = cpu_scratch_reserve(c, scratch_bytes(g, &j.t, j.direct))))
 		goto out;

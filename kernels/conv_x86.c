@@ -268,35 +268,58 @@ __attribute__((target("avx512f"))) static void direct_8x32(int64_t kc, const flo
 			_mm512_storeu_ps(c + i * ldc + 16 * v, t[i][v]);
 }
 
-/* Lanes of the tile at pixel q (of columns up to c1) that read an input
- * element for tap (ki, kj). */
-static uint32_t direct_mask(const struct conv_geom *g, int64_t q, int64_t c1, int64_t ki, int64_t kj)
+/* mask[tap]: the lanes of the tile at pixel q (of columns up to c1) that
+ * read an input element for each tap (ki, kj). */
+static void direct_masks(const struct conv_geom *g, int64_t q, int64_t c1, int T, uint32_t *mask)
 {
-	uint32_t m = 0;
-	for (int l = 0; l < DIRECT_NR && q + l < c1; l++) {
-		int64_t ih = (q + l) / g->W + ki * g->dh - g->pt, iw = (q + l) % g->W + kj * g->dw - g->pl;
-		if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
-			m |= UINT32_C(1) << l;
+	int64_t oh[DIRECT_NR], ow[DIRECT_NR], h = q / g->W, w = q % g->W;
+	int n = 0;
+	for (; n < DIRECT_NR && q + n < c1; n++) {
+		oh[n] = h, ow[n] = w;
+		if (++w == g->W)
+			w = 0, h++;
 	}
-	return m;
+	for (int tp = 0; tp < T; tp++) {
+		int64_t dy = tp / g->kw * g->dh - g->pt, dx = tp % g->kw * g->dw - g->pl;
+		uint32_t m = 0;
+		for (int l = 0; l < n; l++) {
+			int64_t ih = oh[l] + dy, iw = ow[l] + dx;
+			m |= (uint32_t)(ih >= 0 && ih < g->H && iw >= 0 && iw < g->W) << l;
+		}
+		mask[tp] = m;
+	}
+}
+
+size_t conv_direct_mask_count(const struct conv_geom *g)
+{
+	return (size_t)((g->OH * g->OW + DIRECT_NR - 1) / DIRECT_NR * g->kh * g->kw);
+}
+
+void conv_direct_masks(const struct conv_geom *g, uint32_t *dst)
+{
+	int T = (int)(g->kh * g->kw);
+	for (int64_t q = 0; q < g->OH * g->OW; q += DIRECT_NR, dst += T)
+		direct_masks(g, q, g->OH * g->OW, T, dst);
 }
 
 void conv_direct_avx512(const struct conv_geom *g, const float *ap, const float *x, int64_t c0,
 			int64_t c1, int64_t m0, int64_t m1, float *c, int64_t ldc,
-			const struct sgemm_epi *ep)
+			const struct sgemm_epi *ep, const uint32_t *masks)
 {
 	int T = (int)(g->kh * g->kw);
 	int64_t K = g->K, kc = sgemm_kc(K), mpad = sgemm_round_up(g->Mg, DIRECT_MR), N = c1 - c0;
 	int64_t tiles = (N + DIRECT_NR - 1) / DIRECT_NR, off[DIRECT_TAPS];
-	uint32_t mask[(CONV_BLOCK_MAX / DIRECT_NR) * DIRECT_TAPS];
+	uint32_t local[(CONV_BLOCK_MAX / DIRECT_NR) * DIRECT_TAPS];
+	const uint32_t *mask = local;
 	float edge[DIRECT_MR * DIRECT_NR] __attribute__((aligned(64)));
 
-	for (int tp = 0; tp < T; tp++) {
-		int64_t ki = tp / g->kw, kj = tp % g->kw;
-		off[tp] = (ki * g->dh - g->pt) * g->W + kj * g->dw - g->pl;
+	for (int tp = 0; tp < T; tp++)
+		off[tp] = (tp / g->kw * g->dh - g->pt) * g->W + tp % g->kw * g->dw - g->pl;
+	if (masks)	/* the plane's table: tiles start at multiples of 32 */
+		mask = masks + c0 / DIRECT_NR * T;
+	else
 		for (int64_t j = 0; j < tiles; j++)
-			mask[j * T + tp] = direct_mask(g, c0 + j * DIRECT_NR, c1, ki, kj);
-	}
+			direct_masks(g, c0 + j * DIRECT_NR, c1, T, local + j * T);
 	for (int64_t k0 = 0; k0 < K; k0 += kc) {
 		int64_t kb = K - k0 < kc ? K - k0 : kc;
 		int acc = k0 > 0, tap = (int)(k0 % T);
@@ -448,11 +471,23 @@ int conv_direct_avx512_applies(const struct conv_geom *g)
 	return 0;
 }
 
+size_t conv_direct_mask_count(const struct conv_geom *g)
+{
+	(void)g;
+	return 0;
+}
+
+void conv_direct_masks(const struct conv_geom *g, uint32_t *dst)
+{
+	(void)g, (void)dst;
+}
+
 void conv_direct_avx512(const struct conv_geom *g, const float *ap, const float *x, int64_t c0,
 			int64_t c1, int64_t m0, int64_t m1, float *c, int64_t ldc,
-			const struct sgemm_epi *ep)
+			const struct sgemm_epi *ep, const uint32_t *masks)
 {
 	(void)g, (void)ap, (void)x, (void)c0, (void)c1, (void)m0, (void)m1, (void)c, (void)ldc, (void)ep;
+	(void)masks;
 }
 
 void conv_dw3x3_avx512(const struct conv_geom *g, const float *x, const float *w, float bias, float *y,
