@@ -741,6 +741,129 @@ static void convt_col2im(void *arg, int64_t m0, int64_t m1)
 	}
 }
 
+/* ConvTranspose whose taps never overlap (strides equal to the kernel, no
+ * dilation, no pads, the output exactly H sh x W sw: the 2x2 stride-2
+ * upsampling of U-Net and DBNet heads): y[m][ih sh + ki][iw sw + kj] =
+ * b[m] + sum over ci of w[ci][m][ki][kj] x[ci][ih][iw], each output row
+ * summed in registers from the input row and written once, then its
+ * activation (kw = 2 vectorised; other widths one column at a time). (Through cols and col2im, dbnet_640's 16-channel 2x2
+ * layers ran at 10-13 % of peak: K = 16 moves data more than it computes,
+ * and cols and y each took a pass over 6.5 MB.) */
+
+static int convt_direct(const struct conv_geom *g)
+{
+	return g->sh == g->kh && g->sw == g->kw && g->dh == 1 && g->dw == 1 && !g->pt && !g->pl &&
+	       g->OH == g->H * g->sh && g->OW == g->W * g->sw;
+}
+
+/* Output row ih sh + ki of channels [m, m + MB): input columns [c, c + 16 CB)
+ * summed over the input channels in registers (MB x CB x kw chains, each
+ * input vector loaded once for all of them), then 2 kw = 2 interleaved into
+ * the row as it is stored; the bias added here, the activation after. */
+static inline __attribute__((always_inline)) void
+convt_block(const struct convt_job *j, int64_t m, int64_t ih, int64_t ki, int64_t c, const int MB,
+	    const int CB)
+{
+	const struct conv_geom *g = &j->g;
+	int64_t hw = g->H * g->W, ohw = g->OH * g->OW, taps = g->kh * g->kw;
+	const float *xg = j->x + (j->ni * g->C + j->gi * g->Cg) * hw + ih * g->W + c;
+	const float *wm = j->w + (j->gi * g->Cg * g->Mg + m) * taps + ki * 2;
+	v16sf acc[4][4][2];
+
+	for (int a = 0; a < MB; a++)
+		for (int q = 0; q < CB; q++)
+			acc[a][q][0] = acc[a][q][1] = (v16sf){ 0 };
+	for (int64_t ci = 0; ci < g->Cg; ci++) {
+		v16sf x[4];
+		for (int q = 0; q < CB; q++)
+			x[q] = *(const v16sf_u *)(xg + ci * hw + 16 * q);
+		for (int a = 0; a < MB; a++) {
+			const float *w = wm + (ci * g->Mg + a) * taps;
+			float w0 = w[0], w1 = w[1];
+			for (int q = 0; q < CB; q++) {
+				acc[a][q][0] += w0 * x[q];
+				acc[a][q][1] += w1 * x[q];
+			}
+		}
+	}
+	for (int a = 0; a < MB; a++) {
+		int64_t mo = j->gi * g->Mg + m + a;
+		float bv = j->b ? j->b[mo] : 0.f;
+		float *yr = j->y + (j->ni * g->M + mo) * ohw + (ih * g->sh + ki) * g->OW + 2 * c;
+		for (int q = 0; q < CB; q++) {
+			v16sf lo = __builtin_shufflevector(acc[a][q][0], acc[a][q][1], 0, 16, 1, 17, 2, 18, 3,
+							   19, 4, 20, 5, 21, 6, 22, 7, 23);
+			v16sf hi = __builtin_shufflevector(acc[a][q][0], acc[a][q][1], 8, 24, 9, 25, 10, 26,
+							   11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+			*(v16sf_u *)(yr + 32 * q) = bv + lo;
+			*(v16sf_u *)(yr + 32 * q + 16) = bv + hi;
+		}
+	}
+}
+
+/* Output channel m's row ih sh + ki, input columns [c0, W), one at a time. */
+static void convt_tail(const struct convt_job *j, int64_t m, int64_t ih, int64_t ki, int64_t c0)
+{
+	const struct conv_geom *g = &j->g;
+	int64_t hw = g->H * g->W, ohw = g->OH * g->OW, taps = g->kh * g->kw, mo = j->gi * g->Mg + m;
+	const float *xg = j->x + (j->ni * g->C + j->gi * g->Cg) * hw + ih * g->W;
+	const float *wm = j->w + (j->gi * g->Cg * g->Mg + m) * taps + ki * g->kw;
+	float *yr = j->y + (j->ni * g->M + mo) * ohw + (ih * g->sh + ki) * g->OW;
+	float bv = j->b ? j->b[mo] : 0.f;
+
+	for (int64_t c = c0; c < g->W; c++)
+		for (int64_t kj = 0; kj < g->kw; kj++) {
+			float acc = 0.f;
+			for (int64_t ci = 0; ci < g->Cg; ci++)
+				acc += wm[ci * g->Mg * taps + kj] * xg[ci * hw + c];
+			yr[c * g->sw + kj] = bv + acc;
+		}
+}
+
+/* Units [u0, u1) of (block of 4 output channels, input row) of image ni,
+ * group gi: every output row they make, bias and activation included. */
+CPU_CLONES
+static void convt_rows(void *arg, int64_t u0, int64_t u1)
+{
+	const struct convt_job *j = arg;
+	const struct conv_geom *g = &j->g;
+	int64_t mb = (g->Mg + 3) / 4, ohw = g->OH * g->OW;
+
+	for (int64_t u = u0; u < u1; u++) {
+		int64_t m0 = u / g->H * 4, ih = u % g->H, m1 = m0 + 4 < g->Mg ? m0 + 4 : g->Mg;
+		(void)mb;
+		for (int64_t ki = 0; ki < g->kh; ki++) {
+			int64_t c = 0;
+			if (g->kw == 2) {
+				if (m1 - m0 == 4)
+					for (; c + 16 <= g->W; c += 16)
+						convt_block(j, m0, ih, ki, c, 4, 1);
+				else
+					for (int64_t m = m0; m < m1; m++)
+						for (c = 0; c + 64 <= g->W; c += 64)
+							convt_block(j, m, ih, ki, c, 1, 4);
+				if (m1 - m0 != 4)
+					for (int64_t m = m0; m < m1; m++) {
+						int64_t cm = c;
+						for (; cm + 16 <= g->W; cm += 16)
+							convt_block(j, m, ih, ki, cm, 1, 1);
+						convt_tail(j, m, ih, ki, cm);
+					}
+				else
+					for (int64_t m = m0; m < m1; m++)
+						convt_tail(j, m, ih, ki, c);
+			} else {
+				for (int64_t m = m0; m < m1; m++)
+					convt_tail(j, m, ih, ki, 0);
+			}
+			for (int64_t m = m0; m < m1; m++)
+				cpu_bias_act(j->y + (j->ni * g->M + j->gi * g->Mg + m) * ohw +
+						     (ih * g->sh + ki) * g->OW,
+					     1, g->OW, g->OW, NULL, NULL, &j->n->p.conv.act);
+		}
+	}
+}
+
 CPU_KERNEL(cpu_conv_transpose)
 {
 	struct convt_job j = { .c = c, .n = n };
@@ -767,6 +890,13 @@ CPU_KERNEL(cpu_conv_transpose)
 	j.w = in[1].data;
 	j.b = n->n_in > 2 && in[2].data ? in[2].data : NULL;
 	j.y = out[0].data;
+	const char *dir = getenv("SPLITD_CONVT_DIRECT");	/* measurements: 0 = cols + col2im */
+	if (convt_direct(g) && !(dir && *dir == '0')) {
+		for (j.ni = 0; j.ni < g->N; j.ni++)
+			for (j.gi = 0; j.gi < g->G; j.gi++)
+				cpu_parallel(c, (g->Mg + 3) / 4 * g->H, convt_rows, &j);
+		return 0;
+	}
 	if ((rc = cpu_scratch_reserve_n(c, 1, (size_t)(g->Mg * g->kh * g->kw * g->H * g->W) * 4 + 4)))
 		return rc;
 	j.cols = c->scratch[0];

@@ -352,16 +352,21 @@ static int new_const(struct engine *e, const char *base, const char *suffix, enu
 
 static void append_op(struct eng_node *n, const char *what)
 {
+	char w[sizeof(n->op)];	/* what may be another node's op, in the same array */
 	size_t l = strlen(n->op);
-	snprintf(n->op + l, sizeof(n->op) - l, "+%s", what);
+	snprintf(w, sizeof(w), "%s", what);
+	snprintf(n->op + l, sizeof(n->op) - l, "+%s", w);
 }
 
-/* Conv -> BatchNormalization: scale the weights, shift the bias. */
+/* Conv or ConvTranspose -> BatchNormalization: scale the weights, shift
+ * the bias. Conv weights are M x (C/g kh kw); ConvTranspose's C x (M/g kh
+ * kw), output channel m of group gi at (gi C/g + ci, m - gi M/g). */
 static int fold_bn(struct engine *e)
 {
 	for (int i = 0; i < e->nn; i++) {
 		struct eng_node *c = &e->n[i];
-		if (c->dead || c->kind != OP_CONV || c->p.conv.act.kind != ACT_NONE || c->p.conv.has_sum)
+		if (c->dead || (c->kind != OP_CONV && c->kind != OP_CONV_TRANSPOSE) ||
+		    c->p.conv.act.kind != ACT_NONE || c->p.conv.has_sum)
 			continue;
 		if (!e->t[c->in[1]].is_const || (c->p.conv.has_bias && !e->t[c->in[2]].is_const))
 			continue;
@@ -377,7 +382,11 @@ static int fold_bn(struct engine *e)
 		if (!ok)
 			continue;
 		struct eng_tensor *w = &e->t[c->in[1]];
-		int64_t M = w->shape[0], per = w->bytes / 4 / M;
+		int tr = c->kind == OP_CONV_TRANSPOSE;
+		int64_t G = c->p.conv.group, M = tr ? w->shape[1] * G : w->shape[0];
+		int64_t rows = w->shape[0], per = w->bytes / 4 / rows;	/* tr: per = M/g kh kw */
+		if (e->t[b->out[0]].ndim < 2 || e->t[b->out[0]].shape[1] != M)
+			continue;
 		/* a weight only this conv reads is scaled in place (it moves to
 		 * the folded tensor): the model's weights are never held twice */
 		int own = use_count(e, c->in[1]) == 1 && !w->is_input;
@@ -401,9 +410,18 @@ static int fold_bn(struct engine *e)
 		const float *ow = own ? nw : w->data;
 		for (int64_t m = 0; m < M; m++) {
 			float s = sc[m] / sqrtf(var[m] + b->p.bn.eps);
-			for (int64_t k = 0; k < per; k++)
-				nw[m * per + k] = ow[m * per + k] * s;
+			if (!tr)
+				for (int64_t k = 0; k < per; k++)
+					nw[m * per + k] = ow[m * per + k] * s;
 			nb[m] = ((ob ? ob[m] : 0.f) - mean[m]) * s + sh[m];
+		}
+		if (tr) {	/* row ci: the M/g output channels of its group, kh kw taps each */
+			int64_t mg = M / G, taps = per / mg;
+			for (int64_t ci = 0; ci < rows; ci++)
+				for (int64_t k = 0; k < per; k++) {
+					int64_t m = ci / (rows / G) * mg + k / taps;
+					nw[ci * per + k] = ow[ci * per + k] * (sc[m] / sqrtf(var[m] + b->p.bn.eps));
+				}
 		}
 		c->in[1] = wi;
 		c->in[2] = bias;
@@ -428,11 +446,23 @@ static int act_of(const struct eng_node *n, struct act_params *a)
 	}
 }
 
-/* Conv -> activation (and x * Sigmoid(x) = SiLU; conv + residual add). */
+/* Conv -> activation (and x * Sigmoid(x) = SiLU; conv + residual add);
+ * ConvTranspose -> activation (its kernel applies one; no residual). */
 static void fuse_conv(struct engine *e)
 {
 	for (int i = 0; i < e->nn; i++) {
 		struct eng_node *c = &e->n[i];
+		if (!c->dead && c->kind == OP_CONV_TRANSPOSE && c->p.conv.act.kind == ACT_NONE) {
+			int ni = sole_consumer(e, c->out[0]);
+			struct act_params act;
+			if (ni >= 0 && act_of(&e->n[ni], &act)) {
+				c->p.conv.act = act;
+				c->out[0] = e->n[ni].out[0];
+				append_op(c, e->n[ni].op);
+				e->n[ni].dead = 1;
+			}
+			continue;
+		}
 		if (c->dead || c->kind != OP_CONV)
 			continue;
 		int y = c->out[0];

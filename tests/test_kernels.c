@@ -328,6 +328,38 @@ static void test_conv_bn_add_relu(void **state)
 	free(y), free(x), free(w), free(s), free(bb), free(mu), free(v);
 }
 
+/* ConvTranspose 2x2 stride 2 in 2 groups (4 -> 6 channels), then
+ * BatchNormalization and Relu: one node once the BN is folded into the
+ * weights (row ci scaled per output channel of its group) and the Relu
+ * fused (its taps-apart kernel). */
+static void test_convt_bn_relu(void **state)
+{
+	(void)state;
+	const char *m = "convt_bn_relu";
+	float *x = rnd(4 * 5 * 19, 4), *w = load_bin(m, "w", 48), *s = load_bin(m, "s", 6);
+	float *bb = load_bin(m, "bb", 6), *mu = load_bin(m, "m", 6), *v = load_bin(m, "v", 6);
+	float want[6 * 10 * 38];
+	for (int co = 0; co < 6; co++)
+		for (int oh = 0; oh < 10; oh++)
+			for (int ow = 0; ow < 38; ow++) {
+				int g = co / 3, ih = oh / 2, iw = ow / 2;
+				double acc = 0;
+				for (int ci = g * 2; ci < g * 2 + 2; ci++)
+					acc += (double)w[((ci * 3 + co % 3) * 2 + oh % 2) * 2 + ow % 2] *
+					       x[(ci * 5 + ih) * 19 + iw];
+				double t = (acc - mu[co]) / sqrt(v[co] + 1e-3) * s[co] + bb[co];
+				want[(co * 10 + oh) * 38 + ow] = (float)(t > 0 ? t : 0);
+			}
+	struct io in = { "x", 4, { 1, 4, 5, 19 }, x };
+	int64_t n;
+	int nodes;
+	float *y = run_model(m, 2, &in, 1, &n, &nodes);
+	assert_int_equal(nodes, 1);	/* BN folded, Relu fused */
+	assert_int_equal(n, 6 * 10 * 38);
+	assert_close(y, want, n);
+	free(y), free(x), free(w), free(s), free(bb), free(mu), free(v);
+}
+
 static void ref_pool(const float *x, int64_t NC, int64_t H, int64_t W, int64_t kh, int64_t kw,
 		     int64_t sh, int64_t sw, int64_t pt, int64_t pl, int64_t pb, int64_t pr,
 		     int ceil_mode, int is_max, int include_pad, int64_t *OH, int64_t *OW, float *y)
@@ -763,6 +795,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_conv_dw_relu),
 		cmocka_unit_test(test_gelu),
 		cmocka_unit_test(test_conv_bn_add_relu),
+		cmocka_unit_test(test_convt_bn_relu),
 		cmocka_unit_test(test_pools),
 		cmocka_unit_test(test_broadcast),
 		cmocka_unit_test(test_resize),

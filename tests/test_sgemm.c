@@ -502,6 +502,100 @@ static void test_conv_direct(void **state)
 	(void)state;
 }
 
+/* ConvTranspose against a float64 reference: the taps-apart path (strides
+ * equal to the kernel, no pads: 2x2 stride 2 upsampling) with channel
+ * blocks of 4 and their remainder, columns in vectors of 16 and 64 and a
+ * scalar tail, 3x3 stride 3 (one column at a time), groups, 1-D; and
+ * geometries that take cols + col2im (pads, overlapping taps), also with
+ * SPLITD_CONVT_DIRECT=0 on the taps-apart ones. Tolerance as for Conv. */
+struct convt_case {
+	int64_t C, H, W, M, kh, kw, sh, sw, pt, pl, pb, pr, group;
+	int bias;
+	enum act_kind act;
+};
+
+static void run_convt(const struct convt_case *k, int threads)
+{
+	int64_t OH = (k->H - 1) * k->sh + k->kh - k->pt - k->pb;
+	int64_t OW = (k->W - 1) * k->sw + k->kw - k->pl - k->pr;
+	int64_t Cg = k->C / k->group, Mg = k->M / k->group, ny = k->M * OH * OW;
+	float *x = rnd(k->C * k->H * k->W, 11), *w = rnd(k->C * Mg * k->kh * k->kw, 12);
+	float *b = k->bias ? rnd(k->M, 13) : NULL, *y = calloc(ny + 1, sizeof(float));
+	double *want = calloc(ny, sizeof(double)), *mag = calloc(ny, sizeof(double));
+	struct eng_tensor t[4];
+	struct engine e = { .t = t, .nt = 4, .threads = threads, .be = &backend_cpu };
+	struct eng_node n = { .kind = OP_CONV_TRANSPOSE, .n_in = 3, .n_out = 1, .in = { 0, 1, 2 },
+			      .out = { 3 } };
+
+	assert_true(y && want && mag);
+	for (int64_t m = 0; m < k->M; m++)
+		for (int64_t i = 0; i < OH * OW; i++)
+			want[m * OH * OW + i] = b ? b[m] : 0, mag[m * OH * OW + i] = b ? fabs(b[m]) : 0;
+	for (int64_t ci = 0; ci < k->C; ci++)
+		for (int64_t ih = 0; ih < k->H; ih++)
+			for (int64_t iw = 0; iw < k->W; iw++)
+				for (int64_t mm = 0; mm < Mg; mm++)
+					for (int64_t ki = 0; ki < k->kh; ki++)
+						for (int64_t kj = 0; kj < k->kw; kj++) {
+							int64_t oh = ih * k->sh - k->pt + ki, ow = iw * k->sw - k->pl + kj;
+							if (oh < 0 || oh >= OH || ow < 0 || ow >= OW)
+								continue;
+							int64_t m = ci / Cg * Mg + mm, o = (m * OH + oh) * OW + ow;
+							double v = (double)w[((ci * Mg + mm) * k->kh + ki) * k->kw + kj] *
+								   x[(ci * k->H + ih) * k->W + iw];
+							want[o] += v, mag[o] += fabs(v);
+						}
+	if (k->act == ACT_RELU)
+		for (int64_t i = 0; i < ny; i++)
+			want[i] = want[i] > 0 ? want[i] : 0;
+	set_tensor(&t[0], k->C, k->H, k->W, x, 0);
+	set_tensor(&t[1], k->C, Mg, k->kh, w, 1);
+	t[1].shape[0] = k->C, t[1].shape[1] = Mg, t[1].shape[2] = k->kh, t[1].shape[3] = k->kw;
+	set_tensor(&t[2], k->M, 1, 1, b, 1);
+	t[2].ndim = 1, t[2].shape[0] = k->M;
+	set_tensor(&t[3], k->M, OH, OW, y, 0);
+	n.p.conv = (struct conv_params){ .kernel = { k->kh, k->kw }, .stride = { k->sh, k->sw },
+					 .dil = { 1, 1 }, .pads = { k->pt, k->pl, k->pb, k->pr },
+					 .group = k->group, .spatial = 2, .has_bias = k->bias,
+					 .act = { k->act, 0.f, 0.f } };
+	e.work_bytes = 0;
+	run_node(&e, &n, cpu_conv_transpose);
+	char what[160];
+	snprintf(what, sizeof(what), "convtranspose C%ld %ldx%ld M%ld k%ldx%ld s%ld,%ld p%ld,%ld,%ld,%ld g%ld t%d%s",
+		 (long)k->C, (long)k->H, (long)k->W, (long)k->M, (long)k->kh, (long)k->kw, (long)k->sh,
+		 (long)k->sw, (long)k->pt, (long)k->pl, (long)k->pb, (long)k->pr, (long)k->group, threads,
+		 getenv("SPLITD_CONVT_DIRECT") ? " (cols)" : "");
+	check(what, y, want, mag, ny, Cg * k->kh * k->kw + 1);
+	free(x), free(w), free(b), free(y), free(want), free(mag);
+}
+
+static void test_conv_transpose(void **state)
+{
+	static const struct convt_case cases[] = {
+		/* C  H   W   M   kh kw sh sw pt pl pb pr g  bias act */
+		{ 16, 7, 160, 16, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, ACT_RELU },	/* blocks of 4, x16 */
+		{ 16, 5, 133, 1, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, ACT_NONE },	/* 1 channel: x64, x16, tail */
+		{ 9, 6, 37, 6, 2, 2, 2, 2, 0, 0, 0, 0, 1, 0, ACT_RELU },	/* 4 + 2 channels, tail */
+		{ 8, 4, 21, 10, 2, 2, 2, 2, 0, 0, 0, 0, 2, 1, ACT_NONE },	/* groups */
+		{ 5, 6, 9, 7, 3, 3, 3, 3, 0, 0, 0, 0, 1, 1, ACT_RELU },	/* 3x3 stride 3 */
+		{ 6, 1, 40, 8, 1, 2, 1, 2, 0, 0, 0, 0, 1, 1, ACT_NONE },	/* 1-D */
+		/* cols + col2im */
+		{ 6, 5, 7, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, ACT_RELU },	/* overlapping, pads */
+		{ 6, 5, 7, 4, 2, 2, 2, 2, 1, 0, 0, 1, 1, 1, ACT_NONE },	/* taps apart, pads */
+	};
+	worst = 0;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+		for (int th = 1; th <= 3; th++) {
+			run_convt(&cases[c], th);
+			setenv("SPLITD_CONVT_DIRECT", "0", 1);
+			run_convt(&cases[c], th);
+			unsetenv("SPLITD_CONVT_DIRECT");
+		}
+	printf("MARGIN sgemm_conv_transpose %.3g\n", worst);
+	worst = 0;
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +603,7 @@ int main(void)
 		cmocka_unit_test(test_conv_isas),
 		cmocka_unit_test(test_im2col_avx512),
 		cmocka_unit_test(test_conv_direct),
+		cmocka_unit_test(test_conv_transpose),
 		cmocka_unit_test(test_gemm_one_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

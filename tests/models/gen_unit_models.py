@@ -123,6 +123,17 @@ def main(out):
          [vi("x", [1, 8, 7, 5])], [vo("y")],
          [w("w", [8, 8, 1, 1], 6), w("s", [8], 7), w("bb", [8], 8), w("m", [8], 9),
           numpy_helper.from_array((r.random(8) + 0.5).astype(np.float32), "v")])
+    # ConvTranspose 2x2 stride 2, 2 groups, + BatchNormalization + Relu
+    # (the BN folded into its C x M/g kh kw weights, the Relu fused: one node)
+    r = np.random.default_rng(10)
+    save(out, "convt_bn_relu",
+         [helper.make_node("ConvTranspose", ["x", "w"], ["c"], kernel_shape=[2, 2],
+                           strides=[2, 2], group=2),
+          helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], epsilon=1e-3),
+          helper.make_node("Relu", ["n"], ["y"])],
+         [vi("x", [1, 4, 5, 19])], [vo("y")],
+         [w("w", [4, 3, 2, 2], 11), w("s", [6], 12), w("bb", [6], 13), w("m", [6], 14),
+          numpy_helper.from_array((r.random(6) + 0.5).astype(np.float32), "v")])
     # pooling
     save(out, "maxpool_ceil",
          [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
