@@ -9,7 +9,7 @@
 #        square kernel, stride, groups (default 1; C for depthwise); padding
 #        K/2 and a ReLU after, as the models have them. Examples:
 #   bench/conv_layer.sh 576:14:576:3:1:576 144:56:144:3:1:144 96:112:96:3:2:96 3:640:32:7:2
-# The "scalar" column sets SPLITD_CONV_DW_SCALAR=1 and
+# The "scalar" column sets SPLITD_CONV_DW_SCALAR=1, SPLITD_CONV_DIRECT=0 and
 # SPLITD_CONV_IM2COL_SCALAR=1 (the paths every other ISA runs).
 set -eu
 
@@ -68,7 +68,7 @@ EOF
 	vec= sca=
 	for _ in $(seq "$rounds"); do
 		vec="$vec $(node_ms "$m")"
-		sca="$sca $(node_ms "$m" SPLITD_CONV_DW_SCALAR=1 SPLITD_CONV_IM2COL_SCALAR=1)"
+		sca="$sca $(node_ms "$m" SPLITD_CONV_DW_SCALAR=1 SPLITD_CONV_IM2COL_SCALAR=1 SPLITD_CONV_DIRECT=0)"
 	done
 	printf '%-22s %-10s%s\n%-22s %-10s%s\n' "$spec" avx512 "$vec" "" scalar "$sca"
 done
