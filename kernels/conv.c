@@ -9,8 +9,13 @@
  * prepare into the micro-kernel's panels (per group), and each block of
  * output columns packs its B per call (im2col row by row, cut into panels)
  * (1x1: copied from the input planes); planes of few pixels (7x7, 14x14)
- * use the transposed tiles (sgemm_packed_t). Bias, the residual sum and the
- * activation are applied to each block while it is in cache. */
+ * use the transposed tiles (sgemm_packed_t). With AVX-512, a conv of
+ * stride 1 that keeps its row width reads B from the input itself
+ * (conv_direct_avx512). Bias, the residual sum and the activation are
+ * applied to each block while it is in cache.
+ *
+ * ConvTranspose whose taps never overlap is made row by row
+ * (convt_rows); otherwise cols = W^T X, then col2im. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -827,31 +832,26 @@ static void convt_rows(void *arg, int64_t u0, int64_t u1)
 {
 	const struct convt_job *j = arg;
 	const struct conv_geom *g = &j->g;
-	int64_t mb = (g->Mg + 3) / 4, ohw = g->OH * g->OW;
+	int64_t ohw = g->OH * g->OW;
 
 	for (int64_t u = u0; u < u1; u++) {
 		int64_t m0 = u / g->H * 4, ih = u % g->H, m1 = m0 + 4 < g->Mg ? m0 + 4 : g->Mg;
-		(void)mb;
 		for (int64_t ki = 0; ki < g->kh; ki++) {
-			int64_t c = 0;
-			if (g->kw == 2) {
-				if (m1 - m0 == 4)
+			if (g->kw == 2 && m1 - m0 == 4) {	/* 4 channels x 16 columns */
+				int64_t c = 0;
+				for (; c + 16 <= g->W; c += 16)
+					convt_block(j, m0, ih, ki, c, 4, 1);
+				for (int64_t m = m0; m < m1; m++)
+					convt_tail(j, m, ih, ki, c);
+			} else if (g->kw == 2) {	/* fewer channels: 64 columns, then 16 */
+				for (int64_t m = m0; m < m1; m++) {
+					int64_t c = 0;
+					for (; c + 64 <= g->W; c += 64)
+						convt_block(j, m, ih, ki, c, 1, 4);
 					for (; c + 16 <= g->W; c += 16)
-						convt_block(j, m0, ih, ki, c, 4, 1);
-				else
-					for (int64_t m = m0; m < m1; m++)
-						for (c = 0; c + 64 <= g->W; c += 64)
-							convt_block(j, m, ih, ki, c, 1, 4);
-				if (m1 - m0 != 4)
-					for (int64_t m = m0; m < m1; m++) {
-						int64_t cm = c;
-						for (; cm + 16 <= g->W; cm += 16)
-							convt_block(j, m, ih, ki, cm, 1, 1);
-						convt_tail(j, m, ih, ki, cm);
-					}
-				else
-					for (int64_t m = m0; m < m1; m++)
-						convt_tail(j, m, ih, ki, c);
+						convt_block(j, m, ih, ki, c, 1, 1);
+					convt_tail(j, m, ih, ki, c);
+				}
 			} else {
 				for (int64_t m = m0; m < m1; m++)
 					convt_tail(j, m, ih, ki, 0);

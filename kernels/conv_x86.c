@@ -1,4 +1,4 @@
-/* The AVX-512 parts of Conv (conv-impl.h), both built on masked loads that
+/* The AVX-512 parts of Conv (conv-impl.h), all built on masked loads that
  * leave the lanes whose input falls in the padding out of the mask, so
  * they stay zero (masked-off lanes are never read: AVX-512 masked loads do
  * not fault):
@@ -11,6 +11,9 @@
  *   (two halves into two panels 8 wide). The masks and offsets depend on
  *   the tap only, so the loop over the input channels is loads and a
  *   store; groups away from the edges skip the masks (pack_interior).
+ * - direct convolution (stride 1, rows kept whole): B's rows are masked
+ *   loads of the input planes themselves, fed to an 8 x 32 kernel like
+ *   the packed GEMM's (no im2col at all).
  * - depthwise 3x3 planes: eight output rows at a time in groups of 16
  *   columns, each input row's three shifted vectors loaded once (masked,
  *   straight from the unpadded plane) for every output row it feeds,
