@@ -757,8 +757,42 @@ static void convt_col2im(void *arg, int64_t m0, int64_t m1)
 
 static int convt_direct(const struct conv_geom *g)
 {
+	const char *e = getenv("SPLITD_CONVT_DIRECT");	/* measurements: 0 = cols + col2im */
 	return g->sh == g->kh && g->sw == g->kw && g->dh == 1 && g->dw == 1 && !g->pt && !g->pl &&
-	       g->OH == g->H * g->sh && g->OW == g->W * g->sw;
+	       g->OH == g->H * g->sh && g->OW == g->W * g->sw && !(e && *e == '0');
+}
+
+/* A ConvTranspose's geometry: input x (C x H x W), output y (M x OH x OW). */
+static void convt_geom(const struct eng_node *n, const struct tensor_view *x,
+		       const struct tensor_view *y, struct conv_geom *g)
+{
+	const struct conv_params *p = &n->p.conv;
+	int sp = x->ndim - 2;
+	*g = (struct conv_geom){ .N = x->shape[0], .C = x->shape[1], .H = sp == 2 ? x->shape[2] : 1,
+				 .W = x->shape[x->ndim - 1], .M = y->shape[1],
+				 .OH = sp == 2 ? y->shape[2] : 1, .OW = y->shape[y->ndim - 1],
+				 .G = p->group, .kh = p->kernel[0], .kw = p->kernel[1],
+				 .sh = p->stride[0], .sw = p->stride[1], .dh = p->dil[0], .dw = p->dil[1],
+				 .pt = p->pads[0], .pl = p->pads[1] };
+	g->Cg = g->C / g->G;
+	g->Mg = g->M / g->G;
+}
+
+/* Once per node: which path, and the cols buffer only the general one
+ * needs (one image and group: Mg kh kw x H W floats). */
+int cpu_conv_transpose_prepare(struct engine *e, struct eng_node *n)
+{
+	struct conv_plan *pl = calloc(1, sizeof(*pl));
+	struct tensor_view x = eng_view(&e->t[n->in[0]], NULL), y = eng_view(&e->t[n->out[0]], NULL);
+	struct conv_geom g;
+
+	if (!pl)
+		return -ENOMEM;
+	convt_geom(n, &x, &y, &g);
+	n->packed = pl;
+	pl->direct = convt_direct(&g);
+	n->work_bytes = pl->direct ? 0 : (size_t)(g.Mg * g.kh * g.kw * g.H * g.W) * 4 + 4;
+	return 0;
 }
 
 /* Output row ih sh + ki of channels [m, m + MB): input columns [c, c + 16 CB)
@@ -868,30 +902,15 @@ CPU_KERNEL(cpu_conv_transpose)
 {
 	struct convt_job j = { .c = c, .n = n };
 	struct conv_geom *g = &j.g;
-	const struct conv_params *p = &n->p.conv;
-	int sp = in[0].ndim - 2;
+	const struct conv_plan *pl = n->packed;
 	int rc;
 
-	g->N = in[0].shape[0];
-	g->C = in[0].shape[1];
-	g->H = sp == 2 ? in[0].shape[2] : 1;
-	g->W = in[0].shape[in[0].ndim - 1];
-	g->M = out[0].shape[1];
-	g->OH = sp == 2 ? out[0].shape[2] : 1;
-	g->OW = out[0].shape[out[0].ndim - 1];
-	g->G = p->group;
-	g->Cg = g->C / g->G;
-	g->Mg = g->M / g->G;
-	g->kh = p->kernel[0], g->kw = p->kernel[1];
-	g->sh = p->stride[0], g->sw = p->stride[1];
-	g->dh = p->dil[0], g->dw = p->dil[1];
-	g->pt = p->pads[0], g->pl = p->pads[1];
+	convt_geom(n, &in[0], &out[0], g);
 	j.x = in[0].data;
 	j.w = in[1].data;
 	j.b = n->n_in > 2 && in[2].data ? in[2].data : NULL;
 	j.y = out[0].data;
-	const char *dir = getenv("SPLITD_CONVT_DIRECT");	/* measurements: 0 = cols + col2im */
-	if (convt_direct(g) && !(dir && *dir == '0')) {
+	if (pl ? pl->direct : convt_direct(g)) {
 		for (j.ni = 0; j.ni < g->N; j.ni++)
 			for (j.gi = 0; j.gi < g->G; j.gi++)
 				cpu_parallel(c, (g->Mg + 3) / 4 * g->H, convt_rows, &j);

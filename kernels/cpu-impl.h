@@ -62,7 +62,8 @@ CPU_KERNEL(cpu_topk);
 CPU_KERNEL(cpu_einsum);
 
 int cpu_conv_prepare(struct engine *e, struct eng_node *n);
-void cpu_conv_release(struct eng_node *n);
+void cpu_conv_release(struct eng_node *n);	/* Conv's and ConvTranspose's */
+int cpu_conv_transpose_prepare(struct engine *e, struct eng_node *n);
 /* How a prepared Conv runs: "depthwise", "direct" (B read from the input),
  * "im2col", "1x1", or with "-t" the transposed tiles ("im2col-t", "1x1-t"). */
 const char *cpu_conv_path(const struct eng_node *n);

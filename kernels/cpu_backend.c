@@ -117,20 +117,14 @@ static int cpu_prepare(struct engine *e, struct eng_node *n)
 {
 	if (n->kind == OP_CONV)
 		return cpu_conv_prepare(e, n);
-	if (n->kind == OP_CONV_TRANSPOSE) {
-		const struct eng_tensor *w = &e->t[n->in[1]], *x = &e->t[n->in[0]];
-		int64_t C = w->shape[0], Mg = w->shape[1], hw = 1;
-		for (int i = 2; i < x->ndim; i++)
-			hw *= x->shape[i];
-		n->work_bytes = (size_t)(Mg * n->p.conv.kernel[0] * n->p.conv.kernel[1]) * hw * 4;
-		(void)C;
-	}
+	if (n->kind == OP_CONV_TRANSPOSE)
+		return cpu_conv_transpose_prepare(e, n);
 	return 0;
 }
 
 static void cpu_release(struct eng_node *n)
 {
-	if (n->kind == OP_CONV)
+	if (n->kind == OP_CONV || n->kind == OP_CONV_TRANSPOSE)
 		cpu_conv_release(n);
 }
 

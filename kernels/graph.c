@@ -446,6 +446,21 @@ static int act_of(const struct eng_node *n, struct act_params *a)
 	}
 }
 
+/* The activation node that alone reads conv c's output, taken into c;
+ * returns whether there was one. */
+static int fuse_act(struct engine *e, struct eng_node *c)
+{
+	int ni = sole_consumer(e, c->out[0]);
+	struct act_params act;
+	if (ni < 0 || !act_of(&e->n[ni], &act))
+		return 0;
+	c->p.conv.act = act;
+	c->out[0] = e->n[ni].out[0];
+	append_op(c, e->n[ni].op);
+	e->n[ni].dead = 1;
+	return 1;
+}
+
 /* Conv -> activation (and x * Sigmoid(x) = SiLU; conv + residual add);
  * ConvTranspose -> activation (its kernel applies one; no residual). */
 static void fuse_conv(struct engine *e)
@@ -453,14 +468,7 @@ static void fuse_conv(struct engine *e)
 	for (int i = 0; i < e->nn; i++) {
 		struct eng_node *c = &e->n[i];
 		if (!c->dead && c->kind == OP_CONV_TRANSPOSE && c->p.conv.act.kind == ACT_NONE) {
-			int ni = sole_consumer(e, c->out[0]);
-			struct act_params act;
-			if (ni >= 0 && act_of(&e->n[ni], &act)) {
-				c->p.conv.act = act;
-				c->out[0] = e->n[ni].out[0];
-				append_op(c, e->n[ni].op);
-				e->n[ni].dead = 1;
-			}
+			fuse_act(e, c);
 			continue;
 		}
 		if (c->dead || c->kind != OP_CONV)
@@ -488,17 +496,8 @@ static void fuse_conv(struct engine *e)
 				y = c->out[0];
 			}
 		}
-		if (c->p.conv.act.kind != ACT_NONE)
+		if (c->p.conv.act.kind != ACT_NONE || fuse_act(e, c))
 			continue;
-		int ni = sole_consumer(e, y);
-		struct act_params act;
-		if (ni >= 0 && act_of(&e->n[ni], &act)) {
-			c->p.conv.act = act;
-			c->out[0] = e->n[ni].out[0];
-			append_op(c, e->n[ni].op);
-			e->n[ni].dead = 1;
-			continue;
-		}
 		/* SiLU: y used by exactly Sigmoid(y) and Mul(y, sig) */
 		if (use_count(e, y) != 2 || e->t[y].is_output)
 			continue;
