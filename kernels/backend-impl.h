@@ -44,8 +44,12 @@ struct backend_ops {
 	int (*healthy)(const void *bctx);
 };
 
-/* Registry (backend.c): the one place that knows which backends exist. */
+/* Registry (backend.c): the one place that knows which backends exist.
+ * NULL for a name that is not a backend, or one built as a library of its
+ * own (cuda) that did not load; backend_load_error says why for that one
+ * (NULL otherwise). */
 const struct backend_ops *backend_find(const char *name);
+const char *backend_load_error(const char *name);
 /* Add a backend beyond the built ones (tests: a fault-injecting one).
  * 0, -EEXIST (the name is taken) or -ENOSPC. Not thread-safe: register
  * before loading engines. */

@@ -69,7 +69,9 @@ static int load(const void *data, size_t len, const struct engine_opts *opts, un
 	EVP_Digest(data, len, e->sha256, &mdlen, EVP_sha256(), NULL);
 	e->be = backend_find(opts ? opts->backend : NULL);
 	if (!e->be) {
-		rc = ERR("backend '%s' is not built in", opts->backend);
+		const char *why = backend_load_error(opts->backend);
+		rc = why ? ERR("backend '%s' did not load: %s", opts->backend, why)
+			 : ERR("backend '%s' is not built in", opts->backend);
 		goto out;
 	}
 	e->threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -10,7 +10,7 @@ endif()
 add_executable(test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda.c
                ${CMAKE_CURRENT_SOURCE_DIR}/onnx/refdata.c ${CMAKE_CURRENT_SOURCE_DIR}/errbound.c)
 target_include_directories(test_cuda PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/onnx)
-target_link_libraries(test_cuda PRIVATE splitd_kernels PkgConfig::JANSSON PkgConfig::CMOCKA
+target_link_libraries(test_cuda PRIVATE splitd_kernels splitd_cuda CUDA::cudart PkgConfig::JANSSON PkgConfig::CMOCKA
                       ${MATH_LIB})
 
 # splitd's CUDA backend vs the CPU backend on one model (bench/gpu_vs_torch.sh)

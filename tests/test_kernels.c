@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "backend-impl.h"
 #include "engine.h"
 #include "errbound.h"
 #include "threadpool.h"
@@ -782,6 +783,47 @@ static void test_tpool(void **state)
 	tpool_free(p);
 }
 
+/* Whether this process maps a file whose name holds `lib`. */
+static int maps_has(const char *lib)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[4096];
+	int found = 0;
+
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, lib) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* The CUDA backend is a library of its own, opened the first time it is
+ * asked for (kernels/cuda/CMakeLists.txt): this process, which has loaded
+ * and run CPU engines by now (the tests above), maps none of cuDNN, cuBLAS
+ * and the CUDA runtime; asking for it maps them (where it is built and its
+ * libraries load). Linked into the binary they cost ~200 MB of RSS. */
+static void test_cuda_module_lazy(void **state)
+{
+	(void)state;
+	assert_false(maps_has("libcudnn"));
+	assert_false(maps_has("libcublas"));
+	assert_false(maps_has("libcudart"));
+	assert_false(maps_has("libsplitd_cuda"));
+	const struct backend_ops *be = backend_find("cuda");
+	const char *why = backend_load_error("cuda");
+	if (be) {
+		assert_null(why);
+		assert_string_equal(be->name, "cuda");
+		assert_true(maps_has("libsplitd_cuda"));
+		assert_true(maps_has("libcudnn"));
+		print_message("cuda backend loaded on demand\n");
+	} else if (why) {
+		print_message("cuda backend built, did not load here: %s\n", why);
+	} else {
+		print_message("cuda backend not built\n");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -806,6 +848,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_ranges_and_cuts),
 		cmocka_unit_test(test_bad_models),
 		cmocka_unit_test(test_tpool),
+		cmocka_unit_test(test_cuda_module_lazy),	/* last: it loads the CUDA backend */
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

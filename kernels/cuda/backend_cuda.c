@@ -919,3 +919,8 @@ const struct backend_ops backend_cuda = {
 	.available = backend_cuda_available,
 	.healthy = backend_cuda_healthy,
 };
+
+/* What backend.c checks before it takes the table above: the build this
+ * library belongs to, and the size of the table it was compiled against. */
+const char *const backend_cuda_version = SPLITD_VERSION;
+const size_t backend_cuda_ops_size = sizeof(struct backend_ops);

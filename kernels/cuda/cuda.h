@@ -1,8 +1,9 @@
 /* The CUDA/cuDNN backend beyond its struct backend_ops table (issue 8).
  *
- * The table itself is `backend_cuda` (backend.c registers it when the build
- * has SPLITD_HAVE_CUDA); everything else reaches the backend through the
- * registry. These few functions take the opaque per-inference context the
+ * The table itself is `backend_cuda`, in libsplitd_cuda.so, which backend.c
+ * opens when the build has SPLITD_HAVE_CUDA and a cuda backend is asked
+ * for; everything else reaches the backend through the registry. These
+ * functions are for code linked with libsplitd_cuda.so (tests/test_cuda.c). These few functions take the opaque per-inference context the
  * table's ctx_new() returned. All return 0 or a negative errno. */
 #ifndef SPLITD_CUDA_H
 #define SPLITD_CUDA_H
