@@ -25,7 +25,8 @@ static double pct(const double *s, int n, double p)
 
 struct bench_cli {
 	const char *model;
-	int runs, warmup, profile, json;
+	int runs, warmup, json;
+	int profile;		/* 1: --profile; 2: --profile-hot, each node run twice, the second timed */
 	struct engine_opts eo;
 };
 
@@ -38,6 +39,7 @@ static int parse_args(int argc, char **argv, struct bench_cli *o)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "profile", no_argument, NULL, 'p' },
+		{ "profile-hot", no_argument, NULL, 'H' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "backend", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
@@ -68,7 +70,8 @@ static int parse_args(int argc, char **argv, struct bench_cli *o)
 				return 2;
 			}
 			break;
-		case 'p': o->profile = 1; break;
+		case 'p': o->profile = o->profile ? o->profile : 1; break;
+		case 'H': o->profile = 2; break;
 		case 'j': o->json = 1; break;
 		case 'b':
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) {
@@ -199,7 +202,7 @@ int cmd_bench(int argc, char **argv)
 	qsort(t, o.runs, sizeof(double), cmp_double);
 	if (o.profile) {
 		node_ms = calloc(engine_num_nodes(e) + 1, sizeof(double));
-		if (!node_ms || engine_profile(e, o.runs, node_ms)) {
+		if (!node_ms || (o.profile == 2 ? engine_profile_hot : engine_profile)(e, o.runs, node_ms)) {
 			fprintf(stderr, "splitd bench: profiling failed\n");
 			goto out;
 		}

@@ -45,9 +45,12 @@ static const struct command commands[] = {
 	  "Run a model on INPUT (.npy float32, or a JPEG/PNG with a preprocessing config) and\n"
 	  "write the outputs as .npy; prints one line of JSON (output shapes, ms).\n" },
 	{ "bench", cmd_bench, "measure a model's latency and per-node profile",
-	  "usage: splitd bench -m MODEL.onnx [--runs N] [--warmup N] [--threads N] [--profile] [--json]\n"
+	  "usage: splitd bench -m MODEL.onnx [--runs N] [--warmup N] [--threads N] [--profile | --profile-hot]\n"
+	  "                    [--json]\n"
 	  "\n"
-	  "Median, p10 and p90 latency in ms; --profile adds the per-node table.\n" },
+	  "Median, p10 and p90 latency in ms; --profile adds the per-node table (each node's median\n"
+	  "over N runs of the model, node after node); --profile-hot runs each node twice in a row\n"
+	  "and times the second, so its weights, inputs and output are in the caches.\n" },
 	{ "power", cmd_power, "show the power rails, tegrastats-like",
 	  "usage: splitd power [--sysfs-root DIR] [--interval-ms N] [--count N] [--json]\n"
 	  "\n"

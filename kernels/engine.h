@@ -133,6 +133,12 @@ int engine_export_range(const struct engine *e, int first, int last, const char 
  * node on a zero-filled input; node_ms has engine_num_nodes() entries. */
 int engine_profile(const struct engine *e, int runs, double *node_ms);
 
+/* The same with every node run twice in a row and the second run timed:
+ * what the node costs with its weights, inputs and output already in the
+ * caches. engine_profile's figure less this one is what bringing them in
+ * costs the node as it runs in the model (kernels/README.md). */
+int engine_profile_hot(const struct engine *e, int runs, double *node_ms);
+
 /* Banded execution (band.c) ------------------------------------------------
  * Nodes [first, last) that are all row-local (Conv, MaxPool/AveragePool with
  * any pads and ceil_mode, BatchNorm, activations, Cast, elementwise ops whose

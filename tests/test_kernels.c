@@ -660,6 +660,9 @@ static void test_ranges_and_cuts(void **state)
 	double ms[3];
 	assert_int_equal(engine_profile(e, 3, ms), 0);
 	assert_true(ms[0] >= 0 && ms[2] >= 0);
+	ms[0] = ms[2] = -1;
+	assert_int_equal(engine_profile_hot(e, 3, ms), 0);
+	assert_true(ms[0] >= 0 && ms[2] >= 0);
 	engine_ctx_free(full);
 	engine_free(e);
 	free(x);
