@@ -307,6 +307,45 @@ static void test_conv_dw_relu(void **state)
 	free(x), free(w), free(b);
 }
 
+/* A 1x1 conv + Clip feeding a depthwise conv + Relu (mobilenet_v2's
+ * expand and depthwise): on more than one thread the 1x1 conv splits its
+ * output channels, channel slice first (feeds_depthwise in conv.c), not
+ * its pixels. Against the reference, and the same bits on 1, 2 and 3
+ * threads (the split changes who computes an output, not how). */
+static void test_expand_dw(void **state)
+{
+	(void)state;
+	const char *m = "expand_dw";
+	enum { C = 8, M = 40, H = 20, W = 23 };
+	float *x = rnd(C * H * W, 6), *we = load_bin(m, "we", M * C), *be = load_bin(m, "be", M);
+	float *wd = load_bin(m, "wd", M * 9), *bd = load_bin(m, "bd", M);
+	float *e = malloc(sizeof(float) * M * H * W), *want = malloc(sizeof(float) * M * H * W), *y1 = NULL;
+	assert_non_null(e);
+	assert_non_null(want);
+	ref_conv(x, 1, C, H, W, we, be, M, 1, 1, 1, 1, 1, 1, 1, 0, 0, H, W, e);
+	for (int i = 0; i < M * H * W; i++)
+		e[i] = e[i] < 0 ? 0 : e[i] > 6 ? 6 : e[i];
+	ref_conv(e, 1, M, H, W, wd, bd, M, 3, 3, M, 1, 1, 1, 1, 1, 1, H, W, want);
+	for (int i = 0; i < M * H * W; i++)
+		want[i] = want[i] > 0 ? want[i] : 0;
+	for (int t = 1; t <= 3; t++) {
+		struct io in = { "x", 4, { 1, C, H, W }, x };
+		int64_t n;
+		int nodes;
+		float *y = run_model(m, t, &in, 1, &n, &nodes);
+		assert_int_equal(nodes, 2);	/* Clip and Relu fused */
+		assert_int_equal(n, M * H * W);
+		assert_close(y, want, n);
+		if (y1) {
+			assert_memory_equal(y, y1, sizeof(float) * n);
+			free(y);
+		} else {
+			y1 = y;
+		}
+	}
+	free(y1), free(x), free(we), free(be), free(wd), free(bd), free(e), free(want);
+}
+
 static void test_conv_bn_add_relu(void **state)
 {
 	(void)state;
@@ -840,6 +879,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_conv_dw_relu),
 		cmocka_unit_test(test_gelu),
 		cmocka_unit_test(test_conv_bn_add_relu),
+		cmocka_unit_test(test_expand_dw),
 		cmocka_unit_test(test_convt_bn_relu),
 		cmocka_unit_test(test_pools),
 		cmocka_unit_test(test_broadcast),

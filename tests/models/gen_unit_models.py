@@ -113,6 +113,18 @@ def main(out):
           helper.make_node("Relu", ["c"], ["y"])],
          [vi("x", [1, 8, 10, 13])], [vo("y")],
          [w("w", [8, 1, 3, 3], 3), w("b", [8], 4)])
+    # 1x1 expand conv + Clip(0, 6), then a depthwise 3x3 + Relu: the expand
+    # conv's threads split its output channels (it feeds a depthwise conv)
+    save(out, "expand_dw",
+         [helper.make_node("Conv", ["x", "we", "be"], ["e"], kernel_shape=[1, 1]),
+          helper.make_node("Clip", ["e", "lo", "hi"], ["c"]),
+          helper.make_node("Conv", ["c", "wd", "bd"], ["d"], group=40, pads=[1, 1, 1, 1],
+                           kernel_shape=[3, 3]),
+          helper.make_node("Relu", ["d"], ["y"])],
+         [vi("x", [1, 8, 20, 23])], [vo("y")],
+         [w("we", [40, 8, 1, 1], 21), w("be", [40], 22), w("wd", [40, 1, 3, 3], 23),
+          w("bd", [40], 24), numpy_helper.from_array(np.array(0, np.float32), "lo"),
+          numpy_helper.from_array(np.array(6, np.float32), "hi")])
     # 1x1 conv + BatchNormalization + residual Add + Relu (fused into one node)
     r = np.random.default_rng(5)
     save(out, "conv_bn_add_relu",
