@@ -311,22 +311,20 @@ static void test_conv_dw_relu(void **state)
  * expand and depthwise): on more than one thread the 1x1 conv splits its
  * output channels, channel slice first (feeds_depthwise in conv.c), not
  * its pixels. Against the reference, and the same bits on 1, 2 and 3
- * threads (the split changes who computes an output, not how). */
-static void test_expand_dw(void **state)
+ * threads (the split changes who computes an output, not how); on a
+ * 20x23 plane (NR-wide tiles) and a 14x14 one (the transposed tiles). */
+static void expand_dw(const char *m, int64_t C, int64_t M, int64_t H, int64_t W)
 {
-	(void)state;
-	const char *m = "expand_dw";
-	enum { C = 8, M = 40, H = 20, W = 23 };
 	float *x = rnd(C * H * W, 6), *we = load_bin(m, "we", M * C), *be = load_bin(m, "be", M);
 	float *wd = load_bin(m, "wd", M * 9), *bd = load_bin(m, "bd", M);
 	float *e = malloc(sizeof(float) * M * H * W), *want = malloc(sizeof(float) * M * H * W), *y1 = NULL;
 	assert_non_null(e);
 	assert_non_null(want);
 	ref_conv(x, 1, C, H, W, we, be, M, 1, 1, 1, 1, 1, 1, 1, 0, 0, H, W, e);
-	for (int i = 0; i < M * H * W; i++)
+	for (int64_t i = 0; i < M * H * W; i++)
 		e[i] = e[i] < 0 ? 0 : e[i] > 6 ? 6 : e[i];
 	ref_conv(e, 1, M, H, W, wd, bd, M, 3, 3, M, 1, 1, 1, 1, 1, 1, H, W, want);
-	for (int i = 0; i < M * H * W; i++)
+	for (int64_t i = 0; i < M * H * W; i++)
 		want[i] = want[i] > 0 ? want[i] : 0;
 	for (int t = 1; t <= 3; t++) {
 		struct io in = { "x", 4, { 1, C, H, W }, x };
@@ -344,6 +342,13 @@ static void test_expand_dw(void **state)
 		}
 	}
 	free(y1), free(x), free(we), free(be), free(wd), free(bd), free(e), free(want);
+}
+
+static void test_expand_dw(void **state)
+{
+	(void)state;
+	expand_dw("expand_dw", 8, 40, 20, 23);
+	expand_dw("expand_dw_t", 16, 64, 14, 14);
 }
 
 static void test_conv_bn_add_relu(void **state)

@@ -114,17 +114,19 @@ def main(out):
          [vi("x", [1, 8, 10, 13])], [vo("y")],
          [w("w", [8, 1, 3, 3], 3), w("b", [8], 4)])
     # 1x1 expand conv + Clip(0, 6), then a depthwise 3x3 + Relu: the expand
-    # conv's threads split its output channels (it feeds a depthwise conv)
-    save(out, "expand_dw",
-         [helper.make_node("Conv", ["x", "we", "be"], ["e"], kernel_shape=[1, 1]),
-          helper.make_node("Clip", ["e", "lo", "hi"], ["c"]),
-          helper.make_node("Conv", ["c", "wd", "bd"], ["d"], group=40, pads=[1, 1, 1, 1],
-                           kernel_shape=[3, 3]),
-          helper.make_node("Relu", ["d"], ["y"])],
-         [vi("x", [1, 8, 20, 23])], [vo("y")],
-         [w("we", [40, 8, 1, 1], 21), w("be", [40], 22), w("wd", [40, 1, 3, 3], 23),
-          w("bd", [40], 24), numpy_helper.from_array(np.array(0, np.float32), "lo"),
-          numpy_helper.from_array(np.array(6, np.float32), "hi")])
+    # conv's threads split its output channels (it feeds a depthwise conv);
+    # expand_dw_t's 14x14 plane and 64 channels take the transposed tiles
+    for name, c, m, h, wd in (("expand_dw", 8, 40, 20, 23), ("expand_dw_t", 16, 64, 14, 14)):
+        save(out, name,
+             [helper.make_node("Conv", ["x", "we", "be"], ["e"], kernel_shape=[1, 1]),
+              helper.make_node("Clip", ["e", "lo", "hi"], ["c"]),
+              helper.make_node("Conv", ["c", "wd", "bd"], ["d"], group=m, pads=[1, 1, 1, 1],
+                               kernel_shape=[3, 3]),
+              helper.make_node("Relu", ["d"], ["y"])],
+             [vi("x", [1, c, h, wd])], [vo("y")],
+             [w("we", [m, c, 1, 1], 21), w("be", [m], 22), w("wd", [m, 1, 3, 3], 23),
+              w("bd", [m], 24), numpy_helper.from_array(np.array(0, np.float32), "lo"),
+              numpy_helper.from_array(np.array(6, np.float32), "hi")])
     # 1x1 conv + BatchNormalization + residual Add + Relu (fused into one node)
     r = np.random.default_rng(5)
     save(out, "conv_bn_add_relu",
