@@ -47,25 +47,32 @@ static int cuda_try(const char *path)
 static void cuda_open(void)
 {
 	const char *env = getenv("SPLITD_CUDA_MODULE");
-	char exe[PATH_MAX], path[PATH_MAX + 64];
+	char exe[PATH_MAX], path[PATH_MAX + 64] = "";
 	ssize_t n;
 
 	if (env && *env) {	/* named: that one or none */
 		cuda_try(env);
 		return;
 	}
-	/* installed: PREFIX/lib/splitd/ beside PREFIX/bin/splitd */
+	/* installed: PREFIX/lib/splitd/ beside PREFIX/bin/splitd; where it is
+	 * there, it is the one (its error, not the build tree's, says why) */
 	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
 		exe[n] = 0;
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = 0;
 			snprintf(path, sizeof(path), "%s/../lib/splitd/%s", exe, SPLITD_CUDA_MODULE_NAME);
-			if (access(path, F_OK) == 0 && cuda_try(path) == 0)
+			if (access(path, F_OK) == 0) {
+				cuda_try(path);
 				return;
+			}
 		}
 	}
-	cuda_try(SPLITD_CUDA_MODULE_BUILD);	/* run from the build tree */
+	if (access(SPLITD_CUDA_MODULE_BUILD, F_OK) == 0)	/* run from the build tree */
+		cuda_try(SPLITD_CUDA_MODULE_BUILD);
+	else
+		snprintf(cuda_error, sizeof(cuda_error), "no %s, not at %s nor at %s (SPLITD_CUDA_MODULE names another)",
+			 SPLITD_CUDA_MODULE_NAME, *path ? path : "PREFIX/lib/splitd/", SPLITD_CUDA_MODULE_BUILD);
 }
 
 static const struct backend_ops *backend_cuda_module(void)
