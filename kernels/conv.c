@@ -152,7 +152,10 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 	 * thread packs only its own B (split by channels, both packed all of
 	 * it); reading all the weights twice costs less there */
 	int pix = trans && g->Mg < 2 * ohw && t->panels >= 2 * threads;
-	if (threads > 1 && !pix &&
+	t->chmajor = chsplit && threads > 1;
+	if (t->chmajor) {	/* thread i: channel slice i of every block */
+		t->ms = threads;
+	} else if (threads > 1 && !pix &&
 	    (trans ? imgs * t->nb < 2 * threads : imgs * t->panels < 4 * threads)) {
 		t->ms = threads;
 		if (!trans && t->panels > threads)
@@ -162,12 +165,6 @@ static void tiling(const struct conv_geom *g, const struct sgemm_kernel *k, int 
 	}
 	if (t->nb > t->panels)
 		t->nb = t->panels;
-	t->chmajor = 0;
-	if (chsplit && threads > 1) {	/* thread i: channel slice i of every block */
-		t->nb = (t->panels + pb - 1) / pb;
-		t->ms = threads;
-		t->chmajor = 1;
-	}
 	t->pmax = t->nb ? (t->panels + t->nb - 1) / t->nb : 0;
 }
 
